@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs everything cellpose-mpi needs to build, test and benchmark, from Debian packages only.
+# Usage: sudo scripts/install-deps.sh [--bench]   (--bench adds PyTorch for the reference timings)
+set -euo pipefail
+pkgs=(
+  build-essential cmake pkg-config
+  openmpi-bin libopenmpi-dev                  # MPI
+  libhdf5-openmpi-dev hdf5-tools              # parallel HDF5 + h5dump
+  libtiff-dev                                 # TIFF images
+  libopenblas-openmp-dev                      # sgemm for the network (OpenMP build)
+  libzip-dev                                  # the zip container of .pth model files
+  libmd-dev                                   # sha256 of model files (provenance)
+  libconfig-dev                               # job files
+  libjson-c-dev                               # tests read the oracle's case.json
+  python3 python3-numpy python3-h5py python3-tifffile   # test helpers (reading outputs)
+)
+[ "${1:-}" = "--bench" ] && pkgs+=(python3-torch python3-matplotlib)
+export DEBIAN_FRONTEND=noninteractive
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${pkgs[@]}"

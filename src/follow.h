@@ -1,0 +1,35 @@
+/* Flow following (CELLPOSE_ALGORITHM.md §4.3): particles start at foreground pixels and move along
+ * the network's flow field for `steps` iterations, bit-exactly as Cellpose's numba code.
+ * A particle carries its state, so a window of the field can advance it part of the way and
+ * another window (another rank) can finish it (DESIGN.md §2.4). */
+#ifndef CP_FOLLOW_H
+#define CP_FOLLOW_H
+
+#include <stdint.h>
+
+typedef struct cp_particle {
+    int64_t src;       /* global raster index of the source pixel (y * Lx + x) */
+    float py, px;      /* position */
+    int32_t steps;     /* iterations done */
+    int32_t pad_;
+} cp_particle;
+
+/* A window of the field F = (float)((float)(dP * keep) / 5.0f), interleaved (dy, dx) per pixel. */
+typedef struct cp_field {
+    int64_t Ly, Lx;          /* the whole plane (clamping bounds) */
+    int64_t y0, x0, ny, nx;  /* window in plane coordinates */
+    const float *f;          /* ny * nx * 2 */
+} cp_field;
+
+/* Computes the field of npix pixels: F from dP (2 planes of npix, channel-first: dY then dX) and
+ * cellprob, with keep = cellprob > (float)threshold. f: npix * 2 interleaved. */
+void cp_follow_field(const float *dP, const float *cellprob, int64_t npix, float threshold,
+                     float *f);
+
+/* Advances each particle until it has done `steps` iterations or its bilinear stencil (rows
+ * clamp(iy)..clamp(iy)+1, likewise columns) leaves the window. interp = 0: Cellpose's
+ * interp=False rule (the flow of the pixel). OpenMP over particles. Returns how many particles
+ * stopped early (left the window). */
+int64_t cp_follow_run(const cp_field *F, cp_particle *p, int64_t n, int32_t steps, int interp);
+
+#endif

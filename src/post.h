@@ -1,0 +1,29 @@
+/* Mask post-processing (CELLPOSE_ALGORITHM.md §4.7-4.9, §5): flow-error QC, hole filling, the
+ * corrected min_size rule (DESIGN.md §2.8), renumbering, and stitching of stack planes. */
+#ifndef CP_POST_H
+#define CP_POST_H
+
+#include <stdint.h>
+
+/* Renumbers labels (n values) in order of first appearance, in place; returns the new maximum. */
+int64_t cp_renumber(uint32_t *labels, int64_t n);
+
+/* Flow-error QC: removes (sets to 0, no renumbering) every label whose error between its ideal
+ * flows and dP/5 exceeds threshold. dP (2, Ly, Lx) channel-first at the dynamics scale. errors,
+ * if not NULL, gets max_label+1 doubles (error per label, index 0 unused). */
+int cp_post_flow_qc(uint32_t *labels, int64_t Ly, int64_t Lx, const float *dP, double threshold,
+                    double *errors, char *err);
+
+/* Hole filling and min_size, corrected rule: (a) remove masks with area < min_size (by label),
+ * renumber; (b) fill holes of each label (4-connected background not touching its box border;
+ * an enclosed mask is swallowed as in Cellpose), compacting labels in label order; (c) (a) again.
+ * min_size <= 0: (b) only. 2-D: nz == 1; 3-D (stitched stacks): 6-connected holes, 3-D boxes. */
+int cp_post_fill_and_min_size(uint32_t *labels, int64_t nz, int64_t Ly, int64_t Lx,
+                              int64_t min_size, char *err);
+
+/* Cellpose's stitch3D over planes (nz, Ly, Lx) in place with IoU threshold, ids in uint32 (no
+ * wrap; the empty-plane label collision is fixed: later planes get fresh ids). */
+int cp_post_stitch(uint32_t *labels, int64_t nz, int64_t Ly, int64_t Lx, double threshold,
+                   char *err);
+
+#endif

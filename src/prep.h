@@ -1,0 +1,51 @@
+/* Preprocessing (CELLPOSE_ALGORITHM.md §2.1-2.2): which array axis is Z and which is channels,
+ * Cellpose's channel selection to the network's 2 channels, normalize99 percentiles with numpy's
+ * exact arithmetic, normalization and inversion. */
+#ifndef CP_PREP_H
+#define CP_PREP_H
+
+#include <stdint.h>
+
+/* How the planes and channels of an image array map to TIFF pages and samples. */
+typedef struct cp_layout {
+    int64_t nz, ny, nx;  /* planes to segment, rows, columns */
+    int nc;              /* image channels (before selection) */
+    /* page = z * z_page + c * c_page; sample = c * c_sample */
+    int64_t z_page, c_page;
+    int c_sample;
+} cp_layout;
+
+/* Decides the layout from the tifffile shape (cp_tiff_info.shape) as Cellpose's convert_image
+ * does (§2.1), given --chan/--chan2 (channels given unless all_channels), --z_axis and
+ * --channel_axis (-1 = not given) and whether stitching is on. Errors: a 2-D image with
+ * stitching, a channel index >= nc, an axis out of range, images fewer than 8 rows high (we
+ * refuse rather than garble, §2.1 quirk). */
+int cp_layout_decide(const int64_t *shape, int ndim, int z_axis, int channel_axis, int stitch,
+                     int chan, int chan2, cp_layout *out, char *err);
+
+/* Channel selection of npix pixels: raw (npix, nc) interleaved -> x (npix, 2) interleaved:
+ * [raw, 0] for nc == 1, [mean of all, 0] for chan == 0, else [chan-1, chan2-1 or 0]. The mean is
+ * the f32 left-to-right sum divided by nc. */
+void cp_prep_channels(const float *raw, int64_t npix, int nc, int chan, int chan2, float *x2);
+
+/* Normalization constants of one channel (§2.2). */
+typedef struct cp_norm {
+    int good;          /* range > 0: normalized (and invertible) */
+    int zero;          /* good but p99 - p1 <= 1e-3: set to 0 */
+    double p1, p99;    /* percentiles (f64) */
+} cp_norm;
+
+/* numpy "linear" percentile q (0..100) of n values already sorted ascending (f64 arithmetic). */
+double cp_percentile_sorted(const double *v, int64_t n, double q);
+
+/* Percentiles of channel c of x (ny, nx, 2) over Cellpose's sample (all pixels, or the
+ * [::ny//224, ::nx//224] grid when the channel has more than 224^3 pixels), and the range test.
+ * q1, q99: the percentiles (1, 99 by default). */
+int cp_norm_compute(const float *x2, int64_t ny, int64_t nx, int c, double q1, double q99,
+                    cp_norm *out, char *err);
+
+/* Applies the normalization of both channels to npix pixels of x (npix, 2), then 1 - x on good
+ * channels when invert. Exactly the f32 operations of §2.2. */
+void cp_norm_apply(float *x2, int64_t npix, const cp_norm norm[2], int invert);
+
+#endif

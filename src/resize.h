@@ -1,0 +1,29 @@
+/* OpenCV 4.6-identical resizing of float32 images (CELLPOSE_ALGORITHM.md §2.3): bilinear
+ * (INTER_LINEAR, incl. the exact-2x area path) and nearest for labels. Window versions compute a
+ * part of the output from the part of the input it needs (DESIGN.md §2.3). */
+#ifndef CP_RESIZE_H
+#define CP_RESIZE_H
+
+#include <stdint.h>
+
+/* Source rows (or columns) [*s0, *s1) that output rows [d0, d1) read when an axis of length n is
+ * resized to m. */
+void cp_resize_src_span(int64_t n, int64_t m, int64_t d0, int64_t d1, int64_t *s0, int64_t *s1);
+
+/* Bilinear resize of a whole image src (sny, snx, nc) -> dst (dny, dnx, nc), interleaved. */
+void cp_resize_bilinear(const float *src, int64_t sny, int64_t snx, int nc, float *dst,
+                        int64_t dny, int64_t dnx);
+
+/* Window version: the full source is sny x snx and the full destination dny x dnx; src holds
+ * source rows/columns starting at (sy0, sx0) with row stride src_nx (it must cover the span of
+ * cp_resize_src_span); dst receives output rows [oy0, oy0+ony) x columns [ox0, ox0+onx).
+ * Same bits as the whole-image call. */
+void cp_resize_bilinear_window(const float *src, int64_t sy0, int64_t sx0, int64_t src_nx,
+                               int64_t sny, int64_t snx, int nc, float *dst, int64_t oy0,
+                               int64_t ox0, int64_t ony, int64_t onx, int64_t dny, int64_t dnx);
+
+/* INTER_NEAREST resize of labels (uint32 through float32 as OpenCV does: exact below 2^24). */
+void cp_resize_nearest_u32(const uint32_t *src, int64_t sny, int64_t snx, uint32_t *dst,
+                           int64_t dny, int64_t dnx);
+
+#endif

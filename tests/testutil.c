@@ -1,0 +1,211 @@
+/* Test support (see testutil.h). */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <tiffio.h>
+
+int tu_failed, tu_passed;
+
+const char *tu_shared(void)
+{
+    const char *s = getenv("CELLPOSE_MPI_SHARED");
+    if (s && *s) return s;
+    s = getenv("CELLPOSE_MPI_SHARED_DEFAULT");
+    return (s && *s) ? s : "../shared";
+}
+
+const char *tu_build_dir(void)
+{
+    const char *s = getenv("CP_BUILD_DIR");
+    return (s && *s) ? s : ".";
+}
+
+const char *tu_path(const char *fmt, ...)
+{
+    static char ring[16][4096];
+    static int next;
+    char *buf = ring[next++ % 16];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof ring[0], fmt, ap);
+    va_end(ap);
+    return buf;
+}
+
+static void die(const char *path, const char *what)
+{
+    fprintf(stderr, "testutil: %s: %s\n", path, what);
+    exit(2);
+}
+
+static void store(tu_tiff *t, int64_t at, const unsigned char *p, int bits, int fmt)
+{
+    double v;
+    uint32_t u = 0;
+    if (fmt == SAMPLEFORMAT_IEEEFP && bits == 32) {
+        float f;
+        memcpy(&f, p, 4);
+        v = f;
+    } else if (fmt == SAMPLEFORMAT_IEEEFP && bits == 64) {
+        memcpy(&v, p, 8);
+    } else if (bits == 8) {
+        u = p[0];
+        v = u;
+    } else if (bits == 16) {
+        uint16_t w;
+        memcpy(&w, p, 2);
+        u = w;
+        v = u;
+    } else if (bits == 32) {
+        memcpy(&u, p, 4);
+        v = u;
+    } else {
+        die("tiff", "unsupported sample type in oracle file");
+        return;
+    }
+    t->f32[at] = (float)v;
+    if (t->u32) t->u32[at] = u;
+}
+
+tu_tiff tu_read_tiff(const char *path)
+{
+    tu_tiff t = {0};
+    TIFF *tif = TIFFOpen(path, "r");
+    if (!tif) die(path, "cannot open");
+    t.pages = TIFFNumberOfDirectories(tif);
+    uint32_t w = 0, h = 0;
+    uint16_t spp = 1, bits = 8, fmt = SAMPLEFORMAT_UINT, planar = PLANARCONFIG_CONTIG;
+    TIFFGetField(tif, TIFFTAG_IMAGEWIDTH, &w);
+    TIFFGetField(tif, TIFFTAG_IMAGELENGTH, &h);
+    TIFFGetFieldDefaulted(tif, TIFFTAG_SAMPLESPERPIXEL, &spp);
+    TIFFGetFieldDefaulted(tif, TIFFTAG_BITSPERSAMPLE, &bits);
+    TIFFGetFieldDefaulted(tif, TIFFTAG_SAMPLEFORMAT, &fmt);
+    TIFFGetFieldDefaulted(tif, TIFFTAG_PLANARCONFIG, &planar);
+    if (planar != PLANARCONFIG_CONTIG || TIFFIsTiled(tif)) die(path, "oracle reader expects contiguous strips");
+    t.ny = h, t.nx = w, t.spp = spp;
+    t.n = t.pages * t.ny * t.nx * t.spp;
+    t.f32 = malloc(sizeof(float) * (size_t)t.n);
+    if (fmt != SAMPLEFORMAT_IEEEFP) t.u32 = malloc(sizeof(uint32_t) * (size_t)t.n);
+    tmsize_t sl = TIFFScanlineSize(tif);
+    unsigned char *line = malloc((size_t)sl);
+    int bytes = bits / 8;
+    for (int64_t pg = 0; pg < t.pages; pg++) {
+        if (pg > 0 && !TIFFSetDirectory(tif, (tdir_t)pg)) die(path, "cannot read page");
+        for (uint32_t r = 0; r < h; r++) {
+            if (TIFFReadScanline(tif, line, r, 0) < 0) die(path, "cannot read scanline");
+            for (int64_t i = 0; i < (int64_t)w * spp; i++)
+                store(&t, (pg * t.ny + r) * t.nx * t.spp + i, line + i * bytes, bits, fmt);
+        }
+    }
+    free(line);
+    TIFFClose(tif);
+    return t;
+}
+
+void tu_tiff_free(tu_tiff *t)
+{
+    free(t->f32);
+    free(t->u32);
+    memset(t, 0, sizeof *t);
+}
+
+json_object *tu_case_json(const char *name)
+{
+    const char *p = tu_path("%s/reference/%s/case.json", tu_shared(), name);
+    json_object *j = json_object_from_file(p);
+    if (!j) die(p, "cannot parse JSON");
+    return j;
+}
+
+json_object *tu_json_get(json_object *j, const char *dotted)
+{
+    char key[256];
+    const char *s = dotted;
+    while (j && *s) {
+        size_t k = strcspn(s, ".");
+        if (k >= sizeof key) return NULL;
+        memcpy(key, s, k);
+        key[k] = 0;
+        if (!json_object_object_get_ex(j, key, &j)) return NULL;
+        s += k + (s[k] == '.');
+    }
+    return j;
+}
+
+int tu_finish(void)
+{
+    printf("%d passed, %d failed\n", tu_passed, tu_failed);
+    return tu_failed ? 1 : 0;
+}
+
+double tu_maxabs(const float *a, const float *b, int64_t n, int64_t *where)
+{
+    double worst = 0;
+    int64_t at = -1;
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (isnan(a[i]) != isnan(b[i])) d = INFINITY;
+        else if (isnan(a[i])) d = 0;
+        if (d > worst || at < 0) worst = d, at = i;
+    }
+    if (where) *where = at;
+    return worst;
+}
+
+int64_t tu_count_diff_u32(const uint32_t *a, const uint32_t *b, int64_t n)
+{
+    int64_t d = 0;
+    for (int64_t i = 0; i < n; i++) d += a[i] != b[i];
+    return d;
+}
+
+/* Checks that the map a -> b is a bijection on the labels present, with 0 <-> 0. */
+static int maps_injectively(const uint32_t *a, const uint32_t *b, int64_t n)
+{
+    uint32_t amax = 0;
+    for (int64_t i = 0; i < n; i++) amax = a[i] > amax ? a[i] : amax;
+    uint32_t *to = calloc((size_t)amax + 1, sizeof *to);
+    uint8_t *seen = calloc((size_t)amax + 1, 1);
+    int ok = 1;
+    for (int64_t i = 0; i < n && ok; i++) {
+        if ((a[i] == 0) != (b[i] == 0)) ok = 0;
+        else if (!seen[a[i]]) seen[a[i]] = 1, to[a[i]] = b[i];
+        else if (to[a[i]] != b[i]) ok = 0;
+    }
+    free(to);
+    free(seen);
+    return ok;
+}
+
+int tu_same_up_to_renumbering(const uint32_t *a, const uint32_t *b, int64_t n)
+{
+    return maps_injectively(a, b, n) && maps_injectively(b, a, n);
+}
+
+int tu_run(const char *fmt, ...)
+{
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    fflush(stdout);
+    int st = system(cmd);
+    if (st == -1 || !WIFEXITED(st)) return -1;
+    return WEXITSTATUS(st);
+}
+
+const char *tu_tmpdir(void)
+{
+    static char dir[256];
+    if (!dir[0]) {
+        const char *base = getenv("TMPDIR");
+        snprintf(dir, sizeof dir, "%s/cptest.XXXXXX", base && *base ? base : "/tmp");
+        if (!mkdtemp(dir)) die(dir, "cannot create temporary directory");
+    }
+    return dir;
+}

@@ -1,0 +1,66 @@
+/* Test support: where the shared oracle lives, an independent reader for the oracle's TIFF files,
+ * its case.json, array comparisons that print the worst error, and a pass/fail tally.
+ * The TIFF reader here is deliberately separate from src/tiff_io.c: the oracle is read by code
+ * that is not under test. */
+#ifndef CP_TESTUTIL_H
+#define CP_TESTUTIL_H
+
+#include <json-c/json.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* The shared folder: $CELLPOSE_MPI_SHARED, else the build's default (../shared of the project). */
+const char *tu_shared(void);
+/* snprintf into a static ring of buffers: "%s/reference/%s/dP.tif" etc. Paths stay valid for the
+ * next 16 calls. */
+const char *tu_path(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The build directory (CP_BUILD_DIR from ctest), for finding the cellpose-mpi executable. */
+const char *tu_build_dir(void);
+
+/* A TIFF from the oracle: all pages, stacked. shape = (pages, ny, nx, spp). */
+typedef struct tu_tiff {
+    int64_t pages, ny, nx, spp;
+    int64_t n; /* pages*ny*nx*spp */
+    float *f32;    /* the values as float32 (uint32 above 2^24 would round: use u32) */
+    uint32_t *u32; /* integer files only, else NULL */
+} tu_tiff;
+/* Reads path; aborts the test with a message if it cannot (the oracle must be there). */
+tu_tiff tu_read_tiff(const char *path);
+void tu_tiff_free(tu_tiff *t);
+
+/* case.json of reference case `name` (parsed; free with json_object_put). */
+json_object *tu_case_json(const char *name);
+/* Dotted path lookup in a JSON object: tu_json_get(j, "niter.used"); NULL if absent. */
+json_object *tu_json_get(json_object *j, const char *dotted);
+
+/* Tally: TU_CHECK records a pass or prints the failure with file:line. */
+extern int tu_failed, tu_passed;
+#define TU_CHECK(cond, ...)                                                                  \
+    do {                                                                                     \
+        if (cond) {                                                                          \
+            tu_passed++;                                                                     \
+        } else {                                                                             \
+            tu_failed++;                                                                     \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                             \
+            fprintf(stderr, __VA_ARGS__);                                                    \
+            fputc('\n', stderr);                                                             \
+        }                                                                                    \
+    } while (0)
+/* Prints "N passed, N failed" and returns the process exit status. */
+int tu_finish(void);
+
+/* Worst absolute difference of two float arrays (NaN against non-NaN counts as infinite);
+ * *where gets the index (may be NULL). */
+double tu_maxabs(const float *a, const float *b, int64_t n, int64_t *where);
+/* Number of differing elements of two label arrays. */
+int64_t tu_count_diff_u32(const uint32_t *a, const uint32_t *b, int64_t n);
+/* 1 if a and b are the same partition up to renumbering (0 maps to 0). */
+int tu_same_up_to_renumbering(const uint32_t *a, const uint32_t *b, int64_t n);
+
+/* Runs a shell command, returns its exit status (or -1), output to the test's stdout. */
+int tu_run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* A fresh temporary directory for this test (removed by the caller's rm -rf, kept on failure). */
+const char *tu_tmpdir(void);
+
+#include <stdio.h>
+#endif
