@@ -26,10 +26,21 @@ typedef struct cp_field {
 void cp_follow_field(const float *dP, const float *cellprob, int64_t npix, float threshold,
                      float *f);
 
-/* Advances each particle until it has done `steps` iterations or its bilinear stencil (rows
- * clamp(iy)..clamp(iy)+1, likewise columns) leaves the window. interp = 0: Cellpose's
- * interp=False rule (the flow of the pixel). OpenMP over particles. Returns how many particles
- * stopped early (left the window). */
+/* Particles of a Ly x Lx plane (§4.3 step 3): one per pixel with cellprob > threshold (float32
+ * comparison), in row-major order, at the pixel's (row, column), src = y * Lx + x, 0 steps done.
+ * p may be NULL to count only. Returns the count. */
+int64_t cp_follow_particles(const float *cellprob, int64_t Ly, int64_t Lx, float threshold,
+                            cp_particle *p);
+
+/* Advances each particle until it has done `steps` iterations or the stencil of its current
+ * position leaves the window; a stopped particle keeps its position and step count, so a later
+ * call on another window (or the whole field) continues it with bit-identical results. Stencil:
+ * rows y0 = clamp(trunc(py), 0, Ly-1) .. min(y0+1, Ly-1), likewise columns; with interp = 0
+ * (Cellpose's interp=False rule: the flow of the pixel) the single pixel (y0, x0). Particles with
+ * steps >= `steps` are left alone. OpenMP over particles; the result does not depend on the
+ * thread count. Interpolation runs an AVX2 kernel where the CPU has it (same bits as the scalar
+ * one; CP_FOLLOW_SCALAR=1 in the environment forces the scalar kernel). Returns how many
+ * particles have fewer than `steps` steps on return. */
 int64_t cp_follow_run(const cp_field *F, cp_particle *p, int64_t n, int32_t steps, int interp);
 
 #endif

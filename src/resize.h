@@ -10,7 +10,10 @@
  * resized to m. */
 void cp_resize_src_span(int64_t n, int64_t m, int64_t d0, int64_t d1, int64_t *s0, int64_t *s1);
 
-/* Bilinear resize of a whole image src (sny, snx, nc) -> dst (dny, dnx, nc), interleaved. */
+/* Bilinear resize of a whole image src (sny, snx, nc) -> dst (dny, dnx, nc), interleaved.
+ * Equal sizes copy; sny == 2*dny and snx == 2*dnx take OpenCV's area path (its scalar order,
+ * which OpenCV uses for nc = 2, 3 — the channel counts Cellpose resizes; OpenCV's SIMD path for
+ * nc = 1, 4 sums (a + b) + (c + d) instead). */
 void cp_resize_bilinear(const float *src, int64_t sny, int64_t snx, int nc, float *dst,
                         int64_t dny, int64_t dnx);
 
@@ -22,7 +25,9 @@ void cp_resize_bilinear_window(const float *src, int64_t sy0, int64_t sx0, int64
                                int64_t sny, int64_t snx, int nc, float *dst, int64_t oy0,
                                int64_t ox0, int64_t ony, int64_t onx, int64_t dny, int64_t dnx);
 
-/* INTER_NEAREST resize of labels (uint32 through float32 as OpenCV does: exact below 2^24). */
+/* INTER_NEAREST resize of labels: source index min(floor(d * (1 / (m / n))), n - 1) per axis.
+ * Cellpose passes uint32 labels through float32 (exact below 2^24); here values are copied
+ * exactly, which is identical below 2^24 and keeps label identity above (§6). */
 void cp_resize_nearest_u32(const uint32_t *src, int64_t sny, int64_t snx, uint32_t *dst,
                            int64_t dny, int64_t dnx);
 

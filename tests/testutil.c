@@ -1,6 +1,7 @@
 /* Test support (see testutil.h). */
 #include "testutil.h"
 
+#include <hdf5.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -208,4 +209,47 @@ const char *tu_tmpdir(void)
         if (!mkdtemp(dir)) die(dir, "cannot create temporary directory");
     }
     return dir;
+}
+
+static void *h5_read(const char *path, const char *dset, hid_t type, size_t size, int64_t *n)
+{
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    void *buf = NULL;
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t d = f < 0 ? -1 : H5Dopen2(f, dset, H5P_DEFAULT);
+    if (d >= 0) {
+        hid_t s = H5Dget_space(d);
+        *n = H5Sget_simple_extent_npoints(s);
+        buf = malloc(size * (size_t)(*n ? *n : 1));
+        if (H5Dread(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) free(buf), buf = NULL;
+        H5Sclose(s);
+        H5Dclose(d);
+    }
+    if (f >= 0) H5Fclose(f);
+    if (!buf) fprintf(stderr, "testutil: %s: cannot read dataset %s\n", path, dset);
+    return buf;
+}
+
+float *tu_h5_read_f32(const char *path, const char *dset, int64_t *n)
+{
+    return h5_read(path, dset, H5T_NATIVE_FLOAT, sizeof(float), n);
+}
+
+uint32_t *tu_h5_read_u32(const char *path, const char *dset, int64_t *n)
+{
+    return h5_read(path, dset, H5T_NATIVE_UINT32, sizeof(uint32_t), n);
+}
+
+double tu_h5_attr(const char *path, const char *name)
+{
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    double v = NAN;
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t a = f < 0 ? -1 : H5Aopen(f, name, H5P_DEFAULT);
+    if (a >= 0) {
+        if (H5Aread(a, H5T_NATIVE_DOUBLE, &v) < 0) v = NAN;
+        H5Aclose(a);
+    }
+    if (f >= 0) H5Fclose(f);
+    return v;
 }

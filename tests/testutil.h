@@ -57,6 +57,13 @@ int64_t tu_count_diff_u32(const uint32_t *a, const uint32_t *b, int64_t n);
 /* 1 if a and b are the same partition up to renumbering (0 maps to 0). */
 int tu_same_up_to_renumbering(const uint32_t *a, const uint32_t *b, int64_t n);
 
+/* A whole dataset of an HDF5 file as float32 / uint32 (converted by HDF5); *n gets the element
+ * count. NULL (with a message on stderr) if the file or dataset is missing. */
+float *tu_h5_read_f32(const char *path, const char *dset, int64_t *n);
+uint32_t *tu_h5_read_u32(const char *path, const char *dset, int64_t *n);
+/* A scalar numeric attribute of the root group as double, or NAN if absent. */
+double tu_h5_attr(const char *path, const char *name);
+
 /* Runs a shell command, returns its exit status (or -1), output to the test's stdout. */
 int tu_run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* A fresh temporary directory for this test (removed by the caller's rm -rf, kept on failure). */

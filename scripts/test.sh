@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Builds cellpose-mpi and runs the whole test suite under ctest.
+# Usage: scripts/test.sh [--sanitize]   (--sanitize: AddressSanitizer + UBSan build in build-asan/)
+# The shared oracle folder is ../shared, or $CELLPOSE_MPI_SHARED.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc)
+if [ "${1:-}" = "--sanitize" ]; then
+  dir=build-asan
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCP_SANITIZE=ON -DCP_WERROR=ON
+  # OpenMP's runtime keeps thread stacks alive at exit: not our leaks.
+  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp
+  export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+else
+  dir=build
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DCP_WERROR=ON
+fi
+cmake --build "$dir" -j"$jobs"
+cd "$dir" && ctest --output-on-failure -j"$jobs"

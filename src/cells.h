@@ -1,0 +1,14 @@
+/* The per-mask table of the output (/cells): one row per (plane, label) with area, centroid and
+ * bounding box, in plane order then label order. */
+#ifndef CP_CELLS_H
+#define CP_CELLS_H
+
+#include <stdint.h>
+
+#include "h5store.h"
+
+/* Appends the rows of one label plane to *cells (realloc'ed; *n rows so far). */
+int cp_cells_collect(const uint32_t *labels, int64_t ny, int64_t nx, uint32_t plane,
+                     cp_cell **cells, int64_t *n, char *err);
+
+#endif

@@ -1,0 +1,260 @@
+/* HDF5 output and saved-flows input (see h5store.h). Serial HDF5 calls of the parallel library;
+ * the distributed driver adds the MPI-IO file access on top of the same layout. */
+#include "h5store.h"
+
+#include <hdf5.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cp_err.h"
+
+#define CHUNK 1024
+#define DEFLATE_LEVEL 4
+
+struct cp_h5out {
+    char path[CP_PATH_LEN], partial[CP_PATH_LEN + 16];
+    hid_t file, labels, flows, cellprob;
+    int64_t nz, ny, nx, fny, fnx;
+    int stack;
+};
+
+static void quiet_hdf5(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* A chunked, deflated dataset of rank `rank` with the last two dimensions chunked CHUNK². */
+static hid_t create_dataset(hid_t file, const char *name, hid_t type, int rank,
+                            const hsize_t *dims)
+{
+    hsize_t chunk[4];
+    for (int i = 0; i < rank; i++)
+        chunk[i] = i < rank - 2 ? 1 : (hsize_t)min64((int64_t)dims[i], CHUNK);
+    hid_t space = H5Screate_simple(rank, dims, NULL);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(dcpl, rank, chunk);
+    H5Pset_deflate(dcpl, DEFLATE_LEVEL);
+    if (type == H5T_NATIVE_UINT32) {
+        uint32_t zero = 0;
+        H5Pset_fill_value(dcpl, type, &zero);
+    }
+    hid_t d = H5Dcreate2(file, name, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    H5Pclose(dcpl);
+    H5Sclose(space);
+    return d;
+}
+
+static void close_all(cp_h5out *h)
+{
+    if (h->cellprob > 0) H5Dclose(h->cellprob);
+    if (h->flows > 0) H5Dclose(h->flows);
+    if (h->labels > 0) H5Dclose(h->labels);
+    if (h->file > 0) H5Fclose(h->file);
+    h->file = h->labels = h->flows = h->cellprob = -1;
+}
+
+int cp_h5_create(const char *path, int64_t nz, int64_t ny, int64_t nx, int stack, int64_t fny,
+                 int64_t fnx, cp_h5out **out, char *err)
+{
+    quiet_hdf5();
+    cp_h5out *h = calloc(1, sizeof *h);
+    if (!h) return cp_errf(err, CP_ENOMEM, "%s: out of memory", path);
+    h->file = h->labels = h->flows = h->cellprob = -1;
+    snprintf(h->path, sizeof h->path, "%s", path);
+    snprintf(h->partial, sizeof h->partial, "%s.partial", path);
+    h->nz = nz, h->ny = ny, h->nx = nx, h->fny = fny, h->fnx = fnx;
+    h->stack = stack || nz > 1;
+    int with_flows = fny > 0 && fnx > 0;
+    h->file = H5Fcreate(h->partial, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (h->file < 0) {
+        free(h);
+        return cp_errf(err, CP_EIO, "%s: cannot create the output file (directory missing or "
+                                    "not writable?)", path);
+    }
+    hsize_t d3[3] = {(hsize_t)nz, (hsize_t)ny, (hsize_t)nx};
+    h->labels = h->stack ? create_dataset(h->file, "labels", H5T_NATIVE_UINT32, 3, d3)
+                         : create_dataset(h->file, "labels", H5T_NATIVE_UINT32, 2, d3 + 1);
+    if (with_flows) {
+        hsize_t f4[4] = {(hsize_t)nz, 2, (hsize_t)fny, (hsize_t)fnx};
+        hsize_t c3[3] = {(hsize_t)nz, (hsize_t)fny, (hsize_t)fnx};
+        h->flows = h->stack ? create_dataset(h->file, "flows", H5T_NATIVE_FLOAT, 4, f4)
+                            : create_dataset(h->file, "flows", H5T_NATIVE_FLOAT, 3, f4 + 1);
+        h->cellprob = h->stack ? create_dataset(h->file, "cellprob", H5T_NATIVE_FLOAT, 3, c3)
+                               : create_dataset(h->file, "cellprob", H5T_NATIVE_FLOAT, 2, c3 + 1);
+    }
+    if (h->labels < 0 || (with_flows && (h->flows < 0 || h->cellprob < 0))) {
+        cp_h5_abort(h);
+        return cp_errf(err, CP_EIO, "%s: cannot create datasets", path);
+    }
+    *out = h;
+    return 0;
+}
+
+/* Writes a block of `count` elements starting at `start` (the dataset's rank). */
+static int write_block(cp_h5out *h, hid_t d, hid_t type, int rank, const hsize_t *start,
+                       const hsize_t *count, const void *buf, const char *what, char *err)
+{
+    hid_t fs = H5Dget_space(d);
+    H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
+    hid_t ms = H5Screate_simple(rank, count, NULL);
+    herr_t st = H5Dwrite(d, type, ms, fs, H5P_DEFAULT, buf);
+    H5Sclose(ms);
+    H5Sclose(fs);
+    if (st < 0) return cp_errf(err, CP_EIO, "%s: cannot write %s (disk full?)", h->path, what);
+    return 0;
+}
+
+int cp_h5_write_labels(cp_h5out *h, int64_t z, const uint32_t *plane, char *err)
+{
+    hsize_t start[3] = {(hsize_t)z, 0, 0}, count[3] = {1, (hsize_t)h->ny, (hsize_t)h->nx};
+    int r = h->stack ? 3 : 2;
+    return write_block(h, h->labels, H5T_NATIVE_UINT32, r, start + 3 - r, count + 3 - r, plane,
+                       "/labels", err);
+}
+
+int cp_h5_write_flows(cp_h5out *h, int64_t z, const float *dP, const float *cellprob, char *err)
+{
+    hsize_t s4[4] = {(hsize_t)z, 0, 0, 0}, c4[4] = {1, 2, (hsize_t)h->fny, (hsize_t)h->fnx};
+    hsize_t s3[3] = {(hsize_t)z, 0, 0}, c3[3] = {1, (hsize_t)h->fny, (hsize_t)h->fnx};
+    int r = h->stack ? 4 : 3, rc;
+    if ((rc = write_block(h, h->flows, H5T_NATIVE_FLOAT, r, s4 + 4 - r, c4 + 4 - r, dP,
+                          "/flows", err)))
+        return rc;
+    return write_block(h, h->cellprob, H5T_NATIVE_FLOAT, r - 1, s3 + 4 - r, c3 + 4 - r,
+                       cellprob, "/cellprob", err);
+}
+
+int cp_h5_write_cells(cp_h5out *h, const cp_cell *cells, int64_t n, char *err)
+{
+    hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(cp_cell));
+    H5Tinsert(t, "id", HOFFSET(cp_cell, id), H5T_NATIVE_UINT32);
+    H5Tinsert(t, "plane", HOFFSET(cp_cell, plane), H5T_NATIVE_UINT32);
+    H5Tinsert(t, "area", HOFFSET(cp_cell, area), H5T_NATIVE_UINT64);
+    H5Tinsert(t, "centroid_y", HOFFSET(cp_cell, cy), H5T_NATIVE_DOUBLE);
+    H5Tinsert(t, "centroid_x", HOFFSET(cp_cell, cx), H5T_NATIVE_DOUBLE);
+    H5Tinsert(t, "bbox_y0", HOFFSET(cp_cell, y0), H5T_NATIVE_INT64);
+    H5Tinsert(t, "bbox_x0", HOFFSET(cp_cell, x0), H5T_NATIVE_INT64);
+    H5Tinsert(t, "bbox_y1", HOFFSET(cp_cell, y1), H5T_NATIVE_INT64);
+    H5Tinsert(t, "bbox_x1", HOFFSET(cp_cell, x1), H5T_NATIVE_INT64);
+    hsize_t dim = (hsize_t)n;
+    hid_t space = H5Screate_simple(1, &dim, NULL);
+    hid_t d = H5Dcreate2(h->file, "cells", t, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t st = d < 0 ? -1 : (n ? H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, cells) : 0);
+    if (d >= 0) H5Dclose(d);
+    H5Sclose(space);
+    H5Tclose(t);
+    return st < 0 ? cp_errf(err, CP_EIO, "%s: cannot write /cells", h->path) : 0;
+}
+
+static int attr_write(hid_t file, const char *name, hid_t type, const void *value)
+{
+    hid_t space = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(file, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t st = a < 0 ? -1 : H5Awrite(a, type, value);
+    if (a >= 0) H5Aclose(a);
+    H5Sclose(space);
+    return st < 0 ? -1 : 0;
+}
+
+static int attr_str(hid_t file, const char *name, const char *s)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, strlen(s) + 1);
+    int st = attr_write(file, name, t, s);
+    H5Tclose(t);
+    return st;
+}
+
+int cp_h5_write_attrs(cp_h5out *h, const cp_params *p, const cp_provenance *pv, char *err)
+{
+    int bad = 0;
+    for (const cp_param_def *d = cp_param_defs; d->name; d++) {
+        const char *field = (const char *)p + d->offset;
+        switch (d->type) {
+        case CP_PT_STR: bad |= attr_str(h->file, d->name, field); break;
+        case CP_PT_INT: bad |= attr_write(h->file, d->name, H5T_NATIVE_INT64, field); break;
+        case CP_PT_REAL: bad |= attr_write(h->file, d->name, H5T_NATIVE_DOUBLE, field); break;
+        case CP_PT_FLAG: bad |= attr_write(h->file, d->name, H5T_NATIVE_INT, field); break;
+        }
+    }
+    bad |= attr_str(h->file, "tool_version", "cellpose-mpi " CP_VERSION);
+    bad |= attr_str(h->file, "reproduces", "Cellpose 3.1.1.3");
+    bad |= attr_str(h->file, "command_line", pv->command_line ? pv->command_line : "");
+    bad |= attr_str(h->file, "input_file", pv->input_file ? pv->input_file : "");
+    bad |= attr_write(h->file, "input_bytes", H5T_NATIVE_INT64, &pv->input_bytes);
+    bad |= attr_str(h->file, "model_file", pv->model_file ? pv->model_file : "");
+    bad |= attr_str(h->file, "model_sha256", pv->model_sha256 ? pv->model_sha256 : "");
+    bad |= attr_write(h->file, "rescale", H5T_NATIVE_DOUBLE, &pv->rescale);
+    bad |= attr_write(h->file, "niter_used", H5T_NATIVE_INT64, &pv->niter_used);
+    bad |= attr_write(h->file, "n_masks", H5T_NATIVE_INT64, &pv->n_masks);
+    return bad ? cp_errf(err, CP_EIO, "%s: cannot write attributes", h->path) : 0;
+}
+
+int cp_h5_commit(cp_h5out *h, char *err)
+{
+    int rc = 0;
+    herr_t st = H5Fflush(h->file, H5F_SCOPE_GLOBAL);
+    close_all(h);
+    if (st < 0)
+        rc = cp_errf(err, CP_EIO, "%s: cannot flush the output file", h->path);
+    else if (rename(h->partial, h->path))
+        rc = cp_errf(err, CP_EIO, "%s: cannot rename %s into place", h->path, h->partial);
+    if (rc) unlink(h->partial);
+    free(h);
+    return rc;
+}
+
+void cp_h5_abort(cp_h5out *h)
+{
+    if (!h) return;
+    close_all(h);
+    unlink(h->partial);
+    free(h);
+}
+
+/* Reads a float dataset whole into buf (if not NULL) after checking its rank; dims out. */
+static int read_f32(hid_t f, const char *path, const char *name, int *rank, hsize_t *dims,
+                    float *buf, char *err)
+{
+    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+    if (d < 0) return cp_errf(err, CP_EFORMAT, "%s: no dataset %s (not a --save_flows output?)",
+                              path, name);
+    hid_t s = H5Dget_space(d);
+    *rank = H5Sget_simple_extent_ndims(s);
+    if (*rank < 2 || *rank > 4) {
+        H5Sclose(s);
+        H5Dclose(d);
+        return cp_errf(err, CP_EFORMAT, "%s: %s has rank %d", path, name, *rank);
+    }
+    H5Sget_simple_extent_dims(s, dims, NULL);
+    herr_t st = buf ? H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) : 0;
+    H5Sclose(s);
+    H5Dclose(d);
+    return st < 0 ? cp_errf(err, CP_EFORMAT, "%s: cannot read %s", path, name) : 0;
+}
+
+int cp_h5_read_flows(const char *path, int64_t *nz, int64_t *ny, int64_t *nx, float *dP,
+                     float *cellprob, char *err)
+{
+    quiet_hdf5();
+    if (access(path, R_OK)) return cp_errf(err, CP_EIO, "%s: cannot open (missing?)", path);
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) return cp_errf(err, CP_EFORMAT, "%s: not an HDF5 file", path);
+    int rf, rc_, rc;
+    hsize_t df[4], dc[4];
+    if ((rc = read_f32(f, path, "flows", &rf, df, dP, err)) ||
+        (rc = read_f32(f, path, "cellprob", &rc_, dc, cellprob, err))) {
+        H5Fclose(f);
+        return rc;
+    }
+    H5Fclose(f);
+    int stack = rf == 4;
+    if (rc_ != rf - 1 || df[rf - 3] != 2 || (stack && df[0] != dc[0]) ||
+        df[rf - 2] != dc[rc_ - 2] || df[rf - 1] != dc[rc_ - 1])
+        return cp_errf(err, CP_EFORMAT, "%s: /flows and /cellprob shapes do not match", path);
+    *nz = stack ? (int64_t)df[0] : 1;
+    *ny = (int64_t)df[rf - 2];
+    *nx = (int64_t)df[rf - 1];
+    return 0;
+}

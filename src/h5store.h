@@ -1,0 +1,54 @@
+/* The HDF5 output file (DESIGN.md §5): /labels uint32 (Y,X) or (Z,Y,X), chunked and deflated;
+ * optional /flows (2,Y,X)|(Z,2,Y,X) and /cellprob float32; /cells (per mask: id, plane, area,
+ * centroid, box); provenance attributes on the root. Written to <path>.partial and renamed to
+ * <path> only by cp_h5_commit, so a failed run never leaves a file under the final name. Also the
+ * reader of saved flows for --flows FILE.h5. */
+#ifndef CP_H5STORE_H
+#define CP_H5STORE_H
+
+#include <stdint.h>
+
+#include "params.h"
+
+typedef struct cp_h5out cp_h5out;
+
+typedef struct cp_cell {
+    uint32_t id, plane;
+    uint64_t area;
+    double cy, cx;                   /* centroid (row, column) */
+    int64_t y0, x0, y1, x1;          /* bounding box, [y0, y1) x [x0, x1) */
+} cp_cell;
+
+/* What the attributes record besides the parameters. */
+typedef struct cp_provenance {
+    const char *command_line;
+    const char *input_file;          /* the image (or flows) file */
+    int64_t input_bytes;
+    const char *model_file;          /* "" without a model */
+    const char *model_sha256;
+    double rescale;
+    int64_t niter_used;
+    int64_t n_masks;
+} cp_provenance;
+
+/* Creates <path>.partial for labels of nz planes of ny x nx; stack: labels (Z,Y,X) even for
+ * nz == 1. With flows (fny, fnx > 0): /flows and /cellprob of fny x fnx per plane (the dynamics
+ * scale, which differs from the image size with --no_resample). */
+int cp_h5_create(const char *path, int64_t nz, int64_t ny, int64_t nx, int stack, int64_t fny,
+                 int64_t fnx, cp_h5out **out, char *err);
+int cp_h5_write_labels(cp_h5out *h, int64_t z, const uint32_t *plane, char *err);
+/* dP (2, fny, fnx) and cellprob (fny, fnx) of plane z (only if created with flows). */
+int cp_h5_write_flows(cp_h5out *h, int64_t z, const float *dP, const float *cellprob, char *err);
+int cp_h5_write_cells(cp_h5out *h, const cp_cell *cells, int64_t n, char *err);
+int cp_h5_write_attrs(cp_h5out *h, const cp_params *p, const cp_provenance *pv, char *err);
+/* Closes and renames <path>.partial to <path>; frees h. */
+int cp_h5_commit(cp_h5out *h, char *err);
+/* Closes and removes <path>.partial; frees h. */
+void cp_h5_abort(cp_h5out *h);
+
+/* Reads /flows and /cellprob of a --save_flows file: sizes first (dP, cellprob NULL), then data
+ * into dP (nz, 2, ny, nx) and cellprob (nz, ny, nx). */
+int cp_h5_read_flows(const char *path, int64_t *nz, int64_t *ny, int64_t *nx, float *dP,
+                     float *cellprob, char *err);
+
+#endif

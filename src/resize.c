@@ -1,0 +1,153 @@
+/* OpenCV 4.6 cv::resize on float32, re-done to the bit (CELLPOSE_ALGORITHM.md §2.3): INTER_LINEAR
+ * with its f32 coefficient rounding and edge rules, its switch to INTER_AREA for an exact 2x
+ * downscale, the plain copy for equal sizes, and INTER_NEAREST for labels. Every output pixel is
+ * a function of its coordinates only, so a window gives the same bits as the whole image. */
+#include "resize.h"
+
+#include <math.h>
+#include <string.h>
+
+/* OpenCV's source coordinate of output index d: f = (float)((d + 0.5) * scale - 0.5),
+ * s = floor(f), f -= s. */
+static void src_coord(double scale, int64_t d, int64_t *s, float *f)
+{
+    float fx = (float)(((double)d + 0.5) * scale - 0.5);
+    float fl = floorf(fx);
+    *s = (int64_t)fl;
+    *f = fx - fl;
+}
+
+static double axis_scale(int64_t n, int64_t m)
+{
+    return 1.0 / ((double)m / (double)n);
+}
+
+static int64_t clamp64(int64_t v, int64_t lo, int64_t hi)
+{
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+
+void cp_resize_src_span(int64_t n, int64_t m, int64_t d0, int64_t d1, int64_t *s0, int64_t *s1)
+{
+    if (d1 <= d0) {
+        *s0 = *s1 = 0;
+        return;
+    }
+    double scale = axis_scale(n, m);
+    int64_t a, b;
+    float f;
+    src_coord(scale, d0, &a, &f);
+    src_coord(scale, d1 - 1, &b, &f);
+    *s0 = clamp64(a, 0, n - 1);
+    *s1 = clamp64(b + 1, 0, n - 1) + 1;
+}
+
+/* OpenCV's column rule: source column s (relative to the window's first source column sx0),
+ * weights a0 = 1 - f, a1 = f, and the one-term rule where the unclamped s >= n - 1. */
+typedef struct xcoef {
+    int64_t s;
+    float a0, a1;
+    int edge;
+} xcoef;
+
+static xcoef x_coef(double scale, int64_t n, int64_t d, int64_t sx0)
+{
+    xcoef c;
+    float f;
+    src_coord(scale, d, &c.s, &f);
+    c.edge = c.s >= n - 1;
+    if (c.s < 0) c.s = 0, f = 0.0f;
+    if (c.edge) c.s = n - 1, f = 0.0f;
+    c.s -= sx0;
+    c.a0 = 1.0f - f;
+    c.a1 = f;
+    return c;
+}
+
+/* Horizontal pass value of channel k of a source row at column rule c. */
+static float h_val(const float *row, int nc, int k, xcoef c)
+{
+    const float *p = row + c.s * nc + k;
+    return c.edge ? p[0] : p[0] * c.a0 + p[nc] * c.a1;
+}
+
+static void bilinear(const float *src, int64_t sy0, int64_t sx0, int64_t src_nx, int64_t sny,
+                     int64_t snx, int nc, float *dst, int64_t oy0, int64_t ox0, int64_t ony,
+                     int64_t onx, int64_t dny, int64_t dnx)
+{
+    double yscale = axis_scale(sny, dny), xscale = axis_scale(snx, dnx);
+#pragma omp parallel for schedule(static)
+    for (int64_t y = 0; y < ony; y++) {
+        int64_t s;
+        float f;
+        src_coord(yscale, oy0 + y, &s, &f);
+        float b0 = 1.0f - f, b1 = f; /* not clamped (§2.3) */
+        const float *row0 = src + (clamp64(s, 0, sny - 1) - sy0) * src_nx * nc;
+        const float *row1 = src + (clamp64(s + 1, 0, sny - 1) - sy0) * src_nx * nc;
+        float *o = dst + y * onx * nc;
+        for (int64_t x = 0; x < onx; x++) {
+            xcoef c = x_coef(xscale, snx, ox0 + x, sx0);
+            for (int k = 0; k < nc; k++)
+                o[x * nc + k] = h_val(row0, nc, k, c) * b0 + h_val(row1, nc, k, c) * b1;
+        }
+    }
+}
+
+/* INTER_AREA with scale 2 (OpenCV's resizeAreaFast: sum = 0 + (((a + b) + c) + d), * 0.25f). */
+static void area2(const float *src, int64_t sy0, int64_t sx0, int64_t src_nx, int nc, float *dst,
+                  int64_t oy0, int64_t ox0, int64_t ony, int64_t onx)
+{
+#pragma omp parallel for schedule(static)
+    for (int64_t y = 0; y < ony; y++) {
+        const float *r0 = src + (2 * (oy0 + y) - sy0) * src_nx * nc;
+        const float *r1 = r0 + src_nx * nc;
+        float *o = dst + y * onx * nc;
+        for (int64_t x = 0; x < onx; x++) {
+            int64_t c0 = (2 * (ox0 + x) - sx0) * nc;
+            for (int k = 0; k < nc; k++) {
+                float sum = 0.0f;
+                sum += ((r0[c0 + k] + r0[c0 + nc + k]) + r1[c0 + k]) + r1[c0 + nc + k];
+                o[x * nc + k] = sum * 0.25f;
+            }
+        }
+    }
+}
+
+void cp_resize_bilinear_window(const float *src, int64_t sy0, int64_t sx0, int64_t src_nx,
+                               int64_t sny, int64_t snx, int nc, float *dst, int64_t oy0,
+                               int64_t ox0, int64_t ony, int64_t onx, int64_t dny, int64_t dnx)
+{
+    if (ony <= 0 || onx <= 0) return;
+    if (sny == dny && snx == dnx) {
+        for (int64_t y = 0; y < ony; y++)
+            memcpy(dst + y * onx * nc, src + ((oy0 + y - sy0) * src_nx + (ox0 - sx0)) * nc,
+                   (size_t)(onx * nc) * sizeof *dst);
+    } else if (sny == 2 * dny && snx == 2 * dnx) {
+        area2(src, sy0, sx0, src_nx, nc, dst, oy0, ox0, ony, onx);
+    } else {
+        bilinear(src, sy0, sx0, src_nx, sny, snx, nc, dst, oy0, ox0, ony, onx, dny, dnx);
+    }
+}
+
+void cp_resize_bilinear(const float *src, int64_t sny, int64_t snx, int nc, float *dst,
+                        int64_t dny, int64_t dnx)
+{
+    cp_resize_bilinear_window(src, 0, 0, snx, sny, snx, nc, dst, 0, 0, dny, dnx, dny, dnx);
+}
+
+void cp_resize_nearest_u32(const uint32_t *src, int64_t sny, int64_t snx, uint32_t *dst,
+                           int64_t dny, int64_t dnx)
+{
+    double ys = axis_scale(sny, dny), xs = axis_scale(snx, dnx);
+#pragma omp parallel for schedule(static)
+    for (int64_t y = 0; y < dny; y++) {
+        int64_t sy = (int64_t)floor((double)y * ys);
+        if (sy > sny - 1) sy = sny - 1;
+        const uint32_t *row = src + sy * snx;
+        for (int64_t x = 0; x < dnx; x++) {
+            int64_t sx = (int64_t)floor((double)x * xs);
+            if (sx > snx - 1) sx = snx - 1;
+            dst[y * dnx + x] = row[sx];
+        }
+    }
+}

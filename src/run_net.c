@@ -1,0 +1,146 @@
+/* The network phase of one plane (see run_net.h). */
+#include "run_net.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "cp_err.h"
+#include "resize.h"
+#include "tiles.h"
+
+double cp_rescale(double diameter, float diam_mean, float diam_labels)
+{
+    if (diameter > 0) return (double)diam_mean / diameter;
+    return (double)(float)(diam_mean / diam_labels);
+}
+
+int64_t cp_niter_steps(int64_t niter, double rescale, int resample)
+{
+    if (niter > 0) return niter;
+    double n0 = resample ? (1.0 / rescale) * 200.0 : 200.0;
+    return (int64_t)(uint32_t)n0;
+}
+
+void cp_net_out_free(cp_net_out *o)
+{
+    free(o->dP);
+    free(o->cellprob);
+    memset(o, 0, sizeof *o);
+}
+
+/* The zero-padded network input (2, Lyp, Lxp) channel-first from x2 (Lyr, Lxr, 2). */
+static float *pad_input(const float *x2, int64_t Lyr, int64_t Lxr, int64_t *Lyp, int64_t *Lxp,
+                        int64_t *by, int64_t *bx)
+{
+    int64_t ay, ax;
+    cp_pad_amounts(Lyr, by, &ay);
+    cp_pad_amounts(Lxr, bx, &ax);
+    *Lyp = *by + Lyr + ay;
+    *Lxp = *bx + Lxr + ax;
+    float *img = calloc((size_t)(2 * *Lyp * *Lxp), sizeof *img);
+    if (!img) return NULL;
+    for (int64_t y = 0; y < Lyr; y++)
+        for (int64_t x = 0; x < Lxr; x++)
+            for (int c = 0; c < 2; c++)
+                img[(c * *Lyp + *by + y) * *Lxp + *bx + x] = x2[(y * Lxr + x) * 2 + c];
+    return img;
+}
+
+/* Runs every tile of the grid through the net in batches and blends them onto the canvas
+ * acc (nout, Ey, Ex) in tile order. */
+static int run_tiles(const cp_model *m, const cp_tile_grid *g, const float *img, int64_t batch,
+                     float *acc, double *w, char *err)
+{
+    const cp_model_info *mi = cp_model_get_info(m);
+    int64_t ntiles = g->ny * g->nx, tsz = g->ty * g->tx;
+    float *in = malloc(sizeof(float) * (size_t)(batch * mi->nchan * tsz));
+    float *out = malloc(sizeof(float) * (size_t)(batch * mi->nout * tsz));
+    int rc = (in && out) ? 0 : cp_errf(err, CP_ENOMEM, "network: out of memory for tiles");
+    for (int64_t k0 = 0; !rc && k0 < ntiles; k0 += batch) {
+        int64_t nb = ntiles - k0 < batch ? ntiles - k0 : batch;
+        for (int64_t b = 0; b < nb; b++)
+            cp_tiles_extract(g, k0 + b, img, 0, 0, g->Ly, g->Lx, mi->nchan,
+                             in + b * mi->nchan * tsz);
+        rc = cp_net_forward(m, in, (int)nb, (int)g->ty, (int)g->tx, out, NULL, err);
+        for (int64_t b = 0; !rc && b < nb; b++) {
+            float *o = out + b * mi->nout * tsz;
+            if (g->augment) cp_tiles_unflip(g, k0 + b, o, mi->nout);
+            cp_tiles_accumulate(g, k0 + b, o, mi->nout, acc, w, 0, 0, g->Ey, g->Ex);
+        }
+    }
+    free(in);
+    free(out);
+    return rc;
+}
+
+int cp_run_net(const cp_model *m, const float *x2, int64_t Ly, int64_t Lx, double rescale,
+               int resample, int64_t bsize, double tile_overlap, int augment, int64_t batch_size,
+               cp_net_out *out, char *err)
+{
+    const cp_model_info *mi = cp_model_get_info(m);
+    memset(out, 0, sizeof *out);
+    int64_t Lyr = Ly, Lxr = Lx;
+    float *xr = NULL;
+    if (rescale != 1.0) {
+        Lyr = (int64_t)((double)Ly * rescale);
+        Lxr = (int64_t)((double)Lx * rescale);
+        if (Lyr < 1 || Lxr < 1)
+            return cp_errf(err, CP_EPARAM, "image %lldx%lld is empty at rescale %g (diameter too "
+                           "large?)", (long long)Ly, (long long)Lx, rescale);
+        xr = malloc(sizeof(float) * (size_t)(Lyr * Lxr * 2));
+        if (!xr) return cp_errf(err, CP_ENOMEM, "network: out of memory");
+        cp_resize_bilinear(x2, Ly, Lx, 2, xr, Lyr, Lxr);
+    }
+    int64_t Lyp, Lxp, by, bx;
+    float *img = pad_input(xr ? xr : x2, Lyr, Lxr, &Lyp, &Lxp, &by, &bx);
+    free(xr);
+    cp_tile_grid g;
+    int rc = img ? cp_tiles_plan(Lyp, Lxp, bsize, tile_overlap, augment, &g, err)
+                 : cp_errf(err, CP_ENOMEM, "network: out of memory");
+    if (rc) {
+        free(img);
+        return rc;
+    }
+    int nout = mi->nout;
+    float *acc = calloc((size_t)(nout * g.Ey * g.Ex), sizeof *acc);
+    double *w = calloc((size_t)(g.Ey * g.Ex), sizeof *w);
+    float *crop = malloc(sizeof(float) * (size_t)(3 * Lyr * Lxr));
+    rc = (acc && w && crop) ? run_tiles(m, &g, img, batch_size, acc, w, err)
+                            : cp_errf(err, CP_ENOMEM, "network: out of memory");
+    free(img);
+    if (!rc) {
+        cp_tiles_finish(acc, w, nout, g.Ey * g.Ex);
+        for (int c = 0; c < 3; c++)
+            for (int64_t y = 0; y < Lyr; y++)
+                memcpy(crop + (c * Lyr + y) * Lxr, acc + (c * g.Ey + by + y) * g.Ex + bx,
+                       sizeof(float) * (size_t)Lxr);
+    }
+    free(acc);
+    free(w);
+    cp_tiles_free(&g);
+    if (rc) {
+        free(crop);
+        return rc;
+    }
+    if (resample && (Lyr != Ly || Lxr != Lx)) {
+        float *back = malloc(sizeof(float) * (size_t)(3 * Ly * Lx));
+        if (!back) {
+            free(crop);
+            return cp_errf(err, CP_ENOMEM, "network: out of memory");
+        }
+        for (int c = 0; c < 3; c++)
+            cp_resize_bilinear(crop + c * Lyr * Lxr, Lyr, Lxr, 1, back + c * Ly * Lx, Ly, Lx);
+        free(crop);
+        crop = back;
+        Lyr = Ly, Lxr = Lx;
+    }
+    out->ny = Lyr, out->nx = Lxr;
+    out->dP = crop;
+    out->cellprob = malloc(sizeof(float) * (size_t)(Lyr * Lxr));
+    if (!out->cellprob) {
+        cp_net_out_free(out);
+        return cp_errf(err, CP_ENOMEM, "network: out of memory");
+    }
+    memcpy(out->cellprob, crop + 2 * Lyr * Lxr, sizeof(float) * (size_t)(Lyr * Lxr));
+    return 0;
+}

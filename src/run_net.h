@@ -1,0 +1,31 @@
+/* The network phase of one plane (CELLPOSE_ALGORITHM.md §2.3-3.6): normalized image -> resize to
+ * the network scale -> pad -> tiles through CPnet in batches -> taper-weighted blend -> crop ->
+ * resize back (resample) -> dP and cellprob at the dynamics scale. */
+#ifndef CP_RUN_NET_H
+#define CP_RUN_NET_H
+
+#include <stdint.h>
+
+#include "cpnet.h"
+
+typedef struct cp_net_out {
+    int64_t ny, nx;  /* dynamics scale: the image size, or the network scale without resample */
+    float *dP;       /* (2, ny, nx): dY plane, dX plane */
+    float *cellprob; /* (ny, nx) */
+} cp_net_out;
+
+/* rescale: from cp_rescale(); x2: (Ly, Lx, 2) normalized. On success out holds malloc'ed arrays
+ * (free with cp_net_out_free). Errors: image too small for the rescale, out of memory. */
+int cp_run_net(const cp_model *m, const float *x2, int64_t Ly, int64_t Lx, double rescale,
+               int resample, int64_t bsize, double tile_overlap, int augment, int64_t batch_size,
+               cp_net_out *out, char *err);
+void cp_net_out_free(cp_net_out *o);
+
+/* rescale of §1.2: diameter > 0 -> (double)diam_mean / diameter in f64; diameter 0 -> the model's
+ * (float)(diam_mean / diam_labels), one f32 division, widened. */
+double cp_rescale(double diameter, float diam_mean, float diam_labels);
+/* Dynamics steps of §4.1: niter > 0 as given; else 200, or (1.0 / rescale) * 200.0 truncated when
+ * resampling. */
+int64_t cp_niter_steps(int64_t niter, double rescale, int resample);
+
+#endif

@@ -1,0 +1,365 @@
+/* The single-process driver (see segment.h): read -> channels -> normalize -> network -> masks ->
+ * (stitch) -> write, one plane at a time except where Cellpose needs the whole stack
+ * (normalization over the stack and stitching). */
+#include "segment.h"
+
+#include <libgen.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cells.h"
+#include "compute_masks.h"
+#include "cp_err.h"
+#include "h5store.h"
+#include "post.h"
+#include "prep.h"
+#include "run_net.h"
+#include "tiff_io.h"
+
+void cp_default_output(const char *input, char *out, size_t len)
+{
+    const char *slash = strrchr(input, '/');
+    const char *dot = strrchr(input, '.');
+    size_t stem = (dot && (!slash || dot > slash)) ? (size_t)(dot - input) : strlen(input);
+    snprintf(out, len, "%.*s_seg.h5", (int)stem, input);
+}
+
+/* <directory of out_path>/<basename of input without extension>_cp_masks.tif */
+static void tif_output(const char *out_path, const char *input, char *buf, size_t len)
+{
+    char o[CP_PATH_LEN], in[CP_PATH_LEN];
+    snprintf(o, sizeof o, "%s", out_path);
+    snprintf(in, sizeof in, "%s", input);
+    const char *base = basename(in);
+    const char *dot = strrchr(base, '.');
+    int stem = dot ? (int)(dot - base) : (int)strlen(base);
+    snprintf(buf, len, "%s/%.*s_cp_masks.tif", dirname(o), stem, base);
+}
+
+static int64_t file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) ? -1 : (int64_t)st.st_size;
+}
+
+static void progress(const cp_params *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void progress(const cp_params *p, const char *fmt, ...)
+{
+    if (p->quiet) return;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("cellpose-mpi: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+/* Reads plane z of the image as raw channels (ny, nx, nc) and selects the network's two
+ * channels into x2 (ny, nx, 2). Non-finite pixels are refused. */
+static int read_plane(cp_tiff *t, const cp_tiff_info *info, const cp_layout *L, const cp_params *p,
+                      const char *image, int64_t z, float *x2, char *err)
+{
+    int64_t npix = L->ny * L->nx;
+    float *page = malloc(sizeof(float) * (size_t)(npix * info->spp));
+    float *raw = malloc(sizeof(float) * (size_t)(npix * L->nc));
+    if (!page || !raw) {
+        free(page);
+        free(raw);
+        return cp_errf(err, CP_ENOMEM, "%s: out of memory for a plane", image);
+    }
+    int rc = 0;
+    int64_t loaded = -1;
+    for (int c = 0; !rc && c < L->nc; c++) {
+        int64_t pg = z * L->z_page + c * L->c_page;
+        if (pg != loaded) rc = cp_tiff_read_f32(t, pg, 0, 0, L->ny, L->nx, page, err);
+        loaded = pg;
+        for (int64_t i = 0; !rc && i < npix; i++)
+            raw[i * L->nc + c] = page[i * info->spp + c * L->c_sample];
+    }
+    int64_t bad = 0;
+    for (int64_t i = 0; !rc && i < npix * L->nc; i++) bad += !isfinite(raw[i]);
+    if (!rc && bad)
+        rc = cp_errf(err, CP_EDATA, "%s: plane %lld: %lld pixel values are NaN or Inf "
+                     "(cellpose-mpi refuses non-finite input; replace them first)", image,
+                     (long long)z, (long long)bad);
+    if (!rc) cp_prep_channels(raw, npix, L->nc, (int)p->chan, (int)p->chan2, x2);
+    free(page);
+    free(raw);
+    return rc;
+}
+
+/* Normalizes planes [0, nz) of x2 (nz, ny, nx, 2) with constants computed over all of them
+ * (one plane, or a whole stack when stitching), and reports which channels are good. */
+static int normalize(float *x2, int64_t nz, int64_t ny, int64_t nx, const cp_params *p,
+                     int good[2], char *err)
+{
+    cp_norm norm[2];
+    for (int c = 0; c < 2; c++) {
+        int rc = cp_norm_compute_stack(x2, nz, ny, nx, c, p->norm_percentile_lo,
+                                       p->norm_percentile_hi, &norm[c], err);
+        if (rc) return rc;
+        good[c] = norm[c].good;
+    }
+    cp_norm_apply(x2, nz * ny * nx, norm, 0);
+    return 0;
+}
+
+/* Stitching of a stack, then hole filling and min_size in 3-D (§5); per-plane labels otherwise
+ * are final already. */
+static int finish_volume(const cp_params *p, uint32_t *labels, int64_t nz, int64_t ny,
+                         int64_t nx, char *err)
+{
+    if (!(p->stitch_threshold > 0 && nz > 1)) return 0;
+    int rc = cp_post_stitch(labels, nz, ny, nx, p->stitch_threshold, err);
+    return rc ? rc : cp_post_fill_and_min_size(labels, nz, ny, nx, p->min_size, err);
+}
+
+/* Labels, cells and attributes into the open output, then commit; the optional TIFF after. */
+static int write_output(const cp_params *p, cp_h5out *h, const uint32_t *labels, int64_t nz,
+                        int64_t ny, int64_t nx, cp_provenance *pv, const char *out_path,
+                        char *err)
+{
+    cp_cell *cells = NULL;
+    int64_t ncells = 0, nmasks = 0;
+    int rc = 0;
+    for (int64_t z = 0; !rc && z < nz; z++) {
+        const uint32_t *pl = labels + z * ny * nx;
+        rc = cp_h5_write_labels(h, z, pl, err);
+        if (!rc) rc = cp_cells_collect(pl, ny, nx, (uint32_t)z, &cells, &ncells, err);
+    }
+    for (int64_t i = 0; i < ncells; i++)
+        if (p->stitch_threshold > 0 && nz > 1) nmasks = cells[i].id > nmasks ? cells[i].id : nmasks;
+        else nmasks++;
+    pv->n_masks = nmasks;
+    if (!rc) rc = cp_h5_write_cells(h, cells, ncells, err);
+    free(cells);
+    if (!rc) rc = cp_h5_write_attrs(h, p, pv, err);
+    if (rc) {
+        cp_h5_abort(h);
+        return rc;
+    }
+    if ((rc = cp_h5_commit(h, err))) return rc;
+    if (p->save_tif) {
+        char tif[CP_PATH_LEN + 64];
+        tif_output(out_path, pv->input_file, tif, sizeof tif);
+        rc = cp_tiff_write_u32(tif, labels, nz, ny, nx, err);
+    }
+    progress(p, "wrote %s (%lld masks)", out_path, (long long)nmasks);
+    return rc;
+}
+
+/* Everything of one image once it is open and its output created. */
+static int segment_planes(const cp_params *p, const cp_model *m, cp_tiff *t,
+                          const cp_tiff_info *info, const cp_layout *L, const char *image,
+                          double rescale, cp_h5out *h, uint32_t *labels, cp_timing *tm, char *err)
+{
+    int stitch = p->stitch_threshold > 0 && L->nz > 1;
+    int64_t npix = L->ny * L->nx, nnorm = stitch ? L->nz : 1;
+    float *x2 = malloc(sizeof(float) * (size_t)(nnorm * npix * 2));
+    if (!x2) return cp_errf(err, CP_ENOMEM, "%s: out of memory", image);
+    cp_mask_params mp = {
+        .steps = cp_niter_steps(p->niter, rescale, !p->no_resample),
+        .interp = !p->no_interp,
+        .cellprob_threshold = (float)p->cellprob_threshold,
+        .flow_threshold = p->flow_threshold,
+        .max_size_fraction = p->max_size_fraction,
+        .min_size = stitch ? -1 : p->min_size,
+    };
+    int rc = 0, good[2] = {0, 0}, inv[2] = {0, 0};
+    double t0 = cp_now();
+    /* Stitching normalizes over the whole stack; a per-plane stack inverts a channel in every
+     * plane if it was good in any: both need all planes before the first network call. */
+    int whole_first = stitch || (p->invert && !p->no_norm && L->nz > 1);
+    for (int64_t z = 0; !rc && whole_first && z < L->nz; z++) {
+        float *xz = x2 + (stitch ? z * npix * 2 : 0);
+        rc = read_plane(t, info, L, p, image, z, xz, err);
+        if (!rc && !stitch) rc = normalize(xz, 1, L->ny, L->nx, p, good, err);
+        for (int c = 0; c < 2; c++) inv[c] |= p->invert && good[c];
+    }
+    if (!rc && stitch && !p->no_norm) {
+        rc = normalize(x2, L->nz, L->ny, L->nx, p, good, err);
+        for (int c = 0; c < 2; c++) inv[c] = p->invert && good[c];
+    }
+    cp_timing_lap(tm, CP_PH_PREP, &t0);
+    for (int64_t z = 0; !rc && z < L->nz; z++) {
+        float *xz = x2 + (stitch ? z * npix * 2 : 0);
+        if (!stitch) {
+            rc = read_plane(t, info, L, p, image, z, xz, err);
+            cp_timing_lap(tm, CP_PH_READ, &t0);
+            if (!rc && !p->no_norm) rc = normalize(xz, 1, L->ny, L->nx, p, good, err);
+            if (!whole_first)
+                for (int c = 0; c < 2; c++) inv[c] = p->invert && good[c];
+        }
+        if (rc) break;
+        cp_norm_invert(xz, npix, inv);
+        cp_timing_lap(tm, CP_PH_PREP, &t0);
+        cp_net_out no;
+        rc = cp_run_net(m, xz, L->ny, L->nx, rescale, !p->no_resample, p->bsize, p->tile_overlap,
+                        p->augment, p->batch_size, &no, err);
+        cp_timing_lap(tm, CP_PH_NET, &t0);
+        if (rc) break;
+        if (p->save_flows) rc = cp_h5_write_flows(h, z, no.dP, no.cellprob, err);
+        cp_timing_lap(tm, CP_PH_WRITE, &t0);
+        if (!rc)
+            rc = cp_compute_masks(no.dP, no.cellprob, no.ny, no.nx, &mp, L->ny, L->nx,
+                                  labels + z * npix, tm, err);
+        t0 = cp_now();
+        cp_net_out_free(&no);
+        progress(p, "%s: plane %lld/%lld done", image, (long long)z + 1, (long long)L->nz);
+    }
+    free(x2);
+    return rc;
+}
+
+int cp_segment_image(const cp_params *p, const cp_model *m, const char *model_path,
+                     const char *image, const char *out_path, const char *cmdline, cp_timing *tm,
+                     char *err)
+{
+    const cp_model_info *mi = cp_model_get_info(m);
+    double t0 = cp_now();
+    cp_tiff *t;
+    cp_tiff_info info;
+    int rc = cp_tiff_open(image, &t, &info, err);
+    if (rc) return rc;
+    cp_layout L;
+    char msg[CP_ERR_LEN];
+    if ((rc = cp_layout_decide(info.shape, info.ndim, (int)p->z_axis, (int)p->channel_axis,
+                               p->stitch_threshold > 0, (int)p->chan, (int)p->chan2, &L, msg))) {
+        cp_tiff_close(t);
+        return cp_errf(err, rc, "%s: %s", image, msg);
+    }
+    if (mi->nchan != 2) {
+        cp_tiff_close(t);
+        return cp_errf(err, CP_EPARAM, "%s: the model has %d input channels; cellpose-mpi feeds "
+                       "the 2 channels of --chan/--chan2", model_path, mi->nchan);
+    }
+    double rescale = cp_rescale(p->diameter, mi->diam_mean, mi->diam_labels);
+    int64_t fny = L.ny, fnx = L.nx;
+    if (p->no_resample && rescale != 1.0) {
+        fny = (int64_t)((double)L.ny * rescale);
+        fnx = (int64_t)((double)L.nx * rescale);
+    }
+    progress(p, "%s: %lld plane(s) of %lldx%lld, %d channel(s); rescale %.6g, %lld steps", image,
+             (long long)L.nz, (long long)L.ny, (long long)L.nx, L.nc, rescale,
+             (long long)cp_niter_steps(p->niter, rescale, !p->no_resample));
+    cp_h5out *h = NULL;
+    uint32_t *labels = calloc((size_t)(L.nz * L.ny * L.nx), sizeof *labels);
+    if (!labels) rc = cp_errf(err, CP_ENOMEM, "%s: out of memory for the labels", image);
+    if (!rc) rc = cp_h5_create(out_path, L.nz, L.ny, L.nx, L.nz > 1, p->save_flows ? fny : 0,
+                               p->save_flows ? fnx : 0, &h, err);
+    cp_timing_lap(tm, CP_PH_READ, &t0);
+    if (!rc) rc = segment_planes(p, m, t, &info, &L, image, rescale, h, labels, tm, err);
+    cp_tiff_close(t);
+    t0 = cp_now();
+    if (!rc) rc = finish_volume(p, labels, L.nz, L.ny, L.nx, err);
+    cp_timing_lap(tm, CP_PH_POST, &t0);
+    if (rc) {
+        cp_h5_abort(h);
+        free(labels);
+        return rc;
+    }
+    cp_provenance pv = {
+        .command_line = cmdline, .input_file = image, .input_bytes = file_size(image),
+        .model_file = model_path, .model_sha256 = mi->sha256, .rescale = rescale,
+        .niter_used = cp_niter_steps(p->niter, rescale, !p->no_resample),
+    };
+    rc = write_output(p, h, labels, L.nz, L.ny, L.nx, &pv, out_path, err);
+    cp_timing_lap(tm, CP_PH_WRITE, &t0);
+    free(labels);
+    return rc;
+}
+
+/* Reads dP (CZYX pages, as the oracle stores them) and cellprob (ZYX pages) TIFFs into
+ * dP (nz, 2, ny, nx) and cellprob (nz, ny, nx). */
+static int read_flow_tiffs(const char *dpath, const char *cpath, int64_t *nz, int64_t *ny,
+                           int64_t *nx, float **dP, float **cellprob, char *err)
+{
+    cp_tiff *td = NULL, *tc = NULL;
+    cp_tiff_info id, ic;
+    int rc = cp_tiff_open(dpath, &td, &id, err);
+    if (!rc) rc = cp_tiff_open(cpath, &tc, &ic, err);
+    if (!rc && (id.spp != 1 || ic.spp != 1 || id.npages != 2 * ic.npages || id.ny != ic.ny ||
+                id.nx != ic.nx))
+        rc = cp_errf(err, CP_EFORMAT, "%s: expected 2 pages per page of %s with the same size "
+                     "(dP as (2,[Z,]Y,X), cellprob as ([Z,]Y,X))", dpath, cpath);
+    if (!rc) {
+        *nz = ic.npages, *ny = ic.ny, *nx = ic.nx;
+        int64_t npix = *ny * *nx;
+        *dP = malloc(sizeof(float) * (size_t)(*nz * 2 * npix));
+        *cellprob = malloc(sizeof(float) * (size_t)(*nz * npix));
+        if (!*dP || !*cellprob) rc = cp_errf(err, CP_ENOMEM, "%s: out of memory", dpath);
+        for (int64_t z = 0; !rc && z < *nz; z++) {
+            for (int c = 0; !rc && c < 2; c++)
+                rc = cp_tiff_read_f32(td, c * *nz + z, 0, 0, *ny, *nx,
+                                      *dP + (z * 2 + c) * npix, err);
+            if (!rc) rc = cp_tiff_read_f32(tc, z, 0, 0, *ny, *nx, *cellprob + z * npix, err);
+        }
+    }
+    if (td) cp_tiff_close(td);
+    if (tc) cp_tiff_close(tc);
+    return rc;
+}
+
+static int read_flows(const cp_params *p, int64_t *nz, int64_t *ny, int64_t *nx, float **dP,
+                      float **cellprob, char *err)
+{
+    *dP = *cellprob = NULL;
+    if (p->cellprob_in[0]) return read_flow_tiffs(p->flows, p->cellprob_in, nz, ny, nx, dP,
+                                                  cellprob, err);
+    int rc = cp_h5_read_flows(p->flows, nz, ny, nx, NULL, NULL, err);
+    if (rc) return rc;
+    *dP = malloc(sizeof(float) * (size_t)(*nz * 2 * *ny * *nx));
+    *cellprob = malloc(sizeof(float) * (size_t)(*nz * *ny * *nx));
+    if (!*dP || !*cellprob) return cp_errf(err, CP_ENOMEM, "%s: out of memory", p->flows);
+    return cp_h5_read_flows(p->flows, nz, ny, nx, *dP, *cellprob, err);
+}
+
+int cp_segment_flows(const cp_params *p, const char *out_path, const char *cmdline, cp_timing *tm,
+                     char *err)
+{
+    double t0 = cp_now();
+    int64_t nz, ny, nx;
+    float *dP, *cellprob;
+    uint32_t *labels = NULL;
+    cp_h5out *h = NULL;
+    int rc = read_flows(p, &nz, &ny, &nx, &dP, &cellprob, err);
+    int stitch = p->stitch_threshold > 0 && nz > 1;
+    cp_mask_params mp = {
+        .steps = p->niter > 0 ? p->niter : 200, .interp = !p->no_interp,
+        .cellprob_threshold = (float)p->cellprob_threshold, .flow_threshold = p->flow_threshold,
+        .max_size_fraction = p->max_size_fraction, .min_size = stitch ? -1 : p->min_size,
+    };
+    if (!rc) {
+        labels = calloc((size_t)(nz * ny * nx), sizeof *labels);
+        rc = labels ? cp_h5_create(out_path, nz, ny, nx, nz > 1, p->save_flows ? ny : 0,
+                                   p->save_flows ? nx : 0, &h, err)
+                    : cp_errf(err, CP_ENOMEM, "%s: out of memory", p->flows);
+    }
+    cp_timing_lap(tm, CP_PH_READ, &t0);
+    for (int64_t z = 0; !rc && z < nz; z++) {
+        const float *dz = dP + z * 2 * ny * nx, *cz = cellprob + z * ny * nx;
+        if (p->save_flows) rc = cp_h5_write_flows(h, z, dz, cz, err);
+        if (!rc) rc = cp_compute_masks(dz, cz, ny, nx, &mp, ny, nx, labels + z * ny * nx, tm, err);
+        t0 = cp_now();
+    }
+    free(dP);
+    free(cellprob);
+    if (!rc) rc = finish_volume(p, labels, nz, ny, nx, err);
+    cp_timing_lap(tm, CP_PH_POST, &t0);
+    if (!rc) {
+        cp_provenance pv = {.command_line = cmdline, .input_file = p->flows,
+                            .input_bytes = file_size(p->flows), .model_file = "",
+                            .model_sha256 = "", .rescale = 1.0, .niter_used = mp.steps};
+        rc = write_output(p, h, labels, nz, ny, nx, &pv, out_path, err);
+        h = NULL;
+    }
+    if (h) cp_h5_abort(h);
+    cp_timing_lap(tm, CP_PH_WRITE, &t0);
+    free(labels);
+    return rc;
+}

@@ -1,0 +1,21 @@
+# End-to-end parity through the CLI, one test per reference case and mode (tests/test_e2e.c).
+set(CP_E2E_IMAGE
+  random_cp3_seed0_synth512 random_cp3_seed0_bsize512_niter2000 tiny_nbase8_augment_diam60
+  tiny_nbase8_stack3 synth_trained_nbase16_synth512 synth_trained_nbase16_stack3
+  synth_trained_nbase16_neuron512 synth_trained_nbase16_diam40_noresample
+  synth_trained_nbase16_float32_invert synth_trained_nbase16_synth1024)
+set(CP_E2E_FLOWS
+  random_cp3_seed0_synth512 random_cp3_seed0_bsize512_niter2000 tiny_nbase8_augment_diam60
+  tiny_nbase8_stack3 synth_trained_nbase16_synth512 synth_trained_nbase16_stack3
+  synth_trained_nbase16_neuron512 synth_trained_nbase16_float32_invert
+  flows_protrusions_niter2000 flows_protrusions_nointerp)
+foreach(c ${CP_E2E_IMAGE})
+  cp_add_test(NAME e2e_image_${c} SOURCE test_e2e.c ARGS ${c} image)
+endforeach()
+foreach(c ${CP_E2E_FLOWS})
+  cp_add_test(NAME e2e_flows_${c} SOURCE test_e2e.c ARGS ${c} flows)
+endforeach()
+cp_add_test(NAME e2e_image_tiny_nbase8_stack3_stitch025 SOURCE test_e2e.c ARGS tiny_nbase8_stack3 image stitch025)
+cp_add_test(NAME e2e_flows_tiny_nbase8_stack3_stitch025 SOURCE test_e2e.c ARGS tiny_nbase8_stack3 flows stitch025)
+cp_add_test(NAME e2e_flows_flows_protrusions_niter200 SOURCE test_e2e.c ARGS flows_protrusions_niter2000 flows niter200)
+cp_add_test(NAME e2e_image_synth_trained_nbase16_synth1024_recipe SOURCE test_e2e.c ARGS synth_trained_nbase16_synth1024 image recipe)

@@ -1,0 +1,188 @@
+/* End-to-end parity through the real CLI: runs build/cellpose-mpi on a reference case with the
+ * parameters of its case.json and compares the output file with the oracle:
+ *   image mode:  dP and cellprob within 1e-3 absolute (worst error printed), final masks identical
+ *                up to renumbering;
+ *   flows mode:  --flows dP.tif --cellprob_in cellprob.tif (the oracle's own network output):
+ *                masks identical label for label.
+ * usage: test_e2e CASE image|flows [VARIANT]   VARIANT: stitch025, niter200, recipe */
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+
+static char cmd[16384];
+
+static void arg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void arg(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    size_t len = strlen(cmd);
+    cmd[len] = ' ';
+    vsnprintf(cmd + len + 1, sizeof cmd - len - 1, fmt, ap);
+    va_end(ap);
+}
+
+/* "shared/x/y" in case.json -> <tu_shared()>/x/y */
+static const char *shared_path(const char *p)
+{
+    return tu_path("%s/%s", tu_shared(), strncmp(p, "shared/", 7) ? p : p + 7);
+}
+
+/* The oracle file `name` of case `c` (following a "path" redirect of case.json). */
+static const char *ref_file(json_object *j, const char *c, const char *name)
+{
+    char key[256];
+    snprintf(key, sizeof key, "files.%s.path", name);
+    json_object *p = tu_json_get(j, key);
+    if (p) return shared_path(json_object_get_string(p));
+    return tu_path("%s/reference/%s/%s", tu_shared(), c, name);
+}
+
+static int is_true(json_object *o) { return o && json_object_get_boolean(o); }
+static int is_set(json_object *o) { return o && !json_object_is_type(o, json_type_null); }
+
+/* Dynamics flags shared by both modes, from an eval_kwargs-like object. */
+static void dynamics_flags(json_object *k)
+{
+    json_object *o;
+    if ((o = tu_json_get(k, "flow_threshold"))) arg("--flow_threshold %.17g", json_object_get_double(o));
+    if ((o = tu_json_get(k, "cellprob_threshold")))
+        arg("--cellprob_threshold %.17g", json_object_get_double(o));
+    if ((o = tu_json_get(k, "min_size"))) arg("--min_size %d", json_object_get_int(o));
+    if ((o = tu_json_get(k, "max_size_fraction")))
+        arg("--max_size_fraction %.17g", json_object_get_double(o));
+    if ((o = tu_json_get(k, "interp")) && !json_object_get_boolean(o)) arg("--no_interp");
+    if ((o = tu_json_get(k, "stitch_threshold")) && json_object_get_double(o) > 0)
+        arg("--stitch_threshold %.17g", json_object_get_double(o));
+}
+
+static void image_flags(json_object *k)
+{
+    json_object *o;
+    if ((o = tu_json_get(k, "channels")) && is_set(o))
+        arg("--chan %d --chan2 %d", json_object_get_int(json_object_array_get_idx(o, 0)),
+            json_object_get_int(json_object_array_get_idx(o, 1)));
+    o = tu_json_get(k, "diameter");
+    arg("--diameter %.17g", is_set(o) ? json_object_get_double(o) : 0.0);
+    if ((o = tu_json_get(k, "bsize"))) arg("--bsize %d", json_object_get_int(o));
+    if ((o = tu_json_get(k, "tile_overlap"))) arg("--tile_overlap %.17g", json_object_get_double(o));
+    if (is_set(o = tu_json_get(k, "niter"))) arg("--niter %d", json_object_get_int(o));
+    if (is_set(o = tu_json_get(k, "z_axis"))) arg("--z_axis %d", json_object_get_int(o));
+    if (is_set(o = tu_json_get(k, "channel_axis"))) arg("--channel_axis %d", json_object_get_int(o));
+    if ((o = tu_json_get(k, "resample")) && !json_object_get_boolean(o)) arg("--no_resample");
+    if (is_true(tu_json_get(k, "augment"))) arg("--augment");
+    if (is_true(tu_json_get(k, "invert"))) arg("--invert");
+    if ((o = tu_json_get(k, "normalize")) && json_object_is_type(o, json_type_boolean) &&
+        !json_object_get_boolean(o))
+        arg("--no_norm");
+    dynamics_flags(k);
+}
+
+/* Our /flows is (2,Y,X) or (Z,2,Y,X); the oracle's dP is CYX or CZYX. */
+static void check_flows(const char *out, const char *dp_path, const char *cp_path)
+{
+    int64_t n, m;
+    float *fl = tu_h5_read_f32(out, "flows", &n), *cp = tu_h5_read_f32(out, "cellprob", &m);
+    tu_tiff dp = tu_read_tiff(dp_path), cr = tu_read_tiff(cp_path);
+    TU_CHECK(fl && cp && n == dp.n && m == cr.n, "flow sizes: ours %lld/%lld, oracle %lld/%lld",
+             (long long)n, (long long)m, (long long)dp.n, (long long)cr.n);
+    if (fl && cp && n == dp.n && m == cr.n) {
+        int64_t nz = cr.pages, npix = cr.ny * cr.nx;
+        float *czyx = malloc(sizeof(float) * (size_t)n);
+        for (int64_t z = 0; z < nz; z++)
+            for (int c = 0; c < 2; c++)
+                memcpy(czyx + (c * nz + z) * npix, fl + (z * 2 + c) * npix, sizeof(float) * (size_t)npix);
+        double edp = tu_maxabs(czyx, dp.f32, n, NULL), ecp = tu_maxabs(cp, cr.f32, m, NULL);
+        printf("max |dP - oracle| = %.3g, max |cellprob - oracle| = %.3g\n", edp, ecp);
+        TU_CHECK(edp <= 1e-3, "dP error %.3g > 1e-3", edp);
+        TU_CHECK(ecp <= 1e-3, "cellprob error %.3g > 1e-3", ecp);
+        free(czyx);
+    }
+    free(fl);
+    free(cp);
+    tu_tiff_free(&dp);
+    tu_tiff_free(&cr);
+}
+
+static void check_masks(const char *out, const char *expect, int exact)
+{
+    int64_t n;
+    uint32_t *lab = tu_h5_read_u32(out, "labels", &n);
+    tu_tiff ref = tu_read_tiff(expect);
+    TU_CHECK(lab && n == ref.n, "label count: ours %lld, oracle %lld", (long long)n, (long long)ref.n);
+    if (lab && n == ref.n) {
+        int64_t diff = tu_count_diff_u32(lab, ref.u32, n);
+        uint32_t mo = 0, mr = 0;
+        for (int64_t i = 0; i < n; i++) {
+            mo = lab[i] > mo ? lab[i] : mo;
+            mr = ref.u32[i] > mr ? ref.u32[i] : mr;
+        }
+        printf("masks: ours %u, oracle %u, %lld pixels with a different label value\n", mo, mr,
+               (long long)diff);
+        if (exact) TU_CHECK(diff == 0, "masks differ label for label in %lld pixels", (long long)diff);
+        TU_CHECK(tu_same_up_to_renumbering(lab, ref.u32, n), "masks differ beyond renumbering");
+    }
+    free(lab);
+    tu_tiff_free(&ref);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 3) {
+        fprintf(stderr, "usage: test_e2e CASE image|flows [stitch025|niter200|recipe]\n");
+        return 2;
+    }
+    const char *c = argv[1], *mode = argv[2], *variant = argc > 3 ? argv[3] : "";
+    json_object *j = tu_case_json(c);
+    char out[4096], masks[4096];
+    snprintf(out, sizeof out, "%s/%s_%s%s.h5", tu_tmpdir(), c, mode, variant);
+    char sfx[64] = "";
+    if (*variant && strcmp(variant, "recipe")) snprintf(sfx, sizeof sfx, "_%s", variant);
+    snprintf(cmd, sizeof cmd, "%s/cellpose-mpi --quiet --output %s", tu_build_dir(), out);
+
+    json_object *k = tu_json_get(j, "call.eval_kwargs");
+    if (!strcmp(variant, "stitch025")) k = tu_json_get(j, "stitch025_run.call.eval_kwargs");
+    if (!k) k = tu_json_get(j, "call"); /* flows cases: the dynamics keys sit in call */
+    const char *mname = tu_path("masks%s.tif", sfx);
+    if (!strcmp(c, "synth_trained_nbase16_diam40_noresample"))
+        mname = "masks_corrected.tif"; /* our min_size rule, DESIGN.md §2.8 */
+    if (!strcmp(variant, "recipe")) mname = "masks_recipe.tif";
+    snprintf(masks, sizeof masks, "%s", ref_file(j, c, mname));
+
+    if (!strcmp(mode, "flows")) {
+        const char *dp = tu_path("%s", ref_file(j, c, tu_path("dP%s.tif", *variant == 's' ? sfx : "")));
+        const char *cp = tu_path("%s", ref_file(j, c, tu_path("cellprob%s.tif", *variant == 's' ? sfx : "")));
+        arg("--flows %s --cellprob_in %s", dp, cp);
+        json_object *o = tu_json_get(j, "niter.used_by_follow_flows");
+        arg("--niter %d", !strcmp(variant, "niter200") ? 200 : json_object_get_int(o));
+        dynamics_flags(k);
+    } else {
+        json_object *in = tu_json_get(j, "input.path");
+        arg("--image_path %s", in ? shared_path(json_object_get_string(in))
+                                  : tu_path("%s/reference/%s/input.tif", tu_shared(), c));
+        json_object *mp = tu_json_get(j, "model.path");
+        arg("--pretrained_model %s", shared_path(json_object_get_string(mp)));
+        if (!strcmp(c, "synth_trained_nbase16_synth1024")) {
+            arg("--chan 1 --chan2 2 --diameter 30");
+            if (!strcmp(variant, "recipe")) arg("--bsize 512 --niter 2000 --no_resample");
+        } else {
+            image_flags(k);
+            arg("--save_flows");
+        }
+    }
+    printf("%s\n", cmd);
+    int st = tu_run("%s", cmd);
+    TU_CHECK(st == 0, "cellpose-mpi exited with %d", st);
+    if (st == 0) {
+        if (!strcmp(mode, "image") && tu_json_get(j, tu_path("files.dP%s.tif", sfx)))
+            check_flows(out, ref_file(j, c, tu_path("dP%s.tif", sfx)),
+                        tu_path("%s", ref_file(j, c, tu_path("cellprob%s.tif", sfx))));
+        check_masks(out, masks, !strcmp(mode, "flows"));
+    }
+    json_object_put(j);
+    tu_run("rm -rf %s", tu_tmpdir());
+    return tu_finish();
+}

@@ -1,0 +1,234 @@
+/* Tests of src/follow.c (CELLPOSE_ALGORITHM.md §4.3):
+ *   test_follow case <name> [niter200|stitch025]  end points bit-identical to the oracle's
+ *       p_final (every plane), then masks_raw from them identical label for label;
+ *   test_follow window  windows stop particles whose stencil leaves them, continuing on other
+ *       windows or the whole field gives the whole-field bits; 1 vs 2 threads; AVX2 vs scalar. */
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cp_err.h"
+#include "follow.h"
+#include "masks.h"
+#include "refcase.h"
+#include "testutil.h"
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* The field of plane z of a case (dP pages z and Z+z). */
+static float *plane_field(const refcase *c, int64_t z)
+{
+    const int64_t npix = c->Ly * c->Lx;
+    float *dP = malloc(sizeof(float) * (size_t)(2 * npix));
+    float *f = malloc(sizeof(float) * (size_t)(2 * npix));
+    memcpy(dP, c->dP.f32 + z * npix, sizeof(float) * (size_t)npix);
+    memcpy(dP + npix, c->dP.f32 + (c->Z + z) * npix, sizeof(float) * (size_t)npix);
+    cp_follow_field(dP, c->cellprob.f32 + z * npix, npix, c->threshold, f);
+    free(dP);
+    return f;
+}
+
+static int test_case(const char *name, const char *variant)
+{
+    refcase c = refcase_load(name, variant);
+    const int64_t npix = c.Ly * c.Lx;
+    tu_tiff pf = {0}, mr = tu_read_tiff(c.masks_raw);
+    if (c.p_final) pf = tu_read_tiff(c.p_final);
+    printf("%s %s: %lld plane(s) %lld x %lld, niter %d, threshold %g, interp %d, max_size_fraction %g\n",
+           name, variant, (long long)c.Z, (long long)c.Ly, (long long)c.Lx, c.niter,
+           (double)c.threshold, c.interp, c.max_size_fraction);
+    for (int64_t z = 0; z < c.Z; z++) {
+        float *f = plane_field(&c, z);
+        int64_t n = cp_follow_particles(c.cellprob.f32 + z * npix, c.Ly, c.Lx, c.threshold, NULL);
+        cp_particle *p = malloc(sizeof *p * (size_t)(n ? n : 1));
+        cp_follow_particles(c.cellprob.f32 + z * npix, c.Ly, c.Lx, c.threshold, p);
+        cp_field F = {.Ly = c.Ly, .Lx = c.Lx, .y0 = 0, .x0 = 0, .ny = c.Ly, .nx = c.Lx, .f = f};
+        double t0 = now();
+        int64_t stopped = cp_follow_run(&F, p, n, c.niter, c.interp);
+        double dt = now() - t0;
+        TU_CHECK(stopped == 0, "plane %lld: %lld particles stopped on the whole field", (long long)z,
+                 (long long)stopped);
+        printf("  plane %lld: %lld particles, follow %.3f s (%.2f ns per particle-iteration, %d threads)\n",
+               (long long)z, (long long)n, dt, n ? 1e9 * dt / ((double)n * c.niter) : 0.0,
+               omp_get_max_threads());
+        if (c.p_final) {
+            /* the oracle holds every pixel: end points for moving ones, (y, x) for the others */
+            float *mine = malloc(sizeof(float) * (size_t)(2 * npix));
+            for (int64_t i = 0; i < npix; i++) mine[i] = (float)(i / c.Lx), mine[npix + i] = (float)(i % c.Lx);
+            for (int64_t i = 0; i < n; i++) mine[p[i].src] = p[i].py, mine[npix + p[i].src] = p[i].px;
+            int64_t diff = 0, where;
+            double worst = 0;
+            for (int ch = 0; ch < 2; ch++) {
+                const float *ref = pf.f32 + (ch * c.Z + z) * npix;
+                diff += refcase_count_diff_bits(mine + ch * npix, ref, npix);
+                double w = tu_maxabs(mine + ch * npix, ref, npix, &where);
+                worst = w > worst ? w : worst;
+            }
+            printf("  plane %lld: p_final differing values %lld of %lld, max |diff| %g\n", (long long)z,
+                   (long long)diff, (long long)(2 * npix), worst);
+            TU_CHECK(diff == 0, "plane %lld: %lld p_final values differ (max %g)", (long long)z,
+                     (long long)diff, worst);
+            free(mine);
+        }
+        uint32_t *lab = malloc(sizeof *lab * (size_t)npix);
+        int64_t nseeds = 0;
+        char err[CP_ERR_LEN] = "";
+        int rc = cp_masks_raw(p, n, c.Ly, c.Lx, c.max_size_fraction, lab, &nseeds, err);
+        TU_CHECK(rc == 0, "plane %lld: cp_masks_raw: %s", (long long)z, err);
+        uint32_t nlab = 0, nref = 0;
+        for (int64_t i = 0; i < npix; i++) {
+            nlab = lab[i] > nlab ? lab[i] : nlab;
+            nref = mr.u32[z * npix + i] > nref ? mr.u32[z * npix + i] : nref;
+        }
+        int64_t d = tu_count_diff_u32(lab, mr.u32 + z * npix, npix);
+        printf("  plane %lld: %lld seeds, %u labels (oracle %u), masks_raw differing pixels %lld\n",
+               (long long)z, (long long)nseeds, nlab, nref, (long long)d);
+        TU_CHECK(d == 0 && nlab == nref, "plane %lld: masks_raw: %lld pixels differ", (long long)z,
+                 (long long)d);
+        free(lab);
+        free(p);
+        free(f);
+    }
+    tu_tiff_free(&pf);
+    tu_tiff_free(&mr);
+    refcase_free(&c);
+    return tu_finish();
+}
+
+/* ---- windows, threads, kernels ---- */
+
+static int64_t clampi(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+/* 1 if the stencil of q (as follow.h defines it) lies inside window (y0, x0, ny, nx). */
+static int stencil_inside(const cp_particle *q, int64_t Ly, int64_t Lx, int interp, int64_t y0,
+                          int64_t x0, int64_t ny, int64_t nx)
+{
+    int64_t sy = clampi((int64_t)q->py, 0, Ly - 1), sx = clampi((int64_t)q->px, 0, Lx - 1);
+    int64_t ey = interp ? clampi(sy + 1, 0, Ly - 1) : sy, ex = interp ? clampi(sx + 1, 0, Lx - 1) : sx;
+    return sy >= y0 && ey < y0 + ny && sx >= x0 && ex < x0 + nx;
+}
+
+/* The field of window (y0, x0, ny, nx) of a whole-plane field: a copy, as another rank holds it. */
+static cp_field window_of(const cp_field *W, int64_t y0, int64_t x0, int64_t ny, int64_t nx)
+{
+    float *f = malloc(sizeof(float) * (size_t)(2 * ny * nx));
+    for (int64_t y = 0; y < ny; y++)
+        memcpy(f + 2 * y * nx, W->f + 2 * ((y0 + y) * W->Lx + x0), sizeof(float) * (size_t)(2 * nx));
+    return (cp_field){.Ly = W->Ly, .Lx = W->Lx, .y0 = y0, .x0 = x0, .ny = ny, .nx = nx, .f = f};
+}
+
+static int same_particles(const cp_particle *a, const cp_particle *b, int64_t n, const char *what)
+{
+    int64_t d = 0;
+    for (int64_t i = 0; i < n; i++)
+        d += memcmp(&a[i].py, &b[i].py, 4) || memcmp(&a[i].px, &b[i].px, 4) || a[i].steps != b[i].steps ||
+             a[i].src != b[i].src;
+    printf("  %s: %lld of %lld particles differ\n", what, (long long)d, (long long)n);
+    TU_CHECK(d == 0, "%s: %lld particles differ", what, (long long)d);
+    return d == 0;
+}
+
+static void window_checks(const cp_field *W, const cp_particle *start, int64_t n, int32_t steps,
+                          int interp)
+{
+    const size_t bytes = sizeof(cp_particle) * (size_t)n;
+    cp_particle *ref = malloc(bytes), *q = malloc(bytes);
+    printf("interp %d, %lld particles, %d steps\n", interp, (long long)n, steps);
+
+    /* whole field, 2 threads (the reference), then 1 thread and the scalar kernel */
+    memcpy(ref, start, bytes);
+    omp_set_num_threads(2);
+    TU_CHECK(cp_follow_run(W, ref, n, steps, interp) == 0, "whole field: particles stopped");
+    memcpy(q, start, bytes);
+    omp_set_num_threads(1);
+    cp_follow_run(W, q, n, steps, interp);
+    same_particles(ref, q, n, "1 thread vs 2 threads");
+    omp_set_num_threads(2);
+    setenv("CP_FOLLOW_SCALAR", "1", 1);
+    memcpy(q, start, bytes);
+    cp_follow_run(W, q, n, steps, interp);
+    unsetenv("CP_FOLLOW_SCALAR");
+    same_particles(ref, q, n, "scalar kernel vs default kernel");
+
+    /* one window: stopped particles have their stencil outside it; the whole field finishes them */
+    const int64_t wy = 150, wx = 120, wny = 220, wnx = 260;
+    cp_field win = window_of(W, wy, wx, wny, wnx);
+    memcpy(q, start, bytes);
+    int64_t stopped = cp_follow_run(&win, q, n, steps, interp), nstop = 0, bad = 0, partial = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (q[i].steps == steps) continue;
+        nstop++;
+        partial += q[i].steps > 0;
+        bad += stencil_inside(&q[i], W->Ly, W->Lx, interp, wy, wx, wny, wnx);
+    }
+    printf("  window (%lld,%lld)+(%lld,%lld): %lld stopped (%lld after moving), returned %lld\n",
+           (long long)wy, (long long)wx, (long long)wny, (long long)wnx, (long long)nstop,
+           (long long)partial, (long long)stopped);
+    TU_CHECK(stopped == nstop && bad == 0 && partial > 0,
+             "window: returned %lld, counted %lld, %lld stopped inside, %lld stopped after moving",
+             (long long)stopped, (long long)nstop, (long long)bad, (long long)partial);
+    TU_CHECK(cp_follow_run(W, q, n, steps, interp) == 0, "continuation: particles stopped");
+    same_particles(ref, q, n, "window then whole field vs whole field");
+    free((void *)win.f);
+
+    /* a 3 x 3 grid of windows (uneven) in rounds until every particle is done, as ranks would */
+    const int64_t ys[4] = {0, 170, 300, W->Ly}, xs[4] = {0, 200, 333, W->Lx};
+    cp_field grid[9];
+    for (int a = 0; a < 3; a++)
+        for (int b = 0; b < 3; b++) grid[3 * a + b] = window_of(W, ys[a], xs[b], ys[a + 1] - ys[a], xs[b + 1] - xs[b]);
+    memcpy(q, start, bytes);
+    int64_t left = n;
+    int rounds = 0;
+    while (left > 0 && rounds < 100000) {
+        for (int k = 0; k < 9; k++) left = cp_follow_run(&grid[k], q, n, steps, interp);
+        rounds++;
+    }
+    printf("  3x3 windows: %d rounds\n", rounds);
+    TU_CHECK(left == 0, "3x3 windows: %lld particles never finished", (long long)left);
+    same_particles(ref, q, n, "3x3 windows vs whole field");
+    for (int k = 0; k < 9; k++) free((void *)grid[k].f);
+    free(ref);
+    free(q);
+}
+
+static int test_window(void)
+{
+    refcase c = refcase_load("flows_protrusions_niter2000", "");
+    float *f = plane_field(&c, 0);
+    int64_t n = cp_follow_particles(c.cellprob.f32, c.Ly, c.Lx, c.threshold, NULL);
+    cp_particle *p = malloc(sizeof *p * (size_t)n);
+    cp_follow_particles(c.cellprob.f32, c.Ly, c.Lx, c.threshold, p);
+    cp_field W = {.Ly = c.Ly, .Lx = c.Lx, .y0 = 0, .x0 = 0, .ny = c.Ly, .nx = c.Lx, .f = f};
+    window_checks(&W, p, n, c.niter, 1);
+    window_checks(&W, p, n, c.niter, 0);
+
+    /* particles already done are left alone; an empty window stops everyone without reading */
+    cp_particle q = p[0];
+    q.steps = c.niter + 5;
+    cp_particle q0 = q;
+    TU_CHECK(cp_follow_run(&W, &q, 1, c.niter, 1) == 0 && memcmp(&q, &q0, sizeof q) == 0,
+             "a particle with steps >= niter was modified");
+    cp_field empty = {.Ly = c.Ly, .Lx = c.Lx, .y0 = 0, .x0 = 0, .ny = 0, .nx = 0, .f = NULL};
+    q = p[0];
+    TU_CHECK(cp_follow_run(&empty, &q, 1, c.niter, 1) == 1 && q.steps == 0, "empty window: particle moved");
+    free(p);
+    free(f);
+    refcase_free(&c);
+    return tu_finish();
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 3 && strcmp(argv[1], "case") == 0) return test_case(argv[2], argc > 3 ? argv[3] : "");
+    if (argc == 2 && strcmp(argv[1], "window") == 0) return test_window();
+    fprintf(stderr, "usage: test_follow case <name> [niter200|stitch025] | window\n");
+    return 2;
+}
