@@ -13,7 +13,7 @@
 #include <string.h>
 
 /* Labels with at least this many pixels share the threads inside their diffusion. */
-#define BIG_LABEL 16384
+#define BIG_LABEL 65536
 
 /* One label's pixels (image indices, row-major) and its bounding box [r0, r1) x [c0, c1). */
 struct label_box {
@@ -45,35 +45,35 @@ static int64_t centre_pixel(const int64_t *pix, const struct label_box *b, int64
     return best;
 }
 
-/* Diffusion of one label: g[k] are grid indices of the mask pixels (grid row length gx), a and b
- * zeroed grids. Returns the buffer that holds T after niter Jacobi steps. With par, the pixels of
- * each step are shared by the threads of a new team (a Jacobi step has no order, so the bits do
- * not depend on it). */
-static double *diffuse(const int64_t *g, int64_t np, int64_t gx, int64_t centre, int64_t niter,
+/* Diffusion of one label: g[k] are grid indices of the mask pixels (grid row length gx), g[kc]
+ * the centre, a and b zeroed grids. Returns the buffer that holds T after niter Jacobi steps.
+ * The centre's "+1" of step t+1 is added right after step t writes it, by the thread that wrote
+ * it (same operands, same order as Cellpose), so a step needs a single barrier. With par, the
+ * pixels of each step are shared by the threads of a new team (a Jacobi step has no order, so the
+ * bits do not depend on it). */
+static double *diffuse(const int64_t *g, int64_t np, int64_t gx, int64_t kc, int64_t niter,
                        double *a, double *b, int par)
 {
     const double ninth = 1 / 9.;
-    double *result = a;
+    if (niter > 0) a[g[kc]] += 1;
 #pragma omp parallel if (par)
     {
         double *src = a, *dst = b;
         for (int64_t t = 0; t < niter; t++) {
-#pragma omp single
-            src[centre] += 1;
+            int more = t + 1 < niter;
 #pragma omp for schedule(static)
             for (int64_t k = 0; k < np; k++) {
                 const double *p = src + g[k];
                 dst[g[k]] = ninth * (p[0] + p[-gx] + p[gx] + p[-1] + p[1] + p[-gx - 1] +
                                      p[-gx + 1] + p[gx - 1] + p[gx + 1]);
+                if (k == kc && more) dst[g[k]] += 1;
             }
             double *s = src;
             src = dst;
             dst = s;
         }
-#pragma omp single
-        result = src;
     }
-    return result;
+    return niter % 2 ? b : a;
 }
 
 /* Unnormalized flows (dy, dx) of one label into mu (par: see diffuse). Returns 0 or CP_ENOMEM. */
@@ -93,7 +93,7 @@ static int label_flows(const int64_t *pix, const struct label_box *b, int64_t Ly
     for (int64_t k = 0; k < b->count; k++)
         g[k] = (pix[k] / Lx - b->r0 + 1) * gx + (pix[k] % Lx - b->c0 + 1);
     int64_t c = centre_pixel(pix, b, Lx);
-    double *T = diffuse(g, b->count, gx, g[c], 2 * (gy + gx), ta, tb, par);
+    double *T = diffuse(g, b->count, gx, c, 2 * (gy + gx), ta, tb, par);
     for (int64_t k = 0; k < b->count; k++) {
         mu[pix[k]] = T[g[k] + gx] - T[g[k] - gx];
         mu[Ly * Lx + pix[k]] = T[g[k] + 1] - T[g[k] - 1];

@@ -1,8 +1,8 @@
 /* Flow following (CELLPOSE_ALGORITHM.md §4.3): the field, the particles, and their advance along
  * the field, bit-exactly as Cellpose's numba code. Two kernels do the same IEEE operations in the
  * same order: a scalar one that states the recipe, and an AVX2 one that advances 8 particles per
- * vector (4 vectors interleaved to hide latency), chosen at run time. No FMA anywhere
- * (-ffp-contract=off, and the intrinsics used are plain multiplies and adds). */
+ * vector (4 vectors interleaved to hide latency; 16-byte loads of pixel pairs, no gathers), chosen
+ * at run time. No FMA anywhere (-ffp-contract=off; the intrinsics are plain multiplies and adds). */
 #include "follow.h"
 
 #include <limits.h>
@@ -69,35 +69,42 @@ static inline float bilinear(float f00, float f01, float f10, float f11, float f
     return (float)(((t0 + t1) + t2) + t3);
 }
 
-/* Advances one particle (the reference statement of the recipe; also interp = 0). */
-static void advance_scalar(const cp_field *F, cp_particle *q, int32_t steps, int interp)
+/* One iteration of one particle (the reference statement of the recipe; also interp = 0): done
+ * if it has steps left and its stencil is inside the window. Returns 1 if it moved. */
+static inline int step_scalar(const cp_field *F, cp_particle *q, int32_t steps, int interp)
 {
-    const float ymax = (float)(F->Ly - 1), xmax = (float)(F->Lx - 1);
-    float py = q->py, px = q->px;
-    int32_t s = q->steps;
-    for (; s < steps; s++) {
-        int32_t iy = trunc_i32(py), ix = trunc_i32(px);
-        int64_t y0 = clamp64(iy, 0, F->Ly - 1), x0 = clamp64(ix, 0, F->Lx - 1);
-        int64_t y1 = interp && y0 + 1 < F->Ly ? y0 + 1 : y0;
-        int64_t x1 = interp && x0 + 1 < F->Lx ? x0 + 1 : x0;
-        if (y0 < F->y0 || y1 >= F->y0 + F->ny || x0 < F->x0 || x1 >= F->x0 + F->nx) break;
-        const float *r0 = F->f + 2 * ((y0 - F->y0) * F->nx - F->x0);
-        const float *r1 = F->f + 2 * ((y1 - F->y0) * F->nx - F->x0);
-        float dy, dx;
-        if (interp) {
-            float fy = py - (float)iy, fx = px - (float)ix; /* exact */
-            dy = bilinear(r0[2 * x0], r0[2 * x1], r1[2 * x0], r1[2 * x1], fy, fx);
-            dx = bilinear(r0[2 * x0 + 1], r0[2 * x1 + 1], r1[2 * x0 + 1], r1[2 * x1 + 1], fy, fx);
-        } else {
-            dy = r0[2 * x0];
-            dx = r0[2 * x0 + 1];
-        }
-        py = clamp_pos(py + dy, ymax);
-        px = clamp_pos(px + dx, xmax);
+    if (q->steps >= steps) return 0;
+    const float py = q->py, px = q->px;
+    const int32_t iy = trunc_i32(py), ix = trunc_i32(px);
+    const int64_t y0 = clamp64(iy, 0, F->Ly - 1), x0 = clamp64(ix, 0, F->Lx - 1);
+    const int64_t y1 = interp && y0 + 1 < F->Ly ? y0 + 1 : y0;
+    const int64_t x1 = interp && x0 + 1 < F->Lx ? x0 + 1 : x0;
+    if (y0 < F->y0 || y1 >= F->y0 + F->ny || x0 < F->x0 || x1 >= F->x0 + F->nx) return 0;
+    const float *r0 = F->f + 2 * ((y0 - F->y0) * F->nx - F->x0);
+    const float *r1 = F->f + 2 * ((y1 - F->y0) * F->nx - F->x0);
+    float dy, dx;
+    if (interp) {
+        float fy = py - (float)iy, fx = px - (float)ix; /* exact */
+        dy = bilinear(r0[2 * x0], r0[2 * x1], r1[2 * x0], r1[2 * x1], fy, fx);
+        dx = bilinear(r0[2 * x0 + 1], r0[2 * x1 + 1], r1[2 * x0 + 1], r1[2 * x1 + 1], fy, fx);
+    } else {
+        dy = r0[2 * x0];
+        dx = r0[2 * x0 + 1];
     }
-    q->py = py;
-    q->px = px;
-    q->steps = s;
+    q->py = clamp_pos(py + dy, (float)(F->Ly - 1));
+    q->px = clamp_pos(px + dx, (float)(F->Lx - 1));
+    q->steps++;
+    return 1;
+}
+
+/* Advances m particles: every particle one iteration per pass, so that the core overlaps the
+ * independent dependency chains of the particles. */
+static void advance_scalar(const cp_field *F, cp_particle *q, int64_t m, int32_t steps, int interp)
+{
+    for (int moved = 1; moved;) {
+        moved = 0;
+        for (int64_t i = 0; i < m; i++) moved |= step_scalar(F, &q[i], steps, interp);
+    }
 }
 
 #ifdef CP_FOLLOW_X86
@@ -151,12 +158,35 @@ __attribute__((target("avx2"))) static inline __m256i step8(const avx_field *A, 
     out = _mm256_or_si256(out, _mm256_cmpgt_epi32(ly1, _mm256_sub_epi32(A->ny, one)));
     out = _mm256_or_si256(out, _mm256_cmpgt_epi32(lx1, _mm256_sub_epi32(A->nx, one)));
     __m256i act = _mm256_andnot_si256(out, _mm256_cmpgt_epi32(*left, zero));
-    /* float offsets of the 4 corners; inactive lanes read pixel 0 of the window */
-    __m256i r0 = _mm256_mullo_epi32(ly0, A->nx), r1 = _mm256_mullo_epi32(ly1, A->nx);
-    __m256i i00 = _mm256_and_si256(act, _mm256_slli_epi32(_mm256_add_epi32(r0, lx0), 1));
-    __m256i i01 = _mm256_and_si256(act, _mm256_slli_epi32(_mm256_add_epi32(r0, lx1), 1));
-    __m256i i10 = _mm256_and_si256(act, _mm256_slli_epi32(_mm256_add_epi32(r1, lx0), 1));
-    __m256i i11 = _mm256_and_si256(act, _mm256_slli_epi32(_mm256_add_epi32(r1, lx1), 1));
+    /* float offsets of the pixel pairs (x1-1, x1) of both stencil rows (inactive lanes read the
+     * first two pixels of the window) */
+    __m256i c = _mm256_sub_epi32(lx1, one);
+    __m256i o0 = _mm256_add_epi32(_mm256_mullo_epi32(ly0, A->nx), c);
+    __m256i o1 = _mm256_add_epi32(_mm256_mullo_epi32(ly1, A->nx), c);
+    int32_t off[2][VEC];
+    _mm256_storeu_si256((__m256i *)off[0], _mm256_and_si256(act, _mm256_slli_epi32(o0, 1)));
+    _mm256_storeu_si256((__m256i *)off[1], _mm256_and_si256(act, _mm256_slli_epi32(o1, 1)));
+    /* at the right edge of the plane x1 == x0: corner x0 is then the second pixel of the pair */
+    __m256 edge = _mm256_castsi256_ps(_mm256_cmpeq_epi32(lx0, lx1));
+    __m256 f0[2][2], f1[2][2]; /* [row][channel]: corners x0 and x1 */
+    for (int r = 0; r < 2; r++) {
+        const float *f = A->f;
+        const int32_t *o = off[r];
+        __m256 m[4];
+        for (int i = 0; i < 4; i++) /* lane i in the low half, lane i+4 in the high half */
+            m[i] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(f + o[i])),
+                                        _mm_loadu_ps(f + o[i + 4]), 1);
+        __m256d t0 = _mm256_castps_pd(_mm256_unpacklo_ps(m[0], m[1]));
+        __m256d t1 = _mm256_castps_pd(_mm256_unpackhi_ps(m[0], m[1]));
+        __m256d t2 = _mm256_castps_pd(_mm256_unpacklo_ps(m[2], m[3]));
+        __m256d t3 = _mm256_castps_pd(_mm256_unpackhi_ps(m[2], m[3]));
+        for (int ch = 0; ch < 2; ch++) {
+            __m256 a = _mm256_castpd_ps(ch ? _mm256_unpackhi_pd(t0, t2) : _mm256_unpacklo_pd(t0, t2));
+            __m256 b = _mm256_castpd_ps(ch ? _mm256_unpackhi_pd(t1, t3) : _mm256_unpacklo_pd(t1, t3));
+            f0[r][ch] = _mm256_blendv_ps(a, b, edge);
+            f1[r][ch] = b;
+        }
+    }
 
     __m256 fy = _mm256_sub_ps(*py, _mm256_cvtepi32_ps(iy));
     __m256 fx = _mm256_sub_ps(*px, _mm256_cvtepi32_ps(ix));
@@ -169,13 +199,8 @@ __attribute__((target("avx2"))) static inline __m256i step8(const avx_field *A, 
         gx[h] = _mm256_sub_pd(one_d, fxd[h]);
         gy[h] = _mm256_sub_pd(one_d, _mm256_cvtps_pd(hy));
     }
-    const float *fy_base = A->f, *fx_base = A->f + 1;
-    __m256 dy = bilinear8(_mm256_i32gather_ps(fy_base, i00, 4), _mm256_i32gather_ps(fy_base, i01, 4),
-                          _mm256_i32gather_ps(fy_base, i10, 4), _mm256_i32gather_ps(fy_base, i11, 4),
-                          fy, fx, gy, gx, fxd);
-    __m256 dx = bilinear8(_mm256_i32gather_ps(fx_base, i00, 4), _mm256_i32gather_ps(fx_base, i01, 4),
-                          _mm256_i32gather_ps(fx_base, i10, 4), _mm256_i32gather_ps(fx_base, i11, 4),
-                          fy, fx, gy, gx, fxd);
+    __m256 dy = bilinear8(f0[0][0], f1[0][0], f0[1][0], f1[1][0], fy, fx, gy, gx, fxd);
+    __m256 dx = bilinear8(f0[0][1], f1[0][1], f0[1][1], f1[1][1], fy, fx, gy, gx, fxd);
     /* min(L-1, max(0, p + d)): same operand order as clamp_pos() */
     __m256 ny = _mm256_min_ps(A->ymaxf, _mm256_max_ps(_mm256_setzero_ps(), _mm256_add_ps(*py, dy)));
     __m256 nx = _mm256_min_ps(A->xmaxf, _mm256_max_ps(_mm256_setzero_ps(), _mm256_add_ps(*px, dx)));
@@ -234,14 +259,14 @@ __attribute__((target("avx2"))) static void advance_avx2(const cp_field *F, cp_p
     }
 }
 
-/* The AVX2 kernel handles interpolation on CPUs that have AVX2 and non-empty windows whose float
- * offsets fit in int32 (larger windows use the scalar kernel). CP_FOLLOW_SCALAR=1 in the
+/* The AVX2 kernel handles interpolation on CPUs that have AVX2 and windows of 2 columns or more
+ * whose float offsets fit in int32 (larger windows use the scalar kernel). CP_FOLLOW_SCALAR=1 in the
  * environment forces the scalar kernel (the tests compare both). */
 static int use_avx2(const cp_field *F, int interp)
 {
     const char *off = getenv("CP_FOLLOW_SCALAR");
     return interp && !(off && *off == '1') && __builtin_cpu_supports("avx2") && F->Ly <= INT32_MAX && F->Lx <= INT32_MAX &&
-           F->ny > 0 && F->nx > 0 && F->ny * F->nx <= INT32_MAX / 2;
+           F->ny > 0 && F->nx >= 2 && F->ny * F->nx <= INT32_MAX / 2;
 }
 #else
 enum { GROUP_N = 32 };
@@ -269,7 +294,7 @@ int64_t cp_follow_run(const cp_field *F, cp_particle *p, int64_t n, int32_t step
         if (vec)
             advance_avx2(F, q, m, steps);
         else
-            for (int64_t i = 0; i < m; i++) advance_scalar(F, &q[i], steps, interp);
+            advance_scalar(F, q, m, steps, interp);
         for (int64_t i = 0; i < m; i++) stopped += q[i].steps < steps;
     }
     return stopped;

@@ -115,6 +115,6 @@ int main(int argc, char **argv)
         failed = run_images(&p, m, model_path, cmdline, &tm);
         cp_model_free(m);
     }
-    if (!p.quiet) cp_timing_print(&tm, stderr);
+    if (!p.quiet && !failed) cp_timing_print(&tm, stderr);
     return failed ? 1 : 0;
 }

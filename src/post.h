@@ -5,12 +5,14 @@
 
 #include <stdint.h>
 
-/* Renumbers labels (n values) in order of first appearance, in place; returns the new maximum. */
+/* Renumbers labels (n values) in order of first appearance, in place; returns the new maximum,
+ * or CP_ENOMEM (negative, labels unchanged) if a table of max_label+1 entries cannot be had. */
 int64_t cp_renumber(uint32_t *labels, int64_t n);
 
 /* Flow-error QC: removes (sets to 0, no renumbering) every label whose error between its ideal
- * flows and dP/5 exceeds threshold. dP (2, Ly, Lx) channel-first at the dynamics scale. errors,
- * if not NULL, gets max_label+1 doubles (error per label, index 0 unused). */
+ * flows and dP/5 exceeds threshold (strict). dP (2, Ly, Lx) channel-first at the dynamics scale.
+ * errors, if not NULL, gets max_label+1 doubles (error per label, index 0 unused, NaN for a
+ * label value with no pixel). threshold <= 0 removes nothing (errors are still computed). */
 int cp_post_flow_qc(uint32_t *labels, int64_t Ly, int64_t Lx, const float *dP, double threshold,
                     double *errors, char *err);
 
@@ -22,7 +24,8 @@ int cp_post_fill_and_min_size(uint32_t *labels, int64_t nz, int64_t Ly, int64_t 
                               int64_t min_size, char *err);
 
 /* Cellpose's stitch3D over planes (nz, Ly, Lx) in place with IoU threshold, ids in uint32 (no
- * wrap; the empty-plane label collision is fixed: later planes get fresh ids). */
+ * wrap: more than 2^32-1 ids is CP_EDATA, the array then partly relabelled; the empty-plane
+ * label collision is fixed: a plane next to an empty one gets ids above the running maximum). */
 int cp_post_stitch(uint32_t *labels, int64_t nz, int64_t Ly, int64_t Lx, double threshold,
                    char *err);
 

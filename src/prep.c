@@ -239,7 +239,6 @@ static void virtual_index(int64_t n, double q, int64_t *i, double *t)
     double f = floor(pos);
     *i = (int64_t)f;
     *t = pos - f;
-    if (*i > n - 1) *i = n - 1;
 }
 
 double cp_percentile_sorted(const double *v, int64_t n, double q)
@@ -326,6 +325,9 @@ int cp_norm_compute_stack(const float *x2, int64_t nz, int64_t ny, int64_t nx, i
 {
     int64_t npix = nz * ny * nx;
     memset(out, 0, sizeof *out);
+    if (!(q1 >= 0.0 && q1 < q99 && q99 <= 100.0))
+        return cp_errf(err, CP_EPARAM, "prep: percentiles %g %g: need 0 <= low < high <= 100",
+                       q1, q99);
     /* range test in f32: ptp > 0, false with NaN */
     float mn = x2[c], mx = x2[c];
     int nan = 0;

@@ -47,7 +47,9 @@ double cp_percentile_sorted(const double *v, int64_t n, double q);
 
 /* Percentiles of channel c of x (ny, nx, 2) over Cellpose's sample (all pixels, or the
  * [::ny//224, ::nx//224] grid when the channel has more than 224^3 pixels), and the range test.
- * q1, q99: the percentiles (1, 99 by default). */
+ * q1, q99: the percentiles (1, 99 by default; --norm_percentile), 0 <= q1 < q99 <= 100 else
+ * CP_EPARAM. The two order statistics and their neighbours are found by selection (O(n)), with
+ * the same bits as sorting. A channel with NaN or no range is not good (left as is). */
 int cp_norm_compute(const float *x2, int64_t ny, int64_t nx, int c, double q1, double q99,
                     cp_norm *out, char *err);
 

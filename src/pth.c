@@ -138,7 +138,7 @@ static int pk_take(pk_vm *vm, int64_t n, const unsigned char **p)
 
 static int pk_uint(pk_vm *vm, int nbytes, uint64_t *v)
 {
-    const unsigned char *p;
+    const unsigned char *p = NULL;
     int rc = pk_take(vm, nbytes, &p);
     if (rc)
         return rc;
@@ -233,7 +233,7 @@ static int pk_is_int_tuple(const pk_obj *o)
 /* REDUCE: OrderedDict() or _rebuild_tensor_v2(storage, offset, size, stride, grad, hooks). */
 static int pk_reduce(pk_vm *vm)
 {
-    pk_obj *args, *fn;
+    pk_obj *args = NULL, *fn = NULL;
     int rc = pk_pop(vm, &args);
     if (!rc)
         rc = pk_pop(vm, &fn);
@@ -268,7 +268,7 @@ static int pk_reduce(pk_vm *vm)
 /* BINPERSID: ('storage', <Storage global>, key, location, numel). */
 static int pk_persid(pk_vm *vm)
 {
-    pk_obj *pid;
+    pk_obj *pid = NULL;
     int rc = pk_pop(vm, &pid);
     if (rc)
         return rc;
@@ -351,9 +351,9 @@ static int pk_run(pk_vm *vm, pk_obj **top)
     if (!vm->memo)
         return cp_errf(vm->err, CP_ENOMEM, "%s: data.pkl: out of memory", vm->path);
     for (;;) {
-        const unsigned char *p;
-        uint64_t v;
-        int64_t at;
+        const unsigned char *p = NULL;
+        uint64_t v = 0;
+        int64_t at = 0;
         pk_obj *o;
         int rc = pk_take(vm, 1, &p);
         if (rc)
@@ -710,7 +710,7 @@ static int open_zip(const char *path, zip_t **z, char *err)
 int cp_pth_read(const char *path, cp_pth *out, char *err)
 {
     memset(out, 0, sizeof *out);
-    zip_t *z;
+    zip_t *z = NULL;
     int rc = open_zip(path, &z, err);
     if (rc)
         return rc;

@@ -11,9 +11,11 @@
 void cp_resize_src_span(int64_t n, int64_t m, int64_t d0, int64_t d1, int64_t *s0, int64_t *s1);
 
 /* Bilinear resize of a whole image src (sny, snx, nc) -> dst (dny, dnx, nc), interleaved.
- * Equal sizes copy; sny == 2*dny and snx == 2*dnx take OpenCV's area path (its scalar order,
- * which OpenCV uses for nc = 2, 3 — the channel counts Cellpose resizes; OpenCV's SIMD path for
- * nc = 1, 4 sums (a + b) + (c + d) instead). */
+ * Equal sizes copy; sny == 2*dny and snx == 2*dnx take OpenCV's area path in its scalar order
+ * 0 + (((a + b) + c) + d), which OpenCV uses for nc = 2, 3 (the channel counts Cellpose
+ * resizes). The same order is used for every nc on purpose, so resizing channels one at a time
+ * (nc = 1) gives Cellpose's 3-channel bits (OpenCV's own nc = 1, 4 SIMD path would sum
+ * (a + b) + (c + d)). */
 void cp_resize_bilinear(const float *src, int64_t sny, int64_t snx, int nc, float *dst,
                         int64_t dny, int64_t dnx);
 

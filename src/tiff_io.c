@@ -166,11 +166,13 @@ static int select_page(cp_tiff *t, int64_t page, char *err)
         TIFFGetFieldDefaulted(t->tif, TIFFTAG_ROWSPERSTRIP, &bh);
         if (bh > t->info.ny) bh = (uint32_t)t->info.ny;
     }
-    if (bw == 0 || bh == 0)
-        return cp_errf(err, CP_EFORMAT, "%s: page %lld: zero tile or strip size", t->path,
-                       (long long)page);
-    int64_t need = (int64_t)bw * bh * (t->planar ? 1 : t->info.spp) * t->bytes;
-    if ((size_t)need > t->bufsize) {
+    /* libtiff's size of one block (one sample plane when planar), computed without overflow */
+    uint64_t need = t->tiled ? TIFFTileSize64(t->tif) : TIFFStripSize64(t->tif);
+    if (bw == 0 || bh == 0 || need == 0 || need > CP_TIFF_MAX_PAGE_BYTES)
+        return cp_errf(err, CP_EFORMAT, "%s: page %lld: unusable %s size %u x %u%s", t->path,
+                       (long long)page, t->tiled ? "tile" : "strip", bh, bw,
+                       why(&t->msg, b, sizeof b));
+    if (need > t->bufsize) {
         unsigned char *nb = realloc(t->buf, (size_t)need);
         if (!nb)
             return cp_errf(err, CP_ENOMEM, "%s: page %lld: cannot allocate a %lld-byte block",
@@ -320,9 +322,10 @@ int cp_tiff_open(const char *path, cp_tiff **out, cp_tiff_info *info, char *err)
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return cp_errf(err, CP_EIO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0) {
+    if (fstat(fd, &st) == 0 && (S_ISDIR(st.st_mode) || (S_ISREG(st.st_mode) && st.st_size == 0))) {
         close(fd);
-        return cp_errf(err, CP_EFORMAT, "%s: empty file (0 bytes), not a TIFF", path);
+        return cp_errf(err, CP_EFORMAT, "%s: %s, not a TIFF", path,
+                       S_ISDIR(st.st_mode) ? "a directory" : "empty file (0 bytes)");
     }
     cp_tiff *t = calloc(1, sizeof *t);
     char *pcopy = strdup(path);

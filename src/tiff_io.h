@@ -18,7 +18,10 @@ typedef struct cp_tiff_info {
     cp_dtype dtype;
     /* The array shape tifffile.imread gives for this file (CELLPOSE_ALGORITHM.md §2.1 works on
      * it): (Y,X), (Y,X,S), (P,Y,X) or (P,Y,X,S); ImageJ hyperstack metadata (images=, channels=,
-     * slices=, frames=) splits P into its axes in ImageJ's TZC order. */
+     * slices=, frames=) splits P into its axes in ImageJ's TZC order (size-1 axes dropped), and
+     * tifffile's JSON ImageDescription {"shape": [...]} is used as written (e.g. (2,3,Y,X) for 6
+     * pages). Samples are always last (tifffile gives (S,Y,X) for planar pages). npages is the
+     * product of the leading dims: a multi-series file's later series are not part of it. */
     int ndim;
     int64_t shape[6];
 } cp_tiff_info;

@@ -23,8 +23,9 @@ typedef struct refcase {
 /* The path of file `file` of case `name`, following a `path` key of case.json. */
 static inline const char *refcase_file(json_object *j, const char *name, const char *file)
 {
-    json_object *p = tu_json_get(j, tu_path("files.%s.path", file));
-    if (p) {
+    json_object *files = tu_json_get(j, "files"), *entry, *p; /* file names contain dots */
+    if (files && json_object_object_get_ex(files, file, &entry) &&
+        json_object_object_get_ex(entry, "path", &p)) {
         const char *s = json_object_get_string(p);
         if (strncmp(s, "shared/", 7) == 0) s += 7;
         return tu_path("%s/%s", tu_shared(), s);

@@ -122,17 +122,26 @@ json_object *tu_case_json(const char *name)
     return j;
 }
 
+/* Keys may contain dots themselves ("files.dP.tif.path"): at each level the longest run of
+ * components that names a key is taken. */
 json_object *tu_json_get(json_object *j, const char *dotted)
 {
-    char key[256];
+    char key[512];
     const char *s = dotted;
     while (j && *s) {
-        size_t k = strcspn(s, ".");
-        if (k >= sizeof key) return NULL;
-        memcpy(key, s, k);
-        key[k] = 0;
-        if (!json_object_object_get_ex(j, key, &j)) return NULL;
-        s += k + (s[k] == '.');
+        size_t len = strlen(s);
+        json_object *next = NULL;
+        while (len > 0) {
+            if (len < sizeof key && (s[len] == 0 || s[len] == '.')) {
+                memcpy(key, s, len);
+                key[len] = 0;
+                if (json_object_object_get_ex(j, key, &next)) break;
+            }
+            len--;
+        }
+        if (!len) return NULL;
+        j = next;
+        s += len + (s[len] == '.');
     }
     return j;
 }

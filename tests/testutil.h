@@ -30,7 +30,8 @@ void tu_tiff_free(tu_tiff *t);
 
 /* case.json of reference case `name` (parsed; free with json_object_put). */
 json_object *tu_case_json(const char *name);
-/* Dotted path lookup in a JSON object: tu_json_get(j, "niter.used"); NULL if absent. */
+/* Dotted path lookup in a JSON object: tu_json_get(j, "niter.used"), also through keys that
+ * contain dots ("files.dP.tif.path"); NULL if absent. */
 json_object *tu_json_get(json_object *j, const char *dotted);
 
 /* Tally: TU_CHECK records a pass or prints the failure with file:line. */

@@ -1,0 +1,130 @@
+/* Bad input through the real CLI: every parameter out of range, every unreadable input, an
+ * unwritable output. Each case checks the exit status, that the one-line message names the file
+ * or flag and the problem, and that no output (final or .partial) is left behind. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cp_err.h"
+#include "testutil.h"
+#include "tiff_io.h"
+
+static char dir[1024], out[2048], errf[2048];
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return strdup("");
+    static char buf[65536];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = 0;
+    fclose(f);
+    return strdup(buf);
+}
+
+/* Runs cellpose-mpi with the arguments formatted from fmt; expects exit status `want` and both
+ * needles (needle2 may be NULL) in its one-line message on stderr. */
+static void expect(int want, const char *needle1, const char *needle2, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void expect(int want, const char *needle1, const char *needle2, const char *fmt, ...)
+{
+    char args[16384];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    int st = tu_run("%s/cellpose-mpi %s 2>%s >/dev/null", tu_build_dir(), args, errf);
+    char *all = slurp(errf), *msg = strstr(all, "cellpose-mpi: error: ");
+    int nerr = 0;
+    for (char *q = all; (q = strstr(q, "error: ")); q++) nerr++;
+    if (!msg) msg = all;
+    char *nl = strchr(msg, '\n');
+    if (nl) nl[1] = 0;
+    TU_CHECK(st == want, "[%s] exit %d, expected %d (stderr: %s)", args, st, want, all);
+    TU_CHECK(strstr(msg, needle1) != NULL, "[%s] message lacks '%s': %s", args, needle1, msg);
+    if (needle2) TU_CHECK(strstr(msg, needle2) != NULL, "[%s] message lacks '%s': %s", args, needle2, msg);
+    TU_CHECK(nerr == 1, "[%s] expected one error line, got %d: %s", args, nerr, all);
+    TU_CHECK(access(out, F_OK) != 0, "[%s] left %s behind", args, out);
+    char partial[4200];
+    snprintf(partial, sizeof partial, "%s.partial", out);
+    TU_CHECK(access(partial, F_OK) != 0, "[%s] left a .partial behind", args);
+    printf("ok  exit %d  %s", st, msg);
+    free(all);
+}
+
+static void write_f32(const char *path, int ny, int nx, float special)
+{
+    float *v = malloc(sizeof(float) * (size_t)(ny * nx));
+    for (int i = 0; i < ny * nx; i++) v[i] = (float)(i % 97);
+    v[ny * nx / 2] = special;
+    char err[CP_ERR_LEN];
+    if (cp_tiff_write_f32(path, v, 1, ny, nx, err)) fprintf(stderr, "%s\n", err), exit(2);
+    free(v);
+}
+
+int main(void)
+{
+    char model[2048], img[2048], bad_out[2048];
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir());
+    snprintf(out, sizeof out, "%s/out.h5", dir);
+    snprintf(errf, sizeof errf, "%s/stderr.txt", dir);
+    snprintf(model, sizeof model, "%s/models/synth_trained_nbase16.pth", tu_shared());
+    snprintf(img, sizeof img, "%s/reference/random_cp3_seed0_synth512/input.tif", tu_shared());
+    char base[8192];
+    snprintf(base, sizeof base, "--pretrained_model %s --output %s", model, out);
+
+    /* parameters */
+    expect(2, "--tile_overlap", "outside [0.05, 0.5]", "%s --image_path %s --tile_overlap 0.6", base, img);
+    expect(2, "--tile_overlap", "outside", "%s --image_path %s --tile_overlap 0.01", base, img);
+    expect(2, "--bsize", "not a multiple of 16", "%s --image_path %s --bsize 100", base, img);
+    expect(2, "--bsize", "outside", "%s --image_path %s --bsize 0", base, img);
+    expect(2, "--niter", "outside", "%s --image_path %s --niter -1", base, img);
+    expect(2, "--niter", "not an integer", "%s --image_path %s --niter 2.5", base, img);
+    expect(2, "--diameter", "outside", "%s --image_path %s --diameter -3", base, img);
+    expect(2, "--diameter", "not a number", "%s --image_path %s --diameter abc", base, img);
+    expect(2, "--flow_threshold", "outside", "%s --image_path %s --flow_threshold -1", base, img);
+    expect(2, "--chan", "outside", "%s --image_path %s --chan 7", base, img);
+    expect(2, "--invert", "--no_norm", "%s --image_path %s --invert --no_norm", base, img);
+    expect(2, "--invert", "norm_percentile", "%s --image_path %s --invert --norm_percentile 2 98", base, img);
+    expect(2, "--norm_percentile", "below", "%s --image_path %s --norm_percentile 50 10", base, img);
+    expect(2, "--stitch_threshold", "outside", "%s --image_path %s --stitch_threshold 2", base, img);
+    expect(2, "--min_size", "needs a value", "%s --image_path %s --min_size", base, img);
+    expect(2, "unknown option '--bogus'", NULL, "%s --image_path %s --bogus 3", base, img);
+    expect(2, "exactly one of --image_path", NULL, "%s", base);
+    expect(2, "--pretrained_model", "required", "--image_path %s --output %s", img, out);
+
+    /* model files */
+    expect(1, "nothere.pth", NULL, "--pretrained_model %s/nothere.pth --image_path %s --output %s", dir, img, out);
+    tu_run("head -c 100000 %s > %s/trunc.pth", model, dir);
+    expect(1, "trunc.pth", NULL, "--pretrained_model %s/trunc.pth --image_path %s --output %s", dir, img, out);
+    tu_run("head -c 5000 /dev/urandom > %s/random.pth", dir);
+    expect(1, "random.pth", NULL, "--pretrained_model %s/random.pth --image_path %s --output %s", dir, img, out);
+
+    /* images */
+    expect(1, "missing.tif", NULL, "%s --image_path %s/missing.tif", base, dir);
+    tu_run("head -c 3000 /dev/urandom > %s/garbage.tif", dir);
+    expect(1, "garbage.tif", NULL, "%s --image_path %s/garbage.tif", base, dir);
+    tu_run("head -c 40000 %s > %s/cut.tif", img, dir);
+    expect(1, "cut.tif", NULL, "%s --image_path %s/cut.tif --chan 1 --chan2 2", base, dir);
+    write_f32(tu_path("%s/nan.tif", dir), 64, 64, NAN);
+    expect(1, "nan.tif", "NaN or Inf", "%s --image_path %s/nan.tif", base, dir);
+    write_f32(tu_path("%s/inf.tif", dir), 64, 64, INFINITY);
+    expect(1, "inf.tif", "NaN or Inf", "%s --image_path %s/inf.tif", base, dir);
+    expect(1, "input.tif", "channel", "%s --image_path %s --chan 3 --chan2 1", base, img);
+    write_f32(tu_path("%s/flat.tif", dir), 64, 64, 1.0f);
+    expect(1, "flat.tif", NULL, "%s --image_path %s/flat.tif --stitch_threshold 0.3", base, dir);
+
+    /* output */
+    snprintf(bad_out, sizeof bad_out, "%s/no/such/dir/out.h5", dir);
+    expect(1, bad_out, NULL, "--pretrained_model %s --image_path %s --output %s --chan 1 --chan2 2", model, img, bad_out);
+
+    /* saved flows */
+    expect(1, "input.tif", NULL, "--flows %s --output %s", img, out);
+    expect(1, "nothere.h5", NULL, "--flows %s/nothere.h5 --output %s", dir, out);
+    expect(2, "--flows", NULL, "--flows %s --image_path %s --output %s", img, img, out);
+
+    tu_run("rm -rf %s", dir);
+    return tu_finish();
+}
