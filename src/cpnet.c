@@ -96,7 +96,8 @@ static int load_bn(const cp_pth *p, const char *path, const char *prefix, int ci
     int64_t dims[1] = {cin};
     char name[256];
     for (int k = 0; k < 4; k++) {
-        snprintf(name, sizeof name, "%s.%s", prefix, parts[k]);
+        if (snprintf(name, sizeof name, "%s.%s", prefix, parts[k]) >= (int)sizeof name)
+            return cp_errf(err, CP_EFORMAT, "%s: tensor name too long", path);
         int rc = want(p, path, name, 1, dims, &t[k], err);
         if (rc)
             return rc;
