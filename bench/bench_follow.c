@@ -1,7 +1,9 @@
-/* Benchmark of flow following (not a test): ns per particle-iteration of cp_follow_run on the
- * ideal flows of flows_protrusions_niter2000, at niter 200 and 2000, with 1 and 2 threads, for
- * the default (AVX2) and the scalar kernel, with the ratio to Cellpose's numba loop (~11 ns per
- * pixel-iteration single-threaded, measured separately: numba is not available here).
+/* Benchmark of flow following (not a test): ns per particle-iteration of cp_follow_run for each
+ * kernel the CPU has, with 1 and 2 threads, and the ratio to Cellpose's numba loop (~11 ns per
+ * pixel-iteration single-threaded, measured separately: numba is not available here). Cases:
+ *   small  the ideal flows of flows_protrusions_niter2000 (512^2, few particles), niter 2000;
+ *   synth  the network flows of synth_trained_nbase16_synth512 (512^2), niter 200;
+ *   large  those network flows tiled 4 x 4 into a 2048^2 field, niter 200.
  * Usage: bench_follow [shared folder] (default $CELLPOSE_MPI_SHARED or ../shared). */
 #include <omp.h>
 #include <stdio.h>
@@ -19,46 +21,72 @@ static double now(void)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-int main(int argc, char **argv)
+/* dP (2 planes) and cellprob of a reference case, tiled k x k. */
+static void load_tiled(const char *name, int k, float **dP, float **cp, int64_t *Ly, int64_t *Lx)
 {
-    if (argc > 1) setenv("CELLPOSE_MPI_SHARED", argv[1], 1);
-    const char *dir = tu_path("%s/reference/flows_protrusions_niter2000", tu_shared());
-    tu_tiff dP = tu_read_tiff(tu_path("%s/dP.tif", dir)), cp = tu_read_tiff(tu_path("%s/cellprob.tif", dir));
-    const int64_t Ly = cp.ny, Lx = cp.nx, npix = Ly * Lx;
+    const char *dir = tu_path("%s/reference/%s", tu_shared(), name);
+    tu_tiff d = tu_read_tiff(tu_path("%s/dP.tif", dir)), c = tu_read_tiff(tu_path("%s/cellprob.tif", dir));
+    const int64_t ny = c.ny, nx = c.nx;
+    *Ly = k * ny, *Lx = k * nx;
+    *dP = malloc(sizeof(float) * (size_t)(2 * *Ly * *Lx));
+    *cp = malloc(sizeof(float) * (size_t)(*Ly * *Lx));
+    for (int64_t y = 0; y < *Ly; y++)
+        for (int64_t x = 0; x < *Lx; x++) {
+            const int64_t i = y * *Lx + x, s = (y % ny) * nx + x % nx;
+            (*cp)[i] = c.f32[s];
+            (*dP)[i] = d.f32[s];
+            (*dP)[*Ly * *Lx + i] = d.f32[ny * nx + s];
+        }
+    tu_tiff_free(&d);
+    tu_tiff_free(&c);
+}
+
+static void bench_case(const char *label, const char *name, int tiles, int niter)
+{
+    float *dP, *cp;
+    int64_t Ly, Lx;
+    load_tiled(name, tiles, &dP, &cp, &Ly, &Lx);
+    const int64_t npix = Ly * Lx;
     float *f = malloc(sizeof(float) * (size_t)(2 * npix));
-    cp_follow_field(dP.f32, cp.f32, npix, 0.0f, f);
-    const int64_t n = cp_follow_particles(cp.f32, Ly, Lx, 0.0f, NULL);
+    cp_follow_field(dP, cp, npix, 0.0f, f);
+    const int64_t n = cp_follow_particles(cp, Ly, Lx, 0.0f, NULL);
     cp_particle *start = malloc(sizeof *start * (size_t)n), *p = malloc(sizeof *p * (size_t)n);
-    cp_follow_particles(cp.f32, Ly, Lx, 0.0f, start);
+    cp_follow_particles(cp, Ly, Lx, 0.0f, start);
     const cp_field F = {.Ly = Ly, .Lx = Lx, .y0 = 0, .x0 = 0, .ny = Ly, .nx = Lx, .f = f};
-    const double numba_ns = 11.0;
-    printf("flows_protrusions_niter2000: %lld x %lld, %lld particles\n", (long long)Ly, (long long)Lx,
-           (long long)n);
-    printf("%-7s %6s %8s %10s %12s %14s\n", "kernel", "niter", "threads", "seconds", "ns/p-iter",
-           "numba/this");
-    const char *kernels[2] = {"default", "scalar"};
-    for (int k = 0; k < 2; k++) {
-        if (k == 1) setenv("CP_FOLLOW_SCALAR", "1", 1);
-        for (int niter = 200; niter <= 2000; niter *= 10)
-            for (int threads = 1; threads <= 2; threads++) {
-                omp_set_num_threads(threads);
-                double best = 1e30;
-                for (int rep = 0; rep < 3; rep++) { /* best of 3: the machine is shared */
-                    memcpy(p, start, sizeof *p * (size_t)n);
-                    double t0 = now();
-                    cp_follow_run(&F, p, n, niter, 1);
-                    double dt = now() - t0;
-                    best = dt < best ? dt : best;
-                }
-                double ns = 1e9 * best / ((double)n * niter);
-                printf("%-7s %6d %8d %10.4f %12.3f %14.1f\n", kernels[k], niter, threads, best, ns,
-                       numba_ns / ns);
+    printf("%s: %s x%d: %lld x %lld, %lld particles, niter %d\n", label, name, tiles, (long long)Ly,
+           (long long)Lx, (long long)n, niter);
+    const char *kernels[3] = {"scalar", "avx2", "avx512"};
+    for (int k = 0; k < 3; k++) {
+        setenv("CP_FOLLOW_KERNEL", kernels[k], 1);
+        if (strcmp(cp_follow_kernel(&F, 1), kernels[k]) != 0) continue; /* not on this CPU */
+        for (int threads = 1; threads <= 2; threads++) {
+            omp_set_num_threads(threads);
+            double best = 1e30;
+            for (int rep = 0; rep < (k ? 3 : 1); rep++) { /* best of 3: the machine is shared */
+                memcpy(p, start, sizeof *p * (size_t)n);
+                double t0 = now();
+                cp_follow_run(&F, p, n, niter, 1);
+                double dt = now() - t0;
+                best = dt < best ? dt : best;
             }
+            double ns = 1e9 * best / ((double)n * niter);
+            printf("  %-7s %8d %10.4f %12.3f %14.1f\n", kernels[k], threads, best, ns, 11.0 / ns);
+        }
     }
+    unsetenv("CP_FOLLOW_KERNEL");
     free(f);
     free(start);
     free(p);
-    tu_tiff_free(&dP);
-    tu_tiff_free(&cp);
+    free(dP);
+    free(cp);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1) setenv("CELLPOSE_MPI_SHARED", argv[1], 1);
+    printf("  %-7s %8s %10s %12s %14s\n", "kernel", "threads", "seconds", "ns/p-iter", "11ns/this");
+    bench_case("small", "flows_protrusions_niter2000", 1, 2000);
+    bench_case("synth", "synth_trained_nbase16_synth512", 1, 200);
+    bench_case("large", "synth_trained_nbase16_synth512", 4, 200);
     return 0;
 }

@@ -1,12 +1,15 @@
 /* Flow following (CELLPOSE_ALGORITHM.md §4.3): the field, the particles, and their advance along
- * the field, bit-exactly as Cellpose's numba code. Two kernels do the same IEEE operations in the
- * same order: a scalar one that states the recipe, and an AVX2 one that advances 8 particles per
- * vector (4 vectors interleaved to hide latency; 16-byte loads of pixel pairs, no gathers), chosen
- * at run time. No FMA anywhere (-ffp-contract=off; the intrinsics are plain multiplies and adds). */
+ * the field, bit-exactly as Cellpose's numba code. Three kernels do the same IEEE operations in the
+ * same order, chosen at run time: a scalar one that states the recipe; an AVX2 one that advances 8
+ * particles per vector (16-byte loads of pixel pairs, no gathers); an AVX-512 one that advances 8
+ * particles per vector as (y, x) pairs with 64-bit gathers of the corners. The vector kernels keep
+ * the positions of GROUP interleaved vectors in registers for all steps. No FMA anywhere
+ * (-ffp-contract=off; the intrinsics are plain multiplies and adds). */
 #include "follow.h"
 
 #include <limits.h>
 #include <stdlib.h>
+#include <string.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -211,8 +214,31 @@ __attribute__((target("avx2"))) static inline __m256i step8(const avx_field *A, 
     return act;
 }
 
-/* Advances m <= GROUP_N particles with interpolation: positions stay in registers for all steps;
- * unused lanes have no steps left. */
+/* The positions and steps left of m <= GROUP_N particles, as the vector kernels load them:
+ * unused lanes have no steps left (and position 0). */
+static void group_load(const cp_particle *q, int64_t m, int32_t steps, float *y, float *x,
+                       int32_t *left)
+{
+    for (int64_t i = 0; i < GROUP_N; i++) {
+        y[i] = i < m ? q[i].py : 0.0f;
+        x[i] = i < m ? q[i].px : 0.0f;
+        left[i] = i < m && q[i].steps < steps ? steps - q[i].steps : 0;
+    }
+}
+
+/* Writes back what group_load() read, for the particles that had steps left. */
+static void group_store(cp_particle *q, int64_t m, int32_t steps, const float *y, const float *x,
+                        const int32_t *left)
+{
+    for (int64_t i = 0; i < m; i++) {
+        if (q[i].steps >= steps) continue;
+        q[i].py = y[i];
+        q[i].px = x[i];
+        q[i].steps = steps - left[i];
+    }
+}
+
+/* Advances m <= GROUP_N particles with interpolation: positions stay in registers for all steps. */
 __attribute__((target("avx2"))) static void advance_avx2(const cp_field *F, cp_particle *q,
                                                          int64_t m, int32_t steps)
 {
@@ -227,13 +253,9 @@ __attribute__((target("avx2"))) static void advance_avx2(const cp_field *F, cp_p
         .xmaxf = _mm256_set1_ps((float)(F->Lx - 1)),
         .f = F->f,
     };
-    float ty[GROUP_N] = {0}, tx[GROUP_N] = {0};
-    int32_t tleft[GROUP_N] = {0};
-    for (int64_t i = 0; i < m; i++) {
-        ty[i] = q[i].py;
-        tx[i] = q[i].px;
-        tleft[i] = q[i].steps < steps ? steps - q[i].steps : 0;
-    }
+    float ty[GROUP_N], tx[GROUP_N];
+    int32_t tleft[GROUP_N];
+    group_load(q, m, steps, ty, tx, tleft);
     __m256 py[GROUP], px[GROUP];
     __m256i left[GROUP];
     for (int g = 0; g < GROUP; g++) {
@@ -251,39 +273,187 @@ __attribute__((target("avx2"))) static void advance_avx2(const cp_field *F, cp_p
         _mm256_storeu_ps(tx + VEC * g, px[g]);
         _mm256_storeu_si256((__m256i *)(tleft + VEC * g), left[g]);
     }
-    for (int64_t i = 0; i < m; i++) {
-        if (q[i].steps >= steps) continue;
-        q[i].py = ty[i];
-        q[i].px = tx[i];
-        q[i].steps = steps - tleft[i];
-    }
+    group_store(q, m, steps, ty, tx, tleft);
 }
 
-/* The AVX2 kernel handles interpolation on CPUs that have AVX2 and windows of 2 columns or more
- * whose float offsets fit in int32 (larger windows use the scalar kernel). CP_FOLLOW_SCALAR=1 in the
- * environment forces the scalar kernel (the tests compare both). */
-static int use_avx2(const cp_field *F, int interp)
+/* ---- AVX-512 kernel ----
+ * Vector layout: a __m512 holds 8 particles as (y, x) float pairs, i.e. one 64-bit lane per
+ * particle. The field stores a pixel's (dy, dx) the same way, so a 64-bit gather fetches both
+ * channels of one stencil corner for 8 particles in that layout, and a position update p + d is
+ * one add for both coordinates. Integer coordinates are int32 pairs in the same lanes; steps
+ * left are int64 per lane; masks are 8 bits, one per particle (64-bit blends). The f64 part of
+ * bilinear() runs on 4 particles x 2 channels per __m512d, in the same pair layout. */
+#define CP_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw")))
+
+/* Constants of a field for the AVX-512 kernel, as (y, x) int32 or float pairs. */
+typedef struct avx512_field {
+    __m512i max;  /* (Ly - 1, Lx - 1) */
+    __m512i w0;   /* window origin (y0, x0) */
+    __m512i wlast; /* last pixel of the window (y0 + ny - 1, x0 + nx - 1) */
+    __m512i nx;   /* window row length, per 64-bit lane */
+    __m512 maxf;  /* (float)(Ly - 1), (float)(Lx - 1) */
+    const float *f;
+} avx512_field;
+
+/* The 4 low (h = 0) or high (h = 1) particles of a pair-layout vector, converted to f64. */
+CP_AVX512 static inline __m512d half_pd(__m512 v, int h)
 {
-    const char *off = getenv("CP_FOLLOW_SCALAR");
-    return interp && !(off && *off == '1') && __builtin_cpu_supports("avx2") && F->Ly <= INT32_MAX && F->Lx <= INT32_MAX &&
-           F->ny > 0 && F->nx >= 2 && F->ny * F->nx <= INT32_MAX / 2;
+    return _mm512_cvtps_pd(h ? _mm512_extractf32x8_ps(v, 1) : _mm512_castps512_ps256(v));
+}
+
+/* bilinear() for 4 particles x 2 channels; a10 = f10 * fy and a11 = (f11 * fy) * fx were done in
+ * f32; gy = 1 - fy, gx = 1 - fx and fx in f64, each duplicated over the particle's pair. */
+CP_AVX512 static inline __m256 bilinear4x2(__m512d f00, __m512d f01, __m512d a10, __m512d a11,
+                                           __m512d gy, __m512d gx, __m512d fx)
+{
+    __m512d t0 = _mm512_mul_pd(_mm512_mul_pd(f00, gy), gx);
+    __m512d t1 = _mm512_mul_pd(_mm512_mul_pd(f01, gy), fx);
+    __m512d t2 = _mm512_mul_pd(a10, gx);
+    return _mm512_cvtpd_ps(_mm512_add_pd(_mm512_add_pd(_mm512_add_pd(t0, t1), t2), a11));
+}
+
+/* One iteration for the 8 particles of a vector: particles with steps left and the stencil
+ * inside the window move, the others keep their position. Returns the mask of those that moved. */
+CP_AVX512 static inline __mmask8 step8x2(const avx512_field *A, __m512 *p, __m512i *left)
+{
+    const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi32(1);
+    const __m512i ip = _mm512_cvttps_epi32(*p);
+    const __m512i c0 = _mm512_min_epi32(_mm512_max_epi32(ip, zero), A->max);
+    const __m512i c1 = _mm512_min_epi32(_mm512_add_epi32(c0, one), A->max);
+    /* stencil in window coordinates; outside where d0 or wlast - c1 has a negative component
+     * (the sign bits of both components of a lane OR-ed into its top bit) */
+    const __m512i d0 = _mm512_sub_epi32(c0, A->w0), d1 = _mm512_sub_epi32(c1, A->w0);
+    __m512i neg = _mm512_or_si512(d0, _mm512_sub_epi32(A->wlast, c1));
+    neg = _mm512_or_si512(neg, _mm512_slli_epi64(neg, 32));
+    const __mmask8 act = _mm512_mask_cmpgt_epi64_mask(_mm512_cmpge_epi64_mask(neg, zero), *left, zero);
+    /* pixel offsets of the corners: row * nx (low int32 of the lane) + column (high int32) */
+    const __m512i r0 = _mm512_mul_epu32(d0, A->nx), r1 = _mm512_mul_epu32(d1, A->nx);
+    const __m512i x0 = _mm512_srli_epi64(d0, 32), x1 = _mm512_srli_epi64(d1, 32);
+    const __m512d none = _mm512_setzero_pd();
+    __m512 f00 = _mm512_castpd_ps(_mm512_mask_i64gather_pd(none, act, _mm512_add_epi64(r0, x0), A->f, 8));
+    __m512 f01 = _mm512_castpd_ps(_mm512_mask_i64gather_pd(none, act, _mm512_add_epi64(r0, x1), A->f, 8));
+    __m512 f10 = _mm512_castpd_ps(_mm512_mask_i64gather_pd(none, act, _mm512_add_epi64(r1, x0), A->f, 8));
+    __m512 f11 = _mm512_castpd_ps(_mm512_mask_i64gather_pd(none, act, _mm512_add_epi64(r1, x1), A->f, 8));
+
+    const __m512 fyx = _mm512_sub_ps(*p, _mm512_cvtepi32_ps(ip));
+    const __m512 fy = _mm512_moveldup_ps(fyx), fx = _mm512_movehdup_ps(fyx); /* (fy, fy), (fx, fx) */
+    const __m512 a10 = _mm512_mul_ps(f10, fy), a11 = _mm512_mul_ps(_mm512_mul_ps(f11, fy), fx);
+    const __m512d one_d = _mm512_set1_pd(1.0);
+    __m256 d[2];
+    for (int h = 0; h < 2; h++) {
+        __m512d fxd = half_pd(fx, h);
+        d[h] = bilinear4x2(half_pd(f00, h), half_pd(f01, h), half_pd(a10, h), half_pd(a11, h),
+                           _mm512_sub_pd(one_d, half_pd(fy, h)), _mm512_sub_pd(one_d, fxd), fxd);
+    }
+    const __m512 dyx = _mm512_insertf32x8(_mm512_castps256_ps512(d[0]), d[1], 1);
+    /* min(L-1, max(0, p + d)): same operand order as clamp_pos() */
+    const __m512 np = _mm512_min_ps(A->maxf, _mm512_max_ps(_mm512_setzero_ps(), _mm512_add_ps(*p, dyx)));
+    *p = _mm512_castpd_ps(_mm512_mask_mov_pd(_mm512_castps_pd(*p), act, _mm512_castps_pd(np)));
+    *left = _mm512_mask_sub_epi64(*left, act, *left, _mm512_set1_epi64(1));
+    return act;
+}
+
+/* advance_avx2() with the AVX-512 kernel. */
+CP_AVX512 static void advance_avx512(const cp_field *F, cp_particle *q, int64_t m, int32_t steps)
+{
+    const __mmask16 xs = 0xAAAA; /* the x lanes */
+    const avx512_field A = {
+        .max = _mm512_mask_blend_epi32(xs, _mm512_set1_epi32((int32_t)(F->Ly - 1)),
+                                       _mm512_set1_epi32((int32_t)(F->Lx - 1))),
+        .w0 = _mm512_mask_blend_epi32(xs, _mm512_set1_epi32((int32_t)F->y0), _mm512_set1_epi32((int32_t)F->x0)),
+        .wlast = _mm512_mask_blend_epi32(xs, _mm512_set1_epi32((int32_t)(F->y0 + F->ny - 1)),
+                                         _mm512_set1_epi32((int32_t)(F->x0 + F->nx - 1))),
+        .nx = _mm512_set1_epi64(F->nx),
+        .maxf = _mm512_mask_blend_ps(xs, _mm512_set1_ps((float)(F->Ly - 1)), _mm512_set1_ps((float)(F->Lx - 1))),
+        .f = F->f,
+    };
+    float ty[GROUP_N], tx[GROUP_N];
+    int32_t tleft[GROUP_N];
+    group_load(q, m, steps, ty, tx, tleft);
+    /* (y, x) pairs: interleave 8 y and 8 x */
+    const __m512i pairs = _mm512_set_epi32(15, 7, 14, 6, 13, 5, 12, 4, 11, 3, 10, 2, 9, 1, 8, 0);
+    __m512 p[GROUP];
+    __m512i left[GROUP];
+    for (int g = 0; g < GROUP; g++) {
+        __m512 yx = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(ty + VEC * g)),
+                                       _mm256_loadu_ps(tx + VEC * g), 1);
+        p[g] = _mm512_permutexvar_ps(pairs, yx);
+        left[g] = _mm512_cvtepi32_epi64(_mm256_loadu_si256((const __m256i *)(tleft + VEC * g)));
+    }
+    for (;;) {
+        __mmask8 moved = 0;
+        for (int g = 0; g < GROUP; g++) moved |= step8x2(&A, &p[g], &left[g]);
+        if (!moved) break;
+    }
+    const __m512i unpairs = _mm512_set_epi32(15, 13, 11, 9, 7, 5, 3, 1, 14, 12, 10, 8, 6, 4, 2, 0);
+    for (int g = 0; g < GROUP; g++) {
+        __m512 yx = _mm512_permutexvar_ps(unpairs, p[g]);
+        _mm256_storeu_ps(ty + VEC * g, _mm512_castps512_ps256(yx));
+        _mm256_storeu_ps(tx + VEC * g, _mm512_extractf32x8_ps(yx, 1));
+        _mm256_storeu_si256((__m256i *)(tleft + VEC * g), _mm512_cvtepi64_epi32(left[g]));
+    }
+    group_store(q, m, steps, ty, tx, tleft);
+}
+
+enum kernel { K_SCALAR, K_AVX2, K_AVX512 };
+
+/* The kernels this CPU runs, for a field whose coordinates fit in int32. */
+static int kernel_available(enum kernel k, const cp_field *F)
+{
+    int fits = F->Ly <= INT32_MAX && F->Lx <= INT32_MAX && F->y0 + F->ny <= INT32_MAX &&
+               F->x0 + F->nx <= INT32_MAX;
+    switch (k) {
+    case K_AVX512:
+        return fits && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw");
+    case K_AVX2: /* 16-byte loads of pixel pairs; int32 float offsets */
+        return fits && __builtin_cpu_supports("avx2") && F->ny > 0 && F->nx >= 2 &&
+               F->ny * F->nx <= INT32_MAX / 2;
+    default:
+        return 1;
+    }
 }
 #else
 enum { GROUP_N = 32 };
-static int use_avx2(const cp_field *F, int interp)
+enum kernel { K_SCALAR, K_AVX2, K_AVX512 };
+static int kernel_available(enum kernel k, const cp_field *F)
 {
-    (void)F, (void)interp;
-    return 0;
+    (void)F;
+    return k == K_SCALAR;
 }
 static void advance_avx2(const cp_field *F, cp_particle *q, int64_t m, int32_t steps)
 {
     (void)F, (void)q, (void)m, (void)steps;
 }
+static void advance_avx512(const cp_field *F, cp_particle *q, int64_t m, int32_t steps)
+{
+    (void)F, (void)q, (void)m, (void)steps;
+}
 #endif
+
+static const char *const kernel_names[] = {"scalar", "avx2", "avx512"};
+
+/* The kernel for interpolation: CP_FOLLOW_KERNEL if set to an available one, else the widest
+ * available. Without interpolation: scalar. */
+static enum kernel pick_kernel(const cp_field *F, int interp)
+{
+    if (!interp) return K_SCALAR;
+    const char *want = getenv("CP_FOLLOW_KERNEL");
+    for (int k = K_AVX512; want && k >= K_SCALAR; k--)
+        if (strcmp(want, kernel_names[k]) == 0 && kernel_available((enum kernel)k, F)) return (enum kernel)k;
+    for (int k = K_AVX512; k > K_SCALAR; k--)
+        if (kernel_available((enum kernel)k, F)) return (enum kernel)k;
+    return K_SCALAR;
+}
+
+const char *cp_follow_kernel(const cp_field *F, int interp)
+{
+    return kernel_names[pick_kernel(F, interp)];
+}
 
 int64_t cp_follow_run(const cp_field *F, cp_particle *p, int64_t n, int32_t steps, int interp)
 {
-    const int vec = use_avx2(F, interp);
+    const enum kernel k = pick_kernel(F, interp);
     const int64_t ngroups = (n + GROUP_N - 1) / GROUP_N;
     int64_t stopped = 0;
     /* groups are independent: any schedule gives the same bits */
@@ -291,7 +461,9 @@ int64_t cp_follow_run(const cp_field *F, cp_particle *p, int64_t n, int32_t step
     for (int64_t g = 0; g < ngroups; g++) {
         cp_particle *q = p + g * GROUP_N;
         int64_t m = n - g * GROUP_N < GROUP_N ? n - g * GROUP_N : GROUP_N;
-        if (vec)
+        if (k == K_AVX512)
+            advance_avx512(F, q, m, steps);
+        else if (k == K_AVX2)
             advance_avx2(F, q, m, steps);
         else
             advance_scalar(F, q, m, steps, interp);

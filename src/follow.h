@@ -38,9 +38,12 @@ int64_t cp_follow_particles(const float *cellprob, int64_t Ly, int64_t Lx, float
  * rows y0 = clamp(trunc(py), 0, Ly-1) .. min(y0+1, Ly-1), likewise columns; with interp = 0
  * (Cellpose's interp=False rule: the flow of the pixel) the single pixel (y0, x0). Particles with
  * steps >= `steps` are left alone. OpenMP over particles; the result does not depend on the
- * thread count. Interpolation runs an AVX2 kernel where the CPU has it (same bits as the scalar
- * one; CP_FOLLOW_SCALAR=1 in the environment forces the scalar kernel). Returns how many
- * particles have fewer than `steps` steps on return. */
+ * thread count. Interpolation runs the widest vector kernel the CPU has (AVX-512, else AVX2, else
+ * scalar; all give the same bits); CP_FOLLOW_KERNEL=scalar|avx2|avx512 in the environment picks
+ * one where available. Returns how many particles have fewer than `steps` steps on return. */
 int64_t cp_follow_run(const cp_field *F, cp_particle *p, int64_t n, int32_t steps, int interp);
+
+/* The name of the kernel cp_follow_run uses on F: "scalar", "avx2" or "avx512" (static string). */
+const char *cp_follow_kernel(const cp_field *F, int interp);
 
 #endif

@@ -15,6 +15,7 @@
 #include "compute_masks.h"
 #include "cp_err.h"
 #include "h5store.h"
+#include "image.h"
 #include "post.h"
 #include "prep.h"
 #include "run_net.h"
@@ -57,40 +58,6 @@ static void progress(const cp_params *p, const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
-}
-
-/* Reads plane z of the image as raw channels (ny, nx, nc) and selects the network's two
- * channels into x2 (ny, nx, 2). Non-finite pixels are refused. */
-static int read_plane(cp_tiff *t, const cp_tiff_info *info, const cp_layout *L, const cp_params *p,
-                      const char *image, int64_t z, float *x2, char *err)
-{
-    int64_t npix = L->ny * L->nx;
-    float *page = malloc(sizeof(float) * (size_t)(npix * info->spp));
-    float *raw = malloc(sizeof(float) * (size_t)(npix * L->nc));
-    if (!page || !raw) {
-        free(page);
-        free(raw);
-        return cp_errf(err, CP_ENOMEM, "%s: out of memory for a plane", image);
-    }
-    int rc = 0;
-    int64_t loaded = -1;
-    for (int c = 0; !rc && c < L->nc; c++) {
-        int64_t pg = z * L->z_page + c * L->c_page;
-        if (pg != loaded) rc = cp_tiff_read_f32(t, pg, 0, 0, L->ny, L->nx, page, err);
-        loaded = pg;
-        for (int64_t i = 0; !rc && i < npix; i++)
-            raw[i * L->nc + c] = page[i * info->spp + c * L->c_sample];
-    }
-    int64_t bad = 0;
-    for (int64_t i = 0; !rc && i < npix * L->nc; i++) bad += !isfinite(raw[i]);
-    if (!rc && bad)
-        rc = cp_errf(err, CP_EDATA, "%s: plane %lld: %lld pixel values are NaN or Inf "
-                     "(cellpose-mpi refuses non-finite input; replace them first)", image,
-                     (long long)z, (long long)bad);
-    if (!rc) cp_prep_channels(raw, npix, L->nc, (int)p->chan, (int)p->chan2, x2);
-    free(page);
-    free(raw);
-    return rc;
 }
 
 /* Normalizes planes [0, nz) of x2 (nz, ny, nx, 2) with constants computed over all of them
@@ -154,10 +121,11 @@ static int write_output(const cp_params *p, cp_h5out *h, const uint32_t *labels,
 }
 
 /* Everything of one image once it is open and its output created. */
-static int segment_planes(const cp_params *p, const cp_model *m, cp_tiff *t,
-                          const cp_tiff_info *info, const cp_layout *L, const char *image,
-                          double rescale, cp_h5out *h, uint32_t *labels, cp_timing *tm, char *err)
+static int segment_planes(const cp_params *p, const cp_model *m, cp_image *im, double rescale,
+                          cp_h5out *h, uint32_t *labels, cp_timing *tm, char *err)
 {
+    const cp_layout *L = &im->layout;
+    const char *image = im->path;
     int stitch = p->stitch_threshold > 0 && L->nz > 1;
     int64_t npix = L->ny * L->nx, nnorm = stitch ? L->nz : 1;
     float *x2 = malloc(sizeof(float) * (size_t)(nnorm * npix * 2));
@@ -177,7 +145,7 @@ static int segment_planes(const cp_params *p, const cp_model *m, cp_tiff *t,
     int whole_first = stitch || (p->invert && !p->no_norm && L->nz > 1);
     for (int64_t z = 0; !rc && whole_first && z < L->nz; z++) {
         float *xz = x2 + (stitch ? z * npix * 2 : 0);
-        rc = read_plane(t, info, L, p, image, z, xz, err);
+        rc = cp_image_read(im, z, 0, 0, L->ny, L->nx, xz, err);
         if (!rc && !stitch) rc = normalize(xz, 1, L->ny, L->nx, p, good, err);
         for (int c = 0; c < 2; c++) inv[c] |= p->invert && good[c];
     }
@@ -189,7 +157,7 @@ static int segment_planes(const cp_params *p, const cp_model *m, cp_tiff *t,
     for (int64_t z = 0; !rc && z < L->nz; z++) {
         float *xz = x2 + (stitch ? z * npix * 2 : 0);
         if (!stitch) {
-            rc = read_plane(t, info, L, p, image, z, xz, err);
+            rc = cp_image_read(im, z, 0, 0, L->ny, L->nx, xz, err);
             cp_timing_lap(tm, CP_PH_READ, &t0);
             if (!rc && !p->no_norm) rc = normalize(xz, 1, L->ny, L->nx, p, good, err);
             if (!whole_first)
@@ -222,19 +190,13 @@ int cp_segment_image(const cp_params *p, const cp_model *m, const char *model_pa
 {
     const cp_model_info *mi = cp_model_get_info(m);
     double t0 = cp_now();
-    cp_tiff *t;
-    cp_tiff_info info;
-    int rc = cp_tiff_open(image, &t, &info, err);
+    cp_image im;
+    int rc = cp_image_open(&im, image, (int)p->z_axis, (int)p->channel_axis,
+                           p->stitch_threshold > 0, (int)p->chan, (int)p->chan2, err);
     if (rc) return rc;
-    cp_layout L;
-    char msg[CP_ERR_LEN];
-    if ((rc = cp_layout_decide(info.shape, info.ndim, (int)p->z_axis, (int)p->channel_axis,
-                               p->stitch_threshold > 0, (int)p->chan, (int)p->chan2, &L, msg))) {
-        cp_tiff_close(t);
-        return cp_errf(err, rc, "%s: %s", image, msg);
-    }
+    const cp_layout L = im.layout;
     if (mi->nchan != 2) {
-        cp_tiff_close(t);
+        cp_image_close(&im);
         return cp_errf(err, CP_EPARAM, "%s: the model has %d input channels; cellpose-mpi feeds "
                        "the 2 channels of --chan/--chan2", model_path, mi->nchan);
     }
@@ -253,8 +215,8 @@ int cp_segment_image(const cp_params *p, const cp_model *m, const char *model_pa
     if (!rc) rc = cp_h5_create(out_path, L.nz, L.ny, L.nx, L.nz > 1, p->save_flows ? fny : 0,
                                p->save_flows ? fnx : 0, &h, err);
     cp_timing_lap(tm, CP_PH_READ, &t0);
-    if (!rc) rc = segment_planes(p, m, t, &info, &L, image, rescale, h, labels, tm, err);
-    cp_tiff_close(t);
+    if (!rc) rc = segment_planes(p, m, &im, rescale, h, labels, tm, err);
+    cp_image_close(&im);
     t0 = cp_now();
     if (!rc) rc = finish_volume(p, labels, L.nz, L.ny, L.nx, err);
     cp_timing_lap(tm, CP_PH_POST, &t0);

@@ -152,12 +152,7 @@ static void window_checks(const cp_field *W, const cp_particle *start, int64_t n
     cp_follow_run(W, q, n, steps, interp);
     same_particles(ref, q, n, "1 thread vs 2 threads");
     omp_set_num_threads(2);
-    setenv("CP_FOLLOW_SCALAR", "1", 1);
-    memcpy(q, start, bytes);
-    cp_follow_run(W, q, n, steps, interp);
-    unsetenv("CP_FOLLOW_SCALAR");
-    same_particles(ref, q, n, "scalar kernel vs default kernel");
-
+    kernels_vs_scalar(W, ref, start, n, steps, interp, "whole field");
     /* single windows (a 4 x 4 grid of 128 x 128): stopped particles have their stencil outside
      * the window; the whole field finishes them with the whole-field bits */
     int64_t nstop = 0, partial = 0, bad = 0, miscount = 0, ndiff = 0;

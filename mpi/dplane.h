@@ -1,0 +1,42 @@
+/* What every distributed phase knows about the plane it works on: the communicator, the block
+ * grid at the dynamics scale, and the block store holding the per-block arrays that phases hand
+ * to each other. Array names (per plane z, per block b) and their layouts:
+ *   "dp"   float32 (3, hy, hx) on the block grown by 1 pixel (cp_rect_grow(block, 1)):
+ *          dY, dX, cellprob — written by the network phase (or from saved flows)
+ *   "fin"  cp_particle records: finished particles whose end cell (trunc py, trunc px) lies in b
+ *   "m0"   uint32 (ny, nx) block: raw masks after big-mask removal, renumbered (Cellpose's
+ *          masks_raw)
+ *   "qc"   uint32 block: after the flow-error QC (not renumbered)
+ *   "lab"  uint32 block: final labels of the plane
+ * Helpers here move whole arrays in and out of blocks (tests, saved flows, small outputs). */
+#ifndef CP_DPLANE_H
+#define CP_DPLANE_H
+
+#include <mpi.h>
+#include <stdint.h>
+
+#include "bstore.h"
+#include "grid.h"
+
+typedef struct cp_dplane {
+    MPI_Comm comm;
+    int rank, nranks;
+    cp_grid grid;            /* the plane at the dynamics scale */
+    const cp_bstore *store;
+    int64_t z;               /* plane index: block arrays are named "<what>.z<z>" */
+} cp_dplane;
+
+/* Sets up d for plane z of Ly x Lx with blocks of side B (collective: nothing communicated). */
+void cp_dplane_init(cp_dplane *d, MPI_Comm comm, int64_t Ly, int64_t Lx, int64_t B,
+                    const cp_bstore *store, int64_t z);
+/* "<what>.z<z>" into buf (64 bytes). */
+const char *cp_dname(const cp_dplane *d, const char *what, char *buf);
+
+/* Every rank writes the "dp" arrays of its own blocks from whole-plane dP (2, Ly, Lx) and
+ * cellprob (Ly, Lx) that it holds (tests, --flows input). */
+int cp_dplane_put_dp(const cp_dplane *d, const float *dP, const float *cellprob, char *err);
+/* Gathers uint32 block array `what` of all blocks into whole (Ly, Lx) on rank 0 (whole may be
+ * NULL elsewhere). Collective. */
+int cp_dplane_gather_u32(const cp_dplane *d, const char *what, uint32_t *whole, char *err);
+
+#endif

@@ -1,0 +1,67 @@
+/* Block decomposition of a plane (see grid.h). */
+#include "grid.h"
+
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+void cp_grid_init(cp_grid *g, int64_t Ly, int64_t Lx, int64_t B, int nranks)
+{
+    g->Ly = Ly, g->Lx = Lx, g->B = B, g->nranks = nranks;
+    g->nby = (Ly + B - 1) / B;
+    g->nbx = (Lx + B - 1) / B;
+    g->nblocks = g->nby * g->nbx;
+}
+
+cp_rect cp_grid_block(const cp_grid *g, int64_t b)
+{
+    int64_t by = b / g->nbx, bx = b % g->nbx;
+    cp_rect r = {by * g->B, bx * g->B, 0, 0};
+    r.ny = min64(g->B, g->Ly - r.y0);
+    r.nx = min64(g->B, g->Lx - r.x0);
+    return r;
+}
+
+int64_t cp_grid_block_at(const cp_grid *g, int64_t y, int64_t x)
+{
+    return (y / g->B) * g->nbx + x / g->B;
+}
+
+void cp_grid_range(const cp_grid *g, int rank, int64_t *b0, int64_t *b1)
+{
+    *b0 = g->nblocks * rank / g->nranks;
+    *b1 = g->nblocks * (rank + 1) / g->nranks;
+}
+
+int cp_grid_owner(const cp_grid *g, int64_t b)
+{
+    /* the r with range(r) containing b: start from the proportional guess, then adjust */
+    int r = (int)(b * g->nranks / g->nblocks);
+    int64_t b0, b1;
+    for (;;) {
+        cp_grid_range(g, r, &b0, &b1);
+        if (b < b0) r--;
+        else if (b >= b1) r++;
+        else return r;
+    }
+}
+
+cp_rect cp_rect_grow(const cp_grid *g, cp_rect r, int64_t h)
+{
+    int64_t y0 = max64(0, r.y0 - h), x0 = max64(0, r.x0 - h);
+    int64_t y1 = min64(g->Ly, r.y0 + r.ny + h), x1 = min64(g->Lx, r.x0 + r.nx + h);
+    return (cp_rect){y0, x0, y1 - y0, x1 - x0};
+}
+
+int64_t cp_grid_blocks_touching(const cp_grid *g, cp_rect r, int64_t *list)
+{
+    int64_t y0 = max64(0, r.y0), x0 = max64(0, r.x0);
+    int64_t y1 = min64(g->Ly, r.y0 + r.ny), x1 = min64(g->Lx, r.x0 + r.nx);
+    if (y1 <= y0 || x1 <= x0) return 0;
+    int64_t n = 0;
+    for (int64_t by = y0 / g->B; by <= (y1 - 1) / g->B; by++)
+        for (int64_t bx = x0 / g->B; bx <= (x1 - 1) / g->B; bx++) {
+            if (list) list[n] = by * g->nbx + bx;
+            n++;
+        }
+    return n;
+}
