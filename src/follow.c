@@ -96,7 +96,8 @@ static inline int step_scalar(const cp_field *F, cp_particle *q, int32_t steps, 
     }
     q->py = clamp_pos(py + dy, (float)(F->Ly - 1));
     q->px = clamp_pos(px + dx, (float)(F->Lx - 1));
-    q->steps++;
+    /* a step is a function of the position alone: at a fixed point the rest changes nothing */
+    q->steps = memcmp(&q->py, &py, sizeof py) == 0 && memcmp(&q->px, &px, sizeof px) == 0 ? steps : q->steps + 1;
     return 1;
 }
 
@@ -207,10 +208,13 @@ __attribute__((target("avx2"))) static inline __m256i step8(const avx_field *A, 
     /* min(L-1, max(0, p + d)): same operand order as clamp_pos() */
     __m256 ny = _mm256_min_ps(A->ymaxf, _mm256_max_ps(_mm256_setzero_ps(), _mm256_add_ps(*py, dy)));
     __m256 nx = _mm256_min_ps(A->xmaxf, _mm256_max_ps(_mm256_setzero_ps(), _mm256_add_ps(*px, dx)));
+    __m256i same = _mm256_and_si256(_mm256_cmpeq_epi32(_mm256_castps_si256(ny), _mm256_castps_si256(*py)),
+                                    _mm256_cmpeq_epi32(_mm256_castps_si256(nx), _mm256_castps_si256(*px)));
     __m256 m = _mm256_castsi256_ps(act);
     *py = _mm256_blendv_ps(*py, ny, m);
     *px = _mm256_blendv_ps(*px, nx, m);
     *left = _mm256_add_epi32(*left, act); /* act is -1 where the lane moved */
+    *left = _mm256_andnot_si256(_mm256_and_si256(same, act), *left); /* fixed point: see step_scalar */
     return act;
 }
 
@@ -348,8 +352,10 @@ CP_AVX512 static inline __mmask8 step8x2(const avx512_field *A, __m512 *p, __m51
     const __m512 dyx = _mm512_insertf32x8(_mm512_castps256_ps512(d[0]), d[1], 1);
     /* min(L-1, max(0, p + d)): same operand order as clamp_pos() */
     const __m512 np = _mm512_min_ps(A->maxf, _mm512_max_ps(_mm512_setzero_ps(), _mm512_add_ps(*p, dyx)));
+    const __mmask8 fixed = _mm512_mask_cmpeq_epi64_mask(act, _mm512_castps_si512(np), _mm512_castps_si512(*p));
     *p = _mm512_castpd_ps(_mm512_mask_mov_pd(_mm512_castps_pd(*p), act, _mm512_castps_pd(np)));
     *left = _mm512_mask_sub_epi64(*left, act, *left, _mm512_set1_epi64(1));
+    *left = _mm512_maskz_mov_epi64((__mmask8)~fixed, *left); /* fixed point: see step_scalar */
     return act;
 }
 

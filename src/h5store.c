@@ -15,7 +15,9 @@
 
 struct cp_h5out {
     char path[CP_PATH_LEN], partial[CP_PATH_LEN + 16];
-    hid_t file, labels, flows, cellprob;
+    MPI_Comm comm;       /* MPI_COMM_NULL: serial */
+    int rank;
+    hid_t file, labels, flows, cellprob, dxpl;
     int64_t nz, ny, nx, fny, fnx;
     int stack;
 };
@@ -47,27 +49,46 @@ static hid_t create_dataset(hid_t file, const char *name, hid_t type, int rank,
 
 static void close_all(cp_h5out *h)
 {
+    if (h->dxpl > 0) H5Pclose(h->dxpl);
     if (h->cellprob > 0) H5Dclose(h->cellprob);
     if (h->flows > 0) H5Dclose(h->flows);
     if (h->labels > 0) H5Dclose(h->labels);
     if (h->file > 0) H5Fclose(h->file);
-    h->file = h->labels = h->flows = h->cellprob = -1;
+    h->file = h->labels = h->flows = h->cellprob = h->dxpl = -1;
 }
 
-int cp_h5_create(const char *path, int64_t nz, int64_t ny, int64_t nx, int stack, int64_t fny,
-                 int64_t fnx, cp_h5out **out, char *err)
+/* All ranks agree that every rank succeeded (serial: st as is). */
+static int all_ok(const cp_h5out *h, int ok)
+{
+    int all = ok;
+    if (h->comm != MPI_COMM_NULL) MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, h->comm);
+    return all;
+}
+
+int cp_h5_create(const char *path, MPI_Comm comm, int64_t nz, int64_t ny, int64_t nx, int stack,
+                 int64_t fny, int64_t fnx, cp_h5out **out, char *err)
 {
     quiet_hdf5();
     cp_h5out *h = calloc(1, sizeof *h);
     if (!h) return cp_errf(err, CP_ENOMEM, "%s: out of memory", path);
-    h->file = h->labels = h->flows = h->cellprob = -1;
+    h->file = h->labels = h->flows = h->cellprob = h->dxpl = -1;
+    h->comm = comm;
+    if (comm != MPI_COMM_NULL) MPI_Comm_rank(comm, &h->rank);
     snprintf(h->path, sizeof h->path, "%s", path);
     snprintf(h->partial, sizeof h->partial, "%s.partial", path);
     h->nz = nz, h->ny = ny, h->nx = nx, h->fny = fny, h->fnx = fnx;
     h->stack = stack || nz > 1;
     int with_flows = fny > 0 && fnx > 0;
-    h->file = H5Fcreate(h->partial, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (h->file < 0) {
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    h->dxpl = H5Pcreate(H5P_DATASET_XFER);
+    if (comm != MPI_COMM_NULL) {
+        H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
+        H5Pset_dxpl_mpio(h->dxpl, H5FD_MPIO_COLLECTIVE);
+    }
+    h->file = H5Fcreate(h->partial, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
+    if (!all_ok(h, h->file >= 0)) {
+        close_all(h);
         free(h);
         return cp_errf(err, CP_EIO, "%s: cannot create the output file (directory missing or "
                                     "not writable?)", path);
@@ -83,7 +104,7 @@ int cp_h5_create(const char *path, int64_t nz, int64_t ny, int64_t nx, int stack
         h->cellprob = h->stack ? create_dataset(h->file, "cellprob", H5T_NATIVE_FLOAT, 3, c3)
                                : create_dataset(h->file, "cellprob", H5T_NATIVE_FLOAT, 2, c3 + 1);
     }
-    if (h->labels < 0 || (with_flows && (h->flows < 0 || h->cellprob < 0))) {
+    if (!all_ok(h, h->labels >= 0 && (!with_flows || (h->flows >= 0 && h->cellprob >= 0)))) {
         cp_h5_abort(h);
         return cp_errf(err, CP_EIO, "%s: cannot create datasets", path);
     }
@@ -91,32 +112,46 @@ int cp_h5_create(const char *path, int64_t nz, int64_t ny, int64_t nx, int stack
     return 0;
 }
 
-/* Writes a block of `count` elements starting at `start` (the dataset's rank). */
+/* Writes a block of `count` elements starting at `start` (the dataset's rank); a count with a
+ * zero selects nothing (a rank taking part in a collective write with no data). */
 static int write_block(cp_h5out *h, hid_t d, hid_t type, int rank, const hsize_t *start,
                        const hsize_t *count, const void *buf, const char *what, char *err)
 {
     hid_t fs = H5Dget_space(d);
-    H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
     hid_t ms = H5Screate_simple(rank, count, NULL);
-    herr_t st = H5Dwrite(d, type, ms, fs, H5P_DEFAULT, buf);
+    hsize_t n = 1;
+    for (int i = 0; i < rank; i++) n *= count[i];
+    if (n) {
+        H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
+    } else {
+        H5Sselect_none(fs);
+        H5Sselect_none(ms);
+    }
+    herr_t st = H5Dwrite(d, type, ms, fs, h->dxpl, buf);
     H5Sclose(ms);
     H5Sclose(fs);
-    if (st < 0) return cp_errf(err, CP_EIO, "%s: cannot write %s (disk full?)", h->path, what);
+    if (!all_ok(h, st >= 0))
+        return cp_errf(err, CP_EIO, "%s: cannot write %s (disk full?)", h->path, what);
     return 0;
 }
 
-int cp_h5_write_labels(cp_h5out *h, int64_t z, const uint32_t *plane, char *err)
+int cp_h5_write_labels(cp_h5out *h, int64_t z, int64_t y0, int64_t x0, int64_t ny, int64_t nx,
+                       const uint32_t *v, char *err)
 {
-    hsize_t start[3] = {(hsize_t)z, 0, 0}, count[3] = {1, (hsize_t)h->ny, (hsize_t)h->nx};
+    hsize_t start[3] = {(hsize_t)z, (hsize_t)y0, (hsize_t)x0};
+    hsize_t count[3] = {ny && nx, (hsize_t)ny, (hsize_t)nx};
     int r = h->stack ? 3 : 2;
-    return write_block(h, h->labels, H5T_NATIVE_UINT32, r, start + 3 - r, count + 3 - r, plane,
+    return write_block(h, h->labels, H5T_NATIVE_UINT32, r, start + 3 - r, count + 3 - r, v,
                        "/labels", err);
 }
 
-int cp_h5_write_flows(cp_h5out *h, int64_t z, const float *dP, const float *cellprob, char *err)
+int cp_h5_write_flows(cp_h5out *h, int64_t z, int64_t y0, int64_t x0, int64_t ny, int64_t nx,
+                      const float *dP, const float *cellprob, char *err)
 {
-    hsize_t s4[4] = {(hsize_t)z, 0, 0, 0}, c4[4] = {1, 2, (hsize_t)h->fny, (hsize_t)h->fnx};
-    hsize_t s3[3] = {(hsize_t)z, 0, 0}, c3[3] = {1, (hsize_t)h->fny, (hsize_t)h->fnx};
+    hsize_t any = ny && nx;
+    hsize_t s4[4] = {(hsize_t)z, 0, (hsize_t)y0, (hsize_t)x0};
+    hsize_t c4[4] = {any, 2 * any, (hsize_t)ny, (hsize_t)nx};
+    hsize_t s3[3] = {(hsize_t)z, (hsize_t)y0, (hsize_t)x0}, c3[3] = {any, (hsize_t)ny, (hsize_t)nx};
     int r = h->stack ? 4 : 3, rc;
     if ((rc = write_block(h, h->flows, H5T_NATIVE_FLOAT, r, s4 + 4 - r, c4 + 4 - r, dP,
                           "/flows", err)))
@@ -137,14 +172,28 @@ int cp_h5_write_cells(cp_h5out *h, const cp_cell *cells, int64_t n, char *err)
     H5Tinsert(t, "bbox_x0", HOFFSET(cp_cell, x0), H5T_NATIVE_INT64);
     H5Tinsert(t, "bbox_y1", HOFFSET(cp_cell, y1), H5T_NATIVE_INT64);
     H5Tinsert(t, "bbox_x1", HOFFSET(cp_cell, x1), H5T_NATIVE_INT64);
-    hsize_t dim = (hsize_t)n;
+    long long mine = n, before = 0, total = n;
+    if (h->comm != MPI_COMM_NULL) {
+        MPI_Exscan(&mine, &before, 1, MPI_LONG_LONG, MPI_SUM, h->comm);
+        if (h->rank == 0) before = 0;
+        MPI_Allreduce(&mine, &total, 1, MPI_LONG_LONG, MPI_SUM, h->comm);
+    }
+    hsize_t dim = (hsize_t)total, start = (hsize_t)before, count = (hsize_t)n;
     hid_t space = H5Screate_simple(1, &dim, NULL);
     hid_t d = H5Dcreate2(h->file, "cells", t, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t st = d < 0 ? -1 : (n ? H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, cells) : 0);
-    if (d >= 0) H5Dclose(d);
+    herr_t st = -1;
+    if (d >= 0) {
+        hid_t fs = H5Dget_space(d), ms = H5Screate_simple(1, &count, NULL);
+        if (n) H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL, &count, NULL);
+        else H5Sselect_none(fs), H5Sselect_none(ms);
+        st = total ? H5Dwrite(d, t, ms, fs, h->dxpl, cells) : 0;
+        H5Sclose(ms);
+        H5Sclose(fs);
+        H5Dclose(d);
+    }
     H5Sclose(space);
     H5Tclose(t);
-    return st < 0 ? cp_errf(err, CP_EIO, "%s: cannot write /cells", h->path) : 0;
+    return all_ok(h, st >= 0) ? 0 : cp_errf(err, CP_EIO, "%s: cannot write /cells", h->path);
 }
 
 static int attr_write(hid_t file, const char *name, hid_t type, const void *value)
@@ -188,19 +237,27 @@ int cp_h5_write_attrs(cp_h5out *h, const cp_params *p, const cp_provenance *pv, 
     bad |= attr_write(h->file, "rescale", H5T_NATIVE_DOUBLE, &pv->rescale);
     bad |= attr_write(h->file, "niter_used", H5T_NATIVE_INT64, &pv->niter_used);
     bad |= attr_write(h->file, "n_masks", H5T_NATIVE_INT64, &pv->n_masks);
-    return bad ? cp_errf(err, CP_EIO, "%s: cannot write attributes", h->path) : 0;
+    return all_ok(h, !bad) ? 0 : cp_errf(err, CP_EIO, "%s: cannot write attributes", h->path);
+}
+
+/* Rank 0 (or the serial writer) does the file-system step; the result is shared. */
+static int on_rank0(cp_h5out *h, int ok)
+{
+    if (h->comm != MPI_COMM_NULL) MPI_Bcast(&ok, 1, MPI_INT, 0, h->comm);
+    return ok;
 }
 
 int cp_h5_commit(cp_h5out *h, char *err)
 {
     int rc = 0;
-    herr_t st = H5Fflush(h->file, H5F_SCOPE_GLOBAL);
+    int ok = all_ok(h, H5Fflush(h->file, H5F_SCOPE_GLOBAL) >= 0);
     close_all(h);
-    if (st < 0)
+    if (!ok) {
         rc = cp_errf(err, CP_EIO, "%s: cannot flush the output file", h->path);
-    else if (rename(h->partial, h->path))
+    } else if (!on_rank0(h, h->rank != 0 || rename(h->partial, h->path) == 0)) {
         rc = cp_errf(err, CP_EIO, "%s: cannot rename %s into place", h->path, h->partial);
-    if (rc) unlink(h->partial);
+    }
+    if (rc && h->rank == 0) unlink(h->partial);
     free(h);
     return rc;
 }
@@ -209,7 +266,7 @@ void cp_h5_abort(cp_h5out *h)
 {
     if (!h) return;
     close_all(h);
-    unlink(h->partial);
+    if (h->rank == 0) unlink(h->partial);
     free(h);
 }
 

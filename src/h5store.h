@@ -2,10 +2,14 @@
  * optional /flows (2,Y,X)|(Z,2,Y,X) and /cellprob float32; /cells (per mask: id, plane, area,
  * centroid, box); provenance attributes on the root. Written to <path>.partial and renamed to
  * <path> only by cp_h5_commit, so a failed run never leaves a file under the final name. Also the
- * reader of saved flows for --flows FILE.h5. */
+ * reader of saved flows for --flows FILE.h5.
+ * Created with a communicator, the file is written by all its ranks through MPI-IO: every call
+ * below is then collective (a rank with nothing to write passes an empty block), and the transfers
+ * are collective, which parallel HDF5 requires for the deflate filter. MPI_COMM_NULL: serial. */
 #ifndef CP_H5STORE_H
 #define CP_H5STORE_H
 
+#include <mpi.h>
 #include <stdint.h>
 
 #include "params.h"
@@ -34,11 +38,15 @@ typedef struct cp_provenance {
 /* Creates <path>.partial for labels of nz planes of ny x nx; stack: labels (Z,Y,X) even for
  * nz == 1. With flows (fny, fnx > 0): /flows and /cellprob of fny x fnx per plane (the dynamics
  * scale, which differs from the image size with --no_resample). */
-int cp_h5_create(const char *path, int64_t nz, int64_t ny, int64_t nx, int stack, int64_t fny,
-                 int64_t fnx, cp_h5out **out, char *err);
-int cp_h5_write_labels(cp_h5out *h, int64_t z, const uint32_t *plane, char *err);
-/* dP (2, fny, fnx) and cellprob (fny, fnx) of plane z (only if created with flows). */
-int cp_h5_write_flows(cp_h5out *h, int64_t z, const float *dP, const float *cellprob, char *err);
+int cp_h5_create(const char *path, MPI_Comm comm, int64_t nz, int64_t ny, int64_t nx, int stack,
+                 int64_t fny, int64_t fnx, cp_h5out **out, char *err);
+/* Labels of rows [y0, y0+ny) x columns [x0, x0+nx) of plane z (ny or nx 0: nothing). */
+int cp_h5_write_labels(cp_h5out *h, int64_t z, int64_t y0, int64_t x0, int64_t ny, int64_t nx,
+                       const uint32_t *v, char *err);
+/* A block of dP (2, ny, nx) and cellprob (ny, nx) of plane z (only if created with flows). */
+int cp_h5_write_flows(cp_h5out *h, int64_t z, int64_t y0, int64_t x0, int64_t ny, int64_t nx,
+                      const float *dP, const float *cellprob, char *err);
+/* Each rank passes its rows of /cells; they are stored in rank order. */
 int cp_h5_write_cells(cp_h5out *h, const cp_cell *cells, int64_t n, char *err);
 int cp_h5_write_attrs(cp_h5out *h, const cp_params *p, const cp_provenance *pv, char *err);
 /* Closes and renames <path>.partial to <path>; frees h. */

@@ -45,6 +45,10 @@ const cp_param_def cp_param_defs[] = {
     {"stitch_threshold", CP_PT_REAL, OFF(stitch_threshold), 0, 1, "stitch planes by IoU (0: off)"},
     {"threads", CP_PT_INT, OFF(threads), 0, 4096, "OpenMP threads (0: OMP_NUM_THREADS or all)"},
     {"quiet", CP_PT_FLAG, OFF(quiet), 0, 1, "no progress output"},
+    {"block", CP_PT_INT, OFF(block), 0, 1 << 20,
+     "owner-block side in pixels for distributed runs (0: automatic)"},
+    {"resume", CP_PT_FLAG, OFF(resume), 0, 1, "reuse the finished blocks of <output>.work"},
+    {"keep_work", CP_PT_FLAG, OFF(keep_work), 0, 1, "keep <output>.work after success"},
     {NULL, 0, 0, 0, 0, NULL},
 };
 
@@ -143,6 +147,9 @@ int cp_params_validate(const cp_params *p, char *err)
         return cp_errf(err, CP_EPARAM, "--cellprob_in goes with --flows dP.tif");
     if (!p->flows[0] && !p->pretrained_model[0])
         return cp_errf(err, CP_EPARAM, "--pretrained_model: a model file or name is required");
+    if (p->block && p->block < 32)
+        return cp_errf(err, CP_EPARAM, "--block: %lld is below the minimum of 32 pixels",
+                       (long long)p->block);
     if (p->dir[0] && p->output[0])
         return cp_errf(err, CP_EPARAM, "--output: not with --dir (one <image>_seg.h5 per image)");
     return 0;

@@ -38,6 +38,9 @@ typedef struct cp_params {
     /* execution */
     int64_t threads;              /* 0: OMP_NUM_THREADS, else all cores */
     int quiet;
+    /* distribution (issue 3) */
+    int64_t block;                /* owner-block side; 0: whole planes (one rank) or automatic */
+    int resume, keep_work;        /* reuse finished blocks of <output>.work; keep it at the end */
 } cp_params;
 
 typedef enum cp_param_type { CP_PT_INT, CP_PT_REAL, CP_PT_FLAG, CP_PT_STR } cp_param_type;

@@ -60,20 +60,57 @@ static void progress(const cp_params *p, const char *fmt, ...)
     va_end(ap);
 }
 
-/* Normalizes planes [0, nz) of x2 (nz, ny, nx, 2) with constants computed over all of them
- * (one plane, or a whole stack when stitching), and reports which channels are good. */
-static int normalize(float *x2, int64_t nz, int64_t ny, int64_t nx, const cp_params *p,
-                     int good[2], char *err)
+int cp_plane_norm(cp_image *im, int64_t z0, int64_t nz, const cp_params *p, cp_norm norm[2],
+                  char *err)
 {
-    cp_norm norm[2];
-    for (int c = 0; c < 2; c++) {
-        int rc = cp_norm_compute_stack(x2, nz, ny, nx, c, p->norm_percentile_lo,
-                                       p->norm_percentile_hi, &norm[c], err);
-        if (rc) return rc;
-        good[c] = norm[c].good;
-    }
-    cp_norm_apply(x2, nz * ny * nx, norm, 0);
-    return 0;
+    const cp_layout *L = &im->layout;
+    int64_t npix = L->ny * L->nx;
+    float *x2 = malloc(sizeof(float) * (size_t)(nz * npix * 2));
+    if (!x2) return cp_errf(err, CP_ENOMEM, "%s: out of memory", im->path);
+    int rc = 0;
+    for (int64_t z = 0; !rc && z < nz; z++)
+        rc = cp_image_read(im, z0 + z, 0, 0, L->ny, L->nx, x2 + z * npix * 2, err);
+    for (int c = 0; !rc && c < 2; c++)
+        rc = cp_norm_compute_stack(x2, nz, L->ny, L->nx, c, p->norm_percentile_lo,
+                                   p->norm_percentile_hi, &norm[c], err);
+    free(x2);
+    return rc;
+}
+
+int cp_segment_plane(const cp_params *p, const cp_model *m, cp_image *im, int64_t z,
+                     double rescale, const cp_norm *norm, const int inv[2], uint32_t *labels,
+                     cp_net_out *flows, cp_timing *tm, char *err)
+{
+    const cp_layout *L = &im->layout;
+    int64_t npix = L->ny * L->nx;
+    double t0 = cp_now();
+    float *x2 = malloc(sizeof(float) * (size_t)(npix * 2));
+    if (!x2) return cp_errf(err, CP_ENOMEM, "%s: out of memory", im->path);
+    int rc = cp_image_read(im, z, 0, 0, L->ny, L->nx, x2, err);
+    cp_timing_lap(tm, CP_PH_READ, &t0);
+    if (!rc && norm) cp_norm_apply(x2, npix, norm, 0);
+    if (!rc) cp_norm_invert(x2, npix, inv);
+    cp_timing_lap(tm, CP_PH_PREP, &t0);
+    cp_net_out no;
+    if (!rc)
+        rc = cp_run_net(m, x2, L->ny, L->nx, rescale, !p->no_resample, p->bsize, p->tile_overlap,
+                        p->augment, p->batch_size, &no, err);
+    free(x2);
+    cp_timing_lap(tm, CP_PH_NET, &t0);
+    if (rc) return rc;
+    int stitch = p->stitch_threshold > 0 && L->nz > 1;
+    cp_mask_params mp = {
+        .steps = cp_niter_steps(p->niter, rescale, !p->no_resample),
+        .interp = !p->no_interp,
+        .cellprob_threshold = (float)p->cellprob_threshold,
+        .flow_threshold = p->flow_threshold,
+        .max_size_fraction = p->max_size_fraction,
+        .min_size = stitch ? -1 : p->min_size, /* stitched stacks: min_size in 3-D afterwards */
+    };
+    rc = cp_compute_masks(no.dP, no.cellprob, no.ny, no.nx, &mp, L->ny, L->nx, labels, tm, err);
+    if (flows && !rc) *flows = no;
+    else cp_net_out_free(&no);
+    return rc;
 }
 
 /* Stitching of a stack, then hole filling and min_size in 3-D (§5); per-plane labels otherwise
@@ -96,7 +133,7 @@ static int write_output(const cp_params *p, cp_h5out *h, const uint32_t *labels,
     int rc = 0;
     for (int64_t z = 0; !rc && z < nz; z++) {
         const uint32_t *pl = labels + z * ny * nx;
-        rc = cp_h5_write_labels(h, z, pl, err);
+        rc = cp_h5_write_labels(h, z, 0, 0, ny, nx, pl, err);
         if (!rc) rc = cp_cells_collect(pl, ny, nx, (uint32_t)z, &cells, &ncells, err);
     }
     for (int64_t i = 0; i < ncells; i++)
@@ -120,67 +157,37 @@ static int write_output(const cp_params *p, cp_h5out *h, const uint32_t *labels,
     return rc;
 }
 
-/* Everything of one image once it is open and its output created. */
+/* Everything of one image once it is open and its output created: the normalization of every
+ * plane first (a stack with stitching is normalized as a whole; a channel good in any plane is
+ * inverted in all, §2.2), then plane by plane. */
 static int segment_planes(const cp_params *p, const cp_model *m, cp_image *im, double rescale,
                           cp_h5out *h, uint32_t *labels, cp_timing *tm, char *err)
 {
     const cp_layout *L = &im->layout;
-    const char *image = im->path;
     int stitch = p->stitch_threshold > 0 && L->nz > 1;
-    int64_t npix = L->ny * L->nx, nnorm = stitch ? L->nz : 1;
-    float *x2 = malloc(sizeof(float) * (size_t)(nnorm * npix * 2));
-    if (!x2) return cp_errf(err, CP_ENOMEM, "%s: out of memory", image);
-    cp_mask_params mp = {
-        .steps = cp_niter_steps(p->niter, rescale, !p->no_resample),
-        .interp = !p->no_interp,
-        .cellprob_threshold = (float)p->cellprob_threshold,
-        .flow_threshold = p->flow_threshold,
-        .max_size_fraction = p->max_size_fraction,
-        .min_size = stitch ? -1 : p->min_size,
-    };
-    int rc = 0, good[2] = {0, 0}, inv[2] = {0, 0};
+    cp_norm *norms = calloc((size_t)(2 * L->nz), sizeof *norms);
+    if (!norms) return cp_errf(err, CP_ENOMEM, "%s: out of memory", im->path);
+    int rc = 0, inv[2] = {0, 0};
     double t0 = cp_now();
-    /* Stitching normalizes over the whole stack; a per-plane stack inverts a channel in every
-     * plane if it was good in any: both need all planes before the first network call. */
-    int whole_first = stitch || (p->invert && !p->no_norm && L->nz > 1);
-    for (int64_t z = 0; !rc && whole_first && z < L->nz; z++) {
-        float *xz = x2 + (stitch ? z * npix * 2 : 0);
-        rc = cp_image_read(im, z, 0, 0, L->ny, L->nx, xz, err);
-        if (!rc && !stitch) rc = normalize(xz, 1, L->ny, L->nx, p, good, err);
-        for (int c = 0; c < 2; c++) inv[c] |= p->invert && good[c];
-    }
-    if (!rc && stitch && !p->no_norm) {
-        rc = normalize(x2, L->nz, L->ny, L->nx, p, good, err);
-        for (int c = 0; c < 2; c++) inv[c] = p->invert && good[c];
+    for (int64_t z = 0; !rc && !p->no_norm && z < L->nz; z++) {
+        if (stitch && z > 0) memcpy(norms + 2 * z, norms, 2 * sizeof *norms);
+        else rc = cp_plane_norm(im, z, stitch ? L->nz : 1, p, norms + 2 * z, err);
+        for (int c = 0; c < 2; c++) inv[c] |= p->invert && norms[2 * z + c].good;
     }
     cp_timing_lap(tm, CP_PH_PREP, &t0);
     for (int64_t z = 0; !rc && z < L->nz; z++) {
-        float *xz = x2 + (stitch ? z * npix * 2 : 0);
-        if (!stitch) {
-            rc = cp_image_read(im, z, 0, 0, L->ny, L->nx, xz, err);
-            cp_timing_lap(tm, CP_PH_READ, &t0);
-            if (!rc && !p->no_norm) rc = normalize(xz, 1, L->ny, L->nx, p, good, err);
-            if (!whole_first)
-                for (int c = 0; c < 2; c++) inv[c] = p->invert && good[c];
-        }
-        if (rc) break;
-        cp_norm_invert(xz, npix, inv);
-        cp_timing_lap(tm, CP_PH_PREP, &t0);
         cp_net_out no;
-        rc = cp_run_net(m, xz, L->ny, L->nx, rescale, !p->no_resample, p->bsize, p->tile_overlap,
-                        p->augment, p->batch_size, &no, err);
-        cp_timing_lap(tm, CP_PH_NET, &t0);
-        if (rc) break;
-        if (p->save_flows) rc = cp_h5_write_flows(h, z, no.dP, no.cellprob, err);
-        cp_timing_lap(tm, CP_PH_WRITE, &t0);
-        if (!rc)
-            rc = cp_compute_masks(no.dP, no.cellprob, no.ny, no.nx, &mp, L->ny, L->nx,
-                                  labels + z * npix, tm, err);
+        rc = cp_segment_plane(p, m, im, z, rescale, p->no_norm ? NULL : norms + 2 * z, inv,
+                              labels + z * L->ny * L->nx, p->save_flows ? &no : NULL, tm, err);
         t0 = cp_now();
-        cp_net_out_free(&no);
-        progress(p, "%s: plane %lld/%lld done", image, (long long)z + 1, (long long)L->nz);
+        if (!rc && p->save_flows) {
+            rc = cp_h5_write_flows(h, z, 0, 0, no.ny, no.nx, no.dP, no.cellprob, err);
+            cp_net_out_free(&no);
+        }
+        cp_timing_lap(tm, CP_PH_WRITE, &t0);
+        progress(p, "%s: plane %lld/%lld done", im->path, (long long)z + 1, (long long)L->nz);
     }
-    free(x2);
+    free(norms);
     return rc;
 }
 
@@ -212,8 +219,9 @@ int cp_segment_image(const cp_params *p, const cp_model *m, const char *model_pa
     cp_h5out *h = NULL;
     uint32_t *labels = calloc((size_t)(L.nz * L.ny * L.nx), sizeof *labels);
     if (!labels) rc = cp_errf(err, CP_ENOMEM, "%s: out of memory for the labels", image);
-    if (!rc) rc = cp_h5_create(out_path, L.nz, L.ny, L.nx, L.nz > 1, p->save_flows ? fny : 0,
-                               p->save_flows ? fnx : 0, &h, err);
+    if (!rc)
+        rc = cp_h5_create(out_path, MPI_COMM_NULL, L.nz, L.ny, L.nx, L.nz > 1,
+                          p->save_flows ? fny : 0, p->save_flows ? fnx : 0, &h, err);
     cp_timing_lap(tm, CP_PH_READ, &t0);
     if (!rc) rc = segment_planes(p, m, &im, rescale, h, labels, tm, err);
     cp_image_close(&im);
@@ -298,14 +306,14 @@ int cp_segment_flows(const cp_params *p, const char *out_path, const char *cmdli
     };
     if (!rc) {
         labels = calloc((size_t)(nz * ny * nx), sizeof *labels);
-        rc = labels ? cp_h5_create(out_path, nz, ny, nx, nz > 1, p->save_flows ? ny : 0,
-                                   p->save_flows ? nx : 0, &h, err)
+        rc = labels ? cp_h5_create(out_path, MPI_COMM_NULL, nz, ny, nx, nz > 1,
+                                   p->save_flows ? ny : 0, p->save_flows ? nx : 0, &h, err)
                     : cp_errf(err, CP_ENOMEM, "%s: out of memory", p->flows);
     }
     cp_timing_lap(tm, CP_PH_READ, &t0);
     for (int64_t z = 0; !rc && z < nz; z++) {
         const float *dz = dP + z * 2 * ny * nx, *cz = cellprob + z * ny * nx;
-        if (p->save_flows) rc = cp_h5_write_flows(h, z, dz, cz, err);
+        if (p->save_flows) rc = cp_h5_write_flows(h, z, 0, 0, ny, nx, dz, cz, err);
         if (!rc) rc = cp_compute_masks(dz, cz, ny, nx, &mp, ny, nx, labels + z * ny * nx, tm, err);
         t0 = cp_now();
     }

@@ -6,7 +6,9 @@
 #include <stddef.h>
 
 #include "cpnet.h"
+#include "image.h"
 #include "params.h"
+#include "run_net.h"
 #include "timing.h"
 
 /* Segments `image` with the loaded model into out_path (written atomically). model_path is
@@ -18,6 +20,18 @@ int cp_segment_image(const cp_params *p, const cp_model *m, const char *model_pa
 /* Masks from saved flows (--flows FILE.h5, or --flows dP.tif --cellprob_in cellprob.tif). */
 int cp_segment_flows(const cp_params *p, const char *out_path, const char *cmdline, cp_timing *tm,
                      char *err);
+
+/* Normalization constants of planes [z0, z0+nz) taken together (nz = 1: a plane alone; all
+ * planes: a stack with stitching, §5), reading them whole. */
+int cp_plane_norm(cp_image *im, int64_t z0, int64_t nz, const cp_params *p, cp_norm norm[2],
+                  char *err);
+
+/* Plane z through the whole-plane engine: read, normalize with norm (NULL: --no_norm), invert the
+ * channels inv[c], network, masks -> labels (ny, nx). If flows is not NULL it receives the network
+ * output (free with cp_net_out_free). */
+int cp_segment_plane(const cp_params *p, const cp_model *m, cp_image *im, int64_t z,
+                     double rescale, const cp_norm *norm, const int inv[2], uint32_t *labels,
+                     cp_net_out *flows, cp_timing *tm, char *err);
 
 /* <input without extension>_seg.h5 next to the input. */
 void cp_default_output(const char *input, char *out, size_t len);
