@@ -359,7 +359,45 @@ CP_AVX512 static inline __mmask8 step8x2(const avx512_field *A, __m512 *p, __m51
     return act;
 }
 
-/* advance_avx2() with the AVX-512 kernel. */
+/* The lanes of a vector of the AVX-512 kernel and the particles they hold (-1: none). */
+typedef struct lanes {
+    __m512 p;
+    __m512i left;
+    int64_t who[VEC];
+} lanes;
+
+/* Hands the particles of the lanes in `done` back to q and gives those lanes the next particles
+ * of q[*next .. m) that have steps left. Returns 1 if a lane got a particle. */
+CP_AVX512 static int refill(lanes *L, __mmask8 done, cp_particle *q, int64_t m, int64_t *next,
+                            int32_t steps)
+{
+    _Alignas(64) float yx[2 * VEC];
+    _Alignas(64) int64_t left[VEC];
+    int got = 0;
+    _mm512_store_ps(yx, L->p);
+    _mm512_store_si512(left, L->left);
+    for (int l = 0; l < VEC; l++) {
+        if (!(done >> l & 1)) continue;
+        if (L->who[l] >= 0) {
+            cp_particle *o = &q[L->who[l]];
+            o->py = yx[2 * l], o->px = yx[2 * l + 1], o->steps = steps - (int32_t)left[l];
+        }
+        while (*next < m && q[*next].steps >= steps) ++*next;
+        L->who[l] = *next < m ? *next : -1;
+        left[l] = 0;
+        if (*next < m) {
+            yx[2 * l] = q[*next].py, yx[2 * l + 1] = q[*next].px, left[l] = steps - q[*next].steps;
+            ++*next, got = 1;
+        }
+    }
+    L->p = _mm512_load_ps(yx);
+    L->left = _mm512_load_si512(left);
+    return got;
+}
+
+/* Advances the m particles of q with interpolation: GROUP vectors of 8 lanes, positions in
+ * registers; a lane whose particle is done (all steps, or stopped by the window) takes the next
+ * particle, so that the vectors stay full until the last particles. */
 CP_AVX512 static void advance_avx512(const cp_field *F, cp_particle *q, int64_t m, int32_t steps)
 {
     const __mmask16 xs = 0xAAAA; /* the x lanes */
@@ -373,32 +411,22 @@ CP_AVX512 static void advance_avx512(const cp_field *F, cp_particle *q, int64_t 
         .maxf = _mm512_mask_blend_ps(xs, _mm512_set1_ps((float)(F->Ly - 1)), _mm512_set1_ps((float)(F->Lx - 1))),
         .f = F->f,
     };
-    float ty[GROUP_N], tx[GROUP_N];
-    int32_t tleft[GROUP_N];
-    group_load(q, m, steps, ty, tx, tleft);
-    /* (y, x) pairs: interleave 8 y and 8 x */
-    const __m512i pairs = _mm512_set_epi32(15, 7, 14, 6, 13, 5, 12, 4, 11, 3, 10, 2, 9, 1, 8, 0);
-    __m512 p[GROUP];
-    __m512i left[GROUP];
+    lanes L[GROUP];
+    int64_t next = 0;
     for (int g = 0; g < GROUP; g++) {
-        __m512 yx = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(ty + VEC * g)),
-                                       _mm256_loadu_ps(tx + VEC * g), 1);
-        p[g] = _mm512_permutexvar_ps(pairs, yx);
-        left[g] = _mm512_cvtepi32_epi64(_mm256_loadu_si256((const __m256i *)(tleft + VEC * g)));
+        L[g].p = _mm512_setzero_ps(), L[g].left = _mm512_setzero_si512();
+        for (int l = 0; l < VEC; l++) L[g].who[l] = -1;
+        refill(&L[g], 0xFF, q, m, &next, steps);
     }
-    for (;;) {
-        __mmask8 moved = 0;
-        for (int g = 0; g < GROUP; g++) moved |= step8x2(&A, &p[g], &left[g]);
-        if (!moved) break;
+    for (int busy = 1; busy;) {
+        busy = 0;
+        for (int g = 0; g < GROUP; g++) {
+            __mmask8 moved = step8x2(&A, &L[g].p, &L[g].left);
+            busy |= moved != 0;
+            if (moved != 0xFF && next < m) busy |= refill(&L[g], (__mmask8)~moved, q, m, &next, steps);
+        }
     }
-    const __m512i unpairs = _mm512_set_epi32(15, 13, 11, 9, 7, 5, 3, 1, 14, 12, 10, 8, 6, 4, 2, 0);
-    for (int g = 0; g < GROUP; g++) {
-        __m512 yx = _mm512_permutexvar_ps(unpairs, p[g]);
-        _mm256_storeu_ps(ty + VEC * g, _mm512_castps512_ps256(yx));
-        _mm256_storeu_ps(tx + VEC * g, _mm512_extractf32x8_ps(yx, 1));
-        _mm256_storeu_si256((__m256i *)(tleft + VEC * g), _mm512_cvtepi64_epi32(left[g]));
-    }
-    group_store(q, m, steps, ty, tx, tleft);
+    for (int g = 0; g < GROUP; g++) refill(&L[g], 0xFF, q, m, &next, steps); /* next == m: hands back */
 }
 
 enum kernel { K_SCALAR, K_AVX2, K_AVX512 };
@@ -460,13 +488,14 @@ const char *cp_follow_kernel(const cp_field *F, int interp)
 int64_t cp_follow_run(const cp_field *F, cp_particle *p, int64_t n, int32_t steps, int interp)
 {
     const enum kernel k = pick_kernel(F, interp);
-    const int64_t ngroups = (n + GROUP_N - 1) / GROUP_N;
+    /* AVX-512 refills its lanes: chunks of many groups keep them full for longer */
+    const int64_t chunk = k == K_AVX512 ? 32 * GROUP_N : GROUP_N, nchunks = (n + chunk - 1) / chunk;
     int64_t stopped = 0;
-    /* groups are independent: any schedule gives the same bits */
-#pragma omp parallel for schedule(dynamic, 4) reduction(+ : stopped)
-    for (int64_t g = 0; g < ngroups; g++) {
-        cp_particle *q = p + g * GROUP_N;
-        int64_t m = n - g * GROUP_N < GROUP_N ? n - g * GROUP_N : GROUP_N;
+    /* chunks are independent: any schedule gives the same bits */
+#pragma omp parallel for schedule(dynamic, 1) reduction(+ : stopped)
+    for (int64_t c = 0; c < nchunks; c++) {
+        cp_particle *q = p + c * chunk;
+        int64_t m = n - c * chunk < chunk ? n - c * chunk : chunk;
         if (k == K_AVX512)
             advance_avx512(F, q, m, steps);
         else if (k == K_AVX2)

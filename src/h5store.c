@@ -315,3 +315,43 @@ int cp_h5_read_flows(const char *path, int64_t *nz, int64_t *ny, int64_t *nx, fl
     *nx = (int64_t)df[rf - 1];
     return 0;
 }
+
+/* Reads the hyperslab start/count of dataset name into buf. */
+static int read_slab(hid_t f, const char *path, const char *name, int rank, const hsize_t *start,
+                     const hsize_t *count, float *buf, char *err)
+{
+    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+    if (d < 0) return cp_errf(err, CP_EFORMAT, "%s: no dataset %s", path, name);
+    hid_t fs = H5Dget_space(d), ms = H5Screate_simple(rank, count, NULL);
+    herr_t st = H5Sget_simple_extent_ndims(fs) == rank
+                    ? H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL)
+                    : -1;
+    if (st >= 0) st = H5Dread(d, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, buf);
+    H5Sclose(ms);
+    H5Sclose(fs);
+    H5Dclose(d);
+    return st < 0 ? cp_errf(err, CP_EFORMAT, "%s: cannot read a window of %s", path, name) : 0;
+}
+
+int cp_h5_read_flows_window(const char *path, int64_t z, int64_t y0, int64_t x0, int64_t ny,
+                            int64_t nx, float *dP, float *cellprob, char *err)
+{
+    quiet_hdf5();
+    int64_t nz, Ly, Lx;
+    int rc = cp_h5_read_flows(path, &nz, &Ly, &Lx, NULL, NULL, err);
+    if (rc) return rc;
+    if (z >= nz || y0 < 0 || x0 < 0 || y0 + ny > Ly || x0 + nx > Lx)
+        return cp_errf(err, CP_EPARAM, "%s: window outside the saved flows", path);
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) return cp_errf(err, CP_EFORMAT, "%s: not an HDF5 file", path);
+    hid_t d = H5Dopen2(f, "flows", H5P_DEFAULT), sp = H5Dget_space(d);
+    int r = H5Sget_simple_extent_ndims(sp); /* 3: (2,Y,X), 4: (Z,2,Y,X) */
+    H5Sclose(sp);
+    H5Dclose(d);
+    hsize_t s4[4] = {(hsize_t)z, 0, (hsize_t)y0, (hsize_t)x0}, c4[4] = {1, 2, (hsize_t)ny, (hsize_t)nx};
+    hsize_t s3[3] = {(hsize_t)z, (hsize_t)y0, (hsize_t)x0}, c3[3] = {1, (hsize_t)ny, (hsize_t)nx};
+    rc = read_slab(f, path, "flows", r, s4 + 4 - r, c4 + 4 - r, dP, err);
+    if (!rc) rc = read_slab(f, path, "cellprob", r - 1, s3 + 4 - r, c3 + 4 - r, cellprob, err);
+    H5Fclose(f);
+    return rc;
+}

@@ -59,4 +59,8 @@ void cp_h5_abort(cp_h5out *h);
 int cp_h5_read_flows(const char *path, int64_t *nz, int64_t *ny, int64_t *nx, float *dP,
                      float *cellprob, char *err);
 
+/* A window of plane z of a --save_flows file: dP (2, ny, nx) and cellprob (ny, nx). */
+int cp_h5_read_flows_window(const char *path, int64_t z, int64_t y0, int64_t x0, int64_t ny,
+                            int64_t nx, float *dP, float *cellprob, char *err);
+
 #endif

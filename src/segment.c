@@ -29,8 +29,7 @@ void cp_default_output(const char *input, char *out, size_t len)
     snprintf(out, len, "%.*s_seg.h5", (int)stem, input);
 }
 
-/* <directory of out_path>/<basename of input without extension>_cp_masks.tif */
-static void tif_output(const char *out_path, const char *input, char *buf, size_t len)
+void cp_masks_tif_path(const char *out_path, const char *input, char *buf, size_t len)
 {
     char o[CP_PATH_LEN], in[CP_PATH_LEN];
     snprintf(o, sizeof o, "%s", out_path);
@@ -150,7 +149,7 @@ static int write_output(const cp_params *p, cp_h5out *h, const uint32_t *labels,
     if ((rc = cp_h5_commit(h, err))) return rc;
     if (p->save_tif) {
         char tif[CP_PATH_LEN + 64];
-        tif_output(out_path, pv->input_file, tif, sizeof tif);
+        cp_masks_tif_path(out_path, pv->input_file, tif, sizeof tif);
         rc = cp_tiff_write_u32(tif, labels, nz, ny, nx, err);
     }
     progress(p, "wrote %s (%lld masks)", out_path, (long long)nmasks);

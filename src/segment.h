@@ -35,5 +35,7 @@ int cp_segment_plane(const cp_params *p, const cp_model *m, cp_image *im, int64_
 
 /* <input without extension>_seg.h5 next to the input. */
 void cp_default_output(const char *input, char *out, size_t len);
+/* The --save_tif file: <folder of out_path>/<input name without extension>_cp_masks.tif. */
+void cp_masks_tif_path(const char *out_path, const char *input, char *buf, size_t len);
 
 #endif

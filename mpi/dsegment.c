@@ -1,0 +1,642 @@
+/* The distributed driver for one image (see dsegment.h). */
+#define _XOPEN_SOURCE 700 /* nftw */
+#include "dsegment.h"
+
+#include <dirent.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agree.h"
+#include "bstore.h"
+#include "cells.h"
+#include "commtime.h"
+#include "cp_err.h"
+#include "dfollow.h"
+#include "dmasks.h"
+#include "dnet.h"
+#include "dnorm.h"
+#include "dplane.h"
+#include "dpost.h"
+#include "h5store.h"
+#include "image.h"
+#include "post.h"
+#include "segment.h"
+#include "tiff_io.h"
+
+#define DEFAULT_BLOCK 2048
+
+static volatile sig_atomic_t stop_requested;
+
+void cp_dsegment_request_stop(void) { stop_requested = 1; }
+
+/* What one run needs everywhere. */
+typedef struct run {
+    MPI_Comm comm;
+    int rank, nranks;
+    const cp_params *p;
+    const cp_model *m;
+    const char *model_path, *image, *out_path, *cmdline;
+    cp_timing *tm;
+    double t0, c0;          /* start of the current phase: wall and MPI seconds */
+    cp_bstore store;
+} run;
+
+static void say(const run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(const run *r, const char *fmt, ...)
+{
+    if (r->rank || r->p->quiet) return;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("cellpose-mpi: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+/* Closes the current phase: wall and MPI time into ph. */
+static void lap(run *r, cp_phase ph)
+{
+    double now = MPI_Wtime(), c = cp_comm_seconds();
+    r->tm->sec[ph] += now - r->t0;
+    r->tm->comm[ph] += c - r->c0;
+    r->t0 = now, r->c0 = c;
+}
+
+/* 1 if any rank was asked to stop (collective). */
+static int stop_agreed(const run *r)
+{
+    int mine = stop_requested, any;
+    MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, r->comm);
+    return any;
+}
+
+static int64_t file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) ? -1 : (int64_t)st.st_size;
+}
+
+/* ---- work directory ---------------------------------------------------------------------- */
+
+/* Everything that decides the content of the block files, one "key=value" line each. */
+static void manifest_text(const run *r, char *buf, size_t len)
+{
+    static const char *const skip[] = {"output", "quiet", "threads", "resume", "keep_work",
+                                       "save_tif", "dir", NULL};
+    size_t used = (size_t)snprintf(buf, len, "image=%s\nimage_bytes=%lld\nmodel_sha256=%s\n",
+                                   r->image, (long long)file_size(r->image),
+                                   r->m ? cp_model_get_info(r->m)->sha256 : "");
+    for (const cp_param_def *d = cp_param_defs; d->name && used < len; d++) {
+        int skipped = 0;
+        for (int k = 0; skip[k]; k++) skipped |= !strcmp(skip[k], d->name);
+        if (skipped) continue;
+        char v[CP_PATH_LEN];
+        cp_param_format(r->p, d, v, sizeof v);
+        used += (size_t)snprintf(buf + used, len - used, "%s=%s\n", d->name, v);
+    }
+}
+
+static int remove_all_but_dp(const char *path, const struct stat *st, int flag, struct FTW *f)
+{
+    (void)st;
+    const char *base = path + f->base;
+    if (f->level == 0 || flag == FTW_D || flag == FTW_DP) return 0;
+    if (!strncmp(base, "dp.", 3) && !strstr(base, ".tmp")) return 0;
+    if (!strcmp(base, "manifest")) return 0;
+    return remove(path);
+}
+
+/* Rank 0 sets up <output>.work: with --resume and the same manifest, it keeps the finished
+ * network blocks ("dp.*") and drops everything else; otherwise it starts empty. */
+static int workdir_rank0(run *r, const char *dir, int *resumed, char *err)
+{
+    static char want[1 << 16], have[1 << 16];
+    char mpath[CP_PATH_LEN + 32];
+    manifest_text(r, want, sizeof want);
+    snprintf(mpath, sizeof mpath, "%s/manifest", dir);
+    *resumed = 0;
+    FILE *f = fopen(mpath, "r");
+    if (f) {
+        size_t n = fread(have, 1, sizeof have - 1, f);
+        have[n] = 0;
+        fclose(f);
+    }
+    if (r->p->resume && f) {
+        if (strcmp(have, want))
+            return cp_errf(err, CP_EPARAM, "%s: belongs to a run with other parameters or input; "
+                           "remove it or run without --resume", dir);
+        nftw(dir, remove_all_but_dp, 16, FTW_DEPTH | FTW_PHYS);
+        *resumed = 1;
+        return 0;
+    }
+    int rc = cp_bstore_open(&r->store, dir, err);
+    if (rc) return rc;
+    cp_bstore_destroy(&r->store); /* start empty */
+    if ((rc = cp_bstore_open(&r->store, dir, err))) return rc;
+    f = fopen(mpath, "w");
+    if (!f || fputs(want, f) < 0 || fclose(f))
+        return cp_errf(err, CP_EIO, "%s: cannot write the manifest", mpath);
+    return 0;
+}
+
+static int workdir_open(run *r, int *resumed, char *err)
+{
+    char dir[CP_PATH_LEN + 16];
+    snprintf(dir, sizeof dir, "%s.work", r->out_path);
+    int rc = r->rank == 0 ? workdir_rank0(r, dir, resumed, err) : 0;
+    MPI_Bcast(resumed, 1, MPI_INT, 0, r->comm);
+    rc = cp_agree(r->comm, rc, err);
+    if (!rc) rc = cp_bstore_open(&r->store, dir, err);
+    return cp_agree(r->comm, rc, err);
+}
+
+/* ---- output --------------------------------------------------------------------------------- */
+
+static int finish_output(run *r, cp_h5out *h, cp_cell *cells, int64_t ncells, int64_t nmasks,
+                         double rescale, char *err)
+{
+    cp_provenance pv = {
+        .command_line = r->cmdline, .input_file = r->image, .input_bytes = file_size(r->image),
+        .model_file = r->model_path, .rescale = rescale,
+        .model_sha256 = r->m ? cp_model_get_info(r->m)->sha256 : "",
+        .niter_used = cp_niter_steps(r->p->niter, rescale, !r->p->no_resample),
+        .n_masks = nmasks,
+    };
+    int rc = cp_h5_write_cells(h, cells, ncells, err);
+    if (!rc) rc = cp_h5_write_attrs(h, r->p, &pv, err);
+    if (rc) {
+        cp_h5_abort(h);
+        return rc;
+    }
+    return cp_h5_commit(h, err);
+}
+
+/* Per-label area, centroid and box of the final labels of a plane, reduced over ranks; rank 0
+ * gets the table (labels 1..nlabels in order). Sums of integer coordinates are exact in f64, so
+ * the table does not depend on the number of ranks. */
+static int plane_cells(run *r, const cp_dplane *d, int64_t nlabels, cp_cell **cells,
+                       int64_t *ncells, char *err)
+{
+    int64_t n = nlabels + 1, b0, b1;
+    double *sum = calloc((size_t)(3 * n), sizeof *sum);          /* area, sum y, sum x */
+    int64_t *box = malloc(sizeof *box * (size_t)(4 * n));       /* -y0, -x0, y1, x1 (max) */
+    int rc = sum && box ? 0 : cp_errf(err, CP_ENOMEM, "cells: out of memory");
+    for (int64_t i = 0; box && i < 4 * n; i++) box[i] = INT64_MIN;
+    cp_grid_range(&d->grid, r->rank, &b0, &b1);
+    char name[64];
+    for (int64_t b = b0; !rc && b < b1; b++) {
+        cp_rect q = cp_grid_block(&d->grid, b);
+        uint32_t *v = malloc(sizeof *v * (size_t)(q.ny * q.nx));
+        rc = v ? cp_bstore_get(&r->store, cp_dname(d, "lab", name), b, v,
+                               sizeof *v * (size_t)(q.ny * q.nx), err)
+               : cp_errf(err, CP_ENOMEM, "cells: out of memory");
+        for (int64_t y = 0; !rc && y < q.ny; y++)
+            for (int64_t x = 0; x < q.nx; x++) {
+                int64_t l = v[y * q.nx + x], gy = q.y0 + y, gx = q.x0 + x;
+                if (!l) continue;
+                sum[3 * l] += 1, sum[3 * l + 1] += (double)gy, sum[3 * l + 2] += (double)gx;
+                int64_t *bb = box + 4 * l;
+                if (-gy > bb[0]) bb[0] = -gy;
+                if (-gx > bb[1]) bb[1] = -gx;
+                if (gy + 1 > bb[2]) bb[2] = gy + 1;
+                if (gx + 1 > bb[3]) bb[3] = gx + 1;
+            }
+        free(v);
+    }
+    rc = cp_agree(r->comm, rc, err);
+    if (!rc) {
+        MPI_Allreduce(MPI_IN_PLACE, sum, (int)(3 * n), MPI_DOUBLE, MPI_SUM, r->comm);
+        MPI_Allreduce(MPI_IN_PLACE, box, (int)(4 * n), MPI_INT64_T, MPI_MAX, r->comm);
+    }
+    *ncells = 0;
+    if (!rc && r->rank == 0) {
+        *cells = malloc(sizeof **cells * (size_t)n);
+        for (int64_t l = 1; *cells && l < n; l++) {
+            if (sum[3 * l] == 0) continue;
+            double a = sum[3 * l];
+            (*cells)[(*ncells)++] = (cp_cell){
+                .id = (uint32_t)l, .plane = (uint32_t)d->z, .area = (uint64_t)a,
+                .cy = sum[3 * l + 1] / a, .cx = sum[3 * l + 2] / a, .y0 = -box[4 * l],
+                .x0 = -box[4 * l + 1], .y1 = box[4 * l + 2], .x1 = box[4 * l + 3]};
+        }
+    }
+    free(sum);
+    free(box);
+    return rc;
+}
+
+/* Collective write of the "lab" blocks (and the centre of the "dp" blocks with --save_flows):
+ * round i writes every rank's i-th own block. */
+static int write_blocks(run *r, cp_h5out *h, const cp_dplane *d, char *err)
+{
+    int64_t b0, b1, mine, most;
+    cp_grid_range(&d->grid, r->rank, &b0, &b1);
+    mine = b1 - b0;
+    MPI_Allreduce(&mine, &most, 1, MPI_INT64_T, MPI_MAX, r->comm);
+    char name[64];
+    int rc = 0;
+    for (int64_t i = 0; !rc && i < most; i++) {
+        int64_t b = b0 + i;
+        cp_rect q = i < mine ? cp_grid_block(&d->grid, b) : (cp_rect){0, 0, 0, 0};
+        int64_t n = q.ny * q.nx;
+        uint32_t *v = malloc(sizeof *v * (size_t)(n ? n : 1));
+        int lrc = v ? 0 : cp_errf(err, CP_ENOMEM, "write: out of memory");
+        if (!lrc && n)
+            lrc = cp_bstore_get(&r->store, cp_dname(d, "lab", name), b, v, sizeof *v * (size_t)n,
+                                err);
+        rc = cp_agree(r->comm, lrc, err);
+        if (!rc) rc = cp_h5_write_labels(h, d->z, q.y0, q.x0, q.ny, q.nx, v, err);
+        free(v);
+        if (rc || !r->p->save_flows) continue;
+        cp_rect g = n ? cp_rect_grow(&d->grid, q, 1) : q;
+        int64_t ng = g.ny * g.nx;
+        float *f = malloc(sizeof *f * (size_t)(3 * (ng > 0 ? ng : 1)));
+        float *c = malloc(sizeof *c * (size_t)(3 * (n ? n : 1)));
+        lrc = f && c ? 0 : cp_errf(err, CP_ENOMEM, "write: out of memory");
+        if (!lrc && n)
+            lrc = cp_bstore_get(&r->store, cp_dname(d, "dp", name), b, f,
+                                sizeof *f * (size_t)(3 * g.ny * g.nx), err);
+        for (int k = 0; !lrc && k < 3; k++) /* centre of the grown block, channel-first */
+            for (int64_t y = 0; y < q.ny; y++)
+                memcpy(c + (k * q.ny + y) * q.nx,
+                       f + (k * g.ny + q.y0 - g.y0 + y) * g.nx + q.x0 - g.x0,
+                       sizeof *c * (size_t)q.nx);
+        rc = cp_agree(r->comm, lrc, err);
+        if (!rc) rc = cp_h5_write_flows(h, d->z, q.y0, q.x0, q.ny, q.nx, c, c + 2 * n, err);
+        free(f);
+        free(c);
+    }
+    return rc;
+}
+
+/* ---- a 2-D plane over blocks ------------------------------------------------------------------ */
+
+static int stopped(run *r, const char *where, char *err)
+{
+    if (!stop_agreed(r)) return 0;
+    say(r, "stop requested: checkpoint kept in %s (%s); run again with --resume", r->store.dir,
+        where);
+    return cp_errf(err, CP_EINTR, "stopped by a signal after %s; resume with --resume", where);
+}
+
+/* From the "dp" blocks of the plane to the committed output: particle rounds, seeds, per-mask
+ * steps, collective write. */
+static int blocks_to_output(run *r, const cp_dplane *d, int32_t steps, double rescale, char *err)
+{
+    const cp_params *p = r->p;
+    int64_t rounds, nlabels = 0, Ly = d->grid.Ly, Lx = d->grid.Lx;
+    int rc = cp_dfollow_run(d, steps, !p->no_interp, (float)p->cellprob_threshold, &rounds, err);
+    lap(r, CP_PH_FOLLOW);
+    if (rc) return rc;
+    say(r, "flow following: %d steps, %lld rounds of particle exchange", steps, (long long)rounds);
+    if ((rc = stopped(r, "flow following", err))) return rc;
+    rc = cp_dmasks_run(d, p->max_size_fraction, &nlabels, err);
+    lap(r, CP_PH_MASKS);
+    if (!rc) rc = cp_dpost_run(d, p->flow_threshold, p->min_size, &nlabels, err);
+    lap(r, CP_PH_POST);
+    if (rc) return rc;
+    say(r, "masks: %lld", (long long)nlabels);
+    cp_h5out *h = NULL;
+    rc = cp_h5_create(r->out_path, r->comm, 1, Ly, Lx, 0, p->save_flows ? Ly : 0,
+                      p->save_flows ? Lx : 0, &h, err);
+    if (!rc) rc = write_blocks(r, h, d, err);
+    cp_cell *cells = NULL;
+    int64_t ncells = 0;
+    if (!rc) rc = plane_cells(r, d, nlabels, &cells, &ncells, err);
+    if (!rc) rc = finish_output(r, h, cells, ncells, nlabels, rescale, err);
+    else if (h) cp_h5_abort(h);
+    free(cells);
+    if (!rc && p->save_tif) {
+        uint32_t *all = r->rank == 0 ? malloc(sizeof *all * (size_t)(Ly * Lx)) : NULL;
+        rc = cp_dplane_gather_u32(d, "lab", all, err);
+        char tif[CP_PATH_LEN + 64];
+        if (!rc && r->rank == 0) {
+            cp_masks_tif_path(r->out_path, r->image, tif, sizeof tif);
+            rc = cp_tiff_write_u32(tif, all, 1, Ly, Lx, err);
+        }
+        free(all);
+        rc = cp_agree(r->comm, rc, err);
+    }
+    lap(r, CP_PH_WRITE);
+    if (!rc) say(r, "wrote %s (%lld masks)", r->out_path, (long long)nlabels);
+    return rc;
+}
+
+
+static int64_t auto_block(int64_t Ly, int64_t Lx, int nranks)
+{
+    int64_t B = DEFAULT_BLOCK;
+    while (B > 256 && ((Ly + B - 1) / B) * ((Lx + B - 1) / B) < nranks) B /= 2;
+    return B;
+}
+
+static int plane_blocks(run *r, cp_image *im, char *err)
+{
+    const cp_params *p = r->p;
+    const cp_model_info *mi = cp_model_get_info(r->m);
+    double rescale = cp_rescale(p->diameter, mi->diam_mean, mi->diam_labels);
+    cp_dnet net = {
+        .model = r->m, .im = im, .z = 0, .no_norm = p->no_norm, .rescale = rescale,
+        .resample = !p->no_resample, .bsize = p->bsize, .tile_overlap = p->tile_overlap,
+        .augment = p->augment, .batch_size = p->batch_size,
+    };
+    int64_t Ly, Lx;
+    int rc = cp_dnet_size(&net, &Ly, &Lx, err);
+    if (!rc && p->no_resample && rescale != 1.0)
+        rc = cp_errf(err, CP_EUNSUPPORTED, "%s: --no_resample with a diameter other than the "
+                     "model's (rescale %g) needs a nearest resize across blocks, not done yet in "
+                     "distributed runs: run it on one rank without --block", r->image, rescale);
+    int resumed = 0;
+    if ((rc = cp_agree(r->comm, rc, err)) || (rc = workdir_open(r, &resumed, err))) return rc;
+    net.resume = resumed;
+    int64_t B = p->block ? p->block : auto_block(Ly, Lx, r->nranks);
+    cp_dplane d;
+    cp_dplane_init(&d, r->comm, Ly, Lx, B, &r->store, 0);
+    say(r, "%s: %lldx%lld on %d rank(s), blocks of %lld (%lld blocks)%s", r->image, (long long)Ly,
+        (long long)Lx, r->nranks, (long long)B, (long long)d.grid.nblocks,
+        resumed ? ", resuming" : "");
+    lap(r, CP_PH_READ);
+    if (!p->no_norm) {
+        rc = cp_dnorm_compute(r->comm, im, 0, 1, p->norm_percentile_lo, p->norm_percentile_hi,
+                              net.norm, err);
+        for (int c = 0; c < 2; c++) net.inv[c] = p->invert && net.norm[c].good;
+    }
+    lap(r, CP_PH_PREP);
+    if (rc || (rc = stopped(r, "normalization", err))) return rc;
+    cp_dnet_stats st;
+    rc = cp_dnet_run_stats(&d, &net, &st, err);
+    lap(r, CP_PH_NET);
+    if (rc) return rc;
+    say(r, "network: %lld blocks done, %lld reused from the checkpoint; %lld tile evaluations "
+        "for %lld tiles", (long long)(d.grid.nblocks - st.reused), (long long)st.reused,
+        (long long)st.tiles_run, (long long)st.tiles_plane);
+    if ((rc = stopped(r, "the network phase", err))) return rc;
+    int32_t steps = (int32_t)cp_niter_steps(p->niter, rescale, !p->no_resample);
+    return blocks_to_output(r, &d, steps, rescale, err);
+}
+
+/* ---- a stack: planes spread over the ranks ------------------------------------------------- */
+
+/* Plane z belongs to rank z % nranks; own[i] is the i-th own plane's labels. */
+static int stack_segment(run *r, cp_image *im, double rescale, uint32_t **own, cp_net_out *flows,
+                         char *err)
+{
+    const cp_params *p = r->p;
+    const cp_layout *L = &im->layout;
+    int stitch = p->stitch_threshold > 0;
+    cp_norm *norms = calloc((size_t)(2 * L->nz), sizeof *norms);
+    int rc = norms ? 0 : cp_errf(err, CP_ENOMEM, "%s: out of memory", r->image);
+    int inv[2] = {0, 0};
+    if (!rc && !p->no_norm && stitch) { /* norm3D over the whole stack, computed by all ranks */
+        rc = cp_dnorm_compute(r->comm, im, 0, L->nz, p->norm_percentile_lo,
+                              p->norm_percentile_hi, norms, err);
+        for (int64_t z = 1; !rc && z < L->nz; z++) memcpy(norms + 2 * z, norms, 2 * sizeof *norms);
+    } else if (!p->no_norm) {
+        for (int64_t z = r->rank; !rc && z < L->nz; z += r->nranks)
+            rc = cp_plane_norm(im, z, 1, p, norms + 2 * z, err);
+        rc = cp_agree(r->comm, rc, err);
+    }
+    for (int64_t z = 0; norms && z < L->nz; z++)
+        for (int c = 0; c < 2; c++) inv[c] |= p->invert && norms[2 * z + c].good;
+    MPI_Allreduce(MPI_IN_PLACE, inv, 2, MPI_INT, MPI_MAX, r->comm);
+    lap(r, CP_PH_PREP);
+    int64_t i = 0;
+    for (int64_t z = r->rank; !rc && z < L->nz; z += r->nranks, i++) {
+        own[i] = calloc((size_t)(L->ny * L->nx), sizeof **own);
+        rc = own[i] ? cp_segment_plane(p, r->m, im, z, rescale, p->no_norm ? NULL : norms + 2 * z,
+                                       inv, own[i], p->save_flows ? &flows[i] : NULL, r->tm, err)
+                    : cp_errf(err, CP_ENOMEM, "%s: out of memory", r->image);
+        if (!rc) say(r, "%s: plane %lld done (rank 0's share)", r->image, (long long)z + 1);
+    }
+    free(norms);
+    r->t0 = MPI_Wtime(), r->c0 = cp_comm_seconds();
+    return cp_agree(r->comm, rc, err);
+}
+
+/* Stitching needs the planes in order: rank 0 gathers the volume, stitches, fills holes in 3-D
+ * and then holds every plane (own[] of the other ranks are freed). */
+static int stack_stitch(run *r, const cp_layout *L, uint32_t **own, uint32_t **vol, char *err)
+{
+    int64_t npix = L->ny * L->nx;
+    int rc = 0;
+    if (r->rank == 0) {
+        *vol = malloc(sizeof **vol * (size_t)(L->nz * npix));
+        rc = *vol ? 0 : cp_errf(err, CP_ENOMEM, "stitching: out of memory for the stack");
+    }
+    if ((rc = cp_agree(r->comm, rc, err))) return rc;
+    for (int64_t z = 0; z < L->nz; z++) {
+        int owner = (int)(z % r->nranks);
+        uint32_t *mine = own[z / r->nranks];
+        if (owner == 0 && r->rank == 0) memcpy(*vol + z * npix, mine, sizeof *mine * (size_t)npix);
+        else if (r->rank == owner) MPI_Send(mine, (int)npix, MPI_UINT32_T, 0, 1, r->comm);
+        else if (r->rank == 0)
+            MPI_Recv(*vol + z * npix, (int)npix, MPI_UINT32_T, owner, 1, r->comm, MPI_STATUS_IGNORE);
+    }
+    if (r->rank == 0) {
+        rc = cp_post_stitch(*vol, L->nz, L->ny, L->nx, r->p->stitch_threshold, err);
+        if (!rc) rc = cp_post_fill_and_min_size(*vol, L->nz, L->ny, L->nx, r->p->min_size, err);
+    }
+    lap(r, CP_PH_POST);
+    return cp_agree(r->comm, rc, err);
+}
+
+static int by_plane_then_id(const void *a, const void *b)
+{
+    const cp_cell *x = a, *y = b;
+    if (x->plane != y->plane) return x->plane < y->plane ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+/* /cells of the whole stack on rank 0, in plane then label order. */
+static int gather_cells(run *r, cp_cell *mine, int64_t n, cp_cell **all, int64_t *nall)
+{
+    int bytes = (int)(n * (int64_t)sizeof *mine), *counts = NULL, *displs = NULL;
+    if (r->rank == 0) counts = calloc((size_t)r->nranks, sizeof *counts),
+                      displs = calloc((size_t)r->nranks, sizeof *displs);
+    MPI_Gather(&bytes, 1, MPI_INT, counts, 1, MPI_INT, 0, r->comm);
+    int64_t total = 0;
+    for (int k = 0; r->rank == 0 && k < r->nranks; k++) displs[k] = (int)total, total += counts[k];
+    *all = r->rank == 0 ? malloc(total ? (size_t)total : 1) : NULL;
+    MPI_Gatherv(mine, bytes, MPI_BYTE, *all, counts, displs, MPI_BYTE, 0, r->comm);
+    *nall = r->rank == 0 ? total / (int64_t)sizeof **all : 0;
+    if (r->rank == 0) qsort(*all, (size_t)*nall, sizeof **all, by_plane_then_id);
+    free(counts);
+    free(displs);
+    return 0;
+}
+
+static int stack_planes(run *r, cp_image *im, char *err)
+{
+    const cp_params *p = r->p;
+    const cp_layout *L = &im->layout;
+    const cp_model_info *mi = cp_model_get_info(r->m);
+    double rescale = cp_rescale(p->diameter, mi->diam_mean, mi->diam_labels);
+    int64_t nown = (L->nz - r->rank + r->nranks - 1) / r->nranks, npix = L->ny * L->nx;
+    uint32_t **own = calloc((size_t)(nown + 1), sizeof *own), *vol = NULL;
+    cp_net_out *flows = calloc((size_t)(nown + 1), sizeof *flows);
+    int stitch = p->stitch_threshold > 0;
+    say(r, "%s: stack of %lld planes of %lldx%lld spread over %d rank(s)", r->image,
+        (long long)L->nz, (long long)L->ny, (long long)L->nx, r->nranks);
+    int rc = cp_agree(r->comm, own && flows ? 0 : cp_errf(err, CP_ENOMEM, "out of memory"), err);
+    if (!rc) rc = stack_segment(r, im, rescale, own, flows, err);
+    if (!rc && stitch) rc = stack_stitch(r, L, own, &vol, err);
+    int64_t fny = flows[0].ny, fnx = flows[0].nx;
+    MPI_Allreduce(MPI_IN_PLACE, &fny, 1, MPI_INT64_T, MPI_MAX, r->comm);
+    MPI_Allreduce(MPI_IN_PLACE, &fnx, 1, MPI_INT64_T, MPI_MAX, r->comm);
+    cp_h5out *h = NULL;
+    if (!rc)
+        rc = cp_h5_create(r->out_path, r->comm, L->nz, L->ny, L->nx, 1, p->save_flows ? fny : 0,
+                          p->save_flows ? fnx : 0, &h, err);
+    cp_cell *cells = NULL, *all = NULL;
+    int64_t ncells = 0, nall = 0, nmasks = 0;
+    /* round i: with stitching rank 0 writes plane i; otherwise every rank its i-th plane */
+    int64_t rounds = stitch ? L->nz : (L->nz + r->nranks - 1) / r->nranks;
+    for (int64_t i = 0; !rc && i < rounds; i++) {
+        int64_t z = stitch ? i : i * r->nranks + r->rank;
+        const uint32_t *lab = stitch ? (r->rank == 0 ? vol + z * npix : NULL)
+                                     : (z < L->nz ? own[i] : NULL);
+        int64_t ny = lab ? L->ny : 0, nx = lab ? L->nx : 0;
+        rc = cp_h5_write_labels(h, lab ? z : 0, 0, 0, ny, nx, lab, err);
+        if (!rc && lab) rc = cp_cells_collect(lab, L->ny, L->nx, (uint32_t)z, &cells, &ncells, err);
+        rc = cp_agree(r->comm, rc, err);
+        if (rc || !p->save_flows) continue;
+        int64_t zf = i * r->nranks + r->rank; /* flows stay with the plane's owner */
+        const cp_net_out *f = zf < L->nz && i < nown ? &flows[i] : NULL;
+        rc = cp_h5_write_flows(h, f ? zf : 0, 0, 0, f ? f->ny : 0, f ? f->nx : 0,
+                               f ? f->dP : NULL, f ? f->cellprob : NULL, err);
+    }
+    if (!rc) gather_cells(r, cells, ncells, &all, &nall);
+    for (int64_t k = 0; k < nall; k++)
+        nmasks = stitch ? (all[k].id > nmasks ? all[k].id : nmasks) : nmasks + 1;
+    MPI_Bcast(&nmasks, 1, MPI_INT64_T, 0, r->comm);
+    if (!rc) rc = finish_output(r, h, all, nall, nmasks, rescale, err);
+    else if (h) cp_h5_abort(h);
+    lap(r, CP_PH_WRITE);
+    for (int64_t i = 0; i < nown; i++) free(own ? own[i] : NULL), cp_net_out_free(&flows[i]);
+    free(own);
+    free(flows);
+    free(vol);
+    free(cells);
+    free(all);
+    if (!rc) say(r, "wrote %s (%lld masks)", r->out_path, (long long)nmasks);
+    return rc;
+}
+
+int cp_dsegment_image(MPI_Comm comm, const cp_params *p, const cp_model *m,
+                      const char *model_path, const char *image, const char *out_path,
+                      const char *cmdline, cp_timing *tm, char *err)
+{
+    run r = {.comm = comm, .p = p, .m = m, .model_path = model_path, .image = image,
+             .out_path = out_path, .cmdline = cmdline, .tm = tm};
+    MPI_Comm_rank(comm, &r.rank);
+    MPI_Comm_size(comm, &r.nranks);
+    r.t0 = MPI_Wtime(), r.c0 = cp_comm_seconds();
+    cp_image im;
+    int rc = cp_image_open(&im, image, (int)p->z_axis, (int)p->channel_axis,
+                           p->stitch_threshold > 0, (int)p->chan, (int)p->chan2, err);
+    if (!rc && cp_model_get_info(m)->nchan != 2)
+        rc = cp_errf(err, CP_EPARAM, "%s: the model has %d input channels; cellpose-mpi feeds "
+                     "the 2 channels of --chan/--chan2", model_path, cp_model_get_info(m)->nchan);
+    if ((rc = cp_agree(comm, rc, err))) return rc;
+    if (im.layout.nz > 1) {
+        rc = stack_planes(&r, &im, err);
+    } else {
+        rc = plane_blocks(&r, &im, err);
+        if (!rc && !p->keep_work && r.rank == 0) cp_bstore_destroy(&r.store);
+    }
+    cp_image_close(&im);
+    return rc;
+}
+
+/* ---- masks from saved flows ------------------------------------------------------------------ */
+
+/* Sizes of a saved-flows input (TIFF pair or .h5); only single planes are distributed. */
+static int flows_size(const cp_params *p, int64_t *Ly, int64_t *Lx, char *err)
+{
+    int64_t nz = 1;
+    int rc;
+    if (p->cellprob_in[0]) {
+        cp_tiff *t;
+        cp_tiff_info in;
+        if ((rc = cp_tiff_open(p->cellprob_in, &t, &in, err))) return rc;
+        cp_tiff_close(t);
+        nz = in.npages, *Ly = in.ny, *Lx = in.nx;
+    } else if ((rc = cp_h5_read_flows(p->flows, &nz, Ly, Lx, NULL, NULL, err))) {
+        return rc;
+    }
+    if (nz != 1)
+        return cp_errf(err, CP_EUNSUPPORTED, "%s: saved flows of %lld planes: distributed runs "
+                       "take one plane (run a stack on one rank)", p->flows, (long long)nz);
+    return 0;
+}
+
+/* "dp" of the own blocks from windows of the saved flows. */
+static int flows_to_blocks(run *r, const cp_dplane *d, char *err)
+{
+    const cp_params *p = r->p;
+    cp_tiff *td = NULL, *tc = NULL;
+    cp_tiff_info id, ic;
+    int rc = 0;
+    if (p->cellprob_in[0]) {
+        rc = cp_tiff_open(p->flows, &td, &id, err);
+        if (!rc) rc = cp_tiff_open(p->cellprob_in, &tc, &ic, err);
+        if (!rc && (id.npages != 2 || id.spp != 1 || id.ny != ic.ny || id.nx != ic.nx))
+            rc = cp_errf(err, CP_EFORMAT, "%s: expected 2 pages (dY, dX) of the size of %s",
+                         p->flows, p->cellprob_in);
+    }
+    int64_t b0, b1;
+    cp_grid_range(&d->grid, r->rank, &b0, &b1);
+    char name[64];
+    for (int64_t b = b0; !rc && b < b1; b++) {
+        cp_rect g = cp_rect_grow(&d->grid, cp_grid_block(&d->grid, b), 1);
+        int64_t n = g.ny * g.nx;
+        float *v = malloc(sizeof *v * (size_t)(3 * n));
+        if (!v) {
+            rc = cp_errf(err, CP_ENOMEM, "%s: out of memory", p->flows);
+            break;
+        }
+        if (td) {
+            for (int c = 0; !rc && c < 2; c++)
+                rc = cp_tiff_read_f32(td, c, g.y0, g.x0, g.ny, g.nx, v + c * n, err);
+            if (!rc) rc = cp_tiff_read_f32(tc, 0, g.y0, g.x0, g.ny, g.nx, v + 2 * n, err);
+        } else {
+            rc = cp_h5_read_flows_window(p->flows, 0, g.y0, g.x0, g.ny, g.nx, v, v + 2 * n, err);
+        }
+        if (!rc) rc = cp_bstore_put(&r->store, cp_dname(d, "dp", name), b, v,
+                                    sizeof *v * (size_t)(3 * n), err);
+        free(v);
+    }
+    if (td) cp_tiff_close(td);
+    if (tc) cp_tiff_close(tc);
+    return cp_agree(r->comm, rc, err);
+}
+
+int cp_dsegment_flows(MPI_Comm comm, const cp_params *p, const char *out_path,
+                      const char *cmdline, cp_timing *tm, char *err)
+{
+    run r = {.comm = comm, .p = p, .model_path = "", .image = p->flows, .out_path = out_path,
+             .cmdline = cmdline, .tm = tm};
+    MPI_Comm_rank(comm, &r.rank);
+    MPI_Comm_size(comm, &r.nranks);
+    r.t0 = MPI_Wtime(), r.c0 = cp_comm_seconds();
+    int64_t Ly = 0, Lx = 0;
+    int resumed, rc = cp_agree(comm, flows_size(p, &Ly, &Lx, err), err);
+    if (!rc) rc = workdir_open(&r, &resumed, err);
+    if (rc) return rc;
+    cp_dplane d;
+    cp_dplane_init(&d, comm, Ly, Lx, p->block ? p->block : auto_block(Ly, Lx, r.nranks), &r.store,
+                   0);
+    say(&r, "%s: %lldx%lld flows on %d rank(s), blocks of %lld", p->flows, (long long)Ly,
+        (long long)Lx, r.nranks, (long long)d.grid.B);
+    rc = flows_to_blocks(&r, &d, err);
+    lap(&r, CP_PH_READ);
+    if (!rc) rc = blocks_to_output(&r, &d, (int32_t)(p->niter > 0 ? p->niter : 200), 1.0, err);
+    if (!rc && !p->keep_work && r.rank == 0) cp_bstore_destroy(&r.store);
+    return rc;
+}

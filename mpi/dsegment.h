@@ -1,0 +1,30 @@
+/* The distributed driver for one image on all ranks of a communicator (DESIGN.md §4):
+ *   a 2-D plane is decomposed into owner blocks: global percentiles, network per block, particle
+ *   rounds, seeds, per-mask steps at owners, then one collective HDF5 write;
+ *   a stack has its planes spread over the ranks (each plane by the whole-plane engine), stitched
+ *   at rank 0 when --stitch_threshold is given.
+ * Labels are identical to the single-process engine for any number of ranks and any block size.
+ * Block state lives in <output>.work (resumable; removed after success unless --keep_work). */
+#ifndef CP_DSEGMENT_H
+#define CP_DSEGMENT_H
+
+#include <mpi.h>
+
+#include "cpnet.h"
+#include "params.h"
+#include "timing.h"
+
+/* Collective over comm. Returns 0, CP_EINTR after a clean checkpoint on SIGTERM/SIGUSR1, or a
+ * failure agreed by all ranks (message prefixed with the failing rank). */
+int cp_dsegment_image(MPI_Comm comm, const cp_params *p, const cp_model *m,
+                      const char *model_path, const char *image, const char *out_path,
+                      const char *cmdline, cp_timing *tm, char *err);
+
+/* Masks from saved flows of one plane (--flows) over blocks, collective like the above. */
+int cp_dsegment_flows(MPI_Comm comm, const cp_params *p, const char *out_path,
+                      const char *cmdline, cp_timing *tm, char *err);
+
+/* Asks the running segmentation to checkpoint and stop at the next block boundary (signal-safe). */
+void cp_dsegment_request_stop(void);
+
+#endif

@@ -1,0 +1,192 @@
+/* cellpose-mpi entry point: parse the command line, load the model once, then segment one image,
+ * every TIFF of a folder, or a set of saved flows, in one process or on the N ranks of
+ * `mpirun -n N cellpose-mpi ...` (a plane over owner blocks, planes of a stack, or images of a
+ * folder spread over ranks). Exit status: 0 success; 1 a segmentation failed (in a folder, the
+ * others were still done); 2 bad command line; 3 stopped by SIGTERM/SIGUSR1 after a clean
+ * checkpoint (run again with --resume). */
+#include <dirent.h>
+#include <mpi.h>
+#include <signal.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "cp_err.h"
+#include "cpnet.h"
+#include "dataset.h"
+#include "dsegment.h"
+#include "segment.h"
+
+/* OpenBLAS picks its kernels when the library loads, before main, and Debian's 0.3.21 does not
+ * know recent CPUs: it falls back to SSE3 kernels, 3.4x slower here. So unless the user chose
+ * (OPENBLAS_CORETYPE set), we choose from the CPU's features and start again once with it set.
+ * A fixed kernel also keeps the network's bits the same on every node (DESIGN.md §2.10). */
+static void pin_openblas_kernel(char **argv)
+{
+    if (getenv("OPENBLAS_CORETYPE")) return;
+    __builtin_cpu_init();
+    const char *core = __builtin_cpu_supports("avx512f") ? "SkylakeX"
+                       : __builtin_cpu_supports("avx2")  ? "Haswell"
+                                                         : NULL;
+    if (!core) return;
+    setenv("OPENBLAS_CORETYPE", core, 1);
+    execv("/proc/self/exe", argv); /* returns only on failure: go on with the default kernels */
+}
+
+static void join_args(int argc, char **argv, char *buf, size_t len)
+{
+    size_t used = 0;
+    buf[0] = 0;
+    for (int i = 0; i < argc && used + 1 < len; i++)
+        used += (size_t)snprintf(buf + used, len - used, "%s%s", i ? " " : "", argv[i]);
+}
+
+static int is_tiff_name(const char *name)
+{
+    const char *dot = strrchr(name, '.');
+    return dot && (!strcasecmp(dot, ".tif") || !strcasecmp(dot, ".tiff"));
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The TIFF files of dir, sorted by name (malloc'ed list of malloc'ed paths). */
+static int list_tiffs(const char *dir, char ***out, int *n, char *err)
+{
+    DIR *d = opendir(dir);
+    if (!d) return cp_errf(err, CP_EIO, "%s: cannot open the folder", dir);
+    char **v = NULL;
+    int k = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (!is_tiff_name(e->d_name)) continue;
+        char **grown = realloc(v, sizeof *v * (size_t)(k + 1));
+        size_t len = strlen(dir) + strlen(e->d_name) + 2;
+        if (!grown || !(grown[k] = malloc(len))) {
+            free(grown ? grown : v);
+            closedir(d);
+            return cp_errf(err, CP_ENOMEM, "%s: out of memory", dir);
+        }
+        v = grown;
+        snprintf(v[k++], len, "%s/%s", dir, e->d_name);
+    }
+    closedir(d);
+    if (!k) return cp_errf(err, CP_EIO, "%s: no .tif/.tiff files", dir);
+    qsort(v, (size_t)k, sizeof *v, by_name);
+    *out = v, *n = k;
+    return 0;
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    cp_dsegment_request_stop();
+}
+
+/* SIGTERM (a SLURM time limit) and SIGUSR1 (SLURM's --signal) ask for a checkpoint and a clean
+ * stop at the next block boundary. */
+static void catch_stop_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+}
+
+/* Prints err once (rank 0 of a run whose failure all ranks agreed on). */
+static void report(int rank, const char *err)
+{
+    if (rank == 0) fprintf(stderr, "cellpose-mpi: error: %s\n", err);
+}
+
+/* One image, or a folder of them; returns 0, CP_EINTR, or how many images failed (> 0). */
+static int run_images(const cp_params *p, int rank, int nranks, const char *cmdline,
+                      cp_timing *tm)
+{
+    char err[CP_ERR_LEN], model_path[CP_PATH_LEN];
+    cp_model *m = NULL;
+    if (cp_model_resolve(p->pretrained_model, model_path, sizeof model_path, err) ||
+        cp_model_load(model_path, &m, err)) {
+        report(rank, err);
+        return 1;
+    }
+    int result;
+    if (p->dir[0]) {
+        char **files = NULL;
+        int n = 0;
+        if (list_tiffs(p->dir, &files, &n, err)) {
+            report(rank, err);
+            result = 1;
+        } else {
+            result = cp_dataset_run(MPI_COMM_WORLD, p, m, model_path, files, n, cmdline, tm);
+            for (int i = 0; i < n; i++) free(files[i]);
+            free(files);
+        }
+    } else {
+        char out[CP_PATH_LEN + 16];
+        if (p->output[0]) snprintf(out, sizeof out, "%s", p->output);
+        else cp_default_output(p->image_path, out, sizeof out);
+        int rc = nranks > 1 || p->block
+                     ? cp_dsegment_image(MPI_COMM_WORLD, p, m, model_path, p->image_path, out,
+                                         cmdline, tm, err)
+                     : cp_segment_image(p, m, model_path, p->image_path, out, cmdline, tm, err);
+        if (rc && rc != CP_EINTR) report(rank, err);
+        result = rc == CP_EINTR ? CP_EINTR : rc != 0;
+    }
+    cp_model_free(m);
+    return result;
+}
+
+static int run_flows(const cp_params *p, int rank, int nranks, const char *cmdline,
+                     cp_timing *tm)
+{
+    char err[CP_ERR_LEN], out[CP_PATH_LEN + 16];
+    if (p->output[0]) snprintf(out, sizeof out, "%s", p->output);
+    else cp_default_output(p->flows, out, sizeof out);
+    int rc = nranks > 1 || p->block ? cp_dsegment_flows(MPI_COMM_WORLD, p, out, cmdline, tm, err)
+                                    : cp_segment_flows(p, out, cmdline, tm, err);
+    if (rc && rc != CP_EINTR) report(rank, err);
+    return rc == CP_EINTR ? CP_EINTR : rc != 0;
+}
+
+/* The per-phase summary of the slowest rank, printed by rank 0. */
+static void print_timing(cp_timing *tm, int rank)
+{
+    MPI_Allreduce(MPI_IN_PLACE, tm->sec, CP_PH_COUNT, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    MPI_Allreduce(MPI_IN_PLACE, tm->comm, CP_PH_COUNT, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    if (rank == 0) cp_timing_print(tm, stderr);
+}
+
+int main(int argc, char **argv)
+{
+    static cp_params p;
+    char err[CP_ERR_LEN], cmdline[8192];
+    pin_openblas_kernel(argv);
+    int provided, rank, nranks;
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &nranks);
+    if (rank && !freopen("/dev/null", "w", stdout)) return 1; /* --help, --version: once */
+    join_args(argc, argv, cmdline, sizeof cmdline);
+    int rc = cp_cli_parse(argc, argv, &p, err);
+    if (rc) {
+        if (rc != CP_CLI_EXIT) report(rank, err);
+        MPI_Finalize();
+        return rc == CP_CLI_EXIT ? 0 : 2;
+    }
+    if (p.threads > 0) omp_set_num_threads((int)p.threads);
+    catch_stop_signals();
+    cp_timing tm = {0};
+    int result = p.flows[0] ? run_flows(&p, rank, nranks, cmdline, &tm)
+                            : run_images(&p, rank, nranks, cmdline, &tm);
+    if (!p.quiet && !result) print_timing(&tm, rank);
+    MPI_Finalize();
+    return result == CP_EINTR ? 3 : result ? 1 : 0;
+}
