@@ -3,8 +3,10 @@
  * same order, chosen at run time: a scalar one that states the recipe; an AVX2 one that advances 8
  * particles per vector (16-byte loads of pixel pairs, no gathers); an AVX-512 one that advances 8
  * particles per vector as (y, x) pairs with 64-bit gathers of the corners. The vector kernels keep
- * the positions of GROUP interleaved vectors in registers for all steps. No FMA anywhere
- * (-ffp-contract=off; the intrinsics are plain multiplies and adds). */
+ * the positions of GROUP interleaved vectors in registers for all steps (the AVX-512 one refills a
+ * lane with the next particle when its particle is done). All stop a particle at a fixed point
+ * (a step that leaves its position unchanged): the remaining steps would change nothing. No FMA
+ * anywhere (-ffp-contract=off; the intrinsics are plain multiplies and adds). */
 #include "follow.h"
 
 #include <limits.h>
@@ -97,7 +99,8 @@ static inline int step_scalar(const cp_field *F, cp_particle *q, int32_t steps, 
     q->py = clamp_pos(py + dy, (float)(F->Ly - 1));
     q->px = clamp_pos(px + dx, (float)(F->Lx - 1));
     /* a step is a function of the position alone: at a fixed point the rest changes nothing */
-    q->steps = memcmp(&q->py, &py, sizeof py) == 0 && memcmp(&q->px, &px, sizeof px) == 0 ? steps : q->steps + 1;
+    const int fixed = memcmp(&q->py, &py, sizeof py) == 0 && memcmp(&q->px, &px, sizeof px) == 0;
+    q->steps = fixed ? steps : q->steps + 1;
     return 1;
 }
 
@@ -352,7 +355,8 @@ CP_AVX512 static inline __mmask8 step8x2(const avx512_field *A, __m512 *p, __m51
     const __m512 dyx = _mm512_insertf32x8(_mm512_castps256_ps512(d[0]), d[1], 1);
     /* min(L-1, max(0, p + d)): same operand order as clamp_pos() */
     const __m512 np = _mm512_min_ps(A->maxf, _mm512_max_ps(_mm512_setzero_ps(), _mm512_add_ps(*p, dyx)));
-    const __mmask8 fixed = _mm512_mask_cmpeq_epi64_mask(act, _mm512_castps_si512(np), _mm512_castps_si512(*p));
+    const __mmask8 fixed =
+        _mm512_mask_cmpeq_epi64_mask(act, _mm512_castps_si512(np), _mm512_castps_si512(*p));
     *p = _mm512_castpd_ps(_mm512_mask_mov_pd(_mm512_castps_pd(*p), act, _mm512_castps_pd(np)));
     *left = _mm512_mask_sub_epi64(*left, act, *left, _mm512_set1_epi64(1));
     *left = _mm512_maskz_mov_epi64((__mmask8)~fixed, *left); /* fixed point: see step_scalar */
@@ -404,11 +408,13 @@ CP_AVX512 static void advance_avx512(const cp_field *F, cp_particle *q, int64_t 
     const avx512_field A = {
         .max = _mm512_mask_blend_epi32(xs, _mm512_set1_epi32((int32_t)(F->Ly - 1)),
                                        _mm512_set1_epi32((int32_t)(F->Lx - 1))),
-        .w0 = _mm512_mask_blend_epi32(xs, _mm512_set1_epi32((int32_t)F->y0), _mm512_set1_epi32((int32_t)F->x0)),
+        .w0 = _mm512_mask_blend_epi32(xs, _mm512_set1_epi32((int32_t)F->y0),
+                                      _mm512_set1_epi32((int32_t)F->x0)),
         .wlast = _mm512_mask_blend_epi32(xs, _mm512_set1_epi32((int32_t)(F->y0 + F->ny - 1)),
                                          _mm512_set1_epi32((int32_t)(F->x0 + F->nx - 1))),
         .nx = _mm512_set1_epi64(F->nx),
-        .maxf = _mm512_mask_blend_ps(xs, _mm512_set1_ps((float)(F->Ly - 1)), _mm512_set1_ps((float)(F->Lx - 1))),
+        .maxf = _mm512_mask_blend_ps(xs, _mm512_set1_ps((float)(F->Ly - 1)),
+                                     _mm512_set1_ps((float)(F->Lx - 1))),
         .f = F->f,
     };
     lanes L[GROUP];

@@ -2,7 +2,9 @@
  *   test_follow case <name> [niter200|stitch025]  end points bit-identical to the oracle's
  *       p_final (every plane), then masks_raw from them identical label for label;
  *   test_follow window  windows stop particles whose stencil leaves them, continuing on other
- *       windows or the whole field gives the whole-field bits; 1 vs 2 threads; AVX2 vs scalar. */
+ *       windows or the whole field gives the whole-field bits; 1 vs 2 threads; every vector
+ *       kernel the CPU has (CP_FOLLOW_KERNEL) vs the scalar one, on the oracle's field and on
+ *       random fields and windows with particles at the borders. */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -136,6 +138,42 @@ static int same_particles(const cp_particle *a, const cp_particle *b, int64_t n,
     return d == 0;
 }
 
+/* Runs the kernels the CPU has (CP_FOLLOW_KERNEL) on particles `start` over W: each must give
+ * the scalar kernel's particles and return count. Returns how many kernels differ. */
+static int kernels_vs_scalar(const cp_field *W, const cp_particle *start, int64_t n, int32_t steps,
+                             int interp, const char *what, int verbose)
+{
+    const size_t bytes = sizeof(cp_particle) * (size_t)n;
+    cp_particle *sc = malloc(bytes), *q = malloc(bytes);
+    const char *kernels[3] = {"scalar", "avx2", "avx512"};
+    int64_t nsc = 0, bad = 0;
+    for (int k = 0; k < 3; k++) {
+        setenv("CP_FOLLOW_KERNEL", kernels[k], 1);
+        const char *used = cp_follow_kernel(W, interp);
+        if (strcmp(used, kernels[k]) != 0) {
+            if (verbose) printf("  %s: kernel %s not available here (%s)\n", what, kernels[k], used);
+            continue;
+        }
+        memcpy(q, start, bytes);
+        int64_t nleft = cp_follow_run(W, q, n, steps, interp), d = 0;
+        if (k == 0) {
+            memcpy(sc, q, bytes), nsc = nleft;
+            continue;
+        }
+        for (int64_t i = 0; i < n; i++) d += memcmp(&q[i], &sc[i], sizeof q[i]) != 0;
+        if (verbose || d || nleft != nsc)
+            printf("  %s: %s vs scalar: %lld of %lld particles differ, %lld vs %lld left\n", what,
+                   kernels[k], (long long)d, (long long)n, (long long)nleft, (long long)nsc);
+        TU_CHECK(d == 0 && nleft == nsc, "%s: %s vs scalar: %lld particles differ", what, kernels[k],
+                 (long long)d);
+        bad += d || nleft != nsc;
+    }
+    unsetenv("CP_FOLLOW_KERNEL");
+    free(sc);
+    free(q);
+    return (int)bad;
+}
+
 static void window_checks(const cp_field *W, const cp_particle *start, int64_t n, int32_t steps,
                           int interp)
 {
@@ -152,7 +190,7 @@ static void window_checks(const cp_field *W, const cp_particle *start, int64_t n
     cp_follow_run(W, q, n, steps, interp);
     same_particles(ref, q, n, "1 thread vs 2 threads");
     omp_set_num_threads(2);
-    kernels_vs_scalar(W, ref, start, n, steps, interp, "whole field");
+    kernels_vs_scalar(W, start, n, steps, interp, "whole field", 1);
     /* single windows (a 4 x 4 grid of 128 x 128): stopped particles have their stencil outside
      * the window; the whole field finishes them with the whole-field bits */
     int64_t nstop = 0, partial = 0, bad = 0, miscount = 0, ndiff = 0;
@@ -207,6 +245,60 @@ static void window_checks(const cp_field *W, const cp_particle *start, int64_t n
     free(q);
 }
 
+/* Uniform in [lo, hi) from a 64-bit LCG. */
+static float rnd(uint64_t *s, float lo, float hi)
+{
+    *s = *s * 6364136223846793005ULL + 1442695040888963407ULL;
+    return lo + (hi - lo) * (float)(*s >> 40) / 16777216.0f;
+}
+
+/* Random fields (odd sizes, flows large enough to hit the clamps, some huge) and windows
+ * (including 1-pixel-wide ones), with particles on every pixel plus particles at and near the
+ * borders, some with steps already done: every kernel gives the scalar kernel's bits. */
+static void random_checks(void)
+{
+    uint64_t s = 12345;
+    int64_t cases = 0, bad = 0;
+    for (int t = 0; t < 24; t++) {
+        const int64_t Ly = 1 + (int64_t)rnd(&s, 0, 70), Lx = 1 + (int64_t)rnd(&s, 0, 70), npix = Ly * Lx;
+        float *f = malloc(sizeof(float) * (size_t)(2 * npix));
+        for (int64_t i = 0; i < 2 * npix; i++)
+            f[i] = rnd(&s, 0, 1) < 0.02f ? rnd(&s, -1e4f, 1e4f) : rnd(&s, -3, 3);
+        const int64_t n = npix + 64;
+        cp_particle *p = malloc(sizeof *p * (size_t)n);
+        for (int64_t i = 0; i < npix; i++)
+            p[i] = (cp_particle){.src = i, .py = (float)(i / Lx) + rnd(&s, 0, 1), .px = (float)(i % Lx)};
+        const float edge[6] = {0.0f, 1e-30f, 0.999999f, 1.0f, 1.5f, 2.0f};
+        for (int64_t i = npix; i < n; i++) {
+            float ey = edge[(i * 7) % 6], ex = edge[(i * 5) % 6];
+            p[i] = (cp_particle){.src = i, .py = i % 2 ? (float)(Ly - 1) - ey : ey,
+                                 .px = (i / 2) % 2 ? (float)(Lx - 1) - ex : ex};
+            if (p[i].py < 0) p[i].py = 0;
+            if (p[i].px < 0) p[i].px = 0;
+            if (i % 3 == 0) p[i].steps = (int32_t)rnd(&s, 0, 40);
+        }
+        cp_field W = {.Ly = Ly, .Lx = Lx, .y0 = 0, .x0 = 0, .ny = Ly, .nx = Lx, .f = f};
+        for (int interp = 0; interp <= 1; interp++) {
+            bad += kernels_vs_scalar(&W, p, n, 30, interp, "random field", 0) != 0;
+            cases++;
+        }
+        for (int w = 0; w < 6; w++) {
+            int64_t wy = (int64_t)rnd(&s, 0, (float)Ly), wx = (int64_t)rnd(&s, 0, (float)Lx);
+            int64_t wny = 1 + (int64_t)rnd(&s, 0, (float)(Ly - wy));
+            int64_t wnx = w == 0 ? 1 : 1 + (int64_t)rnd(&s, 0, (float)(Lx - wx));
+            cp_field win = window_of(&W, wy, wx, wny, wnx);
+            bad += kernels_vs_scalar(&win, p, n, 30, 1, "random window", 0) != 0;
+            cases++;
+            free((void *)win.f);
+        }
+        free(p);
+        free(f);
+    }
+    printf("random fields and windows: %lld runs, %lld with a kernel differing from scalar\n",
+           (long long)cases, (long long)bad);
+    TU_CHECK(bad == 0, "random fields: %lld runs differ", (long long)bad);
+}
+
 static int test_window(void)
 {
     refcase c = refcase_load("flows_protrusions_niter2000", "");
@@ -217,6 +309,7 @@ static int test_window(void)
     cp_field W = {.Ly = c.Ly, .Lx = c.Lx, .y0 = 0, .x0 = 0, .ny = c.Ly, .nx = c.Lx, .f = f};
     window_checks(&W, p, n, c.niter, 1);
     window_checks(&W, p, n, c.niter, 0);
+    random_checks();
 
     /* particles already done are left alone; an empty window stops everyone without reading */
     cp_particle q = p[0];
