@@ -1,0 +1,233 @@
+/* Operational behaviour of distributed runs through the CLI under mpirun (issue 3):
+ *   stack        a 3-plane stack spread over ranks, per plane and stitched: identical to one process
+ *   dataset      a folder with one corrupt image: reported and skipped, the others identical
+ *   kill_network kill -9 of a rank during the network phase, then --resume: identical labels,
+ *                finished network blocks reused
+ *   kill_dynamics kill -9 during the dynamics, then --resume: identical, every block reused
+ *   signal       SIGUSR1: checkpoint, exit status 3, --resume finishes identically
+ *   bad_block    a corrupt strip read by one rank: the job stops with that rank's message, no output
+ * usage: test_dist_ops NAME */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cp_err.h"
+#include "testutil.h"
+#include "tiff_io.h"
+
+#include <tiffio.h>
+
+#define ENV "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
+#define MPIRUN ENV "mpirun --oversubscribe -x OMP_NUM_THREADS=1"
+
+static char dir[1024], exe[2048];
+
+static int same_labels(const char *a, const char *b)
+{
+    int64_t n, m;
+    uint32_t *x = tu_h5_read_u32(a, "labels", &n), *y = tu_h5_read_u32(b, "labels", &m);
+    int64_t diff = x && y && n == m ? tu_count_diff_u32(x, y, n) : -1;
+    printf("%s vs %s: %lld pixels differ\n", a, b, (long long)diff);
+    free(x), free(y);
+    return diff == 0;
+}
+
+static void stack(void)
+{
+    const char *model = tu_path("%s/models/synth_trained_nbase16.pth", tu_shared());
+    const char *img = tu_path("%s/data/synthetic/synth_stack_3x256.tif", tu_shared());
+    for (int stitch = 0; stitch < 2; stitch++) {
+        const char *extra = stitch ? "--stitch_threshold 0.25" : "";
+        int st = tu_run("%s --quiet --pretrained_model %s --image_path %s --z_axis 0 %s --output "
+                        "%s/ref.h5", exe, model, img, extra, dir);
+        TU_CHECK(st == 0, "single process failed");
+        if (stitch) {
+            int64_t n;
+            uint32_t *l = tu_h5_read_u32(tu_path("%s/ref.h5", dir), "labels", &n);
+            tu_tiff o = tu_read_tiff(tu_path("%s/reference/synth_trained_nbase16_stack3/masks.tif",
+                                             tu_shared()));
+            TU_CHECK(l && n == o.n && tu_same_up_to_renumbering(l, o.u32, n),
+                     "stitched stack differs from the oracle");
+            free(l), tu_tiff_free(&o);
+        }
+        for (int np = 2; np <= 4; np++) {
+            st = tu_run(MPIRUN " -n %d %s --quiet --pretrained_model %s --image_path %s --z_axis 0"
+                        " %s --output %s/np.h5", np, exe, model, img, extra, dir);
+            TU_CHECK(st == 0 && same_labels(tu_path("%s/ref.h5", dir), tu_path("%s/np.h5", dir)),
+                     "stack%s on %d ranks differs", stitch ? " (stitched)" : "", np);
+        }
+    }
+}
+
+/* A 2-channel float crop of synth_1024 (rows y0..y0+n) as a TIFF. */
+static void write_crop(const char *path, int64_t y0, int64_t n)
+{
+    tu_tiff s = tu_read_tiff(tu_path("%s/data/synthetic/synth_1024.tif", tu_shared()));
+    float *v = malloc(sizeof *v * (size_t)(2 * n * n));
+    for (int c = 0; c < 2; c++)
+        for (int64_t y = 0; y < n; y++)
+            memcpy(v + (c * n + y) * n, s.f32 + (c * s.ny + y0 + y) * s.nx, sizeof *v * (size_t)n);
+    char err[CP_ERR_LEN];
+    if (cp_tiff_write_f32(path, v, 2, n, n, err)) fprintf(stderr, "%s\n", err), exit(2);
+    free(v), tu_tiff_free(&s);
+}
+
+static void dataset(void)
+{
+    tu_run("mkdir -p %s/set", dir);
+    write_crop(tu_path("%s/set/a.tif", dir), 0, 256);
+    write_crop(tu_path("%s/set/c.tif", dir), 400, 256);
+    tu_run("head -c 5000 /dev/urandom > %s/set/b.tif", dir);
+    const char *model = tu_path("%s/models/synth_trained_nbase16.pth", tu_shared());
+    int st = tu_run(MPIRUN " -n 3 %s --quiet --pretrained_model %s --dir %s/set --chan 1 --chan2 2"
+                    " 2> %s/err.txt", exe, model, dir, dir);
+    TU_CHECK(st == 1, "a dataset with a corrupt image must exit 1, got %d", st);
+    TU_CHECK(tu_run("grep -q 'b.tif' %s/err.txt", dir) == 0, "the corrupt image is not named");
+    TU_CHECK(tu_run("grep -q '1 of 3 images failed' %s/err.txt", dir) == 0, "no failure count");
+    TU_CHECK(access(tu_path("%s/set/b_seg.h5", dir), F_OK) != 0, "output for the corrupt image");
+    for (int k = 0; k < 2; k++) {
+        const char *name = k ? "c" : "a";
+        st = tu_run("%s --quiet --pretrained_model %s --image_path %s/set/%s.tif --chan 1 --chan2 2"
+                    " --output %s/%s_ref.h5", exe, model, dir, name, dir, name);
+        TU_CHECK(st == 0 && same_labels(tu_path("%s/set/%s_seg.h5", dir, name),
+                                        tu_path("%s/%s_ref.h5", dir, name)),
+                 "dataset image %s differs from a single run", name);
+    }
+}
+
+/* The slow run the interruption tests interrupt: full-width random net (a slow network phase),
+ * niter 2000 (a long dynamics phase), blocks of 256 on 2 ranks. */
+static const char *slow_args(void)
+{
+    static char a[4096];
+    snprintf(a, sizeof a, "--pretrained_model %s/models/random_cp3_seed0.pth --image_path "
+             "%s/reference/random_cp3_seed0_bsize512_niter2000/input.tif --chan 1 --chan2 2 "
+             "--niter 2000 --cellprob_threshold -2 --block 128 --output %s/out.h5",
+             tu_shared(), tu_shared(), dir);
+    return a;
+}
+
+static int count_files(const char *pattern)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "ls %s 2>/dev/null | wc -l", pattern);
+    FILE *p = popen(cmd, "r");
+    int n = 0;
+    if (p && fscanf(p, "%d", &n) != 1) n = 0;
+    if (p) pclose(p);
+    return n;
+}
+
+/* Starts the slow run on 2 ranks in the background; returns mpirun's pid. */
+static pid_t start_slow(void)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        char cmd[8192];
+        snprintf(cmd, sizeof cmd, "exec " MPIRUN " -n 2 %s %s > %s/run1.txt 2>&1", exe,
+                 slow_args(), dir);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Waits (up to 600 s) until cond_cmd succeeds; 0 if it did. */
+static int wait_for(const char *cond_cmd)
+{
+    for (int i = 0; i < 6000; i++) {
+        if (tu_run("%s", cond_cmd) == 0) return 0;
+        nanosleep(&(struct timespec){0, 100000000}, NULL);
+    }
+    return -1;
+}
+
+/* Reference without interruption, then the interrupted run and its --resume. */
+static void interrupted(const char *how)
+{
+    int st = tu_run(MPIRUN " -n 2 %s %s --quiet > /dev/null 2>&1 && mv %s/out.h5 %s/ref.h5", exe,
+                    slow_args(), dir, dir);
+    TU_CHECK(st == 0, "uninterrupted run failed");
+    pid_t pid = start_slow();
+    const char *work = tu_path("%s/out.h5.work", dir);
+    int status = 0;
+    if (!strcmp(how, "kill_network")) {
+        wait_for(tu_path("test $(ls %s/dp.z0.* 2>/dev/null | grep -vc tmp) -ge 3", work));
+        tu_run("pkill -9 -f -n 'cellpose-mpi.*%s/out.h5'", dir); /* one rank */
+    } else if (!strcmp(how, "kill_dynamics")) {
+        wait_for(tu_path("grep -q 'network:' %s/run1.txt", dir));
+        tu_run("pkill -9 -f -n 'cellpose-mpi.*%s/out.h5'", dir);
+    } else {
+        wait_for(tu_path("test $(ls %s/dp.z0.* 2>/dev/null | grep -vc tmp) -ge 3", work));
+        kill(pid, SIGUSR1);
+    }
+    waitpid(pid, &status, 0);
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    printf("interrupted run (%s): exit %d, %d network blocks on disk\n", how, code,
+           count_files(tu_path("%s/dp.z0.*", work)));
+    TU_CHECK(code != 0, "the interrupted run did not fail");
+    if (!strcmp(how, "signal")) {
+        TU_CHECK(code == 3, "SIGUSR1 must checkpoint and exit with status 3, got %d", code);
+        TU_CHECK(tu_run("grep -q 'resume' %s/run1.txt", dir) == 0, "no resume hint printed");
+    }
+    TU_CHECK(access(tu_path("%s/out.h5", dir), F_OK) != 0, "a partial output under the final name");
+    st = tu_run(MPIRUN " -n 2 %s %s --resume > %s/run2.txt 2>&1", exe, slow_args(), dir);
+    tu_run("cat %s/run2.txt | grep -E 'network|resum'", dir);
+    TU_CHECK(st == 0, "--resume failed (%d)", st);
+    TU_CHECK(tu_run("grep -Eq '[1-9][0-9]* reused' %s/run2.txt", dir) == 0,
+             "--resume reused no network block");
+    if (strcmp(how, "kill_network"))
+        TU_CHECK(tu_run("grep -q ' 0 blocks done' %s/run2.txt", dir) == 0,
+                 "after the network phase every block must be reused");
+    TU_CHECK(same_labels(tu_path("%s/ref.h5", dir), tu_path("%s/out.h5", dir)),
+             "resumed labels differ");
+    TU_CHECK(access(work, F_OK) != 0, "the work directory was not removed after success");
+}
+
+static void bad_block(void)
+{
+    const char *img = tu_path("%s/bad.tif", dir);
+    write_crop(img, 0, 1024);
+    /* break the zlib header of the strip of page 1 (channel 2) holding row 600: only the ranks
+     * that read those rows can fail */
+    TIFF *t = TIFFOpen(img, "r");
+    uint64_t *off = NULL;
+    TIFFSetDirectory(t, 1);
+    TIFFGetField(t, TIFFTAG_STRIPOFFSETS, &off);
+    uint64_t at = off[TIFFComputeStrip(t, 600, 0)];
+    TIFFClose(t);
+    FILE *f = fopen(img, "r+b");
+    fseek(f, (long)at, SEEK_SET);
+    fwrite("\0\0\0\0", 1, 4, f);
+    fclose(f);
+    int st = tu_run(MPIRUN " -n 3 %s --quiet --pretrained_model %s/models/tiny_random_nbase8_seed7.pth"
+                    " --image_path %s --chan 1 --chan2 2 --block 256 --output %s/o.h5 2> %s/err.txt",
+                    exe, tu_shared(), img, dir, dir);
+    tu_run("cat %s/err.txt", dir);
+    TU_CHECK(st == 1, "a corrupt block must fail with exit 1, got %d", st);
+    TU_CHECK(tu_run("grep -Eq 'error: rank [0-9]+: .*bad.tif: page 1: rows' %s/err.txt", dir) == 0,
+             "the message does not name the rank, file and rows");
+    TU_CHECK(tu_run("test $(grep -c error %s/err.txt) -eq 1", dir) == 0, "not exactly one error line");
+    TU_CHECK(access(tu_path("%s/o.h5", dir), F_OK) != 0 &&
+             access(tu_path("%s/o.h5.partial", dir), F_OK) != 0, "output left behind");
+}
+
+int main(int argc, char **argv)
+{
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir());
+    snprintf(exe, sizeof exe, "%s/cellpose-mpi", tu_build_dir());
+    const char *what = argc > 1 ? argv[1] : "";
+    if (!strcmp(what, "stack")) stack();
+    else if (!strcmp(what, "dataset")) dataset();
+    else if (!strcmp(what, "bad_block")) bad_block();
+    else if (!strcmp(what, "kill_network") || !strcmp(what, "kill_dynamics") ||
+             !strcmp(what, "signal"))
+        interrupted(what);
+    else return fprintf(stderr, "usage: test_dist_ops stack|dataset|kill_network|kill_dynamics|"
+                                "signal|bad_block\n"), 2;
+    if (!tu_failed) tu_run("rm -rf %s", dir);
+    return tu_finish();
+}
