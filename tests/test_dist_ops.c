@@ -7,6 +7,7 @@
  *   signal       SIGUSR1: checkpoint, exit status 3, --resume finishes identically
  *   bad_block    a corrupt strip read by one rank: the job stops with that rank's message, no output
  * usage: test_dist_ops NAME */
+#include <dirent.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,8 +21,7 @@
 
 #include <tiffio.h>
 
-#define ENV "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
-#define MPIRUN ENV "mpirun --oversubscribe -x OMP_NUM_THREADS=1"
+#define MPIRUN "mpirun --oversubscribe -x OMP_NUM_THREADS=1"
 
 static char dir[1024], exe[2048];
 
@@ -99,26 +99,51 @@ static void dataset(void)
 }
 
 /* The slow run the interruption tests interrupt: full-width random net (a slow network phase),
- * niter 2000 (a long dynamics phase), blocks of 256 on 2 ranks. */
+ * niter 6000 (a long dynamics phase), blocks of 256 on 2 ranks. */
 static const char *slow_args(void)
 {
     static char a[4096];
     snprintf(a, sizeof a, "--pretrained_model %s/models/random_cp3_seed0.pth --image_path "
              "%s/reference/random_cp3_seed0_bsize512_niter2000/input.tif --chan 1 --chan2 2 "
-             "--niter 2000 --cellprob_threshold -2 --block 128 --output %s/out.h5",
+             "--niter 6000 --cellprob_threshold -2 --block 128 --output %s/out.h5",
              tu_shared(), tu_shared(), dir);
     return a;
 }
 
-static int count_files(const char *pattern)
+/* Finished network blocks in the work directory. */
+static int blocks_on_disk(const char *work)
 {
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "ls %s 2>/dev/null | wc -l", pattern);
-    FILE *p = popen(cmd, "r");
+    DIR *d = opendir(work);
     int n = 0;
-    if (p && fscanf(p, "%d", &n) != 1) n = 0;
-    if (p) pclose(p);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        size_t len = strlen(e->d_name);
+        n += !strncmp(e->d_name, "dp.z0.", 6) && !(len > 4 && !strcmp(e->d_name + len - 4, ".tmp"));
+    }
+    if (d) closedir(d);
     return n;
+}
+
+/* kill -9 of the newest cellpose-mpi process whose command line names our output: one rank. */
+static void kill_one_rank(void)
+{
+    DIR *d = opendir("/proc");
+    long victim = -1;
+    for (struct dirent *e; d && (e = readdir(d));) {
+        char path[300], cmd[8192];
+        snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
+        FILE *f = fopen(path, "rb");
+        if (!f) continue;
+        size_t n = fread(cmd, 1, sizeof cmd - 1, f);
+        fclose(f);
+        cmd[n] = 0;
+        size_t a0 = strlen(cmd);
+        for (size_t i = 0; i < n; i++) cmd[i] = cmd[i] ? cmd[i] : ' ';
+        int is_rank = a0 >= 12 && !strncmp(cmd + a0 - 12, "cellpose-mpi", 12);
+        if (is_rank && strstr(cmd, tu_path("%s/out.h5", dir)) && atol(e->d_name) > victim)
+            victim = atol(e->d_name);
+    }
+    if (d) closedir(d);
+    if (victim > 0) kill((pid_t)victim, SIGKILL);
 }
 
 /* Starts the slow run on 2 ranks in the background; returns mpirun's pid. */
@@ -135,12 +160,16 @@ static pid_t start_slow(void)
     return pid;
 }
 
-/* Waits (up to 600 s) until cond_cmd succeeds; 0 if it did. */
-static int wait_for(const char *cond_cmd)
+/* Waits (up to 600 s) until the run has at least `blocks` network blocks on disk, or (blocks 0)
+ * has printed the end of its network phase; 0 once it has, -1 if the run ended first. */
+static int wait_for(pid_t run, const char *work, int blocks)
 {
     for (int i = 0; i < 6000; i++) {
-        if (tu_run("%s", cond_cmd) == 0) return 0;
-        nanosleep(&(struct timespec){0, 100000000}, NULL);
+        if (blocks ? blocks_on_disk(work) >= blocks
+                   : tu_run("grep -q 'network:' %s/run1.txt", dir) == 0)
+            return 0;
+        if (waitpid(run, NULL, WNOHANG) == run) return -1;
+        nanosleep(&(struct timespec){0, 50000000}, NULL);
     }
     return -1;
 }
@@ -153,21 +182,23 @@ static void interrupted(const char *how)
     TU_CHECK(st == 0, "uninterrupted run failed");
     pid_t pid = start_slow();
     const char *work = tu_path("%s/out.h5.work", dir);
-    int status = 0;
+    int status = 0, started;
     if (!strcmp(how, "kill_network")) {
-        wait_for(tu_path("test $(ls %s/dp.z0.* 2>/dev/null | grep -vc tmp) -ge 3", work));
-        tu_run("pkill -9 -f -n 'cellpose-mpi.*%s/out.h5'", dir); /* one rank */
+        started = wait_for(pid, work, 3);
+        kill_one_rank();
     } else if (!strcmp(how, "kill_dynamics")) {
-        wait_for(tu_path("grep -q 'network:' %s/run1.txt", dir));
-        tu_run("pkill -9 -f -n 'cellpose-mpi.*%s/out.h5'", dir);
+        started = wait_for(pid, work, 0);
+        kill_one_rank();
     } else {
-        wait_for(tu_path("test $(ls %s/dp.z0.* 2>/dev/null | grep -vc tmp) -ge 3", work));
+        started = wait_for(pid, work, 3);
         kill(pid, SIGUSR1);
     }
+    TU_CHECK(started == 0, "the run ended before it could be interrupted (see run1.txt)");
+    if (started) return;
     waitpid(pid, &status, 0);
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     printf("interrupted run (%s): exit %d, %d network blocks on disk\n", how, code,
-           count_files(tu_path("%s/dp.z0.*", work)));
+           blocks_on_disk(work));
     TU_CHECK(code != 0, "the interrupted run did not fail");
     if (!strcmp(how, "signal")) {
         TU_CHECK(code == 3, "SIGUSR1 must checkpoint and exit with status 3, got %d", code);
@@ -218,6 +249,8 @@ static void bad_block(void)
 int main(int argc, char **argv)
 {
     snprintf(dir, sizeof dir, "%s", tu_tmpdir());
+    setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1); /* the tests may run as root (CI) */
+    setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
     snprintf(exe, sizeof exe, "%s/cellpose-mpi", tu_build_dir());
     const char *what = argc > 1 ? argv[1] : "";
     if (!strcmp(what, "stack")) stack();
