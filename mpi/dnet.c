@@ -390,6 +390,7 @@ int cp_dnet_windows(const cp_dnet *net, const cp_rect *wins, int64_t n, cp_dnet_
 /* cp_dnet_windows' sink in a distributed run: window i is block todo[i], stored as "dp". */
 typedef struct block_sink {
     const cp_dplane *d;
+    const cp_dnet *net;
     const char *name;
     const int64_t *todo;
     const cp_rect *wins;
@@ -398,8 +399,12 @@ typedef struct block_sink {
 static int store_block(void *arg, int64_t i, const float *out3, char *err)
 {
     const block_sink *k = arg;
-    return cp_bstore_put(k->d->store, k->name, k->todo[i], out3,
-                         sizeof(float) * (size_t)(3 * k->wins[i].ny * k->wins[i].nx), err);
+    int rc = cp_bstore_put(k->d->store, k->name, k->todo[i], out3,
+                           sizeof(float) * (size_t)(3 * k->wins[i].ny * k->wins[i].nx), err);
+    if (!rc && k->net->stop && *k->net->stop)
+        rc = cp_errf(err, CP_EINTR, "stopped by a signal after block %lld",
+                     (long long)k->todo[i]);
+    return rc;
 }
 
 /* This rank's part: the own blocks to compute (all, or those without a complete "dp" file when
@@ -434,7 +439,7 @@ static int run_blocks(const cp_dplane *d, const cp_dnet *net, cp_dnet_stats *st,
         todo[ntodo] = b;
         wins[ntodo++] = r;
     }
-    block_sink k = {d, name, todo, wins};
+    block_sink k = {d, net, name, todo, wins};
     rc = cp_dnet_windows(net, wins, ntodo, store_block, &k, st, err);
     st->reused = reused;
     free(todo);

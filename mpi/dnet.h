@@ -8,6 +8,7 @@
 #ifndef CP_DNET_H
 #define CP_DNET_H
 
+#include <signal.h>
 #include <stdint.h>
 
 #include "cpnet.h"
@@ -23,6 +24,8 @@ typedef struct cp_dnet {
     double rescale; int resample;
     int64_t bsize; double tile_overlap; int augment; int64_t batch_size;
     int resume;                           /* keep "dp" block files that already exist */
+    const volatile sig_atomic_t *stop;    /* if set and non-zero after a block is stored, the
+                                             rank stops there (CP_EINTR): a checkpoint */
 } cp_dnet;
 
 /* The plane size at the dynamics scale: the image size, or the network scale (image size times

@@ -370,8 +370,14 @@ static int plane_blocks(run *r, cp_image *im, char *err)
     lap(r, CP_PH_PREP);
     if (rc || (rc = stopped(r, "normalization", err))) return rc;
     cp_dnet_stats st;
+    net.stop = &stop_requested;
     rc = cp_dnet_run_stats(&d, &net, &st, err);
     lap(r, CP_PH_NET);
+    if (rc == CP_EINTR) {
+        say(r, "stop requested: finished network blocks kept in %s; run again with --resume",
+            r->store.dir);
+        return cp_errf(err, CP_EINTR, "stopped by a signal in the network phase");
+    }
     if (rc) return rc;
     say(r, "network: %lld blocks done, %lld reused from the checkpoint; %lld tile evaluations "
         "for %lld tiles", (long long)(d.grid.nblocks - st.reused), (long long)st.reused,
