@@ -45,6 +45,11 @@ const cp_param_def cp_param_defs[] = {
     {"stitch_threshold", CP_PT_REAL, OFF(stitch_threshold), 0, 1, "stitch planes by IoU (0: off)"},
     {"threads", CP_PT_INT, OFF(threads), 0, 4096, "OpenMP threads (0: OMP_NUM_THREADS or all)"},
     {"quiet", CP_PT_FLAG, OFF(quiet), 0, 1, "no progress output"},
+    {"protrusions", CP_PT_FLAG, OFF(protrusions), 0, 1,
+     "attach unassigned foreground (thin processes) to their cells (not Cellpose)"},
+    {"protrusion_max_len", CP_PT_INT, OFF(protrusion_max_len), 1, 1e6,
+     "longest attachment path in pixels for --protrusions (400)"},
+    {"job", CP_PT_STR, OFF(job), 0, 0, "job file describing the run (flags override it)"},
     {"block", CP_PT_INT, OFF(block), 0, 1 << 20,
      "owner-block side in pixels for distributed runs (0: automatic)"},
     {"resume", CP_PT_FLAG, OFF(resume), 0, 1, "reuse the finished blocks of <output>.work"},
@@ -72,6 +77,7 @@ void cp_params_default(cp_params *p)
     p->flow_threshold = 0.4;
     p->min_size = 15;
     p->max_size_fraction = 0.4;
+    p->protrusion_max_len = 400;
 }
 
 static int parse_number(const cp_param_def *d, const char *v, double *out, char *err)

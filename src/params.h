@@ -38,6 +38,11 @@ typedef struct cp_params {
     /* execution */
     int64_t threads;              /* 0: OMP_NUM_THREADS, else all cores */
     int quiet;
+    /* protrusion recovery (off by default: output stays exactly Cellpose's) */
+    int protrusions;
+    int64_t protrusion_max_len;   /* pixels: how far an unassigned pixel may be attached */
+    /* job file: the run described in a file, flags override it */
+    char job[CP_PATH_LEN];
     /* distribution (issue 3) */
     int64_t block;                /* owner-block side; 0: whole planes (one rank) or automatic */
     int resume, keep_work;        /* reuse finished blocks of <output>.work; keep it at the end */
