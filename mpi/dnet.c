@@ -89,9 +89,6 @@ static cp_rect resize_src(int64_t sny, int64_t snx, int64_t dny, int64_t dnx, cp
     int64_t y0, y1, x0, x1;
     cp_resize_src_span(sny, dny, r.y0, r.y0 + r.ny, &y0, &y1);
     cp_resize_src_span(snx, dnx, r.x0, r.x0 + r.nx, &x0, &x1);
-    /* OpenCV's column rule reads column 1 (with weight 0) where the source coordinate is
-     * negative; cp_resize_src_span leaves it out, so the window keeps it */
-    if (x0 == 0) x1 = max64(x1, min64(2, snx));
     return (cp_rect){y0, x0, y1 - y0, x1 - x0};
 }
 

@@ -38,8 +38,9 @@ void cp_resize_src_span(int64_t n, int64_t m, int64_t d0, int64_t d1, int64_t *s
     float f;
     src_coord(scale, d0, &a, &f);
     src_coord(scale, d1 - 1, &b, &f);
+    /* a column pair (s, s+1) is read even where its second weight is 0 (s clamped from < 0) */
     *s0 = clamp64(a, 0, n - 1);
-    *s1 = clamp64(b + 1, 0, n - 1) + 1;
+    *s1 = clamp64(b, 0, n - 1) + 2 < n ? clamp64(b, 0, n - 1) + 2 : n;
 }
 
 /* OpenCV's column rule: source column s (relative to the window's first source column sx0),
@@ -55,8 +56,8 @@ static xcoef x_coef(double scale, int64_t n, int64_t d, int64_t sx0)
     xcoef c;
     float f;
     src_coord(scale, d, &c.s, &f);
-    c.edge = c.s >= n - 1;
     if (c.s < 0) c.s = 0, f = 0.0f;
+    c.edge = c.s >= n - 1; /* after the clamp, as OpenCV: a 1-column source is all edge */
     if (c.edge) c.s = n - 1, f = 0.0f;
     c.s -= sx0;
     c.a0 = 1.0f - f;
