@@ -109,27 +109,12 @@ static uint32_t bin_of_rank(const int64_t *counts, int64_t k, int64_t *before)
     return b;
 }
 
-/* numpy's linear method (as cp_percentile_sorted, §2.2): virtual index (n-1)*(q/100), its integer
- * part i and fraction t; the result interpolates between sorted[i] and sorted[min(i+1, n-1)]. */
-static void virtual_index(int64_t n, double q, int64_t *i, double *t)
-{
-    double pos = (double)(n - 1) * (q / 100.0);
-    double f = floor(pos);
-    *i = (int64_t)f;
-    *t = pos - f;
-}
-
-static double lerp(double lo, double hi, double t)
-{
-    double d = hi - lo;
-    return t >= 0.5 ? hi - d * (1.0 - t) : lo + d * t;
-}
 
 /* Ranks wanted of channel c (n sampled values): i, i+1 (clipped) of q1 and of q99. */
 static void wanted_ranks(int64_t n, double q1, double q99, int64_t k[NSTAT], double t[2])
 {
-    virtual_index(n, q1, &k[0], &t[0]);
-    virtual_index(n, q99, &k[2], &t[1]);
+    cp_percentile_index(n, q1, &k[0], &t[0]);
+    cp_percentile_index(n, q99, &k[2], &t[1]);
     k[1] = k[0] + 1 < n ? k[0] + 1 : n - 1;
     k[3] = k[2] + 1 < n ? k[2] + 1 : n - 1;
 }
@@ -227,8 +212,8 @@ int cp_dnorm_compute_rows(MPI_Comm comm, cp_image *im, int64_t z0, int64_t nz, i
             v[j] = (double)float_of(hi[c][j] << 16 | low);
         }
         out[c].good = 1;
-        out[c].p1 = lerp(v[0], v[1], t[c][0]);
-        out[c].p99 = lerp(v[2], v[3], t[c][1]);
+        out[c].p1 = cp_percentile_lerp(v[0], v[1], t[c][0]);
+        out[c].p99 = cp_percentile_lerp(v[2], v[3], t[c][1]);
         out[c].zero = !(out[c].p99 - out[c].p1 > 1e-3);
     }
 done:

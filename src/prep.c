@@ -225,15 +225,13 @@ void cp_prep_channels(const float *raw, int64_t npix, int nc, int chan, int chan
 
 /* ---- percentiles (§2.2) ------------------------------------------------------------------- */
 
-/* numpy's _lerp: the "linear" interpolation between neighbours lo, hi at fraction t. */
-static double lerp(double lo, double hi, double t)
+double cp_percentile_lerp(double lo, double hi, double t)
 {
     double d = hi - lo;
     return t >= 0.5 ? hi - d * (1.0 - t) : lo + d * t;
 }
 
-/* Virtual index (n-1) * (q/100) of numpy's linear method: integer part and fraction. */
-static void virtual_index(int64_t n, double q, int64_t *i, double *t)
+void cp_percentile_index(int64_t n, double q, int64_t *i, double *t)
 {
     double pos = (double)(n - 1) * (q / 100.0);
     double f = floor(pos);
@@ -245,8 +243,8 @@ double cp_percentile_sorted(const double *v, int64_t n, double q)
 {
     int64_t i;
     double t;
-    virtual_index(n, q, &i, &t);
-    return lerp(v[i], v[i + 1 < n ? i + 1 : n - 1], t);
+    cp_percentile_index(n, q, &i, &t);
+    return cp_percentile_lerp(v[i], v[i + 1 < n ? i + 1 : n - 1], t);
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -309,15 +307,15 @@ static void percentile_pair(double *v, int64_t n, double q1, double q99, double 
 {
     int64_t i1, i9;
     double t1, t9;
-    virtual_index(n, q1, &i1, &t1);
-    virtual_index(n, q99, &i9, &t9);
+    cp_percentile_index(n, q1, &i1, &t1);
+    cp_percentile_index(n, q99, &i9, &t9);
     select_kth(v, n, i9);
     double hi9 = v[i9], nb9 = i9 + 1 < n ? min_of(v, i9 + 1, n) : hi9;
     /* [0, i9] now holds the i9+1 smallest values */
     select_kth(v, i9 + 1, i1);
     double lo1 = v[i1], nb1 = i1 + 1 <= i9 ? min_of(v, i1 + 1, i9 + 1) : nb9;
-    *p1 = lerp(lo1, nb1, t1);
-    *p99 = lerp(hi9, nb9, t9);
+    *p1 = cp_percentile_lerp(lo1, nb1, t1);
+    *p99 = cp_percentile_lerp(hi9, nb9, t9);
 }
 
 int cp_norm_compute_stack(const float *x2, int64_t nz, int64_t ny, int64_t nx, int c, double q1,

@@ -42,6 +42,12 @@ typedef struct cp_norm {
     double p1, p99;    /* percentiles (f64) */
 } cp_norm;
 
+/* numpy's "linear" method in two steps, for callers that find the order statistics themselves:
+ * the virtual index (n-1) * (q/100) as integer part *i and fraction *t, then the interpolation
+ * between the values at i and min(i+1, n-1) (numpy's _lerp, f64). */
+void cp_percentile_index(int64_t n, double q, int64_t *i, double *t);
+double cp_percentile_lerp(double lo, double hi, double t);
+
 /* numpy "linear" percentile q (0..100) of n values already sorted ascending (f64 arithmetic). */
 double cp_percentile_sorted(const double *v, int64_t n, double q);
 
