@@ -213,32 +213,13 @@ static int store(struct run *r, const char *what, int64_t b, const uint32_t *a, 
                          sizeof(uint32_t) * (size_t)(br.ny * br.nx), r->err);
 }
 
-/* Holes of label v in rectangle box of array a (row length stride), as Cellpose's fill_holes sees
- * them: state (box-sized) gets 1 on v, 2 on the pixels not v reached 4-connectedly from the box
- * border through pixels not v, 0 on the holes. stack: box-sized scratch. */
+/* Holes of label v in rectangle box of the 2-D array a (row length stride): see
+ * cp_post_hole_map. */
 static void holes(const uint32_t *a, int64_t stride, cp_rect box, uint32_t v, unsigned char *state,
                   int64_t *stack)
 {
-    int64_t h = box.ny, w = box.nx, top = 0;
-    for (int64_t y = 0; y < h; y++)
-        for (int64_t x = 0; x < w; x++) {
-            unsigned char *s = state + y * w + x;
-            *s = a[(box.y0 + y) * stride + box.x0 + x] == v;
-            if (!*s && (y == 0 || y == h - 1 || x == 0 || x == w - 1)) {
-                *s = 2;
-                stack[top++] = y * w + x;
-            }
-        }
-    while (top > 0) {
-        int64_t k = stack[--top], x = k % w, y = k / w;
-        int64_t nb[4] = {x > 0 ? k - 1 : -1, x < w - 1 ? k + 1 : -1, y > 0 ? k - w : -1,
-                         y < h - 1 ? k + w : -1};
-        for (int i = 0; i < 4; i++)
-            if (nb[i] >= 0 && state[nb[i]] == 0) {
-                state[nb[i]] = 2;
-                stack[top++] = nb[i];
-            }
-    }
+    cp_box b = {0, 1, box.y0, box.y0 + box.ny, box.x0, box.x0 + box.nx};
+    cp_post_hole_map(a, 1, stride, 0, v, &b, state, stack);
 }
 
 /* Cellpose's per-label flow error from the f64 sums of squared differences s[0], s[1]. */

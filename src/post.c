@@ -99,16 +99,8 @@ static int remove_small(uint32_t *labels, int64_t n, int64_t min_size, char *err
     return 0;
 }
 
-/* Bounding box [z0, z1) x [y0, y1) x [x0, x1) of a label; z1 == 0 when the label is absent. */
-struct box3 {
-    int64_t z0, z1, y0, y1, x0, x1;
-};
-
-/* Fills the holes of label v inside its box b: state (box-sized scratch) gets 1 for the label,
- * 2 for background reached from the box border (4-connected in 2-D, 6-connected and with the
- * z faces as border in 3-D), then every voxel not reached gets the value `to`. */
-static void fill_one(uint32_t *labels, int64_t Ly, int64_t Lx, int three_d, uint32_t v,
-                     const struct box3 *b, uint32_t to, unsigned char *state, int64_t *stack)
+void cp_post_hole_map(const uint32_t *labels, int64_t Ly, int64_t Lx, int three_d, uint32_t v,
+                      const cp_box *b, unsigned char *state, int64_t *stack)
 {
     int64_t bz = b->z1 - b->z0, by = b->y1 - b->y0, bx = b->x1 - b->x0;
     int64_t top = 0;
@@ -142,6 +134,15 @@ static void fill_one(uint32_t *labels, int64_t Ly, int64_t Lx, int three_d, uint
                 stack[top++] = nb[i];
             }
     }
+}
+
+/* Fills the holes of label v inside its box b (see cp_post_hole_map): every voxel of the box not
+ * reached from its border gets the value `to`. */
+static void fill_one(uint32_t *labels, int64_t Ly, int64_t Lx, int three_d, uint32_t v,
+                     const cp_box *b, uint32_t to, unsigned char *state, int64_t *stack)
+{
+    cp_post_hole_map(labels, Ly, Lx, three_d, v, b, state, stack);
+    int64_t bz = b->z1 - b->z0, by = b->y1 - b->y0, bx = b->x1 - b->x0;
     for (int64_t z = 0; z < bz; z++)
         for (int64_t y = 0; y < by; y++) {
             uint32_t *row = labels + ((b->z0 + z) * Ly + b->y0 + y) * Lx + b->x0;
@@ -158,14 +159,14 @@ static int fill_holes(uint32_t *labels, int64_t nz, int64_t Ly, int64_t Lx, char
     int64_t n = nz * Ly * Lx;
     uint32_t m = max_label(labels, n);
     if (m == 0) return 0;
-    struct box3 *box = calloc((size_t)m + 1, sizeof *box);
+    cp_box *box = calloc((size_t)m + 1, sizeof *box);
     if (!box) return cp_errf(err, CP_ENOMEM, "post.c: fill_holes: out of memory for %u labels", m);
     for (int64_t z = 0, i = 0; z < nz; z++)
         for (int64_t y = 0; y < Ly; y++)
             for (int64_t x = 0; x < Lx; x++, i++) {
-                struct box3 *b = &box[labels[i]];
+                cp_box *b = &box[labels[i]];
                 if (b->z1 == 0) {
-                    *b = (struct box3){z, z + 1, y, y + 1, x, x + 1};
+                    *b = (cp_box){z, z + 1, y, y + 1, x, x + 1};
                     continue;
                 }
                 b->z1 = z + 1;
@@ -176,7 +177,7 @@ static int fill_holes(uint32_t *labels, int64_t nz, int64_t Ly, int64_t Lx, char
             }
     int64_t vmax = 0;
     for (uint32_t v = 1; v <= m; v++) {
-        const struct box3 *b = &box[v];
+        const cp_box *b = &box[v];
         int64_t vol = (b->z1 - b->z0) * (b->y1 - b->y0) * (b->x1 - b->x0);
         vmax = vol > vmax ? vol : vmax;
     }

@@ -23,6 +23,18 @@ int cp_post_flow_qc(uint32_t *labels, int64_t Ly, int64_t Lx, const float *dP, d
 int cp_post_fill_and_min_size(uint32_t *labels, int64_t nz, int64_t Ly, int64_t Lx,
                               int64_t min_size, char *err);
 
+/* Bounding box [z0, z1) x [y0, y1) x [x0, x1); z1 == 0 when a label is absent. */
+typedef struct cp_box {
+    int64_t z0, z1, y0, y1, x0, x1;
+} cp_box;
+
+/* The holes of label v inside box b of labels (nz, Ly, Lx) as Cellpose's hole filling sees them:
+ * state (box-sized) gets 1 on v, 2 on the pixels not v reached from the box border through
+ * pixels not v (4-connected in 2-D; 6-connected with the z faces as border when three_d), and 0
+ * on the holes. stack: box-sized scratch. */
+void cp_post_hole_map(const uint32_t *labels, int64_t Ly, int64_t Lx, int three_d, uint32_t v,
+                      const cp_box *b, unsigned char *state, int64_t *stack);
+
 /* Cellpose's stitch3D over planes (nz, Ly, Lx) in place with IoU threshold, ids in uint32 (no
  * wrap: more than 2^32-1 ids is CP_EDATA, the array then partly relabelled; the empty-plane
  * label collision is fixed: a plane next to an empty one gets ids above the running maximum). */
