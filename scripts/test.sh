@@ -8,14 +8,15 @@ jobs=$(nproc)
 if [ "${1:-}" = "--sanitize" ]; then
   dir=build-asan
   cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCP_SANITIZE=ON -DCP_WERROR=ON
-  # OpenMP's runtime keeps thread stacks alive at exit: not our leaks.
   # fast_unwind_on_malloc=0: stacks of runtime allocations name their library (tests/lsan.supp)
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:fast_unwind_on_malloc=0
   export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+  skip=(-LE heavy) # the long end-to-end runs (label heavy) run in the main pass only
 else
   dir=build
+  skip=()
   cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DCP_WERROR=ON
 fi
 cmake --build "$dir" -j"$jobs"
-cd "$dir" && ctest --output-on-failure -j"$jobs"
+cd "$dir" && ctest --output-on-failure -j"$jobs" "${skip[@]}"

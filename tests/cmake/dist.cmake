@@ -1,10 +1,17 @@
 # Distributed runs through the CLI under mpirun (tests/test_dist.c, tests/test_dist_ops.c).
+# Label "heavy": left out of the sanitizer pass (minutes each there); they run in the main pass.
 foreach(c synth_trained_nbase16_synth512 random_cp3_seed0_synth512 synth_trained_nbase16_neuron512
-          synth_trained_nbase16_float32_invert tiny_nbase8_augment_diam60)
-  cp_add_test(NAME dist_seams_${c} SOURCE test_dist.c LINK flows tiff_io ARGS seams ${c})
+          synth_trained_nbase16_float32_invert)
+  cp_add_test(NAME dist_seams_${c} SOURCE test_dist.c LINK flows tiff_io ARGS seams ${c}
+              LABELS heavy)
 endforeach()
-cp_add_test(NAME dist_seams_tiny_4mpx SOURCE test_dist.c ARGS tiny_4mpx)
+cp_add_test(NAME dist_seams_tiny_nbase8_augment_diam60 SOURCE test_dist.c ARGS seams
+            tiny_nbase8_augment_diam60)
+cp_add_test(NAME dist_seams_tiny_4mpx SOURCE test_dist.c ARGS tiny_4mpx LABELS heavy)
 cp_add_test(NAME dist_seams_thin_cells_niter2000 SOURCE test_dist.c ARGS thin_cells)
-foreach(t stack dataset kill_network kill_dynamics signal bad_block)
+foreach(t dataset bad_block)
   cp_add_test(NAME dist_${t} SOURCE test_dist_ops.c LINK tiff_io ARGS ${t})
+endforeach()
+foreach(t stack kill_network kill_dynamics signal)
+  cp_add_test(NAME dist_${t} SOURCE test_dist_ops.c LINK tiff_io ARGS ${t} LABELS heavy)
 endforeach()
