@@ -8,6 +8,7 @@
 #include "follow.h"
 #include "masks.h"
 #include "post.h"
+#include "protrusions.h"
 #include "resize.h"
 
 /* One particle per pixel with cellprob > threshold, in row-major order. Returns the count, or -1
@@ -59,22 +60,62 @@ static int raw_masks(const float *dP, const float *cellprob, int64_t Ldy, int64_
     return rc;
 }
 
+/* Protrusion recovery on the final labels (Ly, Lx) given the masks before QC pre (Ldy, Ldx);
+ * pre, dP and cellprob are resized with INTER_NEAREST (bit copies through the label resize) when
+ * the scales differ. */
+static int protrusions(const float *dP, const float *cellprob, uint32_t *pre, int64_t Ldy,
+                       int64_t Ldx, const cp_mask_params *mp, int64_t Ly, int64_t Lx,
+                       uint32_t *labels, char *err)
+{
+    if (Ldy == Ly && Ldx == Lx)
+        return cp_protrusions_attach(labels, pre, dP, cellprob, Ly, Lx, mp->cellprob_threshold,
+                                     mp->protrusion_max_len, err);
+    int64_t ns = Ldy * Ldx, nd = Ly * Lx;
+    uint32_t *src = malloc(sizeof *src * (size_t)ns), *dst = malloc(sizeof *dst * (size_t)nd);
+    uint32_t *rawd = malloc(sizeof *rawd * (size_t)nd);
+    float *f = malloc(sizeof *f * (size_t)(3 * nd));
+    int rc = 0;
+    if (!src || !dst || !rawd || !f) rc = cp_errf(err, CP_ENOMEM, "masks: out of memory");
+    for (int c = 0; !rc && c < 3; c++) {
+        memcpy(src, c < 2 ? dP + c * ns : cellprob, sizeof *src * (size_t)ns);
+        cp_resize_nearest_u32(src, Ldy, Ldx, dst, Ly, Lx);
+        memcpy(f + c * nd, dst, sizeof *dst * (size_t)nd);
+    }
+    if (!rc) {
+        cp_resize_nearest_u32(pre, Ldy, Ldx, rawd, Ly, Lx);
+        rc = cp_protrusions_attach(labels, rawd, f, f + 2 * nd, Ly, Lx, mp->cellprob_threshold,
+                                   mp->protrusion_max_len, err);
+    }
+    free(src);
+    free(dst);
+    free(rawd);
+    free(f);
+    return rc;
+}
+
 int cp_compute_masks(const float *dP, const float *cellprob, int64_t Ldy, int64_t Ldx,
                      const cp_mask_params *mp, int64_t Ly, int64_t Lx, uint32_t *labels,
                      cp_timing *timing, char *err)
 {
     double t0 = cp_now();
+    int64_t nd = Ldy * Ldx;
     int resized = Ldy != Ly || Ldx != Lx;
-    uint32_t *raw = resized ? malloc(sizeof(uint32_t) * (size_t)(Ldy * Ldx)) : labels;
-    if (!raw) return cp_errf(err, CP_ENOMEM, "masks: out of memory");
-    int rc = raw_masks(dP, cellprob, Ldy, Ldx, mp, raw, timing, &t0, err);
+    uint32_t *raw = resized ? malloc(sizeof(uint32_t) * (size_t)nd) : labels;
+    uint32_t *pre = mp->protrusions ? malloc(sizeof(uint32_t) * (size_t)nd) : NULL;
+    int rc = !raw || (mp->protrusions && !pre) ? cp_errf(err, CP_ENOMEM, "masks: out of memory")
+                                               : raw_masks(dP, cellprob, Ldy, Ldx, mp, raw,
+                                                           timing, &t0, err);
     int any = 0;
-    for (int64_t i = 0; !rc && !any && i < Ldy * Ldx; i++) any = raw[i] != 0;
+    for (int64_t i = 0; !rc && !any && i < nd; i++) any = raw[i] != 0;
+    if (!rc && pre) memcpy(pre, raw, sizeof *pre * (size_t)nd);
     if (!rc && any && mp->flow_threshold > 0)
         rc = cp_post_flow_qc(raw, Ldy, Ldx, dP, mp->flow_threshold, NULL, err);
     if (!rc && resized) cp_resize_nearest_u32(raw, Ldy, Ldx, labels, Ly, Lx);
     if (resized) free(raw);
     if (!rc) rc = cp_post_fill_and_min_size(labels, 1, Ly, Lx, mp->min_size, err);
+    if (!rc && pre)
+        rc = protrusions(dP, cellprob, pre, Ldy, Ldx, mp, Ly, Lx, labels, err);
+    free(pre);
     if (timing) cp_timing_lap(timing, CP_PH_POST, &t0);
     return rc;
 }

@@ -105,6 +105,7 @@ int cp_segment_plane(const cp_params *p, const cp_model *m, cp_image *im, int64_
         .flow_threshold = p->flow_threshold,
         .max_size_fraction = p->max_size_fraction,
         .min_size = stitch ? -1 : p->min_size, /* stitched stacks: min_size in 3-D afterwards */
+        .protrusions = p->protrusions, .protrusion_max_len = p->protrusion_max_len,
     };
     rc = cp_compute_masks(no.dP, no.cellprob, no.ny, no.nx, &mp, L->ny, L->nx, labels, tm, err);
     if (flows && !rc) *flows = no;
@@ -302,6 +303,7 @@ int cp_segment_flows(const cp_params *p, const char *out_path, const char *cmdli
         .steps = p->niter > 0 ? p->niter : 200, .interp = !p->no_interp,
         .cellprob_threshold = (float)p->cellprob_threshold, .flow_threshold = p->flow_threshold,
         .max_size_fraction = p->max_size_fraction, .min_size = stitch ? -1 : p->min_size,
+        .protrusions = p->protrusions, .protrusion_max_len = p->protrusion_max_len,
     };
     if (!rc) {
         labels = calloc((size_t)(nz * ny * nx), sizeof *labels);

@@ -7,12 +7,15 @@
  * the one matched to their cell / all protrusion pixels; a merge is a predicted mask holding
  * >= 20% of the pixels of each of two different ground-truth cells.
  *
- * Usage: test_protrusions reference | synth1024 | metric <labels.tif|labels.h5> */
+ * Usage: test_protrusions reference | synth1024 | unit | metric <labels.tif|labels.h5> */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "cp_err.h"
+#include "protrusions.h"
 #include "testutil.h"
 
 #define NY 1024
@@ -109,6 +112,13 @@ static uint32_t *read_labels(const char *path)
     return a;
 }
 
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
 static pmetric score(const char *what, const uint32_t *pred)
 {
     uint32_t *gt = read_labels(tu_path("%s/data/synthetic/synth_1024_labels.tif", tu_shared()));
@@ -153,17 +163,121 @@ static void test_reference(void)
     json_object_put(j);
 }
 
+/* The CLI on synth_1024 with the trained model: without --protrusions the labels are Cellpose's
+ * masks.tif exactly; with it (from the saved flows, at 1 and 2 OpenMP threads: same labels) the
+ * protrusion metric clears the thresholds. */
+static void test_synth1024(void)
+{
+    const char *dir = tu_tmpdir(), *sh = tu_shared();
+    char base[512], flows[512];
+    snprintf(flows, sizeof flows, "%s/flows.h5", dir);
+    snprintf(base, sizeof base, "%s/cellpose-mpi --quiet", tu_build_dir());
+    double t0 = now_s();
+    int st = tu_run("%s --pretrained_model %s/models/synth_trained_nbase16.pth --image_path "
+                    "%s/data/synthetic/synth_1024.tif --chan 1 --chan2 2 --diameter 30 "
+                    "--save_flows --output %s", base, sh, sh, flows);
+    printf("network run: %.1f s\n", now_s() - t0);
+    TU_CHECK(st == 0, "cellpose-mpi (network) exited with %d", st);
+    uint32_t *off = read_labels(flows);
+    uint32_t *ref = read_labels(tu_path("%s/reference/synth_trained_nbase16_synth1024/masks.tif",
+                                        sh));
+    TU_CHECK(off && ref, "cannot read the labels");
+    if (off && ref) {
+        int64_t nd = tu_count_diff_u32(off, ref, NY * NX);
+        printf("without --protrusions: %lld pixels differ from masks.tif\n", (long long)nd);
+        TU_CHECK(nd == 0, "without --protrusions %lld pixels differ from Cellpose", (long long)nd);
+    }
+    uint32_t *on[2] = {NULL, NULL};
+    for (int t = 0; t < 2; t++) {
+        char out[512];
+        snprintf(out, sizeof out, "%s/prot%d.h5", dir, t + 1);
+        t0 = now_s();
+        st = tu_run("OMP_NUM_THREADS=%d %s --flows %s --protrusions --output %s", t + 1, base,
+                    flows, out);
+        printf("--flows --protrusions at %d thread(s): %.2f s\n", t + 1, now_s() - t0);
+        TU_CHECK(st == 0, "cellpose-mpi --protrusions exited with %d", st);
+        on[t] = read_labels(out);
+        TU_CHECK(on[t] != NULL, "cannot read %s", out);
+    }
+    if (on[0] && on[1]) {
+        int64_t nd = tu_count_diff_u32(on[0], on[1], NY * NX);
+        TU_CHECK(nd == 0, "1 vs 2 threads: %lld pixels differ", (long long)nd);
+        pmetric m = score("--protrusions", on[0]);
+        TU_CHECK(m.prot_recall >= 0.71, "protrusion recall %.4f < 0.71", m.prot_recall);
+        TU_CHECK(m.wrong_cell <= 0.16, "wrong cell %.4f > 0.16", m.wrong_cell);
+        TU_CHECK(m.body_recall >= 0.7737, "body recall %.4f below Cellpose's", m.body_recall);
+        TU_CHECK(m.matched >= 100, "matched %lld < 100 of 105", (long long)m.matched);
+        TU_CHECK(m.merges <= 2, "%lld merges", (long long)m.merges);
+    }
+    free(off), free(ref), free(on[0]), free(on[1]);
+    tu_run("rm -rf %s", dir);
+}
+
+/* Small hand-made planes: a cell with an unlabelled thin process (flow pointing back to the cell)
+ * gets it; a disconnected blob stays 0; max_len bounds the path; a mask thinner than 5 px is
+ * released and taken by the cell it touches; two cells split a process between them; bad
+ * arguments. */
+static void test_unit(void)
+{
+    enum { H = 40, W = 80 };
+    static uint32_t lab[H * W];
+    static float dP[2 * H * W], cp[H * W];
+    char err[CP_ERR_LEN];
+    memset(lab, 0, sizeof lab);
+    for (int i = 0; i < H * W; i++) cp[i] = -5.0f, dP[i] = dP[H * W + i] = 0.0f;
+    for (int y = 10; y < 30; y++)      /* cell 1: a 20x20 square at x 0..19 */
+        for (int x = 0; x < 20; x++) lab[y * W + x] = 1, cp[y * W + x] = 5.0f;
+    for (int x = 20; x < 60; x++) {    /* a 1-px process at y 20, x 20..59, flowing to -x */
+        cp[20 * W + x] = 1.0f;
+        dP[H * W + 20 * W + x] = -1.0f;
+    }
+    for (int y = 2; y < 5; y++)        /* a blob touching nothing */
+        for (int x = 70; x < 73; x++) cp[y * W + x] = 3.0f;
+    uint32_t a[H * W];
+    memcpy(a, lab, sizeof a);
+    int rc = cp_protrusions_attach(a, NULL, dP, cp, H, W, 0.0f, 400, err);
+    TU_CHECK(rc == 0, "attach: %s", err);
+    int64_t got = 0;
+    for (int x = 20; x < 60; x++) got += a[20 * W + x] == 1;
+    TU_CHECK(got == 40, "process: %lld of 40 pixels attached", (long long)got);
+    TU_CHECK(a[3 * W + 71] == 0, "the disconnected blob got label %u", a[3 * W + 71]);
+    memcpy(a, lab, sizeof a);          /* 10 axial steps against the flow cost 100 = max_len 10 */
+    rc = cp_protrusions_attach(a, NULL, dP, cp, H, W, 0.0f, 10, err);
+    got = 0;
+    for (int x = 20; x < 60; x++) got += a[20 * W + x] == 1;
+    TU_CHECK(rc == 0 && got == 10, "max_len 10: %lld pixels attached", (long long)got);
+    memcpy(a, lab, sizeof a);          /* the process as a mask of its own: released, attached */
+    for (int x = 20; x < 60; x++) a[20 * W + x] = 2;
+    rc = cp_protrusions_attach(a, NULL, dP, cp, H, W, 0.0f, 400, err);
+    TU_CHECK(rc == 0 && a[20 * W + 40] == 1, "thin mask 2: pixel got %u, want 1", a[20 * W + 40]);
+    memcpy(a, lab, sizeof a);          /* a second cell at the far end, no flow */
+    for (int x = 0; x < 20; x++)
+        for (int y = 10; y < 30; y++) a[y * W + x + 60] = 3, cp[y * W + x + 60] = 5.0f;
+    for (int x = 20; x < 60; x++) dP[H * W + 20 * W + x] = 0.0f;
+    rc = cp_protrusions_attach(a, NULL, dP, cp, H, W, 0.0f, 400, err);
+    TU_CHECK(rc == 0 && a[20 * W + 25] == 1 && a[20 * W + 55] == 3,
+             "two cells: %u near 1, %u near 3", a[20 * W + 25], a[20 * W + 55]);
+    int n1 = 0, n3 = 0;
+    for (int x = 20; x < 60; x++) n1 += a[20 * W + x] == 1, n3 += a[20 * W + x] == 3;
+    TU_CHECK(n1 == 20 && n3 == 20, "split of the process: %d to 1, %d to 3", n1, n3);
+    rc = cp_protrusions_attach(a, NULL, dP, cp, H, W, 0.0f, 0, err);
+    TU_CHECK(rc == CP_EPARAM && strstr(err, "protrusions: bad size 40x80 or max_len 0"),
+             "max_len 0: rc %d, '%s'", rc, err);
+}
+
 int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "";
     if (!strcmp(mode, "reference")) test_reference();
+    else if (!strcmp(mode, "synth1024")) test_synth1024();
+    else if (!strcmp(mode, "unit")) test_unit();
     else if (!strcmp(mode, "metric") && argc > 2) {
         uint32_t *pred = read_labels(argv[2]);
         TU_CHECK(pred != NULL, "cannot read %s", argv[2]);
         if (pred) score(argv[2], pred);
         free(pred);
     } else {
-        fprintf(stderr, "usage: test_protrusions reference | synth1024 | metric <labels>\n");
+        fprintf(stderr, "usage: test_protrusions reference | synth1024 | unit | metric <labels>\n");
         return 2;
     }
     return tu_finish();

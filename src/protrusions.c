@@ -1,0 +1,252 @@
+/* Protrusion recovery (see protrusions.h): restoring QC-deleted cell bodies, opening the masks,
+ * then a Dijkstra over (pixel, incoming direction) states of the unlabelled foreground with
+ * integer costs and the total order (cost, label). */
+#include "protrusions.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cp_err.h"
+
+/* the 8 directions, counter-clockwise from +x; opposite directions differ by 4 */
+static const int DY[8] = {0, -1, -1, -1, 0, 1, 1, 1};
+static const int DX[8] = {1, 1, 0, -1, -1, -1, 0, 1};
+
+enum {
+    STEP_AXIAL = 10, STEP_DIAG = 14, /* step lengths; max_len is in STEP_AXIAL units */
+    FLOW_PEN = 10,                   /* stepping along the flow instead of against it */
+    OPEN_R = 2,                      /* masks are opened by a (2r+1)^2 square */
+    BODY_R = 3,                      /* a restored mask needs a (2r+1)^2 core */
+};
+/* turning by 0, 45, 90, 135, 180 degrees between consecutive steps */
+static const int32_t TURN_PEN[5] = {0, 10, 40, 120, 200};
+
+/* Cost of entering pixel q in direction d (from q - d): the step length plus FLOW_PEN * w, w in
+ * [0, 1] growing as the step follows rather than opposes the flow at q (a process flows back to
+ * its cell, against a path growing out of the cell); no flow counts as w = 1/2. */
+static int32_t step_cost(const float *dP, int64_t npix, int64_t q, int d)
+{
+    float fy = dP[q], fx = dP[npix + q];
+    float nrm = sqrtf(fy * fy + fx * fx);
+    int32_t base = (d & 1) ? STEP_DIAG : STEP_AXIAL;
+    if (!(nrm > 1e-3f)) return base + FLOW_PEN / 2;
+    float dl = (d & 1) ? 1.41421356f : 1.0f;
+    float along = ((float)DY[d] * fy + (float)DX[d] * fx) / (nrm * dl); /* in [-1, 1] */
+    return base + (int32_t)lrintf((float)FLOW_PEN * (1.0f + along) * 0.5f);
+}
+
+static int32_t turn_cost(int din, int d)
+{
+    int k = (d - din + 8) & 7;
+    return TURN_PEN[k > 4 ? 8 - k : k];
+}
+
+/* core[i] = 1 where the (2r+1)^2 window around i lies inside the image and in label l[i] != 0. */
+static void erode(const uint32_t *l, int64_t Ly, int64_t Lx, int r, unsigned char *core)
+{
+    memset(core, 0, (size_t)(Ly * Lx));
+    for (int64_t y = r; y < Ly - r; y++)
+        for (int64_t x = r; x < Lx - r; x++) {
+            uint32_t v = l[y * Lx + x];
+            int in = v != 0;
+            for (int dy = -r; in && dy <= r; dy++)
+                for (int dx = -r; in && dx <= r; dx++) in = l[(y + dy) * Lx + x + dx] == v;
+            core[y * Lx + x] = (unsigned char)in;
+        }
+}
+
+/* Opening of every mask by the (2r+1)^2 square: pixels of a mask not covered by a window lying
+ * in the mask are released (set to 0); masks without such a window vanish. */
+static int open_masks(uint32_t *labels, int64_t Ly, int64_t Lx, int r, char *err)
+{
+    unsigned char *core = malloc((size_t)(Ly * Lx)), *keep = malloc((size_t)(Ly * Lx));
+    if (!core || !keep) {
+        free(core);
+        free(keep);
+        return cp_errf(err, CP_ENOMEM, "protrusions: out of memory (%lldx%lld)", (long long)Ly,
+                       (long long)Lx);
+    }
+    erode(labels, Ly, Lx, r, core);
+    for (int64_t y = 0; y < Ly; y++)
+        for (int64_t x = 0; x < Lx; x++) {
+            uint32_t v = labels[y * Lx + x];
+            int k = 0;
+            for (int64_t yy = y - r; v && !k && yy <= y + r; yy++)
+                for (int64_t xx = x - r; !k && xx <= x + r; xx++)
+                    k = yy >= 0 && yy < Ly && xx >= 0 && xx < Lx && core[yy * Lx + xx] &&
+                        labels[yy * Lx + xx] == v;
+            keep[y * Lx + x] = (unsigned char)k;
+        }
+    for (int64_t i = 0; i < Ly * Lx; i++)
+        if (!keep[i]) labels[i] = 0;
+    free(core);
+    free(keep);
+    return 0;
+}
+
+/* Masks of raw (before flow QC) that QC deleted, touching no labelled pixel (8-connected), and
+ * having a (2r+1)^2 core come back with new ids above the largest label, in raw id order. */
+static int restore_masks(uint32_t *labels, const uint32_t *raw, int64_t Ly, int64_t Lx, int r,
+                         char *err)
+{
+    int64_t npix = Ly * Lx;
+    uint32_t mx = 0, rmx = 0;
+    for (int64_t i = 0; i < npix; i++) {
+        mx = labels[i] > mx ? labels[i] : mx;
+        rmx = raw[i] > rmx ? raw[i] : rmx;
+    }
+    unsigned char *core = malloc((size_t)npix);
+    uint32_t *id = calloc((size_t)rmx + 1, sizeof *id);
+    if (!core || !id) {
+        free(core);
+        free(id);
+        return cp_errf(err, CP_ENOMEM, "protrusions: out of memory (%u raw masks)", rmx);
+    }
+    erode(raw, Ly, Lx, r, core);
+    for (int64_t i = 0; i < npix; i++)
+        if (core[i]) id[raw[i]] = 1;
+    for (int64_t y = 0; y < Ly; y++) /* not restored: masks touching a labelled pixel */
+        for (int64_t x = 0; x < Lx; x++) {
+            uint32_t v = raw[y * Lx + x];
+            for (int64_t yy = y - 1; v && id[v] && yy <= y + 1; yy++)
+                for (int64_t xx = x - 1; xx <= x + 1; xx++)
+                    if (yy >= 0 && yy < Ly && xx >= 0 && xx < Lx && labels[yy * Lx + xx])
+                        id[v] = 0;
+        }
+    for (uint32_t k = 1; k <= rmx; k++)
+        if (id[k]) id[k] = ++mx;
+    for (int64_t i = 0; i < npix; i++)
+        if (raw[i] && id[raw[i]]) labels[i] = id[raw[i]];
+    free(core);
+    free(id);
+    return 0;
+}
+
+/* Dial's bucket queue: costs are integers and every step costs at most MAX_STEP, so the states
+ * of cost c wait in bucket c % NBUCKET until all cheaper states are done. */
+enum { MAX_STEP = STEP_DIAG + FLOW_PEN + 200 /* TURN_PEN[4] */, NBUCKET = 256 };
+_Static_assert(MAX_STEP < NBUCKET, "a step must not wrap around the buckets");
+
+typedef struct bucket {
+    int64_t *s;
+    int64_t n, cap;
+} bucket;
+
+typedef struct bqueue {
+    bucket b[NBUCKET];
+    int64_t pending; /* entries in all buckets */
+} bqueue;
+
+static int bpush(bqueue *q, int32_t c, int64_t state)
+{
+    bucket *b = &q->b[c % NBUCKET];
+    q->pending++;
+    if (b->n == b->cap) {
+        int64_t nc = b->cap ? 2 * b->cap : 256;
+        int64_t *s = realloc(b->s, sizeof *s * (size_t)nc);
+        if (!s) return -1;
+        b->s = s, b->cap = nc;
+    }
+    b->s[b->n++] = state;
+    return 0;
+}
+
+/* Offers (c, l) to state s: kept and queued if better in the order (cost, label) than what s
+ * holds and within cap. */
+static int relax(bqueue *q, int32_t *cost, uint32_t *lab, int64_t s, int32_t c, uint32_t l,
+                 int32_t cap)
+{
+    if (c > cap || c > cost[s] || (c == cost[s] && l >= lab[s])) return 0;
+    cost[s] = c, lab[s] = l;
+    return bpush(q, c, s);
+}
+
+/* The shortest paths of (3) over the nn graph pixels pix[] (node[] maps pixels to them or -1).
+ * A state is final when its bucket comes up: edges are positive, so nothing of the same cost
+ * can improve it, and its label is then the least among its cheapest paths. */
+static int attach(uint32_t *labels, const float *dP, const int64_t *node, const int64_t *pix,
+                  int64_t nn, int64_t Ly, int64_t Lx, int32_t cap, int32_t *cost, uint32_t *lab)
+{
+    int64_t npix = Ly * Lx;
+    bqueue *q = calloc(1, sizeof *q);
+    int16_t *sc = malloc(sizeof *sc * (size_t)(8 * nn + 1)); /* step_cost of state k * 8 + d */
+    if (!q || !sc) {
+        free(q);
+        free(sc);
+        return -1;
+    }
+    for (int64_t s = 0; s < 8 * nn; s++)
+        sc[s] = (int16_t)step_cost(dP, npix, pix[s / 8], (int)(s % 8));
+    int rc = 0;
+    for (int64_t s = 0; s < 8 * nn; s++) cost[s] = INT32_MAX, lab[s] = UINT32_MAX;
+    for (int64_t k = 0; !rc && k < nn; k++) { /* seeds: steps from a labelled pixel */
+        int64_t p = pix[k], y = p / Lx, x = p % Lx;
+        for (int d = 0; !rc && d < 8; d++) {
+            int64_t py = y - DY[d], px = x - DX[d];
+            if (py < 0 || py >= Ly || px < 0 || px >= Lx || !labels[py * Lx + px]) continue;
+            rc = relax(q, cost, lab, 8 * k + d, sc[8 * k + d], labels[py * Lx + px], cap);
+        }
+    }
+    for (int32_t c = 0; !rc && q->pending && c <= cap; c++) {
+        bucket *b = &q->b[c % NBUCKET];
+        for (int64_t i = 0; !rc && i < b->n; i++) {
+            int64_t st = b->s[i];
+            if (cost[st] != c) continue; /* improved since: queued again */
+            uint32_t l = lab[st];
+            int64_t p = pix[st / 8], y = p / Lx, x = p % Lx;
+            int din = (int)(st % 8);
+            for (int d = 0; !rc && d < 8; d++) {
+                int64_t qy = y + DY[d], qx = x + DX[d];
+                if (qy < 0 || qy >= Ly || qx < 0 || qx >= Lx || node[qy * Lx + qx] < 0) continue;
+                int64_t t = 8 * node[qy * Lx + qx] + d;
+                rc = relax(q, cost, lab, t, c + sc[t] + turn_cost(din, d), l, cap);
+            }
+        }
+        q->pending -= b->n;
+        b->n = 0;
+    }
+    for (int i = 0; i < NBUCKET; i++) free(q->b[i].s);
+    free(q);
+    free(sc);
+    for (int64_t k = 0; !rc && k < nn; k++) {
+        int64_t b = 8 * k;
+        for (int64_t s = 8 * k + 1; s < 8 * k + 8; s++)
+            if (cost[s] < cost[b] || (cost[s] == cost[b] && lab[s] < lab[b])) b = s;
+        if (cost[b] <= cap) labels[pix[k]] = lab[b];
+    }
+    return rc;
+}
+
+int cp_protrusions_attach(uint32_t *labels, const uint32_t *raw, const float *dP,
+                          const float *cellprob, int64_t Ly, int64_t Lx, float cellprob_threshold,
+                          int64_t max_len, char *err)
+{
+    if (Ly < 1 || Lx < 1 || Ly > INT32_MAX || Lx > INT32_MAX || max_len < 1)
+        return cp_errf(err, CP_EPARAM, "protrusions: bad size %lldx%lld or max_len %lld",
+                       (long long)Ly, (long long)Lx, (long long)max_len);
+    int64_t npix = Ly * Lx;
+    int rc = raw ? restore_masks(labels, raw, Ly, Lx, BODY_R, err) : 0;
+    if (!rc) rc = open_masks(labels, Ly, Lx, OPEN_R, err);
+    if (rc) return rc;
+    int64_t *node = malloc(sizeof *node * (size_t)npix);
+    if (!node) return cp_errf(err, CP_ENOMEM, "protrusions: out of memory");
+    int64_t nn = 0;
+    for (int64_t i = 0; i < npix; i++)
+        node[i] = !labels[i] && cellprob[i] > cellprob_threshold ? nn++ : -1;
+    int64_t *pix = malloc(sizeof *pix * (size_t)(nn ? nn : 1));
+    int32_t *cost = malloc(sizeof *cost * (size_t)(8 * nn + 1));
+    uint32_t *lab = malloc(sizeof *lab * (size_t)(8 * nn + 1));
+    int32_t cap = max_len > INT32_MAX / (4 * STEP_AXIAL) ? INT32_MAX / 4
+                                                         : (int32_t)(STEP_AXIAL * max_len);
+    if (!pix || !cost || !lab) rc = cp_errf(err, CP_ENOMEM, "protrusions: out of memory");
+    for (int64_t i = 0; !rc && i < npix; i++)
+        if (node[i] >= 0) pix[node[i]] = i;
+    if (!rc && attach(labels, dP, node, pix, nn, Ly, Lx, cap, cost, lab))
+        rc = cp_errf(err, CP_ENOMEM, "protrusions: out of memory (queue)");
+    free(node);
+    free(pix);
+    free(cost);
+    free(lab);
+    return rc;
+}
