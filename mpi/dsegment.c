@@ -348,6 +348,9 @@ static int plane_blocks(run *r, cp_image *im, char *err)
     };
     int64_t Ly, Lx;
     int rc = cp_dnet_size(&net, &Ly, &Lx, err);
+    if (!rc && p->protrusions)
+        rc = cp_errf(err, CP_EUNSUPPORTED, "--protrusions: not available in distributed runs yet "
+                     "(run on one rank without --block)");
     if (!rc && p->no_resample && rescale != 1.0)
         rc = cp_errf(err, CP_EUNSUPPORTED, "%s: --no_resample with a diameter other than the "
                      "model's (rescale %g) needs a nearest resize across blocks, not done yet in "
@@ -632,7 +635,11 @@ int cp_dsegment_flows(MPI_Comm comm, const cp_params *p, const char *out_path,
     MPI_Comm_size(comm, &r.nranks);
     r.t0 = MPI_Wtime(), r.c0 = cp_comm_seconds();
     int64_t Ly = 0, Lx = 0;
-    int resumed, rc = cp_agree(comm, flows_size(p, &Ly, &Lx, err), err);
+    int resumed, rc = flows_size(p, &Ly, &Lx, err);
+    if (!rc && p->protrusions)
+        rc = cp_errf(err, CP_EUNSUPPORTED, "--protrusions: not available in distributed runs yet "
+                     "(run on one rank without --block)");
+    rc = cp_agree(comm, rc, err);
     if (!rc) rc = workdir_open(&r, &resumed, err);
     if (rc) return rc;
     cp_dplane d;
