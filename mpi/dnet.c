@@ -388,6 +388,8 @@ int cp_dnet_windows(const cp_dnet *net, const cp_rect *wins, int64_t n, cp_dnet_
 typedef struct block_sink {
     const cp_dplane *d;
     const cp_dnet *net;
+    double t0;       /* start of the phase (progress) */
+    int64_t n;       /* blocks to compute on this rank */
     const char *name;
     const int64_t *todo;
     const cp_rect *wins;
@@ -398,6 +400,12 @@ static int store_block(void *arg, int64_t i, const float *out3, char *err)
     const block_sink *k = arg;
     int rc = cp_bstore_put(k->d->store, k->name, k->todo[i], out3,
                            sizeof(float) * (size_t)(3 * k->wins[i].ny * k->wins[i].nx), err);
+    if (!rc && k->net->progress && k->d->rank == 0) {
+        /* every rank has a similar share: rank 0's pace estimates the job's */
+        double dt = MPI_Wtime() - k->t0, eta = dt / (double)(i + 1) * (double)(k->n - i - 1);
+        fprintf(stderr, "cellpose-mpi: network: block %lld/%lld of rank 0 done, %.0f s, ETA %.0f s\n",
+                (long long)(i + 1), (long long)k->n, dt, eta);
+    }
     if (!rc && k->net->stop && *k->net->stop)
         rc = cp_errf(err, CP_EINTR, "stopped by a signal after block %lld",
                      (long long)k->todo[i]);
@@ -436,7 +444,7 @@ static int run_blocks(const cp_dplane *d, const cp_dnet *net, cp_dnet_stats *st,
         todo[ntodo] = b;
         wins[ntodo++] = r;
     }
-    block_sink k = {d, net, name, todo, wins};
+    block_sink k = {d, net, MPI_Wtime(), ntodo, name, todo, wins};
     rc = cp_dnet_windows(net, wins, ntodo, store_block, &k, st, err);
     st->reused = reused;
     free(todo);

@@ -374,6 +374,7 @@ static int plane_blocks(run *r, cp_image *im, char *err)
     if (rc || (rc = stopped(r, "normalization", err))) return rc;
     cp_dnet_stats st;
     net.stop = &stop_requested;
+    net.progress = !p->quiet;
     rc = cp_dnet_run_stats(&d, &net, &st, err);
     lap(r, CP_PH_NET);
     if (rc == CP_EINTR) {

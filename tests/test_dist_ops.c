@@ -7,6 +7,7 @@
  *   signal       SIGUSR1 in the network phase: stop at the next block boundary, exit status 3;
  *                --resume finishes identically
  *   bad_block    a corrupt strip read by one rank: the job stops with that rank's message, no output
+ *   h5py         a 3-rank output read by h5py: layout, chunking + deflate, /cells, attributes
  * usage: test_dist_ops NAME */
 #include <dirent.h>
 #include <signal.h>
@@ -247,6 +248,37 @@ static void bad_block(void)
              access(tu_path("%s/o.h5.partial", dir), F_OK) != 0, "output left behind");
 }
 
+static void h5py(void)
+{
+    int st = tu_run(MPIRUN " -n 3 %s --quiet --pretrained_model %s/models/synth_trained_nbase16.pth"
+                    " --image_path %s/reference/random_cp3_seed0_synth512/input.tif --chan 1 --chan2 2"
+                    " --block 128 --save_flows --output %s/o.h5", exe, tu_shared(), tu_shared(), dir);
+    TU_CHECK(st == 0, "distributed run failed (%d)", st);
+    FILE *f = fopen(tu_path("%s/check.py", dir), "w");
+    fputs("import sys, h5py, numpy as np\n"
+          "f = h5py.File(sys.argv[1], 'r')\n"
+          "l = f['labels']\n"
+          "assert l.dtype == np.uint32 and l.shape == (512, 512), (l.dtype, l.shape)\n"
+          "assert l.chunks is not None and l.compression == 'gzip', (l.chunks, l.compression)\n"
+          "assert f['flows'].shape == (2, 512, 512) and f['cellprob'].shape == (512, 512)\n"
+          "c = f['cells'][...]\n"
+          "n = int(l[...].max())\n"
+          "assert len(c) == n == f.attrs['n_masks'], (len(c), n)\n"
+          "assert list(c['id']) == list(range(1, n + 1))\n"
+          "assert (c['area'] == np.bincount(l[...].ravel())[1:]).all()\n"
+          "assert f.attrs['niter_used'] == 200 and f.attrs['block'] == 128\n"
+          "assert len(f.attrs['model_sha256']) == 64\n"
+          "print('h5py: ok,', n, 'masks, chunks', l.chunks)\n", f);
+    fclose(f);
+    st = tu_run("/usr/bin/python3 -c 'import h5py' 2>/dev/null");
+    if (st != 0) {
+        printf("SKIP: python3-h5py is not installed (scripts/install-deps.sh installs it)\n");
+        return;
+    }
+    st = tu_run("/usr/bin/python3 %s/check.py %s/o.h5", dir, dir);
+    TU_CHECK(st == 0, "h5py checks of the output failed");
+}
+
 int main(int argc, char **argv)
 {
     snprintf(dir, sizeof dir, "%s", tu_tmpdir());
@@ -257,11 +289,12 @@ int main(int argc, char **argv)
     if (!strcmp(what, "stack")) stack();
     else if (!strcmp(what, "dataset")) dataset();
     else if (!strcmp(what, "bad_block")) bad_block();
+    else if (!strcmp(what, "h5py")) h5py();
     else if (!strcmp(what, "kill_network") || !strcmp(what, "kill_dynamics") ||
              !strcmp(what, "signal"))
         interrupted(what);
     else return fprintf(stderr, "usage: test_dist_ops stack|dataset|kill_network|kill_dynamics|"
-                                "signal|bad_block\n"), 2;
+                                "signal|bad_block|h5py\n"), 2;
     if (!tu_failed) tu_run("rm -rf %s", dir);
     return tu_finish();
 }
