@@ -13,8 +13,9 @@ pkgs=(
   libconfig-dev                               # job files
   libjson-c-dev                               # tests read the oracle's case.json
   python3 python3-numpy python3-h5py python3-tifffile   # test helpers (reading outputs)
+  python3-matplotlib                          # slurm/scaling_study.py plots
 )
-[ "${1:-}" = "--bench" ] && pkgs+=(python3-torch python3-matplotlib)
+[ "${1:-}" = "--bench" ] && pkgs+=(python3-torch)
 export DEBIAN_FRONTEND=noninteractive
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
 $SUDO apt-get update -qq

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cp_err.h"
+#include "jobfile.h"
 
 void cp_cli_usage(FILE *f)
 {
@@ -21,9 +22,32 @@ void cp_cli_usage(FILE *f)
                "  --help, --version\n");
 }
 
+/* The value of the last --job of argv (walking flags and their values as the parser does), or
+ * NULL. */
+static const char *job_argument(int argc, char **argv)
+{
+    const char *job = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--norm_percentile")) {
+            i += 2;
+            continue;
+        }
+        const cp_param_def *d = strncmp(argv[i], "--", 2) ? NULL : cp_param_find(argv[i] + 2);
+        if (!d || d->type == CP_PT_FLAG || i + 1 >= argc) continue;
+        if (!strcmp(d->name, "job")) job = argv[i + 1];
+        i++;
+    }
+    return job;
+}
+
 int cp_cli_parse(int argc, char **argv, cp_params *p, char *err)
 {
     cp_params_default(p);
+    const char *job = job_argument(argc, argv);
+    if (job) { /* the file first, then the flags over it */
+        int rc = cp_jobfile_load(job, p, err);
+        if (rc) return rc;
+    }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {

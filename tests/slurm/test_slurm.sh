@@ -3,11 +3,15 @@
 #  1. dataset_array.sbatch, 2 array tasks over 3 crops with a job file: 3 outputs, each with the
 #     labels of a direct single-process run;
 #  2. scaling_study.sbatch, ranks 1 2 x 1 thread, strong and weak: CSV with 4 rows and a PNG;
-#  3. large_image.sbatch, 2 ranks over a 2048x2048 image (trained model, --augment): the labels;
-#  4. the same with --time=1 --signal=B:USR1@45: USR1 -> checkpoint -> exit 3 -> requeue ->
-#     --resume, finishing with labels identical to run 3.
-# Usage: test_slurm.sh BUILD_DIR SOURCE_DIR SHARED_DIR (CELLPOSE_MPI_SHARED overrides the last). Exit 0 pass, 1 fail, 77 skipped (not root,
-# or slurm-wlm/munge cannot be installed); on CI (CI=true) a skip is a failure.
+#  3. large_image.sbatch, 2 ranks over a 2048x3072 image (trained model, --augment): 60 s on
+#     2 idle cores, longer when they are shared;
+#  4. the same with --time=1 --signal=B:USR1@20: USR1 -> checkpoint -> exit 3 -> requeue ->
+#     --resume, finishing with labels identical to run 3. slurmctld checks time limits every
+#     ~30 s, so with a 1-minute limit the signal comes at its first check, 0-30 s into each run
+#     (whatever the @ lead time): the run must be longer than that, and each run does that much.
+# Usage: test_slurm.sh BUILD_DIR SOURCE_DIR SHARED_DIR (CELLPOSE_MPI_SHARED overrides the last).
+# Exit 0 pass, 1 fail, 77 skipped (not root, or slurm-wlm/munge cannot be installed); on CI
+# (CI=true) a skip is a failure. Takes about 6 minutes on 2 cores (the requeue loop).
 set -u
 build=$(realpath "$1") src=$(realpath "$2") shared=$(realpath "${CELLPOSE_MPI_SHARED:-$3}")
 py=/usr/bin/python3
@@ -45,14 +49,14 @@ tiny=$shared/models/tiny_random_nbase8_seed7.pth
 trained=$shared/models/synth_trained_nbase16.pth
 cd "$T" || exit 1
 
-# Inputs: three 256x256 crops and one 2048x2048 mosaic of synth_1024 (2 channels).
+# Inputs: three 256x256 crops and a 2048x3072 mosaic of synth_1024 (2 channels).
 mkdir -p data data_out
 $py - "$shared/data/synthetic/synth_1024.tif" <<'PY' || exit 1
 import sys, numpy as np, tifffile
 a = tifffile.imread(sys.argv[1])
 for name, (y, x) in {"a": (0, 0), "b": (300, 500), "c": (700, 200)}.items():
     tifffile.imwrite("data/crop_%s.tif" % name, a[:, y:y + 256, x:x + 256])
-row = np.concatenate([a, a[..., ::-1]], axis=-1)
+row = np.concatenate([a, a[..., ::-1], a], axis=-1)
 tifffile.imwrite("big.tif", np.concatenate([row, row[..., ::-1, :]], axis=-2))
 PY
 
@@ -139,7 +143,7 @@ grep -h "^  total\|^  network\|^== " "cellpose-large-$jid.out" | sed 's/^/      
 # 4. the same with a 1-minute limit: USR1, checkpoint, requeue, resume
 t0=$(elapsed)
 jid=$(CP_JOB=big.cfg CP_OUTPUT=big_requeue.h5 sbatch --parsable -n 2 -c 1 --time=1 \
-      --signal=B:USR1@45 "$src/slurm/large_image.sbatch") || exit 1
+      --signal=B:USR1@20 "$src/slurm/large_image.sbatch") || exit 1
 st=$(wait_job "$jid" 720)
 echo "$st"
 restarts=$(scontrol -o show job "$jid" | grep -o 'Restarts=[0-9]*' | cut -d= -f2)
