@@ -163,12 +163,12 @@ static pid_t start_slow(void)
 }
 
 /* Waits (up to 600 s) until the run has at least `blocks` network blocks on disk, or (blocks 0)
- * has printed the end of its network phase; 0 once it has, -1 if the run ended first. */
+ * has printed the summary that ends its network phase; 0 once it has, -1 if the run ended first. */
 static int wait_for(pid_t run, const char *work, int blocks)
 {
     for (int i = 0; i < 6000; i++) {
         if (blocks ? blocks_on_disk(work) >= blocks
-                   : tu_run("grep -q 'network:' %s/run1.txt", dir) == 0)
+                   : tu_run("grep -q 'tile evaluations' %s/run1.txt", dir) == 0)
             return 0;
         if (waitpid(run, NULL, WNOHANG) == run) return -1;
         nanosleep(&(struct timespec){0, 50000000}, NULL);
