@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs everything cellpose-mpi needs to build, test and benchmark, from Debian packages only.
-# Usage: sudo scripts/install-deps.sh [--bench]   (--bench adds PyTorch for the reference timings)
+# Usage: scripts/install-deps.sh [--bench]   (--bench adds PyTorch for the reference timings)
 set -euo pipefail
 pkgs=(
   build-essential cmake pkg-config
-  openmpi-bin libopenmpi-dev                  # MPI
+  openmpi-bin libopenmpi-dev openssh-client   # MPI (mpirun looks for an rsh/ssh agent)
   libhdf5-openmpi-dev hdf5-tools              # parallel HDF5 + h5dump
   libtiff-dev                                 # TIFF images
   libopenblas-openmp-dev                      # sgemm for the network (OpenMP build)
