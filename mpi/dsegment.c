@@ -5,7 +5,6 @@
 #include <dirent.h>
 #include <ftw.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,17 +46,8 @@ typedef struct run {
     cp_bstore store;
 } run;
 
-static void say(const run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void say(const run *r, const char *fmt, ...)
-{
-    if (r->rank || r->p->quiet) return;
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("cellpose-mpi: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
+/* Progress is printed by rank 0 only. */
+#define say(r, ...) cp_say((r)->rank || (r)->p->quiet, __VA_ARGS__)
 
 /* Closes the current phase: wall and MPI time into ph. */
 static void lap(run *r, cp_phase ph)

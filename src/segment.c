@@ -46,11 +46,9 @@ static int64_t file_size(const char *path)
     return stat(path, &st) ? -1 : (int64_t)st.st_size;
 }
 
-static void progress(const cp_params *p, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void progress(const cp_params *p, const char *fmt, ...)
+void cp_say(int quiet, const char *fmt, ...)
 {
-    if (p->quiet) return;
+    if (quiet) return;
     va_list ap;
     va_start(ap, fmt);
     fputs("cellpose-mpi: ", stderr);
@@ -153,7 +151,7 @@ static int write_output(const cp_params *p, cp_h5out *h, const uint32_t *labels,
         cp_masks_tif_path(out_path, pv->input_file, tif, sizeof tif);
         rc = cp_tiff_write_u32(tif, labels, nz, ny, nx, err);
     }
-    progress(p, "wrote %s (%lld masks)", out_path, (long long)nmasks);
+    cp_say(p->quiet, "wrote %s (%lld masks)", out_path, (long long)nmasks);
     return rc;
 }
 
@@ -185,7 +183,7 @@ static int segment_planes(const cp_params *p, const cp_model *m, cp_image *im, d
             cp_net_out_free(&no);
         }
         cp_timing_lap(tm, CP_PH_WRITE, &t0);
-        progress(p, "%s: plane %lld/%lld done", im->path, (long long)z + 1, (long long)L->nz);
+        cp_say(p->quiet, "%s: plane %lld/%lld done", im->path, (long long)z + 1, (long long)L->nz);
     }
     free(norms);
     return rc;
@@ -213,7 +211,7 @@ int cp_segment_image(const cp_params *p, const cp_model *m, const char *model_pa
         fny = (int64_t)((double)L.ny * rescale);
         fnx = (int64_t)((double)L.nx * rescale);
     }
-    progress(p, "%s: %lld plane(s) of %lldx%lld, %d channel(s); rescale %.6g, %lld steps", image,
+    cp_say(p->quiet, "%s: %lld plane(s) of %lldx%lld, %d channel(s); rescale %.6g, %lld steps", image,
              (long long)L.nz, (long long)L.ny, (long long)L.nx, L.nc, rescale,
              (long long)cp_niter_steps(p->niter, rescale, !p->no_resample));
     cp_h5out *h = NULL;

@@ -33,6 +33,9 @@ int cp_segment_plane(const cp_params *p, const cp_model *m, cp_image *im, int64_
                      double rescale, const cp_norm *norm, const int inv[2], uint32_t *labels,
                      cp_net_out *flows, cp_timing *tm, char *err);
 
+/* A progress line "cellpose-mpi: ..." on stderr, unless quiet. */
+void cp_say(int quiet, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* <input without extension>_seg.h5 next to the input. */
 void cp_default_output(const char *input, char *out, size_t len);
 /* The --save_tif file: <folder of out_path>/<input name without extension>_cp_masks.tif. */

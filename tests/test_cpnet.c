@@ -23,13 +23,6 @@ static cp_model *load(const char *file)
     return m;
 }
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 static void parity(const char *casename, const char *model)
 {
     cp_model *m = load(model);
@@ -44,9 +37,9 @@ static void parity(const char *casename, const char *model)
     float *out = malloc((size_t)ref.n * sizeof(float));
     float *style = malloc((size_t)info->style_dim * sizeof(float));
     char err[CP_ERR_LEN];
-    double t0 = now();
+    double t0 = tu_now();
     int rc = cp_net_forward(m, in.f32, 1, (int)in.ny, (int)in.nx, out, style, err);
-    double dt = now() - t0;
+    double dt = tu_now() - t0;
     TU_CHECK(rc == 0, "forward: %s", err);
     double refmax = 0;
     for (int64_t k = 0; k < ref.n; k++)

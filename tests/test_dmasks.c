@@ -27,13 +27,6 @@
 
 static int rank_, nranks_;
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 /* The test's work directory: rank 0's temporary directory, known to every rank. */
 static const char *workdir(void)
 {
@@ -94,9 +87,9 @@ static int run_plane(const cp_particle *p, int64_t n, int64_t Ly, int64_t Lx, in
     if ((rc = cp_agree(MPI_COMM_WORLD, rc, err))) return rc;
     if (hook) hook(&d);
     MPI_Barrier(MPI_COMM_WORLD);
-    double t0 = now();
+    double t0 = tu_now();
     rc = cp_dmasks_run(&d, fraction, nlabels, err);
-    *seconds = now() - t0;
+    *seconds = tu_now() - t0;
     if (!rc) rc = cp_dplane_gather_u32(&d, "m0", whole, err);
     MPI_Barrier(MPI_COMM_WORLD);
     if (rank_ == 0) cp_bstore_destroy(&store);

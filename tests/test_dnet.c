@@ -37,13 +37,6 @@ typedef struct tcase {
     int invert, no_norm, augment, resample;
 } tcase;
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 /* "shared/x/y" in case.json -> <tu_shared()>/x/y */
 static void shared_path(char *dst, json_object *o)
 {
@@ -130,7 +123,7 @@ static void setup_case(setup *s, const char *name, int rank, int want_ref, cp_ne
             n->inv[c] = t->invert && !t->no_norm && n->norm[c].good;
         }
         if (want_ref) {
-            double t0 = now();
+            double t0 = tu_now();
             if (!t->no_norm) cp_norm_apply(x2, ny * nx, n->norm, 0);
             cp_norm_invert(x2, ny * nx, n->inv);
             if (cp_run_net(s->model, x2, ny, nx, n->rescale, n->resample, n->bsize,
@@ -138,7 +131,7 @@ static void setup_case(setup *s, const char *name, int rank, int want_ref, cp_ne
                 die("cp_run_net", err);
             printf("%s: image %lldx%lld, rescale %.6g, dynamics plane %lldx%lld; whole-plane "
                    "cp_run_net %.2f s\n", name, (long long)ny, (long long)nx, n->rescale,
-                   (long long)ref->ny, (long long)ref->nx, now() - t0);
+                   (long long)ref->ny, (long long)ref->nx, tu_now() - t0);
         }
         free(x2);
     }
@@ -235,7 +228,7 @@ static void window_mode(const char *name)
 
     /* single windows, each on its own: a corner pixel, the last row, odd sizes, 100 x 100 */
     int64_t Dy = s.Dy, Dx = s.Dx, ndiff = 0;
-    double worst = 0, t0 = now();
+    double worst = 0, t0 = tu_now();
     const cp_rect one[] = {{0, 0, 1, 1}, {Dy - 1, 0, 1, Dx}, {Dy / 3, Dx / 5, 37, 63},
                            {Dy / 2 - 50, Dx / 2 - 50, 100, 100}};
     for (int i = 0; i < 4; i++) {
@@ -246,7 +239,7 @@ static void window_mode(const char *name)
         free(v);
     }
     printf("4 single windows (cp_dnet_window): %lld values differ from the whole plane, max abs "
-           "diff %.3g (%.2f s)\n", (long long)ndiff, worst, now() - t0);
+           "diff %.3g (%.2f s)\n", (long long)ndiff, worst, tu_now() - t0);
     TU_CHECK(ndiff == 0, "single windows: %lld values differ (max %.3g)", (long long)ndiff, worst);
 
     /* an uneven tiling of the whole plane, row by row through one cache (cp_dnet_windows) */
@@ -259,13 +252,13 @@ static void window_mode(const char *name)
             wins[nwin++] = (cp_rect){ry[i], rx[j], ry[i + 1] - ry[i], rx[j + 1] - rx[j]};
     cmp_sink k = {&ref, wins, 0, 0};
     cp_dnet_stats st;
-    t0 = now();
+    t0 = tu_now();
     int rc = cp_dnet_windows(&s.net, wins, nwin, compare_window, &k, &st, err);
     TU_CHECK(rc == 0, "cp_dnet_windows: %s", err);
     printf("%lld windows (%lld x %lld cuts) covering the plane: %lld values differ from the "
            "whole plane, max abs diff %.3g; %lld tile evaluations for the plane's %lld tiles "
            "(%.2f s)\n", (long long)nwin, (long long)nry, (long long)nrx, (long long)k.ndiff,
-           k.worst, (long long)st.tiles_run, (long long)st.tiles_plane, now() - t0);
+           k.worst, (long long)st.tiles_run, (long long)st.tiles_plane, tu_now() - t0);
     TU_CHECK(k.ndiff == 0, "tiling: %lld values differ (max %.3g)", (long long)k.ndiff, k.worst);
 
     float v[3];
@@ -329,9 +322,9 @@ static void run_mode(const char *name, int64_t B)
 
     cp_dnet_stats st;
     MPI_Barrier(MPI_COMM_WORLD);
-    double t0 = now();
+    double t0 = tu_now();
     int rc = cp_dnet_run_stats(&d, &s.net, &st, err);
-    double dt = now() - t0;
+    double dt = tu_now() - t0;
     TU_CHECK(rc == 0, "cp_dnet_run: %s", err);
     TU_CHECK(st.reused == 0, "first run reused %lld blocks", (long long)st.reused);
     if (rank == 0)

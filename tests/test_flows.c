@@ -14,13 +14,6 @@
 #include <tiffio.h>
 #include <time.h>
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 /* The f64 oracle file read without conversion (tu_read_tiff gives float32): all pages, row by
  * row, through libtiff's scanline interface. */
 static double *read_f64(const char *path, int64_t n)
@@ -57,9 +50,9 @@ static void test_parity(void)
     TU_CHECK(ref != NULL, "cannot read flows_f64.tif as 2 pages of float64");
     double *mu = malloc(sizeof(double) * (size_t)(2 * n));
     char err[CP_ERR_LEN] = "";
-    double t0 = now();
+    double t0 = tu_now();
     int rc = cp_masks_to_flows(lab.u32, Ly, Lx, mu, err);
-    double t1 = now();
+    double t1 = tu_now();
     TU_CHECK(rc == 0, "masks_to_flows: %s", err);
     int64_t nd64 = 0, nd32 = 0;
     double worst64 = 0, worst32 = 0;
@@ -203,9 +196,9 @@ static void test_perf(void)
     for (int64_t i = 0; i < n; i++) nl = lab.u32[i] > nl ? lab.u32[i] : nl;
     double *mu = malloc(sizeof(double) * (size_t)(2 * n));
     char err[CP_ERR_LEN] = "";
-    double t0 = now();
+    double t0 = tu_now();
     TU_CHECK(cp_masks_to_flows(lab.u32, lab.ny, lab.nx, mu, err) == 0, "%s", err);
-    double t1 = now();
+    double t1 = tu_now();
     printf("perf: synth_1024_labels (%lldx%lld, max label %u): %.3f s\n", (long long)lab.ny,
            (long long)lab.nx, nl, t1 - t0);
     free(mu);
@@ -217,9 +210,9 @@ static void test_perf(void)
         for (int64_t x = 0; x < L; x++)
             disc[y * L + x] = (y - 256) * (y - 256) + (x - 256) * (x - 256) <= R * R;
     mu = malloc(sizeof(double) * (size_t)(2 * L * L));
-    t0 = now();
+    t0 = tu_now();
     TU_CHECK(cp_masks_to_flows(disc, L, L, mu, err) == 0, "%s", err);
-    t1 = now();
+    t1 = tu_now();
     double off = 0;
     for (int64_t i = 0; i < L * L; i++)
         if (disc[i] && (mu[i] != 0 || mu[L * L + i] != 0))
@@ -228,9 +221,9 @@ static void test_perf(void)
            (long long)R, (long long)(2 * R + 3), (long long)(2 * R + 3), t1 - t0, off);
     TU_CHECK(off < 1e-12, "disc flows not unit length: %g", off);
     double *ref = malloc(sizeof(double) * (size_t)(2 * L * L));
-    t0 = now();
+    t0 = tu_now();
     naive_one_label(disc, L, ref);
-    t1 = now();
+    t1 = tu_now();
     int64_t nd = 0;
     for (int64_t i = 0; i < 2 * L * L; i++) nd += memcmp(&mu[i], &ref[i], sizeof(double)) != 0;
     printf("perf: plain spec recipe on the disc: %.3f s; %lld values differ\n", t1 - t0,

@@ -18,13 +18,6 @@
 #include "refcase.h"
 #include "testutil.h"
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 /* The field of plane z of a case (dP pages z and Z+z). */
 static float *plane_field(const refcase *c, int64_t z)
 {
@@ -53,9 +46,9 @@ static int test_case(const char *name, const char *variant)
         cp_particle *p = malloc(sizeof *p * (size_t)(n ? n : 1));
         cp_follow_particles(c.cellprob.f32 + z * npix, c.Ly, c.Lx, c.threshold, p);
         cp_field F = {.Ly = c.Ly, .Lx = c.Lx, .y0 = 0, .x0 = 0, .ny = c.Ly, .nx = c.Lx, .f = f};
-        double t0 = now();
+        double t0 = tu_now();
         int64_t stopped = cp_follow_run(&F, p, n, c.niter, c.interp);
-        double dt = now() - t0;
+        double dt = tu_now() - t0;
         TU_CHECK(stopped == 0, "plane %lld: %lld particles stopped on the whole field", (long long)z,
                  (long long)stopped);
         printf("  plane %lld: %lld particles, follow %.3f s (%.2f ns per particle-iteration, %d threads)\n",

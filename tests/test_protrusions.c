@@ -116,13 +116,6 @@ static uint32_t *read_labels(const char *path)
     return a;
 }
 
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 static pmetric score(const char *what, const uint32_t *pred)
 {
     uint32_t *gt = read_labels(tu_path("%s/data/synthetic/synth_1024_labels.tif", tu_shared()));
@@ -176,11 +169,11 @@ static void test_synth1024(void)
     char base[512], flows[512];
     snprintf(flows, sizeof flows, "%s/flows.h5", dir);
     snprintf(base, sizeof base, "%s/cellpose-mpi --quiet", tu_build_dir());
-    double t0 = now_s();
+    double t0 = tu_now();
     int st = tu_run("%s --pretrained_model %s/models/synth_trained_nbase16.pth --image_path "
                     "%s/data/synthetic/synth_1024.tif --chan 1 --chan2 2 --diameter 30 "
                     "--save_flows --output %s", base, sh, sh, flows);
-    printf("network run: %.1f s\n", now_s() - t0);
+    printf("network run: %.1f s\n", tu_now() - t0);
     TU_CHECK(st == 0, "cellpose-mpi (network) exited with %d", st);
     uint32_t *off = read_labels(flows);
     uint32_t *ref = read_labels(tu_path("%s/reference/synth_trained_nbase16_synth1024/masks.tif",
@@ -195,10 +188,10 @@ static void test_synth1024(void)
     for (int t = 0; t < 2; t++) {
         char out[512];
         snprintf(out, sizeof out, "%s/prot%d.h5", dir, t + 1);
-        t0 = now_s();
+        t0 = tu_now();
         st = tu_run("OMP_NUM_THREADS=%d %s --flows %s --protrusions --output %s", t + 1, base,
                     flows, out);
-        printf("--flows --protrusions at %d thread(s): %.2f s\n", t + 1, now_s() - t0);
+        printf("--flows --protrusions at %d thread(s): %.2f s\n", t + 1, tu_now() - t0);
         TU_CHECK(st == 0, "cellpose-mpi --protrusions exited with %d", st);
         on[t] = read_labels(out);
         TU_CHECK(on[t] != NULL, "cannot read %s", out);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <tiffio.h>
+#include <time.h>
 
 int tu_failed, tu_passed;
 
@@ -261,4 +262,11 @@ double tu_h5_attr(const char *path, const char *name)
     }
     if (f >= 0) H5Fclose(f);
     return v;
+}
+
+double tu_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }

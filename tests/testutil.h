@@ -65,6 +65,9 @@ uint32_t *tu_h5_read_u32(const char *path, const char *dset, int64_t *n);
 /* A scalar numeric attribute of the root group as double, or NAN if absent. */
 double tu_h5_attr(const char *path, const char *name);
 
+/* Seconds on a monotonic clock (test timings). */
+double tu_now(void);
+
 /* Runs a shell command, returns its exit status (or -1), output to the test's stdout. */
 int tu_run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* A fresh temporary directory for this test (removed by the caller's rm -rf, kept on failure). */
