@@ -4,9 +4,10 @@
  * particles per vector (16-byte loads of pixel pairs, no gathers); an AVX-512 one that advances 8
  * particles per vector as (y, x) pairs with 64-bit gathers of the corners. The vector kernels keep
  * the positions of GROUP interleaved vectors in registers for all steps (the AVX-512 one refills a
- * lane with the next particle when its particle is done). All stop a particle at a fixed point
- * (a step that leaves its position unchanged): the remaining steps would change nothing. No FMA
- * anywhere (-ffp-contract=off; the intrinsics are plain multiplies and adds). */
+ * lane with the next particle when its particle is done). All end a particle that is back where
+ * it was a step ago (a 2-cycle, or a fixed point): the remaining steps are known without doing
+ * them (most particles end oscillating around their sink). No FMA anywhere (-ffp-contract=off;
+ * the intrinsics are plain multiplies and adds). */
 #include "follow.h"
 
 #include <limits.h>
@@ -50,6 +51,9 @@ static inline int32_t trunc_i32(float v)
     return (v > -2147483648.0f && v < 2147483648.0f) ? (int32_t)v : INT32_MIN;
 }
 
+/* Particles per chunk of the scalar and AVX2 kernels: GROUP vectors of VEC lanes. */
+enum { VEC = 8, GROUP = 4, GROUP_N = VEC * GROUP };
+
 static inline int64_t clamp64(int64_t v, int64_t lo, int64_t hi)
 {
     return v < lo ? lo : v > hi ? hi : v;
@@ -74,9 +78,16 @@ static inline float bilinear(float f00, float f01, float f10, float f11, float f
     return (float)(((t0 + t1) + t2) + t3);
 }
 
+static inline int same_bits(float a, float b)
+{
+    return memcmp(&a, &b, sizeof a) == 0;
+}
+
 /* One iteration of one particle (the reference statement of the recipe; also interp = 0): done
- * if it has steps left and its stencil is inside the window. Returns 1 if it moved. */
-static inline int step_scalar(const cp_field *F, cp_particle *q, int32_t steps, int interp)
+ * if it has steps left and its stencil is inside the window. prev: the position before q's (q's
+ * own at the start of a call), updated. Returns 1 if it moved. */
+static inline int step_scalar(const cp_field *F, cp_particle *q, float prev[2], int32_t steps,
+                              int interp)
 {
     if (q->steps >= steps) return 0;
     const float py = q->py, px = q->px;
@@ -96,26 +107,31 @@ static inline int step_scalar(const cp_field *F, cp_particle *q, int32_t steps, 
         dy = r0[2 * x0];
         dx = r0[2 * x0 + 1];
     }
-    q->py = clamp_pos(py + dy, (float)(F->Ly - 1));
-    q->px = clamp_pos(px + dx, (float)(F->Lx - 1));
-    /* a step is a function of the position alone: at a fixed point the rest changes nothing */
-    const int fixed = memcmp(&q->py, &py, sizeof py) == 0 && memcmp(&q->px, &px, sizeof px) == 0;
-    q->steps = fixed ? steps : q->steps + 1;
+    const float ny = clamp_pos(py + dy, (float)(F->Ly - 1)), nx = clamp_pos(px + dx, (float)(F->Lx - 1));
+    /* back where it was a step ago: a 2-cycle (see cp_follow_run), the rest alternates between
+     * the new position and this one; the new one is last iff the steps left are even */
+    const int cycle = same_bits(ny, prev[0]) && same_bits(nx, prev[1]);
+    const int stay = cycle && (steps - q->steps - 1) % 2 != 0;
+    prev[0] = py, prev[1] = px;
+    q->py = stay ? py : ny;
+    q->px = stay ? px : nx;
+    q->steps = cycle ? steps : q->steps + 1;
     return 1;
 }
 
-/* Advances m particles: every particle one iteration per pass, so that the core overlaps the
- * independent dependency chains of the particles. */
+/* Advances m <= GROUP_N particles: every particle one iteration per pass, so that the core
+ * overlaps the independent dependency chains of the particles. */
 static void advance_scalar(const cp_field *F, cp_particle *q, int64_t m, int32_t steps, int interp)
 {
+    float prev[GROUP_N][2];
+    for (int64_t i = 0; i < m; i++) prev[i][0] = q[i].py, prev[i][1] = q[i].px;
     for (int moved = 1; moved;) {
         moved = 0;
-        for (int64_t i = 0; i < m; i++) moved |= step_scalar(F, &q[i], steps, interp);
+        for (int64_t i = 0; i < m; i++) moved |= step_scalar(F, &q[i], prev[i], steps, interp);
     }
 }
 
 #ifdef CP_FOLLOW_X86
-enum { VEC = 8, GROUP = 4, GROUP_N = VEC * GROUP };
 
 /* Constants of a field as 8-lane vectors for the AVX2 kernel. */
 typedef struct avx_field {
@@ -148,13 +164,24 @@ __attribute__((target("avx2"))) static inline __m256 bilinear8(__m256 f00, __m25
     return _mm256_set_m128(half[1], half[0]);
 }
 
+/* All ones in the lanes where a and b have the same bits (unlike ==: -0 != +0, NaN == NaN). */
+__attribute__((target("avx2"))) static inline __m256i same_bits8(__m256 a, __m256 b)
+{
+    return _mm256_cmpeq_epi32(_mm256_castps_si256(a), _mm256_castps_si256(b));
+}
+
+/* 8 particles in the AVX2 kernel: position, the position before it (see step_scalar), steps left. */
+typedef struct avx_lanes {
+    __m256 py, px, qy, qx;
+    __m256i left;
+} avx_lanes;
+
 /* One iteration for the 8 particles of a vector: lanes with steps left and the stencil inside
  * the window move, the others keep their position. Returns the mask of lanes that moved. */
-__attribute__((target("avx2"))) static inline __m256i step8(const avx_field *A, __m256 *py,
-                                                            __m256 *px, __m256i *left)
+__attribute__((target("avx2"))) static inline __m256i step8(const avx_field *A, avx_lanes *L)
 {
     const __m256i zero = _mm256_setzero_si256(), one = _mm256_set1_epi32(1);
-    __m256i iy = _mm256_cvttps_epi32(*py), ix = _mm256_cvttps_epi32(*px);
+    __m256i iy = _mm256_cvttps_epi32(L->py), ix = _mm256_cvttps_epi32(L->px);
     __m256i y0 = _mm256_min_epi32(_mm256_max_epi32(iy, zero), A->ymax);
     __m256i x0 = _mm256_min_epi32(_mm256_max_epi32(ix, zero), A->xmax);
     /* window coordinates of the stencil */
@@ -164,7 +191,7 @@ __attribute__((target("avx2"))) static inline __m256i step8(const avx_field *A, 
     __m256i out = _mm256_or_si256(_mm256_cmpgt_epi32(zero, ly0), _mm256_cmpgt_epi32(zero, lx0));
     out = _mm256_or_si256(out, _mm256_cmpgt_epi32(ly1, _mm256_sub_epi32(A->ny, one)));
     out = _mm256_or_si256(out, _mm256_cmpgt_epi32(lx1, _mm256_sub_epi32(A->nx, one)));
-    __m256i act = _mm256_andnot_si256(out, _mm256_cmpgt_epi32(*left, zero));
+    __m256i act = _mm256_andnot_si256(out, _mm256_cmpgt_epi32(L->left, zero));
     /* float offsets of the pixel pairs (x1-1, x1) of both stencil rows (inactive lanes read the
      * first two pixels of the window) */
     __m256i c = _mm256_sub_epi32(lx1, one);
@@ -195,8 +222,8 @@ __attribute__((target("avx2"))) static inline __m256i step8(const avx_field *A, 
         }
     }
 
-    __m256 fy = _mm256_sub_ps(*py, _mm256_cvtepi32_ps(iy));
-    __m256 fx = _mm256_sub_ps(*px, _mm256_cvtepi32_ps(ix));
+    __m256 fy = _mm256_sub_ps(L->py, _mm256_cvtepi32_ps(iy));
+    __m256 fx = _mm256_sub_ps(L->px, _mm256_cvtepi32_ps(ix));
     const __m256d one_d = _mm256_set1_pd(1.0);
     __m256d gy[2], gx[2], fxd[2];
     for (int h = 0; h < 2; h++) {
@@ -209,15 +236,19 @@ __attribute__((target("avx2"))) static inline __m256i step8(const avx_field *A, 
     __m256 dy = bilinear8(f0[0][0], f1[0][0], f0[1][0], f1[1][0], fy, fx, gy, gx, fxd);
     __m256 dx = bilinear8(f0[0][1], f1[0][1], f0[1][1], f1[1][1], fy, fx, gy, gx, fxd);
     /* min(L-1, max(0, p + d)): same operand order as clamp_pos() */
-    __m256 ny = _mm256_min_ps(A->ymaxf, _mm256_max_ps(_mm256_setzero_ps(), _mm256_add_ps(*py, dy)));
-    __m256 nx = _mm256_min_ps(A->xmaxf, _mm256_max_ps(_mm256_setzero_ps(), _mm256_add_ps(*px, dx)));
-    __m256i same = _mm256_and_si256(_mm256_cmpeq_epi32(_mm256_castps_si256(ny), _mm256_castps_si256(*py)),
-                                    _mm256_cmpeq_epi32(_mm256_castps_si256(nx), _mm256_castps_si256(*px)));
-    __m256 m = _mm256_castsi256_ps(act);
-    *py = _mm256_blendv_ps(*py, ny, m);
-    *px = _mm256_blendv_ps(*px, nx, m);
-    *left = _mm256_add_epi32(*left, act); /* act is -1 where the lane moved */
-    *left = _mm256_andnot_si256(_mm256_and_si256(same, act), *left); /* fixed point: see step_scalar */
+    __m256 ny = _mm256_min_ps(A->ymaxf, _mm256_max_ps(_mm256_setzero_ps(), _mm256_add_ps(L->py, dy)));
+    __m256 nx = _mm256_min_ps(A->xmaxf, _mm256_max_ps(_mm256_setzero_ps(), _mm256_add_ps(L->px, dx)));
+    /* a 2-cycle ends the particle, as in step_scalar */
+    __m256i cycle = _mm256_and_si256(act, same_bits8(ny, L->qy));
+    cycle = _mm256_and_si256(cycle, same_bits8(nx, L->qx));
+    __m256i left = _mm256_add_epi32(L->left, act); /* act is -1 where the lane moved */
+    __m256i stay = _mm256_and_si256(cycle, _mm256_cmpeq_epi32(_mm256_and_si256(left, one), one));
+    __m256 a = _mm256_castsi256_ps(act), move = _mm256_castsi256_ps(_mm256_andnot_si256(stay, act));
+    L->qy = _mm256_blendv_ps(L->qy, L->py, a);
+    L->qx = _mm256_blendv_ps(L->qx, L->px, a);
+    L->py = _mm256_blendv_ps(L->py, ny, move);
+    L->px = _mm256_blendv_ps(L->px, nx, move);
+    L->left = _mm256_andnot_si256(cycle, left);
     return act;
 }
 
@@ -263,22 +294,21 @@ __attribute__((target("avx2"))) static void advance_avx2(const cp_field *F, cp_p
     float ty[GROUP_N], tx[GROUP_N];
     int32_t tleft[GROUP_N];
     group_load(q, m, steps, ty, tx, tleft);
-    __m256 py[GROUP], px[GROUP];
-    __m256i left[GROUP];
+    avx_lanes L[GROUP];
     for (int g = 0; g < GROUP; g++) {
-        py[g] = _mm256_loadu_ps(ty + VEC * g);
-        px[g] = _mm256_loadu_ps(tx + VEC * g);
-        left[g] = _mm256_loadu_si256((const __m256i *)(tleft + VEC * g));
+        L[g].py = L[g].qy = _mm256_loadu_ps(ty + VEC * g);
+        L[g].px = L[g].qx = _mm256_loadu_ps(tx + VEC * g);
+        L[g].left = _mm256_loadu_si256((const __m256i *)(tleft + VEC * g));
     }
     for (;;) {
         __m256i moved = _mm256_setzero_si256();
-        for (int g = 0; g < GROUP; g++) moved = _mm256_or_si256(moved, step8(&A, &py[g], &px[g], &left[g]));
+        for (int g = 0; g < GROUP; g++) moved = _mm256_or_si256(moved, step8(&A, &L[g]));
         if (_mm256_testz_si256(moved, moved)) break;
     }
     for (int g = 0; g < GROUP; g++) {
-        _mm256_storeu_ps(ty + VEC * g, py[g]);
-        _mm256_storeu_ps(tx + VEC * g, px[g]);
-        _mm256_storeu_si256((__m256i *)(tleft + VEC * g), left[g]);
+        _mm256_storeu_ps(ty + VEC * g, L[g].py);
+        _mm256_storeu_ps(tx + VEC * g, L[g].px);
+        _mm256_storeu_si256((__m256i *)(tleft + VEC * g), L[g].left);
     }
     group_store(q, m, steps, ty, tx, tleft);
 }
@@ -308,6 +338,12 @@ CP_AVX512 static inline __m512d half_pd(__m512 v, int h)
     return _mm512_cvtps_pd(h ? _mm512_extractf32x8_ps(v, 1) : _mm512_castps512_ps256(v));
 }
 
+/* a with the particles of mask m taken from b (one 64-bit (y, x) pair per particle). */
+CP_AVX512 static inline __m512 pick_pairs(__m512 a, __mmask8 m, __m512 b)
+{
+    return _mm512_castpd_ps(_mm512_mask_mov_pd(_mm512_castps_pd(a), m, _mm512_castps_pd(b)));
+}
+
 /* bilinear() for 4 particles x 2 channels; a10 = f10 * fy and a11 = (f11 * fy) * fx were done in
  * f32; gy = 1 - fy, gx = 1 - fx and fx in f64, each duplicated over the particle's pair. */
 CP_AVX512 static inline __m256 bilinear4x2(__m512d f00, __m512d f01, __m512d a10, __m512d a11,
@@ -321,7 +357,8 @@ CP_AVX512 static inline __m256 bilinear4x2(__m512d f00, __m512d f01, __m512d a10
 
 /* One iteration for the 8 particles of a vector: particles with steps left and the stencil
  * inside the window move, the others keep their position. Returns the mask of those that moved. */
-CP_AVX512 static inline __mmask8 step8x2(const avx512_field *A, __m512 *p, __m512i *left)
+CP_AVX512 static inline __mmask8 step8x2(const avx512_field *A, __m512 *p, __m512 *prev,
+                                         __m512i *left)
 {
     const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi32(1);
     const __m512i ip = _mm512_cvttps_epi32(*p);
@@ -355,17 +392,21 @@ CP_AVX512 static inline __mmask8 step8x2(const avx512_field *A, __m512 *p, __m51
     const __m512 dyx = _mm512_insertf32x8(_mm512_castps256_ps512(d[0]), d[1], 1);
     /* min(L-1, max(0, p + d)): same operand order as clamp_pos() */
     const __m512 np = _mm512_min_ps(A->maxf, _mm512_max_ps(_mm512_setzero_ps(), _mm512_add_ps(*p, dyx)));
-    const __mmask8 fixed =
-        _mm512_mask_cmpeq_epi64_mask(act, _mm512_castps_si512(np), _mm512_castps_si512(*p));
-    *p = _mm512_castpd_ps(_mm512_mask_mov_pd(_mm512_castps_pd(*p), act, _mm512_castps_pd(np)));
-    *left = _mm512_mask_sub_epi64(*left, act, *left, _mm512_set1_epi64(1));
-    *left = _mm512_maskz_mov_epi64((__mmask8)~fixed, *left); /* fixed point: see step_scalar */
+    /* a 2-cycle ends the particle, as in step_scalar */
+    const __m512i one64 = _mm512_set1_epi64(1);
+    const __mmask8 cycle =
+        _mm512_mask_cmpeq_epi64_mask(act, _mm512_castps_si512(np), _mm512_castps_si512(*prev));
+    const __m512i left1 = _mm512_mask_sub_epi64(*left, act, *left, one64);
+    const __mmask8 stay = _mm512_mask_test_epi64_mask(cycle, left1, one64);
+    *prev = pick_pairs(*prev, act, *p);
+    *p = pick_pairs(*p, act & (__mmask8)~stay, np);
+    *left = _mm512_maskz_mov_epi64((__mmask8)~cycle, left1);
     return act;
 }
 
 /* The lanes of a vector of the AVX-512 kernel and the particles they hold (-1: none). */
 typedef struct lanes {
-    __m512 p;
+    __m512 p, prev; /* position, the position before it (see step_scalar) */
     __m512i left;
     int64_t who[VEC];
 } lanes;
@@ -395,6 +436,7 @@ CP_AVX512 static int refill(lanes *L, __mmask8 done, cp_particle *q, int64_t m, 
         }
     }
     L->p = _mm512_load_ps(yx);
+    L->prev = pick_pairs(L->prev, done, L->p);
     L->left = _mm512_load_si512(left);
     return got;
 }
@@ -420,14 +462,14 @@ CP_AVX512 static void advance_avx512(const cp_field *F, cp_particle *q, int64_t 
     lanes L[GROUP];
     int64_t next = 0;
     for (int g = 0; g < GROUP; g++) {
-        L[g].p = _mm512_setzero_ps(), L[g].left = _mm512_setzero_si512();
+        L[g].p = L[g].prev = _mm512_setzero_ps(), L[g].left = _mm512_setzero_si512();
         for (int l = 0; l < VEC; l++) L[g].who[l] = -1;
         refill(&L[g], 0xFF, q, m, &next, steps);
     }
     for (int busy = 1; busy;) {
         busy = 0;
         for (int g = 0; g < GROUP; g++) {
-            __mmask8 moved = step8x2(&A, &L[g].p, &L[g].left);
+            __mmask8 moved = step8x2(&A, &L[g].p, &L[g].prev, &L[g].left);
             busy |= moved != 0;
             if (moved != 0xFF && next < m) busy |= refill(&L[g], (__mmask8)~moved, q, m, &next, steps);
         }
@@ -454,7 +496,6 @@ static int kernel_available(enum kernel k, const cp_field *F)
     }
 }
 #else
-enum { GROUP_N = 32 };
 enum kernel { K_SCALAR, K_AVX2, K_AVX512 };
 static int kernel_available(enum kernel k, const cp_field *F)
 {

@@ -37,8 +37,10 @@ int64_t cp_follow_particles(const float *cellprob, int64_t Ly, int64_t Lx, float
  * call on another window (or the whole field) continues it with bit-identical results. Stencil:
  * rows y0 = clamp(trunc(py), 0, Ly-1) .. min(y0+1, Ly-1), likewise columns; with interp = 0
  * (Cellpose's interp=False rule: the flow of the pixel) the single pixel (y0, x0). A step is a
- * function of the position alone, so a particle whose step leaves its position unchanged (bit for
- * bit) is at a fixed point and gets all its remaining steps at once. Particles with
+ * function of the position alone, so a particle whose step from b brings it back (bit for bit)
+ * to the position a it had before b (or to b itself, a fixed point; at the start of a call only
+ * that is checked) alternates between a and b forever: it gets all its remaining steps at once,
+ * ending at a if their number after this step is even, else at b. Particles with
  * steps >= `steps` are left alone. OpenMP over particles; the result does not depend on the
  * thread count. Interpolation runs the widest vector kernel the CPU has (AVX-512, else AVX2, else
  * scalar; all give the same bits); CP_FOLLOW_KERNEL=scalar|avx2|avx512 in the environment picks

@@ -2,9 +2,10 @@
  *   test_follow case <name> [niter200|stitch025]  end points bit-identical to the oracle's
  *       p_final (every plane), then masks_raw from them identical label for label;
  *   test_follow window  windows stop particles whose stencil leaves them, continuing on other
- *       windows or the whole field gives the whole-field bits; 1 vs 2 threads; every vector
- *       kernel the CPU has (CP_FOLLOW_KERNEL) vs the scalar one, on the oracle's field and on
- *       random fields and windows with particles at the borders. */
+ *       windows or the whole field gives the whole-field bits; 1 vs 2 threads; every kernel the
+ *       CPU has (CP_FOLLOW_KERNEL) vs a plain stepper written here (every step done, no
+ *       shortcut), on the oracle's field, on random fields and windows with particles at the
+ *       borders, and on a field of 2-cycles cut by windows and by the step budget of a call. */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -131,15 +132,78 @@ static int same_particles(const cp_particle *a, const cp_particle *b, int64_t n,
     return d == 0;
 }
 
-/* Runs the kernels the CPU has (CP_FOLLOW_KERNEL) on particles `start` over W: each must give
- * the scalar kernel's particles and return count. Returns how many kernels differ. */
-static int kernels_vs_scalar(const cp_field *W, const cp_particle *start, int64_t n, int32_t steps,
-                             int interp, const char *what, int verbose)
+/* ---- a plain stepper: §4.3 as written, every step done (no cycle or fixed-point shortcut) ---- */
+
+static float ref_bilinear(float f00, float f01, float f10, float f11, float fy, float fx)
+{
+    const double gy = 1.0 - (double)fy, gx = 1.0 - (double)fx;
+    const double t0 = ((double)f00 * gy) * gx, t1 = ((double)f01 * gy) * (double)fx;
+    const double t2 = (double)(f10 * fy) * gx, t3 = (double)((f11 * fy) * fx);
+    return (float)(((t0 + t1) + t2) + t3);
+}
+
+static float ref_clamp(float v, float hi)
+{
+    v = 0.0f > v ? 0.0f : v;
+    return hi < v ? hi : v;
+}
+
+/* Channel c of the field at plane pixel (y, x) of window W. */
+static float ref_at(const cp_field *W, int64_t y, int64_t x, int c)
+{
+    return W->f[2 * ((y - W->y0) * W->nx + x - W->x0) + c];
+}
+
+/* Advances each particle one step at a time until it has `steps` or its stencil leaves W (as
+ * follow.h defines them; positions are in the plane, never NaN here). *ncycles: how many were
+ * in a 2-cycle that is not a fixed point (back where they were two steps before, having moved).
+ * Returns how many have fewer than `steps`. */
+static int64_t ref_run(const cp_field *W, cp_particle *p, int64_t n, int32_t steps, int interp,
+                       int64_t *ncycles)
+{
+    int64_t left = 0;
+    *ncycles = 0;
+    for (int64_t i = 0; i < n; i++) {
+        cp_particle *q = &p[i];
+        float before[2] = {NAN, NAN}; /* the position two steps ago */
+        int cycled = 0;
+        for (; q->steps < steps; q->steps++) {
+            if (!stencil_inside(q, W->Ly, W->Lx, interp, W->y0, W->x0, W->ny, W->nx)) break;
+            const int64_t iy = (int64_t)q->py, ix = (int64_t)q->px, y0 = clampi(iy, 0, W->Ly - 1);
+            const int64_t x0 = clampi(ix, 0, W->Lx - 1);
+            const int64_t y1 = interp ? clampi(y0 + 1, 0, W->Ly - 1) : y0;
+            const int64_t x1 = interp ? clampi(x0 + 1, 0, W->Lx - 1) : x0;
+            const float fy = q->py - (float)iy, fx = q->px - (float)ix;
+            float d[2];
+            for (int c = 0; c < 2; c++)
+                d[c] = interp ? ref_bilinear(ref_at(W, y0, x0, c), ref_at(W, y0, x1, c),
+                                             ref_at(W, y1, x0, c), ref_at(W, y1, x1, c), fy, fx)
+                              : ref_at(W, y0, x0, c);
+            const float ny = ref_clamp(q->py + d[0], (float)(W->Ly - 1));
+            const float nx = ref_clamp(q->px + d[1], (float)(W->Lx - 1));
+            const int moved = memcmp(&ny, &q->py, 4) != 0 || memcmp(&nx, &q->px, 4) != 0;
+            cycled |= moved && memcmp(&ny, &before[0], 4) == 0 && memcmp(&nx, &before[1], 4) == 0;
+            before[0] = q->py, before[1] = q->px;
+            q->py = ny, q->px = nx;
+        }
+        left += q->steps < steps;
+        *ncycles += cycled;
+    }
+    return left;
+}
+
+/* Runs every kernel the CPU has (CP_FOLLOW_KERNEL) on particles `start` over W: each must give
+ * the plain stepper's particles and return count. Returns how many kernels differ; *ncycles as
+ * ref_run() counts them. */
+static int kernels_vs_plain(const cp_field *W, const cp_particle *start, int64_t n, int32_t steps,
+                            int interp, const char *what, int verbose, int64_t *ncycles)
 {
     const size_t bytes = sizeof(cp_particle) * (size_t)n;
     cp_particle *sc = malloc(bytes), *q = malloc(bytes);
     const char *kernels[3] = {"scalar", "avx2", "avx512"};
-    int64_t nsc = 0, bad = 0;
+    memcpy(sc, start, bytes);
+    const int64_t nsc = ref_run(W, sc, n, steps, interp, ncycles);
+    int64_t bad = 0;
     for (int k = 0; k < 3; k++) {
         setenv("CP_FOLLOW_KERNEL", kernels[k], 1);
         const char *used = cp_follow_kernel(W, interp);
@@ -149,16 +213,13 @@ static int kernels_vs_scalar(const cp_field *W, const cp_particle *start, int64_
         }
         memcpy(q, start, bytes);
         int64_t nleft = cp_follow_run(W, q, n, steps, interp), d = 0;
-        if (k == 0) {
-            memcpy(sc, q, bytes), nsc = nleft;
-            continue;
-        }
         for (int64_t i = 0; i < n; i++) d += memcmp(&q[i], &sc[i], sizeof q[i]) != 0;
         if (verbose || d || nleft != nsc)
-            printf("  %s: %s vs scalar: %lld of %lld particles differ, %lld vs %lld left\n", what,
-                   kernels[k], (long long)d, (long long)n, (long long)nleft, (long long)nsc);
-        TU_CHECK(d == 0 && nleft == nsc, "%s: %s vs scalar: %lld particles differ", what, kernels[k],
-                 (long long)d);
+            printf("  %s: %s vs plain stepping: %lld of %lld particles differ, %lld vs %lld left "
+                   "(%lld in 2-cycles)\n", what, kernels[k], (long long)d, (long long)n,
+                   (long long)nleft, (long long)nsc, (long long)*ncycles);
+        TU_CHECK(d == 0 && nleft == nsc, "%s: %s vs plain stepping: %lld particles differ", what,
+                 kernels[k], (long long)d);
         bad += d || nleft != nsc;
     }
     unsetenv("CP_FOLLOW_KERNEL");
@@ -174,7 +235,7 @@ static void window_checks(const cp_field *W, const cp_particle *start, int64_t n
     cp_particle *ref = malloc(bytes), *q = malloc(bytes);
     printf("interp %d, %lld particles, %d steps\n", interp, (long long)n, steps);
 
-    /* whole field, 2 threads (the reference), then 1 thread and the scalar kernel */
+    /* whole field, 2 threads (the reference), then 1 thread and every kernel vs plain stepping */
     memcpy(ref, start, bytes);
     omp_set_num_threads(2);
     TU_CHECK(cp_follow_run(W, ref, n, steps, interp) == 0, "whole field: particles stopped");
@@ -183,7 +244,8 @@ static void window_checks(const cp_field *W, const cp_particle *start, int64_t n
     cp_follow_run(W, q, n, steps, interp);
     same_particles(ref, q, n, "1 thread vs 2 threads");
     omp_set_num_threads(2);
-    kernels_vs_scalar(W, start, n, steps, interp, "whole field", 1);
+    int64_t ncycles;
+    kernels_vs_plain(W, start, n, steps, interp, "whole field", 1, &ncycles);
     /* single windows (a 4 x 4 grid of 128 x 128): stopped particles have their stencil outside
      * the window; the whole field finishes them with the whole-field bits */
     int64_t nstop = 0, partial = 0, bad = 0, miscount = 0, ndiff = 0;
@@ -247,12 +309,13 @@ static float rnd(uint64_t *s, float lo, float hi)
 
 /* Random fields (odd sizes, flows large enough to hit the clamps, some huge) and windows
  * (including 1-pixel-wide ones), with particles on every pixel plus particles at and near the
- * borders, some with steps already done: every kernel gives the scalar kernel's bits. */
+ * borders, some with steps already done: every kernel gives the plain stepper's bits. */
 static void random_checks(void)
 {
     uint64_t s = 12345;
-    int64_t cases = 0, bad = 0;
+    int64_t cases = 0, bad = 0, cycles = 0, nc;
     for (int t = 0; t < 24; t++) {
+        const int32_t steps = 30 + t % 2; /* the parity decides where a 2-cycle ends */
         const int64_t Ly = 1 + (int64_t)rnd(&s, 0, 70), Lx = 1 + (int64_t)rnd(&s, 0, 70), npix = Ly * Lx;
         float *f = malloc(sizeof(float) * (size_t)(2 * npix));
         for (int64_t i = 0; i < 2 * npix; i++)
@@ -272,24 +335,76 @@ static void random_checks(void)
         }
         cp_field W = {.Ly = Ly, .Lx = Lx, .y0 = 0, .x0 = 0, .ny = Ly, .nx = Lx, .f = f};
         for (int interp = 0; interp <= 1; interp++) {
-            bad += kernels_vs_scalar(&W, p, n, 30, interp, "random field", 0) != 0;
-            cases++;
+            bad += kernels_vs_plain(&W, p, n, steps, interp, "random field", 0, &nc) != 0;
+            cases++, cycles += nc;
         }
         for (int w = 0; w < 6; w++) {
             int64_t wy = (int64_t)rnd(&s, 0, (float)Ly), wx = (int64_t)rnd(&s, 0, (float)Lx);
             int64_t wny = 1 + (int64_t)rnd(&s, 0, (float)(Ly - wy));
             int64_t wnx = w == 0 ? 1 : 1 + (int64_t)rnd(&s, 0, (float)(Lx - wx));
             cp_field win = window_of(&W, wy, wx, wny, wnx);
-            bad += kernels_vs_scalar(&win, p, n, 30, 1, "random window", 0) != 0;
-            cases++;
+            bad += kernels_vs_plain(&win, p, n, steps, 1, "random window", 0, &nc) != 0;
+            cases++, cycles += nc;
             free((void *)win.f);
         }
         free(p);
         free(f);
     }
-    printf("random fields and windows: %lld runs, %lld with a kernel differing from scalar\n",
-           (long long)cases, (long long)bad);
+    printf("random fields and windows: %lld runs (%lld particles in 2-cycles), %lld with a kernel "
+           "differing from plain stepping\n", (long long)cases, (long long)cycles, (long long)bad);
     TU_CHECK(bad == 0, "random fields: %lld runs differ", (long long)bad);
+}
+
+/* A field of 2-cycles: dy = +1 on even rows and -1 on odd ones (a particle on a row goes down one
+ * row and back, forever), dx = +-0.75 alike on columns (interpolated, a particle between columns
+ * oscillates toward their middle). Particles on every pixel and between pixels are advanced by
+ * a chain of calls on the whole field and on windows that cut cycles (the second position's
+ * stencil is outside), with odd and even budgets, so that calls start mid-cycle; at each call
+ * every kernel gives the plain stepper's bits. */
+static void cycle_checks(void)
+{
+    const int64_t Ly = 37, Lx = 41, npix = Ly * Lx, n = 2 * npix;
+    float *f = malloc(sizeof(float) * (size_t)(2 * npix));
+    for (int64_t i = 0; i < npix; i++) {
+        f[2 * i] = (i / Lx) % 2 ? -1.0f : 1.0f;
+        f[2 * i + 1] = (i % Lx) % 2 ? -0.75f : 0.75f;
+    }
+    const cp_field W = {.Ly = Ly, .Lx = Lx, .y0 = 0, .x0 = 0, .ny = Ly, .nx = Lx, .f = f};
+    const cp_field top = window_of(&W, 0, 0, 10, Lx), mid = window_of(&W, 9, 5, 20, 15);
+    const struct { const cp_field *win; int32_t steps; } chain[] = {
+        {&W, 1}, {&W, 2}, {&top, 30}, {&mid, 30}, {&W, 7}, {&W, 30}, {&mid, 31}, {&W, 31}, {&W, 1000}};
+    const int nchain = (int)(sizeof chain / sizeof chain[0]);
+    cp_particle *start = malloc(sizeof *start * (size_t)n), *q = malloc(sizeof *q * (size_t)n);
+    uint64_t s = 777;
+    for (int64_t i = 0; i < n; i++) {
+        const int64_t pix = i % npix;
+        start[i] = (cp_particle){.src = i, .py = (float)(pix / Lx), .px = (float)(pix % Lx)};
+        if (i >= npix) start[i].py += rnd(&s, 0, 1), start[i].px += rnd(&s, 0, 1);
+        if (start[i].py > (float)(Ly - 1)) start[i].py = (float)(Ly - 1);
+        if (start[i].px > (float)(Lx - 1)) start[i].px = (float)(Lx - 1);
+    }
+    int64_t runs = 0, bad = 0, cycles = 0, cut = 0, nc;
+    for (int interp = 0; interp <= 1; interp++) {
+        memcpy(q, start, sizeof *q * (size_t)n);
+        for (int k = 0; k < nchain; k++) {
+            const cp_field *win = chain[k].win;
+            const int32_t steps = chain[k].steps;
+            bad += kernels_vs_plain(win, q, n, steps, interp, "cycle field", 0, &nc) != 0;
+            runs++, cycles += nc;
+            ref_run(win, q, n, steps, interp, &nc); /* the start of the next call */
+            for (int64_t i = 0; win == &top && i < n; i++) cut += q[i].steps > 0 && q[i].steps < steps;
+        }
+    }
+    printf("cycle field: %lld runs (%lld particles in 2-cycles, %lld stopped mid-way by a "
+           "window), %lld with a kernel differing from plain stepping\n", (long long)runs,
+           (long long)cycles, (long long)cut, (long long)bad);
+    TU_CHECK(bad == 0 && cycles > n && cut > 100, "cycle field: %lld runs differ, %lld cycles, %lld cut",
+             (long long)bad, (long long)cycles, (long long)cut);
+    free((void *)top.f);
+    free((void *)mid.f);
+    free(start);
+    free(q);
+    free(f);
 }
 
 static int test_window(void)
@@ -303,6 +418,7 @@ static int test_window(void)
     window_checks(&W, p, n, c.niter, 1);
     window_checks(&W, p, n, c.niter, 0);
     random_checks();
+    cycle_checks();
 
     /* particles already done are left alone; an empty window stops everyone without reading */
     cp_particle q = p[0];
