@@ -85,42 +85,35 @@ static int open_masks(uint32_t *labels, int64_t Ly, int64_t Lx, int r, char *err
     return 0;
 }
 
-/* Masks of raw (before flow QC) that QC deleted, touching no labelled pixel (8-connected), and
- * having a (2r+1)^2 core come back with new ids above the largest label, in raw id order. */
-static int restore_masks(uint32_t *labels, const uint32_t *raw, int64_t Ly, int64_t Lx, int r,
-                         char *err)
+int cp_protrusions_scan(const uint32_t *labels, const uint32_t *raw, int64_t Ly, int64_t Lx,
+                        int64_t y0, int64_t x0, int64_t ny, int64_t nx, unsigned char *flags,
+                        char *err)
 {
-    int64_t npix = Ly * Lx;
-    uint32_t mx = 0, rmx = 0;
-    for (int64_t i = 0; i < npix; i++) {
-        mx = labels[i] > mx ? labels[i] : mx;
-        rmx = raw[i] > rmx ? raw[i] : rmx;
-    }
-    unsigned char *core = malloc((size_t)npix);
-    uint32_t *id = calloc((size_t)rmx + 1, sizeof *id);
-    if (!core || !id) {
-        free(core);
-        free(id);
-        return cp_errf(err, CP_ENOMEM, "protrusions: out of memory (%u raw masks)", rmx);
-    }
-    erode(raw, Ly, Lx, r, core);
-    for (int64_t i = 0; i < npix; i++)
-        if (core[i]) id[raw[i]] = 1;
-    for (int64_t y = 0; y < Ly; y++) /* not restored: masks touching a labelled pixel */
-        for (int64_t x = 0; x < Lx; x++) {
+    unsigned char *core = malloc((size_t)(Ly * Lx));
+    if (!core) return cp_errf(err, CP_ENOMEM, "protrusions: out of memory (%lldx%lld)",
+                              (long long)Ly, (long long)Lx);
+    erode(raw, Ly, Lx, BODY_R, core);
+    for (int64_t y = y0; y < y0 + ny; y++)
+        for (int64_t x = x0; x < x0 + nx; x++) {
             uint32_t v = raw[y * Lx + x];
-            for (int64_t yy = y - 1; v && id[v] && yy <= y + 1; yy++)
+            if (!v) continue;
+            if (core[y * Lx + x]) flags[v] |= CP_PROT_CORE;
+            for (int64_t yy = y - 1; yy <= y + 1; yy++)
                 for (int64_t xx = x - 1; xx <= x + 1; xx++)
                     if (yy >= 0 && yy < Ly && xx >= 0 && xx < Lx && labels[yy * Lx + xx])
-                        id[v] = 0;
+                        flags[v] |= CP_PROT_TOUCH;
         }
-    for (uint32_t k = 1; k <= rmx; k++)
-        if (id[k]) id[k] = ++mx;
-    for (int64_t i = 0; i < npix; i++)
-        if (raw[i] && id[raw[i]]) labels[i] = id[raw[i]];
     free(core);
-    free(id);
     return 0;
+}
+
+uint32_t cp_protrusions_ids(const unsigned char *flags, uint32_t raw_max, uint32_t label_max,
+                            uint32_t *map)
+{
+    map[0] = 0;
+    for (uint32_t k = 1; k <= raw_max; k++)
+        map[k] = flags[k] == CP_PROT_CORE ? ++label_max : 0;
+    return label_max;
 }
 
 /* Dial's bucket queue: costs are integers and every step costs at most MAX_STEP, so the states
@@ -218,16 +211,17 @@ static int attach(uint32_t *labels, const float *dP, const int64_t *node, const 
     return rc;
 }
 
-int cp_protrusions_attach(uint32_t *labels, const uint32_t *raw, const float *dP,
-                          const float *cellprob, int64_t Ly, int64_t Lx, float cellprob_threshold,
-                          int64_t max_len, char *err)
+int cp_protrusions_apply(uint32_t *labels, const uint32_t *raw, const uint32_t *map,
+                         const float *dP, const float *cellprob, int64_t Ly, int64_t Lx,
+                         float cellprob_threshold, int64_t max_len, char *err)
 {
     if (Ly < 1 || Lx < 1 || Ly > INT32_MAX || Lx > INT32_MAX || max_len < 1)
         return cp_errf(err, CP_EPARAM, "protrusions: bad size %lldx%lld or max_len %lld",
                        (long long)Ly, (long long)Lx, (long long)max_len);
     int64_t npix = Ly * Lx;
-    int rc = raw ? restore_masks(labels, raw, Ly, Lx, BODY_R, err) : 0;
-    if (!rc) rc = open_masks(labels, Ly, Lx, OPEN_R, err);
+    for (int64_t i = 0; raw && map && i < npix; i++)
+        if (raw[i] && map[raw[i]]) labels[i] = map[raw[i]];
+    int rc = open_masks(labels, Ly, Lx, OPEN_R, err);
     if (rc) return rc;
     int64_t *node = malloc(sizeof *node * (size_t)npix);
     if (!node) return cp_errf(err, CP_ENOMEM, "protrusions: out of memory");
@@ -248,5 +242,32 @@ int cp_protrusions_attach(uint32_t *labels, const uint32_t *raw, const float *dP
     free(pix);
     free(cost);
     free(lab);
+    return rc;
+}
+
+int cp_protrusions_attach(uint32_t *labels, const uint32_t *raw, const float *dP,
+                          const float *cellprob, int64_t Ly, int64_t Lx, float cellprob_threshold,
+                          int64_t max_len, char *err)
+{
+    if (!raw || Ly < 1 || Lx < 1)
+        return cp_protrusions_apply(labels, NULL, NULL, dP, cellprob, Ly, Lx, cellprob_threshold,
+                                    max_len, err);
+    uint32_t raw_max = 0, label_max = 0;
+    for (int64_t i = 0; i < Ly * Lx; i++) {
+        raw_max = raw[i] > raw_max ? raw[i] : raw_max;
+        label_max = labels[i] > label_max ? labels[i] : label_max;
+    }
+    unsigned char *flags = calloc((size_t)raw_max + 1, 1);
+    uint32_t *map = malloc(sizeof *map * ((size_t)raw_max + 1));
+    int rc = flags && map ? 0 : cp_errf(err, CP_ENOMEM, "protrusions: out of memory (%u raw masks)",
+                                        raw_max);
+    if (!rc) rc = cp_protrusions_scan(labels, raw, Ly, Lx, 0, 0, Ly, Lx, flags, err);
+    if (!rc) {
+        cp_protrusions_ids(flags, raw_max, label_max, map);
+        rc = cp_protrusions_apply(labels, raw, map, dP, cellprob, Ly, Lx, cellprob_threshold,
+                                  max_len, err);
+    }
+    free(flags);
+    free(map);
     return rc;
 }

@@ -26,4 +26,28 @@ int cp_protrusions_attach(uint32_t *labels, const uint32_t *raw, const float *dP
                           const float *cellprob, int64_t Ly, int64_t Lx, float cellprob_threshold,
                           int64_t max_len, char *err);
 
+/* The same rule over windows of a plane (distributed runs). Step (1) needs two facts per raw
+ * mask, gathered over the plane: */
+enum { CP_PROT_CORE = 1, CP_PROT_TOUCH = 2 };
+/* flags[v] |= CP_PROT_CORE if a pixel of raw mask v in the rectangle (y0, x0, ny, nx) of the
+ * window (Ly, Lx) is the centre of a 7x7 square of v, |= CP_PROT_TOUCH if such a pixel is labelled
+ * or 8-adjacent to a labelled pixel. Exact for the plane where the window reaches 3 pixels beyond
+ * the rectangle or to the plane's edge. flags: one byte per raw id. */
+int cp_protrusions_scan(const uint32_t *labels, const uint32_t *raw, int64_t Ly, int64_t Lx,
+                        int64_t y0, int64_t x0, int64_t ny, int64_t nx, unsigned char *flags,
+                        char *err);
+/* The new ids of step (1): map[v] = label_max + i for the i-th raw id v (1..raw_max) whose flags
+ * are exactly CP_PROT_CORE, else 0. Returns the largest label after the restore. */
+uint32_t cp_protrusions_ids(const unsigned char *flags, uint32_t raw_max, uint32_t label_max,
+                            uint32_t *map);
+/* Steps (1) with map (raw or map NULL: none), (2) and (3) on a window (Ly, Lx) of the plane,
+ * labels in place. A pixel's result depends only on the window within cp_protrusions_halo()
+ * pixels of it (each step of a path costs >= 10, so a path of cost <= 10 * max_len has at most
+ * max_len steps; the opening of a mask looks 4 pixels around): results further than that from
+ * the window's edges (other than the plane's) are the whole plane's. */
+int cp_protrusions_apply(uint32_t *labels, const uint32_t *raw, const uint32_t *map,
+                         const float *dP, const float *cellprob, int64_t Ly, int64_t Lx,
+                         float cellprob_threshold, int64_t max_len, char *err);
+static inline int64_t cp_protrusions_halo(int64_t max_len) { return max_len + 4; }
+
 #endif
