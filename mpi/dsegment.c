@@ -22,6 +22,7 @@
 #include "dnorm.h"
 #include "dplane.h"
 #include "dpost.h"
+#include "dprot.h"
 #include "h5store.h"
 #include "image.h"
 #include "post.h"
@@ -289,6 +290,8 @@ static int blocks_to_output(run *r, const cp_dplane *d, int32_t steps, double re
     rc = cp_dmasks_run(d, p->max_size_fraction, &nlabels, err);
     lap(r, CP_PH_MASKS);
     if (!rc) rc = cp_dpost_run(d, p->flow_threshold, p->min_size, &nlabels, err);
+    if (!rc && p->protrusions)
+        rc = cp_dprot_run(d, (float)p->cellprob_threshold, p->protrusion_max_len, &nlabels, err);
     lap(r, CP_PH_POST);
     if (rc) return rc;
     say(r, "masks: %lld", (long long)nlabels);
@@ -299,7 +302,9 @@ static int blocks_to_output(run *r, const cp_dplane *d, int32_t steps, double re
     cp_cell *cells = NULL;
     int64_t ncells = 0;
     if (!rc) rc = plane_cells(r, d, nlabels, &cells, &ncells, err);
-    if (!rc) rc = finish_output(r, h, cells, ncells, nlabels, rescale, err);
+    int64_t nmasks = ncells; /* ids may have gaps (swallowed masks, --protrusions) */
+    if (!rc) MPI_Bcast(&nmasks, 1, MPI_INT64_T, 0, r->comm);
+    if (!rc) rc = finish_output(r, h, cells, ncells, nmasks, rescale, err);
     else if (h) cp_h5_abort(h);
     free(cells);
     if (!rc && p->save_tif) {
@@ -314,7 +319,7 @@ static int blocks_to_output(run *r, const cp_dplane *d, int32_t steps, double re
         rc = cp_agree(r->comm, rc, err);
     }
     lap(r, CP_PH_WRITE);
-    if (!rc) say(r, "wrote %s (%lld masks)", r->out_path, (long long)nlabels);
+    if (!rc) say(r, "wrote %s (%lld masks)", r->out_path, (long long)nmasks);
     return rc;
 }
 
@@ -338,9 +343,6 @@ static int plane_blocks(run *r, cp_image *im, char *err)
     };
     int64_t Ly, Lx;
     int rc = cp_dnet_size(&net, &Ly, &Lx, err);
-    if (!rc && p->protrusions)
-        rc = cp_errf(err, CP_EUNSUPPORTED, "--protrusions: not available in distributed runs yet "
-                     "(run on one rank without --block)");
     if (!rc && p->no_resample && rescale != 1.0)
         rc = cp_errf(err, CP_EUNSUPPORTED, "%s: --no_resample with a diameter other than the "
                      "model's (rescale %g) needs a nearest resize across blocks, not done yet in "
@@ -627,9 +629,6 @@ int cp_dsegment_flows(MPI_Comm comm, const cp_params *p, const char *out_path,
     r.t0 = MPI_Wtime(), r.c0 = cp_comm_seconds();
     int64_t Ly = 0, Lx = 0;
     int resumed, rc = flows_size(p, &Ly, &Lx, err);
-    if (!rc && p->protrusions)
-        rc = cp_errf(err, CP_EUNSUPPORTED, "--protrusions: not available in distributed runs yet "
-                     "(run on one rank without --block)");
     rc = cp_agree(comm, rc, err);
     if (!rc) rc = workdir_open(&r, &resumed, err);
     if (rc) return rc;

@@ -172,8 +172,6 @@ static void thin_cells(void)
 int main(int argc, char **argv)
 {
     snprintf(dir, sizeof dir, "%s", tu_tmpdir());
-    setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1); /* the tests may run as root (CI) */
-    setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
     if (argc > 2 && !strcmp(argv[1], "seams")) seams_case(argv[2]);
     else if (argc > 1 && !strcmp(argv[1], "tiny_4mpx")) tiny_4mpx();
     else if (argc > 1 && !strcmp(argv[1], "thin_cells")) thin_cells();

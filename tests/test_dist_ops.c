@@ -282,8 +282,6 @@ static void h5py(void)
 int main(int argc, char **argv)
 {
     snprintf(dir, sizeof dir, "%s", tu_tmpdir());
-    setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1); /* the tests may run as root (CI) */
-    setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
     snprintf(exe, sizeof exe, "%s/cellpose-mpi", tu_build_dir());
     const char *what = argc > 1 ? argv[1] : "";
     if (!strcmp(what, "stack")) stack();

@@ -161,8 +161,8 @@ static void test_reference(void)
 }
 
 /* The CLI on synth_1024 with the trained model: without --protrusions the labels are Cellpose's
- * masks.tif exactly; with it (from the saved flows, at 1 and 2 OpenMP threads: same labels) the
- * protrusion metric clears the thresholds. */
+ * masks.tif exactly; with it (from the saved flows, at 1 and 2 OpenMP threads and on 3 MPI ranks
+ * with blocks of 256: same labels) the protrusion metric clears the thresholds. */
 static void test_synth1024(void)
 {
     const char *dir = tu_tmpdir(), *sh = tu_shared();
@@ -196,6 +196,21 @@ static void test_synth1024(void)
         on[t] = read_labels(out);
         TU_CHECK(on[t] != NULL, "cannot read %s", out);
     }
+    char dout[512]; /* 3 ranks, blocks of 256: the halo of a block reaches over the plane */
+    snprintf(dout, sizeof dout, "%s/prot_np3.h5", dir);
+    t0 = tu_now();
+    st = tu_run("mpirun --oversubscribe -n 3 -x OMP_NUM_THREADS=1 %s --flows %s --protrusions "
+                "--block 256 --output %s", base, flows, dout);
+    printf("mpirun -n 3 --block 256 --flows --protrusions: %.2f s\n", tu_now() - t0);
+    TU_CHECK(st == 0, "cellpose-mpi -n 3 --protrusions exited with %d", st);
+    uint32_t *dist = read_labels(dout);
+    TU_CHECK(dist != NULL, "cannot read %s", dout);
+    if (dist && on[0]) {
+        int64_t nd = tu_count_diff_u32(dist, on[0], NY * NX);
+        printf("3 ranks vs one process: %lld pixels differ\n", (long long)nd);
+        TU_CHECK(nd == 0, "3 ranks vs one process: %lld pixels differ", (long long)nd);
+    }
+    free(dist);
     if (on[0] && on[1]) {
         int64_t nd = tu_count_diff_u32(on[0], on[1], NY * NX);
         TU_CHECK(nd == 0, "1 vs 2 threads: %lld pixels differ", (long long)nd);

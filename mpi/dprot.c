@@ -1,0 +1,192 @@
+/* Protrusion recovery over blocks (see dprot.h). */
+#include "dprot.h"
+
+#include <mpi.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agree.h"
+#include "cp_err.h"
+#include "protrusions.h"
+
+/* Copies the part of the nch-channel array s (on rectangle sr, channel-first) that lies in
+ * rectangle dr into the nch-channel array d on dr. */
+static void paste(const char *s, cp_rect sr, size_t elem, int nch, char *d, cp_rect dr)
+{
+    int64_t y0 = sr.y0 > dr.y0 ? sr.y0 : dr.y0, x0 = sr.x0 > dr.x0 ? sr.x0 : dr.x0;
+    int64_t y1 = sr.y0 + sr.ny < dr.y0 + dr.ny ? sr.y0 + sr.ny : dr.y0 + dr.ny;
+    int64_t x1 = sr.x0 + sr.nx < dr.x0 + dr.nx ? sr.x0 + sr.nx : dr.x0 + dr.nx;
+    for (int c = 0; c < nch && x1 > x0; c++)
+        for (int64_t y = y0; y < y1; y++)
+            memcpy(d + elem * (size_t)((c * dr.ny + y - dr.y0) * dr.nx + x0 - dr.x0),
+                   s + elem * (size_t)((c * sr.ny + y - sr.y0) * sr.nx + x0 - sr.x0),
+                   elem * (size_t)(x1 - x0));
+}
+
+/* Array `what` of the plane on rectangle w, assembled from the blocks it touches: uint32 block
+ * arrays ("lab", "m0"), or the 3 float channels of "dp" (stored on blocks grown by 1). */
+static int load_window(const cp_dplane *d, const char *what, cp_rect w, void *out, char *err)
+{
+    const int dp = strcmp(what, "dp") == 0, nch = dp ? 3 : 1;
+    const size_t elem = dp ? sizeof(float) : sizeof(uint32_t);
+    int64_t nb = cp_grid_blocks_touching(&d->grid, w, NULL);
+    int64_t *list = malloc(sizeof *list * (size_t)nb);
+    size_t cap = 0;
+    char *buf = NULL, name[64];
+    int rc = list ? 0 : cp_errf(err, CP_ENOMEM, "protrusions: out of memory");
+    if (!rc) cp_grid_blocks_touching(&d->grid, w, list);
+    cp_dname(d, what, name);
+    for (int64_t k = 0; !rc && k < nb; k++) {
+        cp_rect r = cp_grid_block(&d->grid, list[k]);
+        if (dp) r = cp_rect_grow(&d->grid, r, 1);
+        size_t bytes = elem * (size_t)(nch * r.ny * r.nx);
+        if (bytes > cap) {
+            free(buf);
+            if (!(buf = malloc(cap = bytes))) rc = cp_errf(err, CP_ENOMEM, "protrusions: out of memory");
+        }
+        if (!rc) rc = cp_bstore_get(d->store, name, list[k], buf, bytes, err);
+        if (!rc) paste(buf, r, elem, nch, out, w);
+    }
+    free(buf);
+    free(list);
+    return rc;
+}
+
+static uint32_t max_u32(const uint32_t *a, int64_t n)
+{
+    uint32_t m = 0;
+    for (int64_t i = 0; i < n; i++) m = a[i] > m ? a[i] : m;
+    return m;
+}
+
+/* The largest "m0" and "lab" ids of the plane, on every rank. */
+static int plane_maxima(const cp_dplane *d, uint32_t mx[2], char *err)
+{
+    int64_t b0, b1;
+    cp_grid_range(&d->grid, d->rank, &b0, &b1);
+    const char *what[2] = {"m0", "lab"};
+    int rc = 0;
+    mx[0] = mx[1] = 0;
+    for (int64_t b = b0; !rc && b < b1; b++) {
+        cp_rect r = cp_grid_block(&d->grid, b);
+        uint32_t *a = malloc(sizeof *a * (size_t)(r.ny * r.nx));
+        for (int k = 0; k < 2 && !rc; k++) {
+            rc = a ? load_window(d, what[k], r, a, err) : cp_errf(err, CP_ENOMEM, "protrusions: out of memory");
+            if (!rc) mx[k] = max_u32(a, r.ny * r.nx) > mx[k] ? max_u32(a, r.ny * r.nx) : mx[k];
+        }
+        free(a);
+    }
+    rc = cp_agree(d->comm, rc, err);
+    if (!rc) MPI_Allreduce(MPI_IN_PLACE, mx, 2, MPI_UINT32_T, MPI_MAX, d->comm);
+    return rc;
+}
+
+/* Step (1)'s flags of the raw masks, scanned in own blocks (grown by 3 pixels: the 7x7 core
+ * test) and OR-reduced over the ranks. */
+static int gather_flags(const cp_dplane *d, unsigned char *flags, uint32_t raw_max, char *err)
+{
+    int64_t b0, b1;
+    cp_grid_range(&d->grid, d->rank, &b0, &b1);
+    int rc = 0;
+    for (int64_t b = b0; !rc && b < b1; b++) {
+        cp_rect in = cp_grid_block(&d->grid, b), w = cp_rect_grow(&d->grid, in, 3);
+        uint32_t *lab = malloc(sizeof *lab * (size_t)(w.ny * w.nx));
+        uint32_t *raw = malloc(sizeof *raw * (size_t)(w.ny * w.nx));
+        rc = lab && raw ? load_window(d, "lab", w, lab, err)
+                        : cp_errf(err, CP_ENOMEM, "protrusions: out of memory");
+        if (!rc) rc = load_window(d, "m0", w, raw, err);
+        if (!rc)
+            rc = cp_protrusions_scan(lab, raw, w.ny, w.nx, in.y0 - w.y0, in.x0 - w.x0, in.ny,
+                                     in.nx, flags, err);
+        free(lab);
+        free(raw);
+    }
+    rc = cp_agree(d->comm, rc, err);
+    if (!rc)
+        MPI_Allreduce(MPI_IN_PLACE, flags, (int)raw_max + 1, MPI_UNSIGNED_CHAR, MPI_BOR, d->comm);
+    return rc;
+}
+
+/* The rule on block b grown by the halo; the block's centre is stored as "plab". */
+static int block_attach(const cp_dplane *d, int64_t b, const uint32_t *map, float threshold,
+                        int64_t max_len, char *err)
+{
+    cp_rect in = cp_grid_block(&d->grid, b);
+    cp_rect w = cp_rect_grow(&d->grid, in, cp_protrusions_halo(max_len));
+    int64_t n = w.ny * w.nx;
+    uint32_t *lab = malloc(sizeof *lab * (size_t)n), *raw = malloc(sizeof *raw * (size_t)n);
+    float *f = malloc(sizeof *f * (size_t)(3 * n));
+    char name[64];
+    int rc = lab && raw && f ? load_window(d, "lab", w, lab, err)
+                             : cp_errf(err, CP_ENOMEM, "protrusions: block %lld: out of memory "
+                                       "(%lldx%lld window)", (long long)b, (long long)w.ny,
+                                       (long long)w.nx);
+    if (!rc) rc = load_window(d, "m0", w, raw, err);
+    if (!rc) rc = load_window(d, "dp", w, f, err);
+    if (!rc) rc = cp_protrusions_apply(lab, raw, map, f, f + 2 * n, w.ny, w.nx, threshold, max_len, err);
+    if (!rc) {
+        paste((const char *)lab, w, sizeof *lab, 1, (char *)raw, in); /* the centre, into raw */
+        rc = cp_bstore_put(d->store, cp_dname(d, "plab", name), b, raw,
+                           sizeof *raw * (size_t)(in.ny * in.nx), err);
+    }
+    free(lab);
+    free(raw);
+    free(f);
+    return rc;
+}
+
+/* "plab" of own blocks becomes "lab" (once every rank has read the old "lab"). */
+static int commit_blocks(const cp_dplane *d, uint32_t *mx, char *err)
+{
+    int64_t b0, b1;
+    cp_grid_range(&d->grid, d->rank, &b0, &b1);
+    char pname[64], lname[64];
+    cp_dname(d, "plab", pname);
+    cp_dname(d, "lab", lname);
+    int rc = 0;
+    *mx = 0;
+    for (int64_t b = b0; !rc && b < b1; b++) {
+        cp_rect r = cp_grid_block(&d->grid, b);
+        size_t bytes = sizeof(uint32_t) * (size_t)(r.ny * r.nx);
+        uint32_t *a = malloc(bytes);
+        rc = a ? cp_bstore_get(d->store, pname, b, a, bytes, err)
+               : cp_errf(err, CP_ENOMEM, "protrusions: out of memory");
+        if (!rc) rc = cp_bstore_put(d->store, lname, b, a, bytes, err);
+        if (!rc) {
+            uint32_t m = max_u32(a, r.ny * r.nx);
+            *mx = m > *mx ? m : *mx;
+            cp_bstore_remove(d->store, pname, b);
+        }
+        free(a);
+    }
+    rc = cp_agree(d->comm, rc, err);
+    if (!rc) MPI_Allreduce(MPI_IN_PLACE, mx, 1, MPI_UINT32_T, MPI_MAX, d->comm);
+    return rc;
+}
+
+int cp_dprot_run(const cp_dplane *d, float cellprob_threshold, int64_t max_len, int64_t *nlabels,
+                 char *err)
+{
+    uint32_t mx[2]; /* raw, final */
+    int rc = max_len >= 1 ? 0 : cp_errf(err, CP_EPARAM, "protrusions: max_len %lld < 1",
+                                        (long long)max_len);
+    if ((rc = cp_agree(d->comm, rc, err)) || (rc = plane_maxima(d, mx, err))) return rc;
+    unsigned char *flags = calloc((size_t)mx[0] + 1, 1);
+    uint32_t *map = malloc(sizeof *map * ((size_t)mx[0] + 1));
+    rc = cp_agree(d->comm, flags && map ? 0 : cp_errf(err, CP_ENOMEM, "protrusions: out of memory "
+                                                      "(%u raw masks)", mx[0]), err);
+    if (!rc) rc = gather_flags(d, flags, mx[0], err);
+    if (!rc) cp_protrusions_ids(flags, mx[0], mx[1], map);
+    int64_t b0, b1;
+    cp_grid_range(&d->grid, d->rank, &b0, &b1);
+    int lrc = rc;
+    for (int64_t b = b0; !lrc && b < b1; b++)
+        lrc = block_attach(d, b, map, cellprob_threshold, max_len, err);
+    if (!rc) rc = cp_agree(d->comm, lrc, err);
+    uint32_t last = 0;
+    if (!rc) rc = commit_blocks(d, &last, err);
+    *nlabels = last;
+    free(flags);
+    free(map);
+    return rc;
+}

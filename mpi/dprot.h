@@ -1,0 +1,20 @@
+/* Protrusion recovery over blocks (--protrusions; the rule is src/protrusions.h): the step (1)
+ * facts of every raw mask are gathered over the plane (one byte per raw mask, OR-reduced), then
+ * each block is computed on the block grown by cp_protrusions_halo(max_len), read from the block
+ * files of its neighbours in the work directory, and its centre becomes the block's labels.
+ * Labels identical to cp_protrusions_attach on the whole plane. */
+#ifndef CP_DPROT_H
+#define CP_DPROT_H
+
+#include <stdint.h>
+
+#include "dplane.h"
+
+/* Collective. Reads "lab" (final masks), "m0" (masks before QC) and "dp" of the plane's blocks;
+ * rewrites "lab" of own blocks. *nlabels: the largest label afterwards (ids are not compacted:
+ * masks that the opening removes leave gaps, like the single process). Memory per rank: the
+ * grown block (side B + 2 * (max_len + 4)) and its path states, plus one byte per raw mask. */
+int cp_dprot_run(const cp_dplane *d, float cellprob_threshold, int64_t max_len, int64_t *nlabels,
+                 char *err);
+
+#endif
