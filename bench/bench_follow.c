@@ -2,7 +2,10 @@
  * kernel the CPU has, with 1 and 2 threads, and the ratio to Cellpose's numba loop (~11 ns per
  * pixel-iteration single-threaded, measured separately: numba is not available here), from the
  * wall time and from the process CPU time / threads (what the wall time would be on an idle
- * machine with perfect scaling; the shared machine makes the wall time noisy). Cases:
+ * machine with perfect scaling; the shared machine makes the wall time noisy). A particle ends
+ * early at a 2-cycle or fixed point (follow.h), so a run executes fewer iterations than the
+ * nominal particles * niter: the share executed is printed per case, and the last column is the
+ * wall time per executed iteration (the raw cost of the kernel). Cases:
  *   small  the ideal flows of flows_protrusions_niter2000 (512^2, few particles), niter 2000;
  *   synth  the network flows of synth_trained_nbase16_synth512 (512^2), niter 200;
  *   large  those network flows tiled 4 x 4 into a 2048^2 field, niter 200.
@@ -43,6 +46,35 @@ static void load_tiled(const char *name, int k, float **dP, float **cp, int64_t 
     tu_tiff_free(&c);
 }
 
+/* The iterations that one cp_follow_run call of niter steps executes on particles `start`: each
+ * particle's until the first step that brings it back to where it was before the previous step
+ * (or, the first step, to where it was). Found by advancing all particles one step per call. */
+static int64_t executed_iterations(const cp_field *F, const cp_particle *start, int64_t n, int niter)
+{
+    cp_particle *p = malloc(sizeof *p * (size_t)n);
+    uint64_t *back = malloc(sizeof *back * (size_t)n), *now = malloc(sizeof *now * (size_t)n);
+    char *ended = calloc((size_t)n, 1);
+    memcpy(p, start, sizeof *p * (size_t)n);
+    for (int64_t i = 0; i < n; i++) memcpy(&back[i], &p[i].py, sizeof back[i]); /* (py, px) */
+    int64_t total = 0;
+    for (int s = 1; s <= niter; s++) {
+        for (int64_t i = 0; i < n; i++) memcpy(&now[i], &p[i].py, sizeof now[i]);
+        cp_follow_run(F, p, n, s, 1);
+        for (int64_t i = 0; i < n; i++) {
+            uint64_t next;
+            memcpy(&next, &p[i].py, sizeof next);
+            total += !ended[i];
+            ended[i] |= next == back[i];
+            back[i] = now[i];
+        }
+    }
+    free(p);
+    free(back);
+    free(now);
+    free(ended);
+    return total;
+}
+
 static void bench_case(const char *label, const char *name, int tiles, int niter)
 {
     float *dP, *cp;
@@ -55,8 +87,10 @@ static void bench_case(const char *label, const char *name, int tiles, int niter
     cp_particle *start = malloc(sizeof *start * (size_t)n), *p = malloc(sizeof *p * (size_t)n);
     cp_follow_particles(cp, Ly, Lx, 0.0f, start);
     const cp_field F = {.Ly = Ly, .Lx = Lx, .y0 = 0, .x0 = 0, .ny = Ly, .nx = Lx, .f = f};
-    printf("%s: %s x%d: %lld x %lld, %lld particles, niter %d\n", label, name, tiles, (long long)Ly,
-           (long long)Lx, (long long)n, niter);
+    const int64_t executed = executed_iterations(&F, start, n, niter);
+    printf("%s: %s x%d: %lld x %lld, %lld particles, niter %d, iterations executed %.1f%%\n", label,
+           name, tiles, (long long)Ly, (long long)Lx, (long long)n, niter,
+           100.0 * (double)executed / ((double)n * niter));
     const char *kernels[3] = {"scalar", "avx2", "avx512"};
     for (int k = 0; k < 3; k++) {
         setenv("CP_FOLLOW_KERNEL", kernels[k], 1);
@@ -73,8 +107,8 @@ static void bench_case(const char *label, const char *name, int tiles, int niter
                 best_cpu = dc < best_cpu ? dc : best_cpu;
             }
             double ns = 1e9 * best / ((double)n * niter), ns_cpu = 1e9 * best_cpu / ((double)n * niter);
-            printf("  %-7s %8d %10.4f %12.3f %14.1f %12.3f %14.1f\n", kernels[k], threads, best, ns,
-                   11.0 / ns, ns_cpu, 11.0 / ns_cpu);
+            printf("  %-7s %8d %10.4f %12.3f %14.1f %12.3f %14.1f %14.3f\n", kernels[k], threads, best,
+                   ns, 11.0 / ns, ns_cpu, 11.0 / ns_cpu, 1e9 * best / (double)executed);
         }
     }
     unsetenv("CP_FOLLOW_KERNEL");
@@ -88,8 +122,8 @@ static void bench_case(const char *label, const char *name, int tiles, int niter
 int main(int argc, char **argv)
 {
     if (argc > 1) setenv("CELLPOSE_MPI_SHARED", argv[1], 1);
-    printf("  %-7s %8s %10s %12s %14s %12s %14s\n", "kernel", "threads", "wall s", "ns/p-iter",
-           "11ns/this", "cpu/threads", "11ns/this");
+    printf("  %-7s %8s %10s %12s %14s %12s %14s %14s\n", "kernel", "threads", "wall s", "ns/p-iter",
+           "11ns/this", "cpu/threads", "11ns/this", "ns/executed");
     bench_case("small", "flows_protrusions_niter2000", 1, 2000);
     bench_case("synth", "synth_trained_nbase16_synth512", 1, 200);
     bench_case("large", "synth_trained_nbase16_synth512", 4, 200);

@@ -4,10 +4,11 @@
  * particles per vector (16-byte loads of pixel pairs, no gathers); an AVX-512 one that advances 8
  * particles per vector as (y, x) pairs with 64-bit gathers of the corners. The vector kernels keep
  * the positions of GROUP interleaved vectors in registers for all steps (the AVX-512 one refills a
- * lane with the next particle when its particle is done). All end a particle that is back where
- * it was a step ago (a 2-cycle, or a fixed point): the remaining steps are known without doing
- * them (most particles end oscillating around their sink). No FMA anywhere (-ffp-contract=off;
- * the intrinsics are plain multiplies and adds). */
+ * lane with the next particle when its particle is done, and steps its vectors phase by phase).
+ * All end a particle whose step brings it back to the position before its current one (a 2-cycle,
+ * or a fixed point): the remaining steps are known without doing them, and most particles end so,
+ * resting at or oscillating around their sink. No FMA anywhere (-ffp-contract=off; the intrinsics
+ * are plain multiplies and adds). */
 #include "follow.h"
 
 #include <limits.h>
@@ -108,8 +109,8 @@ static inline int step_scalar(const cp_field *F, cp_particle *q, float prev[2], 
         dx = r0[2 * x0 + 1];
     }
     const float ny = clamp_pos(py + dy, (float)(F->Ly - 1)), nx = clamp_pos(px + dx, (float)(F->Lx - 1));
-    /* back where it was a step ago: a 2-cycle (see cp_follow_run), the rest alternates between
-     * the new position and this one; the new one is last iff the steps left are even */
+    /* back at the position before this one: a 2-cycle (see cp_follow_run), the rest alternates
+     * between the new position and this one; the new one is last iff the steps left are even */
     const int cycle = same_bits(ny, prev[0]) && same_bits(nx, prev[1]);
     const int stay = cycle && (steps - q->steps - 1) % 2 != 0;
     prev[0] = py, prev[1] = px;
@@ -355,53 +356,54 @@ CP_AVX512 static inline __m256 bilinear4x2(__m512d f00, __m512d f01, __m512d a10
     return _mm512_cvtpd_ps(_mm512_add_pd(_mm512_add_pd(_mm512_add_pd(t0, t1), t2), a11));
 }
 
-/* One iteration for the 8 particles of a vector: particles with steps left and the stencil
- * inside the window move, the others keep their position. Returns the mask of those that moved. */
-CP_AVX512 static inline __mmask8 step8x2(const avx512_field *A, __m512 *p, __m512 *prev,
-                                         __m512i *left)
+/* The stencils of 8 particles: which move (steps left, stencil inside the window), the integer
+ * parts of their positions, and the field at the 4 corners. */
+typedef struct corners {
+    __mmask8 act;
+    __m512i ip;
+    __m512 f00, f01, f10, f11;
+} corners;
+
+/* The stencils of the 8 particles of a vector at p with steps left `left`. */
+CP_AVX512 static inline corners stencil8(const avx512_field *A, __m512 p, __m512i left)
 {
+    corners c;
     const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi32(1);
-    const __m512i ip = _mm512_cvttps_epi32(*p);
-    const __m512i c0 = _mm512_min_epi32(_mm512_max_epi32(ip, zero), A->max);
+    c.ip = _mm512_cvttps_epi32(p);
+    const __m512i c0 = _mm512_min_epi32(_mm512_max_epi32(c.ip, zero), A->max);
     const __m512i c1 = _mm512_min_epi32(_mm512_add_epi32(c0, one), A->max);
-    /* stencil in window coordinates; outside where d0 or wlast - c1 has a negative component
-     * (the sign bits of both components of a lane OR-ed into its top bit) */
+    /* stencil in window coordinates; outside where d0 or wlast - c1 has a negative component */
     const __m512i d0 = _mm512_sub_epi32(c0, A->w0), d1 = _mm512_sub_epi32(c1, A->w0);
-    __m512i neg = _mm512_or_si512(d0, _mm512_sub_epi32(A->wlast, c1));
-    neg = _mm512_or_si512(neg, _mm512_slli_epi64(neg, 32));
-    const __mmask8 act = _mm512_mask_cmpgt_epi64_mask(_mm512_cmpge_epi64_mask(neg, zero), *left, zero);
+    const __m512i neg = _mm512_or_si512(d0, _mm512_sub_epi32(A->wlast, c1));
+    const __mmask8 inside = _mm512_testn_epi64_mask(neg, _mm512_set1_epi32(INT32_MIN));
+    c.act = _mm512_mask_cmpgt_epi64_mask(inside, left, zero);
     /* pixel offsets of the corners: row * nx (low int32 of the lane) + column (high int32) */
     const __m512i r0 = _mm512_mul_epu32(d0, A->nx), r1 = _mm512_mul_epu32(d1, A->nx);
     const __m512i x0 = _mm512_srli_epi64(d0, 32), x1 = _mm512_srli_epi64(d1, 32);
     const __m512d none = _mm512_setzero_pd();
-    __m512 f00 = _mm512_castpd_ps(_mm512_mask_i64gather_pd(none, act, _mm512_add_epi64(r0, x0), A->f, 8));
-    __m512 f01 = _mm512_castpd_ps(_mm512_mask_i64gather_pd(none, act, _mm512_add_epi64(r0, x1), A->f, 8));
-    __m512 f10 = _mm512_castpd_ps(_mm512_mask_i64gather_pd(none, act, _mm512_add_epi64(r1, x0), A->f, 8));
-    __m512 f11 = _mm512_castpd_ps(_mm512_mask_i64gather_pd(none, act, _mm512_add_epi64(r1, x1), A->f, 8));
+    c.f00 = _mm512_castpd_ps(_mm512_mask_i64gather_pd(none, c.act, _mm512_add_epi64(r0, x0), A->f, 8));
+    c.f01 = _mm512_castpd_ps(_mm512_mask_i64gather_pd(none, c.act, _mm512_add_epi64(r0, x1), A->f, 8));
+    c.f10 = _mm512_castpd_ps(_mm512_mask_i64gather_pd(none, c.act, _mm512_add_epi64(r1, x0), A->f, 8));
+    c.f11 = _mm512_castpd_ps(_mm512_mask_i64gather_pd(none, c.act, _mm512_add_epi64(r1, x1), A->f, 8));
+    return c;
+}
 
-    const __m512 fyx = _mm512_sub_ps(*p, _mm512_cvtepi32_ps(ip));
+/* The positions after the step from p, for the stencils c of p. */
+CP_AVX512 static inline __m512 move8(const avx512_field *A, __m512 p, const corners *c)
+{
+    const __m512 fyx = _mm512_sub_ps(p, _mm512_cvtepi32_ps(c->ip));
     const __m512 fy = _mm512_moveldup_ps(fyx), fx = _mm512_movehdup_ps(fyx); /* (fy, fy), (fx, fx) */
-    const __m512 a10 = _mm512_mul_ps(f10, fy), a11 = _mm512_mul_ps(_mm512_mul_ps(f11, fy), fx);
+    const __m512 a10 = _mm512_mul_ps(c->f10, fy), a11 = _mm512_mul_ps(_mm512_mul_ps(c->f11, fy), fx);
     const __m512d one_d = _mm512_set1_pd(1.0);
     __m256 d[2];
     for (int h = 0; h < 2; h++) {
         __m512d fxd = half_pd(fx, h);
-        d[h] = bilinear4x2(half_pd(f00, h), half_pd(f01, h), half_pd(a10, h), half_pd(a11, h),
+        d[h] = bilinear4x2(half_pd(c->f00, h), half_pd(c->f01, h), half_pd(a10, h), half_pd(a11, h),
                            _mm512_sub_pd(one_d, half_pd(fy, h)), _mm512_sub_pd(one_d, fxd), fxd);
     }
     const __m512 dyx = _mm512_insertf32x8(_mm512_castps256_ps512(d[0]), d[1], 1);
     /* min(L-1, max(0, p + d)): same operand order as clamp_pos() */
-    const __m512 np = _mm512_min_ps(A->maxf, _mm512_max_ps(_mm512_setzero_ps(), _mm512_add_ps(*p, dyx)));
-    /* a 2-cycle ends the particle, as in step_scalar */
-    const __m512i one64 = _mm512_set1_epi64(1);
-    const __mmask8 cycle =
-        _mm512_mask_cmpeq_epi64_mask(act, _mm512_castps_si512(np), _mm512_castps_si512(*prev));
-    const __m512i left1 = _mm512_mask_sub_epi64(*left, act, *left, one64);
-    const __mmask8 stay = _mm512_mask_test_epi64_mask(cycle, left1, one64);
-    *prev = pick_pairs(*prev, act, *p);
-    *p = pick_pairs(*p, act & (__mmask8)~stay, np);
-    *left = _mm512_maskz_mov_epi64((__mmask8)~cycle, left1);
-    return act;
+    return _mm512_min_ps(A->maxf, _mm512_max_ps(_mm512_setzero_ps(), _mm512_add_ps(p, dyx)));
 }
 
 /* The lanes of a vector of the AVX-512 kernel and the particles they hold (-1: none). */
@@ -410,6 +412,33 @@ typedef struct lanes {
     __m512i left;
     int64_t who[VEC];
 } lanes;
+
+/* The particles of mask act of L move to np, or end at a 2-cycle (as in step_scalar). */
+CP_AVX512 static inline void update8(lanes *L, __m512 np, __mmask8 act)
+{
+    const __m512i one64 = _mm512_set1_epi64(1);
+    const __mmask8 cycle =
+        _mm512_mask_cmpeq_epi64_mask(act, _mm512_castps_si512(np), _mm512_castps_si512(L->prev));
+    const __m512i left1 = _mm512_mask_sub_epi64(L->left, act, L->left, one64);
+    const __mmask8 stay = _mm512_mask_test_epi64_mask(cycle, left1, one64);
+    L->prev = pick_pairs(L->prev, act, L->p);
+    L->p = pick_pairs(L->p, act & (__mmask8)~stay, np);
+    L->left = _mm512_maskz_mov_epi64((__mmask8)~cycle, left1);
+}
+
+/* One iteration for the GROUP vectors of L: particles with steps left and the stencil inside the
+ * window move, the others keep their position; moved[g]: those of L[g] that moved. A step of a
+ * vector is a long chain of dependent instructions (gathers, conversions); written phase by phase
+ * over the vectors, the core overlaps the chains of the GROUP vectors. */
+CP_AVX512 static inline void step_group(const avx512_field *A, lanes L[GROUP],
+                                        __mmask8 moved[GROUP])
+{
+    corners c[GROUP];
+    __m512 np[GROUP];
+    for (int g = 0; g < GROUP; g++) c[g] = stencil8(A, L[g].p, L[g].left);
+    for (int g = 0; g < GROUP; g++) np[g] = move8(A, L[g].p, &c[g]);
+    for (int g = 0; g < GROUP; g++) update8(&L[g], np[g], c[g].act), moved[g] = c[g].act;
+}
 
 /* Hands the particles of the lanes in `done` back to q and gives those lanes the next particles
  * of q[*next .. m) that have steps left. Returns 1 if a lane got a particle. */
@@ -468,10 +497,12 @@ CP_AVX512 static void advance_avx512(const cp_field *F, cp_particle *q, int64_t 
     }
     for (int busy = 1; busy;) {
         busy = 0;
+        __mmask8 moved[GROUP];
+        step_group(&A, L, moved);
         for (int g = 0; g < GROUP; g++) {
-            __mmask8 moved = step8x2(&A, &L[g].p, &L[g].prev, &L[g].left);
-            busy |= moved != 0;
-            if (moved != 0xFF && next < m) busy |= refill(&L[g], (__mmask8)~moved, q, m, &next, steps);
+            const __mmask8 idle = (__mmask8)~moved[g];
+            busy |= moved[g] != 0;
+            if (idle && next < m) busy |= refill(&L[g], idle, q, m, &next, steps);
         }
     }
     for (int g = 0; g < GROUP; g++) refill(&L[g], 0xFF, q, m, &next, steps); /* next == m: hands back */
