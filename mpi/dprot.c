@@ -102,8 +102,9 @@ static int gather_flags(const cp_dplane *d, unsigned char *flags, uint32_t raw_m
         free(raw);
     }
     rc = cp_agree(d->comm, rc, err);
-    if (!rc)
-        MPI_Allreduce(MPI_IN_PLACE, flags, (int)raw_max + 1, MPI_UNSIGNED_CHAR, MPI_BOR, d->comm);
+    for (int64_t i = 0, n = (int64_t)raw_max + 1; !rc && i < n; i += 1 << 30) /* int counts */
+        MPI_Allreduce(MPI_IN_PLACE, flags + i, (int)(n - i < (1 << 30) ? n - i : 1 << 30),
+                      MPI_UNSIGNED_CHAR, MPI_BOR, d->comm);
     return rc;
 }
 
