@@ -72,7 +72,8 @@ static int plane_maxima(const cp_dplane *d, uint32_t mx[2], char *err)
         uint32_t *a = malloc(sizeof *a * (size_t)(r.ny * r.nx));
         for (int k = 0; k < 2 && !rc; k++) {
             rc = a ? load_window(d, what[k], r, a, err) : cp_errf(err, CP_ENOMEM, "protrusions: out of memory");
-            if (!rc) mx[k] = max_u32(a, r.ny * r.nx) > mx[k] ? max_u32(a, r.ny * r.nx) : mx[k];
+            uint32_t m = rc ? 0 : max_u32(a, r.ny * r.nx);
+            mx[k] = m > mx[k] ? m : mx[k];
         }
         free(a);
     }
