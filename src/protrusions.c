@@ -34,46 +34,77 @@ static int32_t step_cost(const float *dP, int64_t npix, int64_t q, int d)
     return base + (int32_t)lrintf((float)FLOW_PEN * (1.0f + along) * 0.5f);
 }
 
-/* core[i] = 1 where the (2r+1)^2 window around i lies inside the image and in label l[i] != 0. */
-static void erode(const uint32_t *l, int64_t Ly, int64_t Lx, int r, unsigned char *core)
+/* core[i] = 1 where the (2r+1)^2 window around i lies inside the image and in label l[i] != 0.
+ * O(1) per pixel: a row pass marks pixels whose row segment lies in one run of l[i] (kept in
+ * core's row until it is overwritten r rows later), column counters then count such rows of
+ * the same label in a row. cnt: Lx scratch. */
+static void erode(const uint32_t *l, int64_t Ly, int64_t Lx, int r, unsigned char *core,
+                  int32_t *cnt)
 {
-    memset(core, 0, (size_t)(Ly * Lx));
-    for (int64_t y = r; y < Ly - r; y++)
-        for (int64_t x = r; x < Lx - r; x++) {
-            uint32_t v = l[y * Lx + x];
-            int in = v != 0;
-            for (int dy = -r; in && dy <= r; dy++)
-                for (int dx = -r; in && dx <= r; dx++) in = l[(y + dy) * Lx + x + dx] == v;
-            core[y * Lx + x] = (unsigned char)in;
+    memset(cnt, 0, sizeof *cnt * (size_t)Lx);
+    for (int64_t y = 0; y < Ly; y++) {
+        const uint32_t *row = l + y * Lx;
+        unsigned char *h = core + y * Lx;
+        memset(h, 0, (size_t)Lx);
+        for (int64_t x0 = 0, x1; x0 < Lx; x0 = x1) {
+            for (x1 = x0 + 1; x1 < Lx && row[x1] == row[x0]; x1++) {}
+            for (int64_t x = x0 + r; row[x0] && x < x1 - r; x++) h[x] = 1;
+        }
+        for (int64_t x = 0; x < Lx; x++)
+            cnt[x] = !h[x] ? 0 : cnt[x] && row[x] == row[x - Lx] ? cnt[x] + 1 : 1;
+        for (int64_t x = 0; y >= r && x < Lx; x++)
+            core[(y - r) * Lx + x] = (unsigned char)(cnt[x] >= 2 * r + 1);
+    }
+    int64_t tail = Ly < r ? Ly : r; /* rows whose window leaves the image at the bottom */
+    memset(core + (Ly - tail) * Lx, 0, (size_t)(tail * Lx));
+}
+
+/* out[i] = 1 where in[] holds a 1 within Chebyshev distance r of i: sliding sums along rows
+ * into tmp, then down columns. cnt: Lx scratch. */
+static void dilate(const unsigned char *in, int64_t Ly, int64_t Lx, int r, unsigned char *tmp,
+                   unsigned char *out, int32_t *cnt)
+{
+    for (int64_t y = 0; y < Ly; y++) {
+        const unsigned char *a = in + y * Lx;
+        int32_t s = 0;
+        for (int64_t x = 0; x < r && x < Lx; x++) s += a[x];
+        for (int64_t x = 0; x < Lx; x++) {
+            s += (x + r < Lx ? a[x + r] : 0) - (x - r - 1 >= 0 ? a[x - r - 1] : 0);
+            tmp[y * Lx + x] = (unsigned char)(s > 0);
+        }
+    }
+    memset(cnt, 0, sizeof *cnt * (size_t)Lx);
+    for (int64_t y = 0; y < r && y < Ly; y++)
+        for (int64_t x = 0; x < Lx; x++) cnt[x] += tmp[y * Lx + x];
+    for (int64_t y = 0; y < Ly; y++)
+        for (int64_t x = 0; x < Lx; x++) {
+            cnt[x] += (y + r < Ly ? tmp[(y + r) * Lx + x] : 0) -
+                      (y - r - 1 >= 0 ? tmp[(y - r - 1) * Lx + x] : 0);
+            out[y * Lx + x] = (unsigned char)(cnt[x] > 0);
         }
 }
 
 /* Opening of every mask by the (2r+1)^2 square: pixels of a mask not covered by a window lying
- * in the mask are released (set to 0); masks without such a window vanish. */
+ * in the mask are released (set to 0); masks without such a window vanish. A window lying in
+ * mask v covers only pixels of v, so "covered" is the dilation of the eroded plane. */
 static int open_masks(uint32_t *labels, int64_t Ly, int64_t Lx, int r, char *err)
 {
-    unsigned char *core = malloc((size_t)(Ly * Lx)), *keep = malloc((size_t)(Ly * Lx));
-    if (!core || !keep) {
+    unsigned char *core = malloc((size_t)(Ly * Lx)), *tmp = malloc((size_t)(Ly * Lx));
+    int32_t *cnt = malloc(sizeof *cnt * (size_t)Lx);
+    if (!core || !tmp || !cnt) {
         free(core);
-        free(keep);
+        free(tmp);
+        free(cnt);
         return cp_errf(err, CP_ENOMEM, "protrusions: out of memory (%lldx%lld)", (long long)Ly,
                        (long long)Lx);
     }
-    erode(labels, Ly, Lx, r, core);
-    for (int64_t y = 0; y < Ly; y++)
-        for (int64_t x = 0; x < Lx; x++) {
-            uint32_t v = labels[y * Lx + x];
-            int k = 0;
-            for (int64_t yy = y - r; v && !k && yy <= y + r; yy++)
-                for (int64_t xx = x - r; !k && xx <= x + r; xx++)
-                    k = yy >= 0 && yy < Ly && xx >= 0 && xx < Lx && core[yy * Lx + xx] &&
-                        labels[yy * Lx + xx] == v;
-            keep[y * Lx + x] = (unsigned char)k;
-        }
+    erode(labels, Ly, Lx, r, core, cnt);
+    dilate(core, Ly, Lx, r, tmp, core, cnt);
     for (int64_t i = 0; i < Ly * Lx; i++)
-        if (!keep[i]) labels[i] = 0;
+        if (!core[i]) labels[i] = 0;
     free(core);
-    free(keep);
+    free(tmp);
+    free(cnt);
     return 0;
 }
 
@@ -81,22 +112,28 @@ int cp_protrusions_scan(const uint32_t *labels, const uint32_t *raw, int64_t Ly,
                         int64_t y0, int64_t x0, int64_t ny, int64_t nx, unsigned char *flags,
                         char *err)
 {
-    unsigned char *core = malloc((size_t)(Ly * Lx));
-    if (!core) return cp_errf(err, CP_ENOMEM, "protrusions: out of memory (%lldx%lld)",
-                              (long long)Ly, (long long)Lx);
-    erode(raw, Ly, Lx, BODY_R, core);
-    for (int64_t y = y0; y < y0 + ny; y++)
-        for (int64_t x = x0; x < x0 + nx; x++) {
-            uint32_t v = raw[y * Lx + x];
-            if (!v) continue;
-            if (core[y * Lx + x]) flags[v] |= CP_PROT_CORE;
-            for (int64_t yy = y - 1; yy <= y + 1; yy++)
-                for (int64_t xx = x - 1; xx <= x + 1; xx++)
-                    if (yy >= 0 && yy < Ly && xx >= 0 && xx < Lx && labels[yy * Lx + xx])
-                        flags[v] |= CP_PROT_TOUCH;
-        }
+    int64_t n = Ly * Lx;
+    unsigned char *core = malloc((size_t)n), *near = malloc((size_t)n), *tmp = malloc((size_t)n);
+    int32_t *cnt = malloc(sizeof *cnt * (size_t)Lx);
+    int rc = core && near && tmp && cnt ? 0
+             : cp_errf(err, CP_ENOMEM, "protrusions: out of memory (%lldx%lld)", (long long)Ly,
+                       (long long)Lx);
+    if (!rc) {
+        erode(raw, Ly, Lx, BODY_R, core, cnt);
+        for (int64_t i = 0; i < n; i++) near[i] = labels[i] != 0;
+        dilate(near, Ly, Lx, 1, tmp, near, cnt); /* labelled or 8-adjacent to a labelled pixel */
+        for (int64_t y = y0; y < y0 + ny; y++)
+            for (int64_t x = x0; x < x0 + nx; x++) {
+                int64_t i = y * Lx + x;
+                if (raw[i])
+                    flags[raw[i]] |= (core[i] ? CP_PROT_CORE : 0) | (near[i] ? CP_PROT_TOUCH : 0);
+            }
+    }
     free(core);
-    return 0;
+    free(near);
+    free(tmp);
+    free(cnt);
+    return rc;
 }
 
 uint32_t cp_protrusions_ids(const unsigned char *flags, uint32_t raw_max, uint32_t label_max,

@@ -278,6 +278,77 @@ static void test_unit(void)
 }
 
 
+/* in[] lies in label v over the (2r+1)^2 window around (y, x), the window inside the plane */
+static int window_in(const uint32_t *l, int64_t Ly, int64_t Lx, int64_t y, int64_t x, int r)
+{
+    uint32_t v = l[y * Lx + x];
+    if (!v || y < r || x < r || y + r >= Ly || x + r >= Lx) return 0;
+    for (int64_t yy = y - r; yy <= y + r; yy++)
+        for (int64_t xx = x - r; xx <= x + r; xx++)
+            if (l[yy * Lx + xx] != v) return 0;
+    return 1;
+}
+
+/* Step (2) (the opening by the 5x5 square) and the step (1) flags of cp_protrusions_scan against
+ * their definitions evaluated window by window, on random rectangles of labels in planes of
+ * sizes from 1x1 up (the rule's own versions are O(1) per pixel: runs and sliding sums). */
+static void test_opening(void)
+{
+    char err[CP_ERR_LEN];
+    unsigned seed = 12345;
+    int64_t released = 0, flagged = 0;
+    for (int it = 0; it < 300; it++) {
+        int64_t Ly = 1 + (seed = seed * 1103515245u + 12345u) % 37, Lx = 1 + (seed >> 8) % 41;
+        int64_t n = Ly * Lx;
+        uint32_t *l = calloc((size_t)n, sizeof *l), *a = malloc(sizeof *a * (size_t)n);
+        float *f = calloc((size_t)(3 * n), sizeof *f);
+        for (int k = 1; k <= 6; k++) { /* overlapping rectangles, later ones on top */
+            seed = seed * 1103515245u + 12345u;
+            int64_t y0 = (seed >> 4) % Ly, x0 = (seed >> 12) % Lx;
+            int64_t h = 1 + (seed >> 20) % 16, w = 1 + (seed >> 24) % 16;
+            for (int64_t y = y0; y < y0 + h && y < Ly; y++)
+                for (int64_t x = x0; x < x0 + w && x < Lx; x++) l[y * Lx + x] = (uint32_t)k;
+        }
+        memcpy(a, l, sizeof *a * (size_t)n);
+        for (int64_t i = 0; i < n; i++) f[2 * n + i] = -1.0f; /* no foreground: step (3) idle */
+        int rc = cp_protrusions_apply(a, NULL, NULL, f, f + 2 * n, Ly, Lx, 0.0f, 10, err);
+        TU_CHECK(rc == 0, "opening %lldx%lld: %s", (long long)Ly, (long long)Lx, err);
+        int64_t bad = 0;
+        for (int64_t y = 0; y < Ly; y++)
+            for (int64_t x = 0; x < Lx; x++) {
+                int keep = 0;
+                for (int64_t yy = y - 2; yy <= y + 2; yy++)
+                    for (int64_t xx = x - 2; xx <= x + 2; xx++)
+                        keep |= yy >= 0 && yy < Ly && xx >= 0 && xx < Lx &&
+                                window_in(l, Ly, Lx, yy, xx, 2) && l[yy * Lx + xx] == l[y * Lx + x];
+                bad += a[y * Lx + x] != (keep ? l[y * Lx + x] : 0);
+                released += l[y * Lx + x] && !keep;
+            }
+        TU_CHECK(bad == 0, "opening %lldx%lld: %lld pixels differ from the definition",
+                 (long long)Ly, (long long)Lx, (long long)bad);
+        unsigned char flags[8] = {0}, want[8] = {0};
+        for (int64_t i = 0; i < n; i++) a[i] = l[i] == 3 ? 3 : 0; /* final masks: only mask 3 */
+        rc = cp_protrusions_scan(a, l, Ly, Lx, 0, 0, Ly, Lx, flags, err);
+        for (int64_t y = 0; y < Ly; y++)
+            for (int64_t x = 0; x < Lx; x++) {
+                uint32_t v = l[y * Lx + x];
+                if (window_in(l, Ly, Lx, y, x, 3)) want[v] |= CP_PROT_CORE;
+                for (int64_t yy = y - 1; v && yy <= y + 1; yy++)
+                    for (int64_t xx = x - 1; xx <= x + 1; xx++)
+                        if (yy >= 0 && yy < Ly && xx >= 0 && xx < Lx && a[yy * Lx + xx])
+                            want[v] |= CP_PROT_TOUCH;
+            }
+        for (int k = 1; k <= 6; k++) flagged += (want[k] & CP_PROT_CORE) != 0;
+        TU_CHECK(rc == 0 && !memcmp(flags + 1, want + 1, 6), "scan %lldx%lld: flags differ",
+                 (long long)Ly, (long long)Lx);
+        free(l), free(a), free(f);
+    }
+    printf("opening and scan: %lld pixels released, %lld masks with a 7x7 core, all as defined\n",
+           (long long)released, (long long)flagged);
+    TU_CHECK(released > 1000 && flagged > 50, "too few cases exercised (%lld, %lld)",
+             (long long)released, (long long)flagged);
+}
+
 /* The rule over windows (what a distributed run does): on synth512 (the oracle's flows, masks
  * before QC and final masks, some final masks deleted so that step (1) restores them), blocks of
  * 128 each computed on the block grown by cp_protrusions_halo(max_len), with the step (1) flags
@@ -349,7 +420,7 @@ int main(int argc, char **argv)
     const char *mode = argc > 1 ? argv[1] : "";
     if (!strcmp(mode, "reference")) test_reference();
     else if (!strcmp(mode, "synth1024")) test_synth1024();
-    else if (!strcmp(mode, "unit")) test_unit();
+    else if (!strcmp(mode, "unit")) test_unit(), test_opening();
     else if (!strcmp(mode, "windows")) test_windows();
     else if (!strcmp(mode, "metric") && argc > 2) {
         uint32_t *pred = read_labels(argv[2]);
