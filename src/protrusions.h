@@ -14,12 +14,17 @@
  *     order (cell bodies QC rejected for their flow errors along processes);
  * (2) every mask is opened by the 5x5 square (pixels not covered by a 5x5 window lying inside
  *     the mask become 0; masks without one vanish);
- * (3) on the unlabelled foreground pixels (cellprob > cellprob_threshold), 8-connected, each
- *     step costs a positive integer: 10 axial / 14 diagonal, + round(10 * (1 + cos(step, flow at
- *     the pixel entered)) / 2) (0 when the step opposes the flow, which points back to the cell);
- *     a path starts with a step out of a labelled pixel, with that pixel's label. Each such pixel
- *     takes the label of its best path in the order (cost, label) if that cost is <= 10 * max_len
- *     and stays 0 otherwise. Ids are not renumbered. Returns 0, or CP_EPARAM / CP_ENOMEM with err. */
+ * (3) on unlabelled foreground pixels (cellprob > cellprob_threshold), 8-connected, each step
+ *     costs a positive integer: 10 axial / 14 diagonal, + round(10 * (1 + cos(step, flow at the
+ *     pixel entered)) / 2) (0 when the step opposes the flow, which points back to the cell; no
+ *     flow counts as cos 0). A path starts with a step out of a source pixel, with its label,
+ *     into a pixel whose flow points back at the source: cos(step, flow) < -0.8. Two rounds:
+ *     (3a) over the core, unlabelled pixels with cellprob > max(2, cellprob_threshold), the
+ *     sources the labelled pixels at cost 0; (3b) over the unlabelled pixels left, the sources
+ *     the labelled pixels at cost 0 and the pixels (3a) attached at their (3a) costs. In each
+ *     round a pixel takes the label of its best path in the order (cost, label) if that cost is
+ *     <= 10 * max_len and stays 0 otherwise. Ids are not renumbered.
+ * Returns 0, or CP_EPARAM / CP_ENOMEM with err. */
 int cp_protrusions_attach(uint32_t *labels, const uint32_t *raw, const float *dP,
                           const float *cellprob, int64_t Ly, int64_t Lx, float cellprob_threshold,
                           int64_t max_len, char *err);
@@ -40,12 +45,13 @@ uint32_t cp_protrusions_ids(const unsigned char *flags, uint32_t raw_max, uint32
                             uint32_t *map);
 /* Steps (1) with map (raw or map NULL: none), (2) and (3) on a window (Ly, Lx) of the plane,
  * labels in place. A pixel's result depends only on the window within cp_protrusions_halo()
- * pixels of it (each step of a path costs >= 10, so a path of cost <= 10 * max_len has at most
- * max_len steps; the opening of a mask looks 4 pixels around): results further than that from
- * the window's edges (other than the plane's) are the whole plane's. */
+ * pixels of it: each step costs >= 10, so a path of cost <= 10 * max_len has at most max_len
+ * steps; a pixel on a (3b) path is a (3b) node only if no (3a) path reaches it, which looks up
+ * to max_len further; the opening of a mask looks 4 pixels around. Results further than that
+ * from the window's edges (other than the plane's) are the whole plane's. */
 int cp_protrusions_apply(uint32_t *labels, const uint32_t *raw, const uint32_t *map,
                          const float *dP, const float *cellprob, int64_t Ly, int64_t Lx,
                          float cellprob_threshold, int64_t max_len, char *err);
-static inline int64_t cp_protrusions_halo(int64_t max_len) { return max_len + 4; }
+static inline int64_t cp_protrusions_halo(int64_t max_len) { return 2 * max_len + 4; }
 
 #endif

@@ -168,7 +168,7 @@ static void thin_cells(void)
     snprintf(args, sizeof args, "--flows %s --cellprob_in %s --niter 2000", dpath, cpath);
     compare_ranks(args, 64, NULL);
     /* --protrusions: the opening releases the 3-px branches and the paths take them back, each
-     * block computed on a window grown by 64 pixels */
+     * block computed on a window grown by cp_protrusions_halo(60) = 124 pixels */
     snprintf(args, sizeof args, "--flows %s --cellprob_in %s --niter 2000 --protrusions "
              "--protrusion_max_len 60", dpath, cpath);
     compare_ranks(args, 64, NULL);

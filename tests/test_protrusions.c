@@ -7,9 +7,10 @@
  * the one matched to their cell / all protrusion pixels; a merge is a predicted mask holding
  * >= 20% of the pixels of each of two different ground-truth cells.
  *
- * The synth1024 bounds are a regression guard at the level reached so far (recall 0.718, wrong
- * 0.157, 2 merges), NOT issue 6's acceptance floor (recall >= 0.75, wrong <= 0.12, no merge),
- * which this rule does not meet yet: the issue stays open until a test asserts that floor.
+ * The synth1024 bounds are a regression guard at the level reached so far (recall 0.797, wrong
+ * 0.077, matched 104, 1 merge). They include issue 6's acceptance floor (recall >= 0.75, wrong
+ * <= 0.12, matched >= 100, body >= Cellpose's) except "no merge", which this rule does not meet
+ * yet (ground-truth cells 16 and 42): the issue stays open until a test asserts that too.
  *
  * Usage: test_protrusions reference | synth1024 | unit | windows | metric <labels.tif|labels.h5> */
 #include <math.h>
@@ -215,11 +216,11 @@ static void test_synth1024(void)
         int64_t nd = tu_count_diff_u32(on[0], on[1], NY * NX);
         TU_CHECK(nd == 0, "1 vs 2 threads: %lld pixels differ", (long long)nd);
         pmetric m = score("--protrusions", on[0]);
-        TU_CHECK(m.prot_recall >= 0.71, "protrusion recall %.4f < 0.71", m.prot_recall);
-        TU_CHECK(m.wrong_cell <= 0.16, "wrong cell %.4f > 0.16", m.wrong_cell);
+        TU_CHECK(m.prot_recall >= 0.79, "protrusion recall %.4f < 0.79", m.prot_recall);
+        TU_CHECK(m.wrong_cell <= 0.08, "wrong cell %.4f > 0.08", m.wrong_cell);
         TU_CHECK(m.body_recall >= 0.7737, "body recall %.4f below Cellpose's", m.body_recall);
         TU_CHECK(m.matched >= 100, "matched %lld < 100 of 105", (long long)m.matched);
-        TU_CHECK(m.merges <= 2, "%lld merges", (long long)m.merges);
+        TU_CHECK(m.merges <= 1, "%lld merges", (long long)m.merges);
     }
     free(off), free(ref), free(on[0]), free(on[1]);
     tu_run("rm -rf %s", dir);
@@ -227,8 +228,9 @@ static void test_synth1024(void)
 
 /* Small hand-made planes: a cell with an unlabelled thin process (flow pointing back to the cell)
  * gets it; a disconnected blob stays 0; max_len bounds the path; a mask thinner than 5 px is
- * released and taken by the cell it touches; two cells split a process between them; bad
- * arguments. */
+ * released and taken by the cell it touches; a cell the process passes along takes none of it
+ * (its flow does not point back there); two cells split a process by its flow; a strong process
+ * goes to its cell in (3a), not through a weak bridge to a nearer one; bad arguments. */
 static void test_unit(void)
 {
     enum { H = 40, W = 80 };
@@ -262,16 +264,31 @@ static void test_unit(void)
     for (int x = 20; x < 60; x++) a[20 * W + x] = 2;
     rc = cp_protrusions_attach(a, NULL, dP, cp, H, W, 0.0f, 400, err);
     TU_CHECK(rc == 0 && a[20 * W + 40] == 1, "thin mask 2: pixel got %u, want 1", a[20 * W + 40]);
-    memcpy(a, lab, sizeof a);          /* a second cell at the far end, no flow */
-    for (int x = 0; x < 20; x++)
-        for (int y = 10; y < 30; y++) a[y * W + x + 60] = 3, cp[y * W + x + 60] = 5.0f;
-    for (int x = 20; x < 60; x++) dP[H * W + 20 * W + x] = 0.0f;
+    memcpy(a, lab, sizeof a);          /* a cell passing along the process: no path out of it */
+    for (int y = 21; y < 36; y++)      /* cell 4 under x 30..49; the process flows along it */
+        for (int x = 30; x < 50; x++) a[y * W + x] = 4, cp[y * W + x] = 5.0f;
     rc = cp_protrusions_attach(a, NULL, dP, cp, H, W, 0.0f, 400, err);
-    TU_CHECK(rc == 0 && a[20 * W + 25] == 1 && a[20 * W + 55] == 3,
-             "two cells: %u near 1, %u near 3", a[20 * W + 25], a[20 * W + 55]);
+    got = 0;
+    for (int x = 20; x < 60; x++) got += a[20 * W + x] == 1;
+    TU_CHECK(rc == 0 && got == 40, "cell along the process: %lld of 40 pixels to 1", (long long)got);
+    for (int y = 21; y < 36; y++)
+        for (int x = 30; x < 50; x++) cp[y * W + x] = -5.0f;
+    memcpy(a, lab, sizeof a);          /* a second cell at the far end; the process's far half */
+    for (int x = 0; x < 18; x++)       /* flows to it */
+        for (int y = 10; y < 30; y++) a[y * W + x + 62] = 3, cp[y * W + x + 62] = 5.0f;
+    for (int x = 41; x < 62; x++) dP[H * W + 20 * W + x] = 1.0f, cp[20 * W + x] = 1.0f;
+    rc = cp_protrusions_attach(a, NULL, dP, cp, H, W, 0.0f, 400, err);
     int n1 = 0, n3 = 0;
-    for (int x = 20; x < 60; x++) n1 += a[20 * W + x] == 1, n3 += a[20 * W + x] == 3;
-    TU_CHECK(n1 == 20 && n3 == 20, "split of the process: %d to 1, %d to 3", n1, n3);
+    for (int x = 20; x < 62; x++) n1 += a[20 * W + x] == 1, n3 += a[20 * W + x] == 3;
+    TU_CHECK(rc == 0 && n1 == 21 && n3 == 21, "split of the process: %d to 1, %d to 3", n1, n3);
+    memcpy(a, lab, sizeof a);          /* the process in the core (cellprob > 2) up to x 59, */
+    for (int x = 0; x < 18; x++)       /* a weak 2-px bridge to cell 3: (3a) gives the core to 1 */
+        for (int y = 10; y < 30; y++) a[y * W + x + 62] = 3;
+    for (int x = 20; x < 60; x++) dP[H * W + 20 * W + x] = -1.0f, cp[20 * W + x] = 5.0f;
+    rc = cp_protrusions_attach(a, NULL, dP, cp, H, W, 0.0f, 400, err);
+    n1 = n3 = 0;
+    for (int x = 20; x < 62; x++) n1 += a[20 * W + x] == 1, n3 += a[20 * W + x] == 3;
+    TU_CHECK(rc == 0 && n1 == 40 && n3 == 2, "core and bridge: %d to 1, %d to 3", n1, n3);
     rc = cp_protrusions_attach(a, NULL, dP, cp, H, W, 0.0f, 0, err);
     TU_CHECK(rc == CP_EPARAM && strstr(err, "protrusions: bad size 40x80 or max_len 0"),
              "max_len 0: rc %d, '%s'", rc, err);
