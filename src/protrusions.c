@@ -1,6 +1,6 @@
 /* Protrusion recovery (see protrusions.h): restoring QC-deleted cell bodies, opening the masks,
- * then a Dijkstra over the unlabelled foreground with integer costs and the total order
- * (cost, label). (Turning penalties over (pixel, incoming direction) states were measured not to
+ * then two rounds of Dijkstra over the unlabelled foreground pixels with integer costs and the
+ * total order (cost, label); 5 bytes per pixel besides the queue. (Turning penalties over (pixel, incoming direction) states were measured not to
  * help: the wrong cell's path is mostly a suffix of the right one; they cost 8x the work.) */
 #include "protrusions.h"
 
@@ -156,48 +156,49 @@ uint32_t cp_protrusions_ids(const unsigned char *flags, uint32_t raw_max, uint32
 enum { MAX_STEP = STEP_DIAG + FLOW_PEN, NBUCKET = 32 };
 _Static_assert(MAX_STEP < NBUCKET, "a step must not wrap around the buckets");
 
-typedef struct bucket {
+typedef struct list {
     int64_t *s;
     int64_t n, cap;
-} bucket;
+} list;
 
-/* One round of shortest paths: the graph (node[] maps pixels to 0..nn-1 or -1, pix[] back),
- * each node's best (cost, label) so far, and the queue. */
-typedef struct sweep_state {
-    const int64_t *node, *pix;
-    int64_t nn;
-    int32_t *cost;
-    uint32_t *lab;
-    unsigned char *done;
-    bucket b[NBUCKET];
-    int64_t pending; /* entries in all buckets */
-} sweep_state;
-
-static int bpush(sweep_state *r, int32_t c, int64_t k)
+static int lpush(list *l, int64_t v)
 {
-    bucket *b = &r->b[c % NBUCKET];
-    r->pending++;
-    if (b->n == b->cap) {
-        int64_t nc = b->cap ? 2 * b->cap : 256;
-        int64_t *s = realloc(b->s, sizeof *s * (size_t)nc);
+    if (l->n == l->cap) {
+        int64_t nc = l->cap ? 2 * l->cap : 256;
+        int64_t *s = realloc(l->s, sizeof *s * (size_t)nc);
         if (!s) return -1;
-        b->s = s, b->cap = nc;
+        l->s = s, l->cap = nc;
     }
-    b->s[b->n++] = k;
+    l->s[l->n++] = v;
     return 0;
 }
 
-/* Offers (c, l) to node k: kept and queued if better in the order (cost, label) than what k
+/* A pixel's part in a round: not in the graph (a source if labelled), a node of the round, or
+ * done (attached, its label final in labels[]). */
+enum { FREE = 0, NODE = 1, DONE = 2 };
+
+/* Shortest paths over the pixels: labels[] holds the sources' labels and each node's best label
+ * so far, cost[] its best cost (valid for nodes and done pixels). */
+typedef struct sweep_state {
+    uint32_t *labels;
+    int32_t *cost;
+    unsigned char *state;
+    list b[NBUCKET];
+    int64_t pending; /* entries in all buckets */
+} sweep_state;
+
+/* Offers (c, l) to node q: kept and queued if better in the order (cost, label) than what q
  * holds and within cap. */
-static int relax(sweep_state *r, int64_t k, int32_t c, uint32_t l, int32_t cap)
+static int relax(sweep_state *r, int64_t q, int32_t c, uint32_t l, int32_t cap)
 {
-    if (c > cap || c > r->cost[k] || (c == r->cost[k] && l >= r->lab[k])) return 0;
-    r->cost[k] = c, r->lab[k] = l;
-    return bpush(r, c, k);
+    if (c > cap || c > r->cost[q] || (c == r->cost[q] && l >= r->labels[q])) return 0;
+    r->cost[q] = c, r->labels[q] = l;
+    r->pending++;
+    return lpush(&r->b[c % NBUCKET], q);
 }
 
-/* A path leaves a labelled pixel only into a pixel whose flow points back at it (the way a
- * process meets its own cell; a process passing along a foreign cell flows along its edge). */
+/* A path leaves a source only into a pixel whose flow points back at it (the way a process
+ * meets its own cell; a process passing along a foreign cell flows along its edge). */
 static int flows_back(const float *dP, int64_t npix, int64_t q, int d)
 {
     float fy = dP[q], fx = dP[npix + q];
@@ -205,42 +206,44 @@ static int flows_back(const float *dP, int64_t npix, int64_t q, int d)
     return nrm > 1e-3f && ((float)DY[d] * fy + (float)DX[d] * fx) < SEED_COS * nrm * dl;
 }
 
-/* Offers the steps out of pixel p at cost c with label l to the nodes around it; from a
- * labelled pixel (source) only the steps that flows_back() allows. */
+/* Offers the steps out of pixel p at cost c, with its label, to the nodes around it; from a
+ * source only the steps that flows_back() allows. */
 static int expand(sweep_state *r, const float *dP, int64_t Ly, int64_t Lx, int64_t p, int32_t c,
-                  uint32_t l, int source, int32_t cap)
+                  int source, int32_t cap)
 {
     int64_t npix = Ly * Lx, y = p / Lx, x = p % Lx;
     for (int d = 0; d < 8; d++) {
         int64_t qy = y + DY[d], qx = x + DX[d], q = qy * Lx + qx;
-        if (qy < 0 || qy >= Ly || qx < 0 || qx >= Lx || r->node[q] < 0) continue;
+        if (qy < 0 || qy >= Ly || qx < 0 || qx >= Lx || r->state[q] != NODE) continue;
         if (source && !flows_back(dP, npix, q, d)) continue;
-        if (relax(r, r->node[q], c + step_cost(dP, npix, q, d), l, cap)) return -1;
+        if (relax(r, q, c + step_cost(dP, npix, q, d), r->labels[p], cap)) return -1;
     }
     return 0;
 }
 
-/* The shortest paths of one round from the sources src[0..ns) (labelled pixels, costs
- * srccost[] non-decreasing): each source is expanded when the sweep reaches its cost, each node
- * when its bucket comes up. A node is final then: steps are positive, so nothing of the same
- * cost can improve it, and its label is the least among its cheapest paths. The final nodes
- * are appended to settled[] (when not NULL) in that order, so by non-decreasing cost. */
-static int sweep(sweep_state *r, const float *dP, int64_t Ly, int64_t Lx, const int64_t *src,
-                 const int32_t *srccost, int64_t ns, int32_t cap, const uint32_t *labels,
-                 int64_t *settled, int64_t *nsettled)
+/* One round over the current nodes, the sources the labelled FREE pixels at cost 0 and src[]
+ * (done pixels of an earlier round, by non-decreasing cost), each expanded when the sweep
+ * reaches its cost. A node is done when its bucket comes up: steps are positive, so nothing of
+ * the same cost can improve it, and its label is the least among its cheapest paths. Every node
+ * offered a cost is done by the end (costs <= cap). The done nodes are appended to settled[]
+ * (when not NULL) in that order, so by non-decreasing cost. */
+static int sweep(sweep_state *r, const float *dP, int64_t Ly, int64_t Lx, const list *src,
+                 list *settled, int32_t cap)
 {
     int rc = 0;
-    int64_t si = 0;
+    for (int64_t p = 0; !rc && p < Ly * Lx; p++)
+        if (r->labels[p] && r->state[p] == FREE) rc = expand(r, dP, Ly, Lx, p, 0, 1, cap);
+    int64_t si = 0, ns = src ? src->n : 0;
     for (int32_t c = 0; !rc && (r->pending || si < ns) && c <= cap; c++) {
-        for (; !rc && si < ns && srccost[si] == c; si++)
-            rc = expand(r, dP, Ly, Lx, src[si], c, labels[src[si]], 1, cap);
-        bucket *b = &r->b[c % NBUCKET];
+        for (; !rc && si < ns && r->cost[src->s[si]] == c; si++)
+            rc = expand(r, dP, Ly, Lx, src->s[si], c, 1, cap);
+        list *b = &r->b[c % NBUCKET];
         for (int64_t i = 0; !rc && i < b->n; i++) {
-            int64_t k = b->s[i];
-            if (r->cost[k] != c || r->done[k]) continue; /* improved since: queued again */
-            r->done[k] = 1;
-            if (settled) settled[(*nsettled)++] = r->pix[k];
-            rc = expand(r, dP, Ly, Lx, r->pix[k], c, r->lab[k], 0, cap);
+            int64_t q = b->s[i];
+            if (r->state[q] != NODE || r->cost[q] != c) continue; /* done, or queued again */
+            r->state[q] = DONE;
+            if (settled) rc = lpush(settled, q);
+            if (!rc) rc = expand(r, dP, Ly, Lx, q, c, 0, cap);
         }
         r->pending -= b->n;
         b->n = 0;
@@ -248,66 +251,38 @@ static int sweep(sweep_state *r, const float *dP, int64_t Ly, int64_t Lx, const 
     return rc;
 }
 
-/* Step (3) over the unlabelled pixels with cellprob > thr: the nodes, then one sweep from
- * src[0..ns); attached nodes take their labels (and their costs in pcost, when settled is
- * given). Returns 0, or CP_ENOMEM with err. */
-static int attach_round(uint32_t *labels, int32_t *pcost, const float *dP, const float *cellprob,
-                        int64_t Ly, int64_t Lx, float thr, int32_t cap, const int64_t *src,
-                        const int32_t *srccost, int64_t ns, int64_t *settled, int64_t *nsettled,
-                        char *err)
+/* Makes the unlabelled FREE pixels with cellprob > thr nodes. */
+static void add_nodes(sweep_state *r, const float *cellprob, int64_t npix, float thr)
 {
-    int64_t npix = Ly * Lx, nn = 0;
-    int64_t *node = malloc(sizeof *node * (size_t)npix);
-    if (!node) return cp_errf(err, CP_ENOMEM, "protrusions: out of memory");
-    for (int64_t i = 0; i < npix; i++) node[i] = !labels[i] && cellprob[i] > thr ? nn++ : -1;
-    sweep_state r = {.node = node, .nn = nn};
-    size_t m = (size_t)(nn ? nn : 1);
-    int64_t *pix = malloc(sizeof *pix * m);
-    r.cost = malloc(sizeof *r.cost * m), r.lab = malloc(sizeof *r.lab * m), r.done = calloc(m, 1);
-    int rc = pix && r.cost && r.lab && r.done ? 0 : -1;
-    for (int64_t i = 0; !rc && i < npix; i++)
-        if (node[i] >= 0) pix[node[i]] = i;
-    for (int64_t k = 0; !rc && k < nn; k++) r.cost[k] = INT32_MAX, r.lab[k] = UINT32_MAX;
-    r.pix = pix;
-    if (!rc) rc = sweep(&r, dP, Ly, Lx, src, srccost, ns, cap, labels, settled, nsettled);
-    for (int64_t k = 0; !rc && k < nn; k++)
-        if (r.done[k]) {
-            labels[pix[k]] = r.lab[k];
-            if (pcost) pcost[pix[k]] = r.cost[k];
-        }
-    for (int i = 0; i < NBUCKET; i++) free(r.b[i].s);
-    free(node), free(pix), free(r.cost), free(r.lab), free(r.done);
-    return rc ? cp_errf(err, CP_ENOMEM, "protrusions: out of memory (%lld nodes)", (long long)nn)
-              : 0;
+    for (int64_t i = 0; i < npix; i++)
+        if (r->state[i] == FREE && !r->labels[i] && cellprob[i] > thr)
+            r->state[i] = NODE, r->cost[i] = INT32_MAX;
 }
 
-/* Step (3): round 1 over the core, round 2 over the rest of the foreground from the masks and
- * from round 1's pixels at their costs. */
+/* Step (3): round (3a) over the core, round (3b) over the rest of the foreground from the masks
+ * and from (3a)'s pixels at their costs. */
 static int attach(uint32_t *labels, const float *dP, const float *cellprob, int64_t Ly,
                   int64_t Lx, float thr, int32_t cap, char *err)
 {
-    int64_t npix = Ly * Lx, nm = 0;
-    for (int64_t i = 0; i < npix; i++) nm += labels[i] != 0;
-    int64_t *src = malloc(sizeof *src * (size_t)(npix ? npix : 1));
-    int32_t *srccost = calloc((size_t)(npix ? npix : 1), sizeof *srccost);
-    int32_t *pcost = malloc(sizeof *pcost * (size_t)(npix ? npix : 1));
-    if (!src || !srccost || !pcost) {
-        free(src), free(srccost), free(pcost);
-        return cp_errf(err, CP_ENOMEM, "protrusions: out of memory (%lldx%lld)", (long long)Ly,
-                       (long long)Lx);
-    }
-    for (int64_t i = 0, k = 0; i < npix; i++)
-        if (labels[i]) src[k++] = i;
+    int64_t npix = Ly * Lx;
+    sweep_state r = {.labels = labels, .cost = malloc(sizeof *r.cost * (size_t)npix),
+                     .state = calloc((size_t)npix, 1)};
+    list core_done = {0};
     float core = thr > CORE_CP ? thr : CORE_CP;
-    int64_t ns = nm;
-    int rc = attach_round(labels, pcost, dP, cellprob, Ly, Lx, core, cap, src, srccost, nm,
-                          src, &ns, err); /* round 1's pixels follow the masks in src */
-    for (int64_t k = nm; k < ns; k++) srccost[k] = pcost[src[k]];
-    if (!rc && core > thr)
-        rc = attach_round(labels, NULL, dP, cellprob, Ly, Lx, thr, cap, src, srccost, ns, NULL,
-                          NULL, err);
-    free(src), free(srccost), free(pcost);
-    return rc;
+    int rc = r.cost && r.state ? 0 : -1;
+    if (!rc) {
+        add_nodes(&r, cellprob, npix, core);
+        rc = sweep(&r, dP, Ly, Lx, NULL, core > thr ? &core_done : NULL, cap);
+    }
+    if (!rc && core > thr) {
+        add_nodes(&r, cellprob, npix, thr);
+        rc = sweep(&r, dP, Ly, Lx, &core_done, NULL, cap);
+    }
+    for (int i = 0; i < NBUCKET; i++) free(r.b[i].s);
+    free(r.cost), free(r.state), free(core_done.s);
+    return rc ? cp_errf(err, CP_ENOMEM, "protrusions: out of memory (%lldx%lld)", (long long)Ly,
+                        (long long)Lx)
+              : 0;
 }
 
 int cp_protrusions_apply(uint32_t *labels, const uint32_t *raw, const uint32_t *map,
