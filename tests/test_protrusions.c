@@ -432,13 +432,56 @@ static void test_windows(void)
     tu_tiff_free(&d), tu_tiff_free(&c), tu_tiff_free(&r), tu_tiff_free(&m);
 }
 
+/* Why the halo is 2 max_len + 4, not max_len + 4: a pixel p reached from cell B only through a
+ * core pixel q that cell A claims in round (3a) from max_len - 1 steps away. In the plane p stays
+ * 0 (q blocks B's path, A's budget ends at q's neighbour); in a window that reaches max_len + 4
+ * around p but not A, q is free and B takes p. The window of cp_protrusions_halo() gives the
+ * plane's answer. */
+static void test_halo(void)
+{
+    enum { H = 45, W = 80, M = 30, S = 20, PY = 20, PX = S + 48 };
+    static uint32_t lab[H * W], win[H * W];
+    static float dP[2 * H * W], cp[H * W], wf[3 * H * W];
+    char err[CP_ERR_LEN];
+    for (int i = 0; i < H * W; i++) cp[i] = -5.0f;
+    for (int y = 10; y < 30; y++)      /* cell A, x S..S+9 */
+        for (int x = S; x < S + 10; x++) lab[y * W + x] = 1, cp[y * W + x] = 5.0f;
+    for (int y = 31; y < 41; y++)      /* cell B under the far end */
+        for (int x = S + 30; x < S + 45; x++) lab[y * W + x] = 2, cp[y * W + x] = 5.0f;
+    for (int x = S + 10; x <= PX; x++) { /* core up to q (x S+38), weak beyond, flowing to A */
+        cp[PY * W + x] = x <= S + 38 ? 5.0f : 1.0f;
+        dP[H * W + PY * W + x] = -1.0f;
+    }
+    for (int y = 21; y < 31; y++)      /* B's weak column, meeting the chain only at q */
+        cp[y * W + S + 37] = 1.0f, dP[y * W + S + 37] = 1.0f;
+    uint32_t plane[H * W];
+    memcpy(plane, lab, sizeof plane);
+    int rc = cp_protrusions_attach(plane, NULL, dP, cp, H, W, 0.0f, M, err);
+    TU_CHECK(rc == 0 && plane[PY * W + S + 38] == 1 && plane[PY * W + PX] == 0,
+             "plane: q got %u, p got %u (want 1, 0)", plane[PY * W + S + 38], plane[PY * W + PX]);
+    for (int k = 0; k < 2; k++) {
+        int64_t h = k ? cp_protrusions_halo(M) : M + 4, x0 = PX - h > 0 ? PX - h : 0;
+        int64_t nx = W - x0, wn = H * nx;
+        for (int64_t y = 0; y < H; y++)
+            for (int64_t x = 0; x < nx; x++) {
+                int64_t i = y * W + x0 + x, j = y * nx + x;
+                win[j] = lab[i], wf[j] = dP[i], wf[wn + j] = dP[H * W + i], wf[2 * wn + j] = cp[i];
+            }
+        rc = cp_protrusions_apply(win, NULL, NULL, wf, wf + 2 * wn, H, nx, 0.0f, M, err);
+        uint32_t got = win[PY * nx + PX - x0];
+        printf("window from x %lld (halo %lld): p got %u, the plane %u\n", (long long)x0,
+               (long long)h, got, plane[PY * W + PX]);
+        TU_CHECK(rc == 0 && (k ? got == 0 : got == 2), "halo %lld: p got %u", (long long)h, got);
+    }
+}
+
 int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "";
     if (!strcmp(mode, "reference")) test_reference();
     else if (!strcmp(mode, "synth1024")) test_synth1024();
     else if (!strcmp(mode, "unit")) test_unit(), test_opening();
-    else if (!strcmp(mode, "windows")) test_windows();
+    else if (!strcmp(mode, "windows")) test_windows(), test_halo();
     else if (!strcmp(mode, "metric") && argc > 2) {
         uint32_t *pred = read_labels(argv[2]);
         TU_CHECK(pred != NULL, "cannot read %s", argv[2]);
