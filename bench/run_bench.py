@@ -8,6 +8,10 @@ the same run.
    niter 200 and 2000, 1 and 2 threads, on synth_1024 and a real image.
 3. Flow following alone (bench_follow): ns per particle-iteration against Cellpose's numba loop
    (11 ns, its published/measured figure on these CPUs; numba is not installed here).
+4. --protrusions on synth_1024 (trained model): the protrusion metric (tests/test_protrusions.c)
+   of Cellpose's own masks (default and the bsize 512 / niter 2000 recipe, from ../shared/reference)
+   and of --protrusions, and its extra time relative to the mask phase (runs from saved flows,
+   with and without the flag interleaved; best and median).
 
 usage: python3 bench/run_bench.py [--build build] [--shared ../shared] [--quick]
 """
@@ -15,6 +19,7 @@ import argparse
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -92,6 +97,48 @@ def follow(build, shared, env):
     print(run([os.path.join(build, "bench", "bench_follow"), shared], env))
 
 
+METRIC = re.compile(r"gt (\d+) pred \d+ matched (\d+) merges (\d+) protrusion_recall ([0-9.]+) wrong_cell ([0-9.]+) "
+                    r"body_recall ([0-9.]+)")
+
+
+def mask_phase(out):
+    ph = {k: float(v) for k, v in PHASE.findall(out)}
+    return ph["follow flows"] + ph["seeds+masks"] + ph["qc+holes+min_size"]
+
+
+def protrusions(build, shared, env, quick):
+    exe = os.path.join(build, "cellpose-mpi")
+    ref = os.path.join(shared, "reference", "synth_trained_nbase16_synth1024")
+    print("\n## --protrusions on synth_1024 (trained nbase16, --chan 1 --chan2 2 --diameter 30)")
+    tmp = tempfile.mkdtemp()
+    try:
+        flows, on = os.path.join(tmp, "flows.h5"), os.path.join(tmp, "on.h5")
+        run([exe, "--pretrained_model", os.path.join(shared, "models", "synth_trained_nbase16.pth"),
+             "--image_path", os.path.join(shared, "data", "synthetic", "synth_1024.tif"), "--chan",
+             "1", "--chan2", "2", "--diameter", "30", "--save_flows", "--output", flows], env)
+        times = {False: [], True: []}
+        for _ in range(3 if quick else 20):
+            for flag in (False, True):
+                out = run([exe, "--flows", flows, "--output", on if flag else os.path.join(tmp, "off.h5")]
+                          + (["--protrusions"] if flag else []), env)
+                times[flag].append(mask_phase(out))
+        print("| masks | protrusion recall | wrong cell | body recall | matched | merges |")
+        print("|---|---|---|---|---|---|")
+        for name, path in (("Cellpose 3.1.1.3 default", os.path.join(ref, "masks.tif")),
+                           ("Cellpose bsize 512 / niter 2000 recipe", os.path.join(ref, "masks_recipe.tif")),
+                           ("cellpose-mpi --protrusions", on)):
+            m = METRIC.search(run([os.path.join(build, "tests", "test_protrusions"), "metric", path], env))
+            print(f"| {name} | {m[4]} | {m[5]} | {m[6]} | {m[2]} / {m[1]} | {m[3]} |")
+        off, with_p = sorted(times[False]), sorted(times[True])
+        med = statistics.median
+        print(f"mask phase (follow + masks + post), {len(off)} runs each: without {off[0]:.3f} s best, "
+              f"{med(off):.3f} s median; with --protrusions {with_p[0]:.3f} s best, {med(with_p):.3f} s "
+              f"median: +{100 * (with_p[0] / off[0] - 1):.0f}% best, +{100 * (med(with_p) / med(off) - 1):.0f}% "
+              "median (goal <= 20%)")
+    finally:
+        shutil.rmtree(tmp)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
@@ -110,6 +157,7 @@ def main():
     network(a.build, a.shared, env)
     engine(a.build, a.shared, env, a.quick)
     follow(a.build, a.shared, env)
+    protrusions(a.build, a.shared, env, a.quick)
 
 
 if __name__ == "__main__":
