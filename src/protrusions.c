@@ -1,7 +1,8 @@
 /* Protrusion recovery (see protrusions.h): restoring QC-deleted cell bodies, opening the masks,
  * then two rounds of Dijkstra over the unlabelled foreground pixels with integer costs and the
- * total order (cost, label); 5 bytes per pixel besides the queue. (Turning penalties over (pixel, incoming direction) states were measured not to
- * help: the wrong cell's path is mostly a suffix of the right one; they cost 8x the work.) */
+ * total order (cost, label); 5 bytes per pixel besides the queue. (Turning penalties over
+ * (pixel, incoming direction) states were measured not to help: the wrong cell's path is mostly
+ * a suffix of the right one; they cost 8x the work.) */
 #include "protrusions.h"
 
 #include <math.h>
@@ -20,7 +21,7 @@ enum {
     OPEN_R = 2,                      /* masks are opened by a (2r+1)^2 square */
     BODY_R = 3,                      /* a restored mask needs a (2r+1)^2 core */
 };
-/* Round 1 of step (3) runs over the core of the foreground, cellprob > CORE_CP: where two
+/* Round (3a) runs over the core of the foreground, cellprob > CORE_CP: where two
  * processes pass close to each other (or to a foreign body) the network's cellprob stays lower
  * between them, so the core keeps them apart. A path leaves a labelled pixel only into a pixel
  * whose flow makes an angle under ~37 degrees with the step back (cos < SEED_COS; measured:
