@@ -270,7 +270,8 @@ static void test_unit(void)
     rc = cp_protrusions_attach(a, NULL, dP, cp, H, W, 0.0f, 400, err);
     got = 0;
     for (int x = 20; x < 60; x++) got += a[20 * W + x] == 1;
-    TU_CHECK(rc == 0 && got == 40, "cell along the process: %lld of 40 pixels to 1", (long long)got);
+    TU_CHECK(rc == 0 && got == 40, "cell along the process: %lld of 40 pixels to 1",
+             (long long)got);
     for (int y = 21; y < 36; y++)
         for (int x = 30; x < 50; x++) cp[y * W + x] = -5.0f;
     memcpy(a, lab, sizeof a);          /* a second cell at the far end; the process's far half */
