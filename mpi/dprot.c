@@ -59,29 +59,6 @@ static uint32_t max_u32(const uint32_t *a, int64_t n)
     return m;
 }
 
-/* The largest "m0" and "lab" ids of the plane, on every rank. */
-static int plane_maxima(const cp_dplane *d, uint32_t mx[2], char *err)
-{
-    int64_t b0, b1;
-    cp_grid_range(&d->grid, d->rank, &b0, &b1);
-    const char *what[2] = {"m0", "lab"};
-    int rc = 0;
-    mx[0] = mx[1] = 0;
-    for (int64_t b = b0; !rc && b < b1; b++) {
-        cp_rect r = cp_grid_block(&d->grid, b);
-        uint32_t *a = malloc(sizeof *a * (size_t)(r.ny * r.nx));
-        for (int k = 0; k < 2 && !rc; k++) {
-            rc = a ? load_window(d, what[k], r, a, err) : cp_errf(err, CP_ENOMEM, "protrusions: out of memory");
-            uint32_t m = rc ? 0 : max_u32(a, r.ny * r.nx);
-            mx[k] = m > mx[k] ? m : mx[k];
-        }
-        free(a);
-    }
-    rc = cp_agree(d->comm, rc, err);
-    if (!rc) MPI_Allreduce(MPI_IN_PLACE, mx, 2, MPI_UINT32_T, MPI_MAX, d->comm);
-    return rc;
-}
-
 /* Step (1)'s flags of the raw masks, scanned in own blocks (grown by 3 pixels: the 7x7 core
  * test) and OR-reduced over the ranks. */
 static int gather_flags(const cp_dplane *d, unsigned char *flags, uint32_t raw_max, char *err)
@@ -166,19 +143,20 @@ static int commit_blocks(const cp_dplane *d, uint32_t *mx, char *err)
     return rc;
 }
 
-int cp_dprot_run(const cp_dplane *d, float cellprob_threshold, int64_t max_len, int64_t *nlabels,
-                 char *err)
+int cp_dprot_run(const cp_dplane *d, float cellprob_threshold, int64_t max_len, uint32_t raw_max,
+                 int64_t *nlabels, char *err)
 {
-    uint32_t mx[2]; /* raw, final */
-    int rc = max_len >= 1 ? 0 : cp_errf(err, CP_EPARAM, "protrusions: max_len %lld < 1",
-                                        (long long)max_len);
-    if ((rc = cp_agree(d->comm, rc, err)) || (rc = plane_maxima(d, mx, err))) return rc;
-    unsigned char *flags = calloc((size_t)mx[0] + 1, 1);
-    uint32_t *map = malloc(sizeof *map * ((size_t)mx[0] + 1));
+    int rc = max_len >= 1 && *nlabels >= 0 && *nlabels <= UINT32_MAX
+                 ? 0
+                 : cp_errf(err, CP_EPARAM, "protrusions: max_len %lld < 1 or %lld labels",
+                           (long long)max_len, (long long)*nlabels);
+    if ((rc = cp_agree(d->comm, rc, err))) return rc;
+    unsigned char *flags = calloc((size_t)raw_max + 1, 1);
+    uint32_t *map = malloc(sizeof *map * ((size_t)raw_max + 1));
     rc = cp_agree(d->comm, flags && map ? 0 : cp_errf(err, CP_ENOMEM, "protrusions: out of memory "
-                                                      "(%u raw masks)", mx[0]), err);
-    if (!rc) rc = gather_flags(d, flags, mx[0], err);
-    if (!rc) cp_protrusions_ids(flags, mx[0], mx[1], map);
+                                                      "(%u raw masks)", raw_max), err);
+    if (!rc) rc = gather_flags(d, flags, raw_max, err);
+    if (!rc) cp_protrusions_ids(flags, raw_max, (uint32_t)*nlabels, map);
     int64_t b0, b1;
     cp_grid_range(&d->grid, d->rank, &b0, &b1);
     int lrc = rc;

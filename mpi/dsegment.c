@@ -289,9 +289,11 @@ static int blocks_to_output(run *r, const cp_dplane *d, int32_t steps, double re
     if ((rc = stopped(r, "flow following", err))) return rc;
     rc = cp_dmasks_run(d, p->max_size_fraction, &nlabels, err);
     lap(r, CP_PH_MASKS);
+    const uint32_t raw_max = (uint32_t)nlabels; /* the largest "m0" id */
     if (!rc) rc = cp_dpost_run(d, p->flow_threshold, p->min_size, &nlabels, err);
     if (!rc && p->protrusions)
-        rc = cp_dprot_run(d, (float)p->cellprob_threshold, p->protrusion_max_len, &nlabels, err);
+        rc = cp_dprot_run(d, (float)p->cellprob_threshold, p->protrusion_max_len, raw_max,
+                          &nlabels, err);
     lap(r, CP_PH_POST);
     if (rc) return rc;
     say(r, "masks: %lld", (long long)nlabels);
