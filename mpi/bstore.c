@@ -9,8 +9,24 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "cp_err.h"
+
+/* The header of an array file: magic, crc32 (zlib) of the data, data bytes. Native byte order:
+ * a work directory is read back only by the run that wrote it or its --resume. */
+typedef struct block_header {
+    char magic[4];
+    uint32_t crc;
+    uint64_t bytes;
+} block_header;
+
+static const char MAGIC[4] = {'C', 'P', 'B', '1'};
+
+static uint32_t crc_of(uint32_t crc, const void *data, size_t bytes)
+{
+    return (uint32_t)crc32_z(crc, data, bytes);
+}
 
 static int mkdir_p(const char *dir)
 {
@@ -53,7 +69,9 @@ int cp_bstore_put(const cp_bstore *s, const char *name, int64_t b, const void *d
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "wb");
     if (!f) return cp_errf(err, CP_EIO, "%s: cannot create: %s", tmp, strerror(errno));
-    int bad = write_all(f, data, bytes);
+    block_header h = {.crc = crc_of(crc_of(0, NULL, 0), data, bytes), .bytes = bytes};
+    memcpy(h.magic, MAGIC, sizeof MAGIC);
+    int bad = write_all(f, &h, sizeof h) | write_all(f, data, bytes);
     bad |= fclose(f);
     if (bad || rename(tmp, path)) {
         int e = errno;
@@ -63,18 +81,69 @@ int cp_bstore_put(const cp_bstore *s, const char *name, int64_t b, const void *d
     return 0;
 }
 
+/* Opens the array file of (name, b) and checks its header against the expected data bytes. */
+static int open_array(const cp_bstore *s, const char *name, int64_t b, size_t bytes, char *path,
+                      size_t len, FILE **f, block_header *h, char *err)
+{
+    cp_bstore_path(s, name, b, path, len);
+    *f = fopen(path, "rb");
+    if (!*f) return cp_errf(err, CP_EIO, "%s: cannot open: %s", path, strerror(errno));
+    int rc = 0;
+    if (fread(h, sizeof *h, 1, *f) != 1 || memcmp(h->magic, MAGIC, sizeof MAGIC))
+        rc = cp_errf(err, CP_EFORMAT, "%s: not a checkpoint block (no valid header)", path);
+    else if (h->bytes != (uint64_t)bytes)
+        rc = cp_errf(err, CP_EFORMAT, "%s: %llu bytes where %zu were expected", path,
+                     (unsigned long long)h->bytes, bytes);
+    if (rc) fclose(*f), *f = NULL;
+    return rc;
+}
+
+/* The end of an array file: no byte past the data, and the data's crc32 as the header says. */
+static int check_end(FILE *f, const char *path, size_t got, size_t bytes, uint32_t crc,
+                     const block_header *h, char *err)
+{
+    int extra = fgetc(f) != EOF;
+    fclose(f);
+    if (got != bytes)
+        return cp_errf(err, CP_EFORMAT, "%s: %zu bytes where %zu were expected (truncated)", path,
+                       got, bytes);
+    if (extra) return cp_errf(err, CP_EFORMAT, "%s: longer than its %zu bytes", path, bytes);
+    if (crc != h->crc)
+        return cp_errf(err, CP_EFORMAT, "%s: checksum mismatch (crc32 %08x stored, %08x of the "
+                       "data)", path, (unsigned)h->crc, (unsigned)crc);
+    return 0;
+}
+
 int cp_bstore_get(const cp_bstore *s, const char *name, int64_t b, void *data, size_t bytes,
                   char *err)
 {
     char path[4200];
-    cp_bstore_path(s, name, b, path, sizeof path);
-    FILE *f = fopen(path, "rb");
-    if (!f) return cp_errf(err, CP_EIO, "%s: cannot open: %s", path, strerror(errno));
+    FILE *f;
+    block_header h;
+    int rc = open_array(s, name, b, bytes, path, sizeof path, &f, &h, err);
+    if (rc) return rc;
     size_t got = bytes ? fread(data, 1, bytes, f) : 0;
-    fclose(f);
-    if (got != bytes)
-        return cp_errf(err, CP_EIO, "%s: %zu bytes where %zu were expected", path, got, bytes);
-    return 0;
+    return check_end(f, path, got, bytes, crc_of(crc_of(0, NULL, 0), data, got), &h, err);
+}
+
+int cp_bstore_verify(const cp_bstore *s, const char *name, int64_t b, size_t bytes, char *err)
+{
+    char path[4200];
+    FILE *f;
+    block_header h;
+    int rc = open_array(s, name, b, bytes, path, sizeof path, &f, &h, err);
+    if (rc) return rc;
+    static _Thread_local unsigned char buf[1 << 16];
+    uint32_t crc = crc_of(0, NULL, 0);
+    size_t got = 0;
+    while (got < bytes) {
+        size_t want = bytes - got < sizeof buf ? bytes - got : sizeof buf;
+        size_t n = fread(buf, 1, want, f);
+        crc = crc_of(crc, buf, n);
+        got += n;
+        if (n < want) break;
+    }
+    return check_end(f, path, got, bytes, crc, &h, err);
 }
 
 int64_t cp_bstore_size(const cp_bstore *s, const char *name, int64_t b)
@@ -82,7 +151,8 @@ int64_t cp_bstore_size(const cp_bstore *s, const char *name, int64_t b)
     char path[4200];
     struct stat st;
     cp_bstore_path(s, name, b, path, sizeof path);
-    return stat(path, &st) ? -1 : (int64_t)st.st_size;
+    if (stat(path, &st) || st.st_size < (off_t)sizeof(block_header)) return -1;
+    return (int64_t)st.st_size - (int64_t)sizeof(block_header);
 }
 
 int cp_bstore_append(const cp_bstore *s, const char *name, int64_t b, const void *data,
@@ -102,20 +172,25 @@ int cp_bstore_append(const cp_bstore *s, const char *name, int64_t b, const void
 int cp_bstore_take(const cp_bstore *s, const char *name, int64_t b, void **data, size_t *bytes,
                    char *err)
 {
+    char path[4200];
+    struct stat st;
     *data = NULL;
     *bytes = 0;
-    int64_t n = cp_bstore_size(s, name, b);
-    if (n < 0) return 0;
-    void *buf = malloc(n ? (size_t)n : 1);
-    if (!buf) return cp_errf(err, CP_ENOMEM, "%s: out of memory for %lld bytes", s->dir, (long long)n);
-    int rc = cp_bstore_get(s, name, b, buf, (size_t)n, err);
-    if (rc) {
+    cp_bstore_path(s, name, b, path, sizeof path);
+    if (stat(path, &st)) return 0;
+    size_t n = (size_t)st.st_size;
+    void *buf = malloc(n ? n : 1);
+    if (!buf) return cp_errf(err, CP_ENOMEM, "%s: out of memory for %zu bytes", path, n);
+    FILE *f = fopen(path, "rb");
+    size_t got = f && n ? fread(buf, 1, n, f) : 0;
+    if (f) fclose(f);
+    if (!f || got != n) {
         free(buf);
-        return rc;
+        return cp_errf(err, CP_EIO, "%s: %zu bytes where %zu were expected", path, got, n);
     }
     cp_bstore_remove(s, name, b);
     *data = buf;
-    *bytes = (size_t)n;
+    *bytes = n;
     return 0;
 }
 

@@ -1,8 +1,10 @@
 /* Per-block arrays in the work directory (DESIGN.md §5): one small file per (array name, block),
  * written to a temporary name and renamed when complete, so a killed run leaves only whole files
- * and --resume can trust every file it finds. Queues (particles in transit) are append-only files
- * of fixed-size records. Keeping blocks on disk is what bounds the memory of a rank: a phase
- * loads one block, works, stores it, and moves on. */
+ * and --resume can trust every file it finds. Each array file starts with a header holding the
+ * crc32 (zlib) of its data, checked on every read, so a block damaged on disk is an error, never
+ * data (and --resume recomputes it, see cp_bstore_verify). Queues (particles in transit) are
+ * append-only files of fixed-size records. Keeping blocks on disk is what bounds the memory of a
+ * rank: a phase loads one block, works, stores it, and moves on. */
 #ifndef CP_BSTORE_H
 #define CP_BSTORE_H
 
@@ -21,13 +23,19 @@ void cp_bstore_path(const cp_bstore *s, const char *name, int64_t b, char *path,
 /* Writes bytes of data as array `name` of block b (atomically: temporary file + rename). */
 int cp_bstore_put(const cp_bstore *s, const char *name, int64_t b, const void *data, size_t bytes,
                   char *err);
-/* Reads exactly bytes of array `name` of block b; a missing or short file is an error. */
+/* Reads exactly bytes of array `name` of block b; a missing file is CP_EIO, a file of another
+ * size, without a valid header or whose data fail the checksum is CP_EFORMAT. */
 int cp_bstore_get(const cp_bstore *s, const char *name, int64_t b, void *data, size_t bytes,
                   char *err);
-/* Size in bytes of array `name` of block b, or -1 if it does not exist. */
+/* The checks of cp_bstore_get without keeping the data (streamed): 0 if array `name` of block b
+ * holds exactly bytes whose crc32 matches its header. */
+int cp_bstore_verify(const cp_bstore *s, const char *name, int64_t b, size_t bytes, char *err);
+/* Size in bytes of the data of array `name` of block b, or -1 if it does not exist (or is too
+ * short to hold a header). */
 int64_t cp_bstore_size(const cp_bstore *s, const char *name, int64_t b);
 
-/* Appends bytes to queue `name` of block b (created if needed). */
+/* Appends bytes to queue `name` of block b (created if needed). Queues have no header: they live
+ * within one phase, and --resume never reuses them. */
 int cp_bstore_append(const cp_bstore *s, const char *name, int64_t b, const void *data,
                      size_t bytes, char *err);
 /* Reads the whole queue into a malloc'ed buffer (*data, *bytes; NULL/0 if absent) and deletes

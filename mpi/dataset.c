@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cp_err.h"
+#include "outlock.h"
 #include "segment.h"
 
 enum { TAG_RESULT = 11, TAG_JOB = 12 };
@@ -20,7 +21,11 @@ static int segment_one(const cp_params *p, const cp_model *m, const char *model_
 {
     char out[CP_PATH_LEN + 16];
     cp_default_output(image, out, sizeof out);
-    return cp_segment_image(p, m, model_path, image, out, cmdline, tm, err);
+    cp_outlock lk; /* this process alone writes the image's output */
+    int rc = cp_outlock_take(MPI_COMM_SELF, out, p->resume, &lk, err);
+    if (!rc) rc = cp_segment_image(p, m, model_path, image, out, cmdline, tm, err);
+    cp_outlock_release(&lk);
+    return rc;
 }
 
 static int dispatch(MPI_Comm comm, int nranks, char **files, int n, int quiet)

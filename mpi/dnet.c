@@ -433,13 +433,21 @@ static int run_blocks(const cp_dplane *d, const cp_dnet *net, cp_dnet_stats *st,
         free(wins);
         return cp_errf(err, CP_ENOMEM, "dnet: out of memory for %lld blocks", (long long)(b1 - b0));
     }
-    int64_t ntodo = 0, reused = 0;
+    int64_t ntodo = 0, reused = 0, damaged = 0;
     for (int64_t b = b0; b < b1; b++) {
         cp_rect r = cp_rect_grow(&d->grid, cp_grid_block(&d->grid, b), 1);
-        if (net->resume &&
-            cp_bstore_size(d->store, name, b) == (int64_t)sizeof(float) * 3 * r.ny * r.nx) {
-            reused++;
-            continue;
+        int64_t bytes = (int64_t)sizeof(float) * 3 * r.ny * r.nx;
+        if (net->resume && cp_bstore_size(d->store, name, b) == bytes) {
+            char verr[CP_ERR_LEN];
+            if (!cp_bstore_verify(d->store, name, b, (size_t)bytes, verr)) {
+                reused++;
+                continue;
+            }
+            /* a damaged block is data we must not use: say so and compute it again */
+            damaged++;
+            fprintf(stderr, "cellpose-mpi: resume: block (%lld,%lld) 'dp': checksum mismatch, "
+                    "recomputed (%s)\n", (long long)(b / d->grid.nbx),
+                    (long long)(b % d->grid.nbx), verr);
         }
         todo[ntodo] = b;
         wins[ntodo++] = r;
@@ -447,6 +455,7 @@ static int run_blocks(const cp_dplane *d, const cp_dnet *net, cp_dnet_stats *st,
     block_sink k = {d, net, MPI_Wtime(), ntodo, name, todo, wins};
     rc = cp_dnet_windows(net, wins, ntodo, store_block, &k, st, err);
     st->reused = reused;
+    st->damaged = damaged;
     free(todo);
     free(wins);
     return rc;
@@ -454,13 +463,14 @@ static int run_blocks(const cp_dplane *d, const cp_dnet *net, cp_dnet_stats *st,
 
 int cp_dnet_run_stats(const cp_dplane *d, const cp_dnet *net, cp_dnet_stats *st, char *err)
 {
-    cp_dnet_stats mine = {0, 0, 0};
+    cp_dnet_stats mine = {0, 0, 0, 0};
     int rc = cp_agree(d->comm, run_blocks(d, net, &mine, err), err);
-    int64_t sum[2], loc[2] = {mine.reused, mine.tiles_run};
-    MPI_Allreduce(loc, sum, 2, MPI_INT64_T, MPI_SUM, d->comm);
+    int64_t sum[3], loc[3] = {mine.reused, mine.tiles_run, mine.damaged};
+    MPI_Allreduce(loc, sum, 3, MPI_INT64_T, MPI_SUM, d->comm);
     MPI_Allreduce(&mine.tiles_plane, &st->tiles_plane, 1, MPI_INT64_T, MPI_MAX, d->comm);
     st->reused = sum[0];
     st->tiles_run = sum[1];
+    st->damaged = sum[2];
     return rc;
 }
 

@@ -47,6 +47,7 @@ typedef struct cp_dnet_stats {
                             sequence (evicted from the bounded cache meanwhile) or by blocks of
                             different ranks is evaluated more than once */
     int64_t tiles_plane; /* tiles of the whole plane's grid (what cp_run_net evaluates) */
+    int64_t damaged;     /* resume: "dp" files that failed their checksum, recomputed */
 } cp_dnet_stats;
 
 /* Receives window i's (3, ny, nx) values (valid during the call); returns 0 or an error. */
@@ -61,8 +62,9 @@ int cp_dnet_windows(const cp_dnet *net, const cp_rect *wins, int64_t n, cp_dnet_
                     void *arg, cp_dnet_stats *st, char *err);
 
 /* Collective: writes "dp" (the block grown by 1 px) for every own block of d; with resume,
- * blocks whose "dp" file exists with the right size are skipped; *reused counts them (summed
- * over ranks). d's grid must be the plane of cp_dnet_size. Every rank returns the agreed status
+ * blocks whose "dp" file exists with the right size and checksum are skipped; *reused counts them
+ * (summed over ranks). A file of the right size that fails its checksum is recomputed, and its
+ * owner prints "resume: block (by,bx) 'dp': checksum mismatch, recomputed". d's grid must be the plane of cp_dnet_size. Every rank returns the agreed status
  * (cp_agree). */
 int cp_dnet_run(const cp_dplane *d, const cp_dnet *net, int64_t *reused, char *err);
 /* The same, reporting every counter (st may not be NULL). */

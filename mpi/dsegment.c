@@ -377,8 +377,12 @@ static int plane_blocks(run *r, cp_image *im, char *err)
         return cp_errf(err, CP_EINTR, "stopped by a signal in the network phase");
     }
     if (rc) return rc;
-    say(r, "network: %lld blocks done, %lld reused from the checkpoint; %lld tile evaluations "
-        "for %lld tiles", (long long)(d.grid.nblocks - st.reused), (long long)st.reused,
+    char bad[96] = "";
+    if (st.damaged)
+        snprintf(bad, sizeof bad, " (%lld failed their checksum and were recomputed)",
+                 (long long)st.damaged);
+    say(r, "network: %lld blocks done, %lld reused from the checkpoint%s; %lld tile evaluations "
+        "for %lld tiles", (long long)(d.grid.nblocks - st.reused), (long long)st.reused, bad,
         (long long)st.tiles_run, (long long)st.tiles_plane);
     if ((rc = stopped(r, "the network phase", err))) return rc;
     int32_t steps = (int32_t)cp_niter_steps(p->niter, rescale, !p->no_resample);

@@ -19,6 +19,7 @@
 #include "cpnet.h"
 #include "dataset.h"
 #include "dsegment.h"
+#include "outlock.h"
 #include "segment.h"
 
 /* OpenBLAS picks its kernels when the library loads, before main, and Debian's 0.3.21 does not
@@ -106,6 +107,16 @@ static void report(int rank, const char *err)
     if (rank == 0) fprintf(stderr, "cellpose-mpi: error: %s\n", err);
 }
 
+/* The lock of the output, before anything is written (outlock.h); --resume takes over a stale
+ * one. */
+static int take_lock(const cp_params *p, int rank, const char *out, cp_outlock *lk, char *err)
+{
+    int rc = cp_outlock_take(MPI_COMM_WORLD, out, p->resume, lk, err);
+    if (!rc && rank == 0 && lk->note[0] && !p->quiet)
+        fprintf(stderr, "cellpose-mpi: %s\n", lk->note);
+    return rc;
+}
+
 /* One image, or a folder of them; returns 0, CP_EINTR, or how many images failed (> 0). */
 static int run_images(const cp_params *p, int rank, int nranks, const char *cmdline,
                       cp_timing *tm)
@@ -133,10 +144,14 @@ static int run_images(const cp_params *p, int rank, int nranks, const char *cmdl
         char out[CP_PATH_LEN + 16];
         if (p->output[0]) snprintf(out, sizeof out, "%s", p->output);
         else cp_default_output(p->image_path, out, sizeof out);
-        int rc = nranks > 1 || p->block
+        cp_outlock lk;
+        int rc = take_lock(p, rank, out, &lk, err);
+        if (!rc)
+            rc = nranks > 1 || p->block
                      ? cp_dsegment_image(MPI_COMM_WORLD, p, m, model_path, p->image_path, out,
                                          cmdline, tm, err)
                      : cp_segment_image(p, m, model_path, p->image_path, out, cmdline, tm, err);
+        cp_outlock_release(&lk);
         if (rc && rc != CP_EINTR) report(rank, err);
         result = rc == CP_EINTR ? CP_EINTR : rc != 0;
     }
@@ -150,8 +165,12 @@ static int run_flows(const cp_params *p, int rank, int nranks, const char *cmdli
     char err[CP_ERR_LEN], out[CP_PATH_LEN + 16];
     if (p->output[0]) snprintf(out, sizeof out, "%s", p->output);
     else cp_default_output(p->flows, out, sizeof out);
-    int rc = nranks > 1 || p->block ? cp_dsegment_flows(MPI_COMM_WORLD, p, out, cmdline, tm, err)
+    cp_outlock lk;
+    int rc = take_lock(p, rank, out, &lk, err);
+    if (!rc)
+        rc = nranks > 1 || p->block ? cp_dsegment_flows(MPI_COMM_WORLD, p, out, cmdline, tm, err)
                                     : cp_segment_flows(p, out, cmdline, tm, err);
+    cp_outlock_release(&lk);
     if (rc && rc != CP_EINTR) report(rank, err);
     return rc == CP_EINTR ? CP_EINTR : rc != 0;
 }

@@ -9,7 +9,8 @@ pkgs=(
   libtiff-dev                                 # TIFF images
   libopenblas-openmp-dev                      # sgemm for the network (OpenMP build)
   libzip-dev                                  # the zip container of .pth model files
-  libmd-dev                                   # sha256 of model files (provenance)
+  libmd-dev                                   # sha256 of model files and inputs (provenance, --resume)
+  zlib1g-dev                                  # crc32 of checkpoint blocks
   libconfig-dev                               # job files
   libjson-c-dev                               # tests read the oracle's case.json
   python3 python3-numpy python3-h5py python3-tifffile   # test helpers (reading outputs)

@@ -14,7 +14,7 @@
 #define DEFLATE_LEVEL 4
 
 struct cp_h5out {
-    char path[CP_PATH_LEN], partial[CP_PATH_LEN + 16];
+    char path[CP_PATH_LEN], partial[CP_PATH_LEN + 32];
     MPI_Comm comm;       /* MPI_COMM_NULL: serial */
     int rank;
     hid_t file, labels, flows, cellprob, dxpl;
@@ -75,7 +75,9 @@ int cp_h5_create(const char *path, MPI_Comm comm, int64_t nz, int64_t ny, int64_
     h->comm = comm;
     if (comm != MPI_COMM_NULL) MPI_Comm_rank(comm, &h->rank);
     snprintf(h->path, sizeof h->path, "%s", path);
-    snprintf(h->partial, sizeof h->partial, "%s.partial", path);
+    long pid = (long)getpid(); /* one partial name per run: rank 0's pid */
+    if (comm != MPI_COMM_NULL) MPI_Bcast(&pid, 1, MPI_LONG, 0, comm);
+    snprintf(h->partial, sizeof h->partial, "%s.partial.%ld", path, pid);
     h->nz = nz, h->ny = ny, h->nx = nx, h->fny = fny, h->fnx = fnx;
     h->stack = stack || nz > 1;
     int with_flows = fny > 0 && fnx > 0;

@@ -1,7 +1,8 @@
 /* The HDF5 output file (DESIGN.md §5): /labels uint32 (Y,X) or (Z,Y,X), chunked and deflated;
  * optional /flows (2,Y,X)|(Z,2,Y,X) and /cellprob float32; /cells (per mask: id, plane, area,
- * centroid, box); provenance attributes on the root. Written to <path>.partial and renamed to
- * <path> only by cp_h5_commit, so a failed run never leaves a file under the final name. Also the
+ * centroid, box); provenance attributes on the root. Written to <path>.partial.<pid> (rank 0's
+ * pid: two runs never share one) and renamed to <path> only by cp_h5_commit, so a failed run never
+ * leaves a file under the final name. Also the
  * reader of saved flows for --flows FILE.h5.
  * Created with a communicator, the file is written by all its ranks through MPI-IO: every call
  * below is then collective (a rank with nothing to write passes an empty block), and the transfers
@@ -35,7 +36,7 @@ typedef struct cp_provenance {
     int64_t n_masks;
 } cp_provenance;
 
-/* Creates <path>.partial for labels of nz planes of ny x nx; stack: labels (Z,Y,X) even for
+/* Creates <path>.partial.<pid> for labels of nz planes of ny x nx; stack: labels (Z,Y,X) even for
  * nz == 1. With flows (fny, fnx > 0): /flows and /cellprob of fny x fnx per plane (the dynamics
  * scale, which differs from the image size with --no_resample). */
 int cp_h5_create(const char *path, MPI_Comm comm, int64_t nz, int64_t ny, int64_t nx, int stack,
@@ -49,9 +50,9 @@ int cp_h5_write_flows(cp_h5out *h, int64_t z, int64_t y0, int64_t x0, int64_t ny
 /* Each rank passes its rows of /cells; they are stored in rank order. */
 int cp_h5_write_cells(cp_h5out *h, const cp_cell *cells, int64_t n, char *err);
 int cp_h5_write_attrs(cp_h5out *h, const cp_params *p, const cp_provenance *pv, char *err);
-/* Closes and renames <path>.partial to <path>; frees h. */
+/* Closes and renames the partial file to <path>; frees h. */
 int cp_h5_commit(cp_h5out *h, char *err);
-/* Closes and removes <path>.partial; frees h. */
+/* Closes and removes the partial file; frees h. */
 void cp_h5_abort(cp_h5out *h);
 
 /* Reads /flows and /cellprob of a --save_flows file: sizes first (dP, cellprob NULL), then data
