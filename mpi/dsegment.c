@@ -3,7 +3,9 @@
 #include "dsegment.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <ftw.h>
+#include <sha2.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,14 +77,16 @@ static int64_t file_size(const char *path)
 
 /* ---- work directory ---------------------------------------------------------------------- */
 
-/* Everything that decides the content of the block files, one "key=value" line each. */
-static void manifest_text(const run *r, char *buf, size_t len)
+/* Everything that decides the content of the block files, one "key=value" line each. The input
+ * is known by its content (sha256: another image of the same size at the same path is another
+ * input), as the model is. */
+static void manifest_text(const run *r, const char *sha, char *buf, size_t len)
 {
     static const char *const skip[] = {"output", "quiet", "threads", "resume", "keep_work",
                                        "save_tif", "dir", NULL};
-    size_t used = (size_t)snprintf(buf, len, "image=%s\nimage_bytes=%lld\nmodel_sha256=%s\n",
-                                   r->image, (long long)file_size(r->image),
-                                   r->m ? cp_model_get_info(r->m)->sha256 : "");
+    size_t used = (size_t)snprintf(buf, len, "image=%s\nimage_bytes=%lld\nimage_sha256=%s\n"
+                                   "model_sha256=%s\n", r->image, (long long)file_size(r->image),
+                                   sha, r->m ? cp_model_get_info(r->m)->sha256 : "");
     for (const cp_param_def *d = cp_param_defs; d->name && used < len; d++) {
         int skipped = 0;
         for (int k = 0; skip[k]; k++) skipped |= !strcmp(skip[k], d->name);
@@ -103,13 +107,46 @@ static int remove_all_but_dp(const char *path, const struct stat *st, int flag, 
     return remove(path);
 }
 
+/* The value of "key=" in a manifest, "" if absent. */
+static void manifest_value(const char *text, const char *key, char *v, size_t len)
+{
+    size_t k = strlen(key);
+    v[0] = 0;
+    for (const char *line = text; line && *line; line = strchr(line, '\n'), line += !!line)
+        if (!strncmp(line, key, k) && line[k] == '=') {
+            size_t n = strcspn(line + k + 1, "\n");
+            snprintf(v, len, "%.*s", (int)(n < len ? n : len - 1), line + k + 1);
+            return;
+        }
+}
+
+/* The sha256 of the input files (the image, or the saved flows and their cellprob TIFF) as hex,
+ * several joined by '+'. */
+static int input_sha256(const run *r, char *sha, size_t len, char *err)
+{
+    const char *files[2] = {r->image, r->m ? "" : r->p->cellprob_in};
+    char one[SHA256_DIGEST_STRING_LENGTH];
+    sha[0] = 0;
+    for (int i = 0; i < 2; i++) {
+        if (!files[i][0]) continue;
+        if (!SHA256File(files[i], one))
+            return cp_errf(err, CP_EIO, "%s: cannot read it to identify the input of the "
+                           "checkpoint: %s", files[i], strerror(errno));
+        size_t used = strlen(sha);
+        snprintf(sha + used, len - used, "%s%s", used ? "+" : "", one);
+    }
+    return 0;
+}
+
 /* Rank 0 sets up <output>.work: with --resume and the same manifest, it keeps the finished
  * network blocks ("dp.*") and drops everything else; otherwise it starts empty. */
 static int workdir_rank0(run *r, const char *dir, int *resumed, char *err)
 {
     static char want[1 << 16], have[1 << 16];
-    char mpath[CP_PATH_LEN + 32];
-    manifest_text(r, want, sizeof want);
+    char mpath[CP_PATH_LEN + 32], sha[2 * SHA256_DIGEST_STRING_LENGTH + 2];
+    int rc = input_sha256(r, sha, sizeof sha, err);
+    if (rc) return rc;
+    manifest_text(r, sha, want, sizeof want);
     snprintf(mpath, sizeof mpath, "%s/manifest", dir);
     *resumed = 0;
     FILE *f = fopen(mpath, "r");
@@ -119,6 +156,12 @@ static int workdir_rank0(run *r, const char *dir, int *resumed, char *err)
         fclose(f);
     }
     if (r->p->resume && f) {
+        char was[sizeof sha];
+        manifest_value(have, "image_sha256", was, sizeof was);
+        if (strcmp(have, want) && strcmp(was, sha))
+            return cp_errf(err, CP_EPARAM, "%s: its blocks were computed from another input (%s "
+                           "has sha256 %.16s..., the checkpoint's input %.16s...); remove it or "
+                           "run without --resume", dir, r->image, sha, was[0] ? was : "unknown");
         if (strcmp(have, want))
             return cp_errf(err, CP_EPARAM, "%s: belongs to a run with other parameters or input; "
                            "remove it or run without --resume", dir);
@@ -126,8 +169,7 @@ static int workdir_rank0(run *r, const char *dir, int *resumed, char *err)
         *resumed = 1;
         return 0;
     }
-    int rc = cp_bstore_open(&r->store, dir, err);
-    if (rc) return rc;
+    if ((rc = cp_bstore_open(&r->store, dir, err))) return rc;
     cp_bstore_destroy(&r->store); /* start empty */
     if ((rc = cp_bstore_open(&r->store, dir, err))) return rc;
     f = fopen(mpath, "w");
@@ -142,8 +184,8 @@ static int workdir_open(run *r, int *resumed, char *err)
     snprintf(dir, sizeof dir, "%s.work", r->out_path);
     int rc = r->rank == 0 ? workdir_rank0(r, dir, resumed, err) : 0;
     MPI_Bcast(resumed, 1, MPI_INT, 0, r->comm);
-    rc = cp_agree(r->comm, rc, err);
-    if (!rc) rc = cp_bstore_open(&r->store, dir, err);
+    if ((rc = cp_agree(r->comm, rc, err))) return rc; /* once: no "rank 0: rank 0:" */
+    rc = cp_bstore_open(&r->store, dir, err);
     return cp_agree(r->comm, rc, err);
 }
 
