@@ -18,6 +18,7 @@
 #include "cells.h"
 #include "commtime.h"
 #include "cp_err.h"
+#include "dcells.h"
 #include "dfollow.h"
 #include "dmasks.h"
 #include "dnet.h"
@@ -210,60 +211,6 @@ static int finish_output(run *r, cp_h5out *h, cp_cell *cells, int64_t ncells, in
     return cp_h5_commit(h, err);
 }
 
-/* Per-label area, centroid and box of the final labels of a plane, reduced over ranks; rank 0
- * gets the table (labels 1..nlabels in order). Sums of integer coordinates are exact in f64, so
- * the table does not depend on the number of ranks. */
-static int plane_cells(run *r, const cp_dplane *d, int64_t nlabels, cp_cell **cells,
-                       int64_t *ncells, char *err)
-{
-    int64_t n = nlabels + 1, b0, b1;
-    double *sum = calloc((size_t)(3 * n), sizeof *sum);          /* area, sum y, sum x */
-    int64_t *box = malloc(sizeof *box * (size_t)(4 * n));       /* -y0, -x0, y1, x1 (max) */
-    int rc = sum && box ? 0 : cp_errf(err, CP_ENOMEM, "cells: out of memory");
-    for (int64_t i = 0; box && i < 4 * n; i++) box[i] = INT64_MIN;
-    cp_grid_range(&d->grid, r->rank, &b0, &b1);
-    char name[64];
-    for (int64_t b = b0; !rc && b < b1; b++) {
-        cp_rect q = cp_grid_block(&d->grid, b);
-        uint32_t *v = malloc(sizeof *v * (size_t)(q.ny * q.nx));
-        rc = v ? cp_bstore_get(&r->store, cp_dname(d, "lab", name), b, v,
-                               sizeof *v * (size_t)(q.ny * q.nx), err)
-               : cp_errf(err, CP_ENOMEM, "cells: out of memory");
-        for (int64_t y = 0; !rc && y < q.ny; y++)
-            for (int64_t x = 0; x < q.nx; x++) {
-                int64_t l = v[y * q.nx + x], gy = q.y0 + y, gx = q.x0 + x;
-                if (!l) continue;
-                sum[3 * l] += 1, sum[3 * l + 1] += (double)gy, sum[3 * l + 2] += (double)gx;
-                int64_t *bb = box + 4 * l;
-                if (-gy > bb[0]) bb[0] = -gy;
-                if (-gx > bb[1]) bb[1] = -gx;
-                if (gy + 1 > bb[2]) bb[2] = gy + 1;
-                if (gx + 1 > bb[3]) bb[3] = gx + 1;
-            }
-        free(v);
-    }
-    rc = cp_agree(r->comm, rc, err);
-    if (!rc) {
-        MPI_Allreduce(MPI_IN_PLACE, sum, (int)(3 * n), MPI_DOUBLE, MPI_SUM, r->comm);
-        MPI_Allreduce(MPI_IN_PLACE, box, (int)(4 * n), MPI_INT64_T, MPI_MAX, r->comm);
-    }
-    *ncells = 0;
-    if (!rc && r->rank == 0) {
-        *cells = malloc(sizeof **cells * (size_t)n);
-        for (int64_t l = 1; *cells && l < n; l++) {
-            if (sum[3 * l] == 0) continue;
-            double a = sum[3 * l];
-            (*cells)[(*ncells)++] = (cp_cell){
-                .id = (uint32_t)l, .plane = (uint32_t)d->z, .area = (uint64_t)a,
-                .cy = sum[3 * l + 1] / a, .cx = sum[3 * l + 2] / a, .y0 = -box[4 * l],
-                .x0 = -box[4 * l + 1], .y1 = box[4 * l + 2], .x1 = box[4 * l + 3]};
-        }
-    }
-    free(sum);
-    free(box);
-    return rc;
-}
-
 /* Collective write of the "lab" blocks (and the centre of the "dp" blocks with --save_flows):
  * round i writes every rank's i-th own block. */
 static int write_blocks(run *r, cp_h5out *h, const cp_dplane *d, char *err)
@@ -345,7 +292,7 @@ static int blocks_to_output(run *r, const cp_dplane *d, int32_t steps, double re
     if (!rc) rc = write_blocks(r, h, d, err);
     cp_cell *cells = NULL;
     int64_t ncells = 0;
-    if (!rc) rc = plane_cells(r, d, nlabels, &cells, &ncells, err);
+    if (!rc) rc = cp_dcells_plane(d, nlabels, &cells, &ncells, err);
     int64_t nmasks = ncells; /* ids may have gaps (swallowed masks, --protrusions) */
     if (!rc) MPI_Bcast(&nmasks, 1, MPI_INT64_T, 0, r->comm);
     if (!rc) rc = finish_output(r, h, cells, ncells, nmasks, rescale, err);
