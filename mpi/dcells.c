@@ -24,9 +24,17 @@ int cp_dcells_plane(const cp_dplane *d, int64_t nlabels, cp_cell **cells, int64_
                                sizeof *v * (size_t)(q.ny * q.nx), err)
                : cp_errf(err, CP_ENOMEM, "cells: out of memory");
         for (int64_t y = 0; !rc && y < q.ny; y++)
-            for (int64_t x = 0; x < q.nx; x++) {
+            for (int64_t x = 0; !rc && x < q.nx; x++) {
                 int64_t l = v[y * q.nx + x], gy = q.y0 + y, gx = q.x0 + x;
                 if (!l) continue;
+                if (l > nlabels) { /* a damaged or foreign block: never an index out of bounds */
+                    char path[4200];
+                    cp_bstore_path(d->store, name, b, path, sizeof path);
+                    rc = cp_errf(err, CP_EFORMAT, "%s: block (%lld,%lld) array 'lab': label %lld "
+                                 "out of range [0, %lld]", path, (long long)(b / d->grid.nbx),
+                                 (long long)(b % d->grid.nbx), (long long)l, (long long)nlabels);
+                    break;
+                }
                 sum[3 * l] += 1, sum[3 * l + 1] += (double)gy, sum[3 * l + 2] += (double)gx;
                 int64_t *bb = box + 4 * l;
                 if (-gy > bb[0]) bb[0] = -gy;
