@@ -557,7 +557,7 @@ static int renumber(const dm *m, double max_size_fraction, const int64_t *count,
 }
 
 /* Replaces "m0" of own block b by its new ids and drops its extended histogram. */
-static int relabel_block(const dm *m, int64_t b, const uint32_t *to, char *err)
+static int relabel_block(const dm *m, int64_t b, const uint32_t *to, int64_t K, char *err)
 {
     const cp_rect r = cp_grid_block(m->g, b);
     const size_t bytes = sizeof(uint32_t) * (size_t)(r.ny * r.nx);
@@ -565,7 +565,17 @@ static int relabel_block(const dm *m, int64_t b, const uint32_t *to, char *err)
     int rc = lab ? cp_bstore_get(m->d->store, m->m0, b, lab, bytes, err)
                  : cp_errf(err, CP_ENOMEM, "dmasks: block %lld: cannot allocate the labels",
                            (long long)b);
-    for (int64_t i = 0; !rc && i < r.ny * r.nx; i++) lab[i] = to[lab[i]];
+    for (int64_t i = 0; !rc && i < r.ny * r.nx; i++) {
+        if (lab[i] > K) { /* ids read back index `to`: check them (issue 20) */
+            char path[4200];
+            cp_bstore_path(m->d->store, m->m0, b, path, sizeof path);
+            rc = cp_errf(err, CP_EFORMAT, "%s: block (%lld,%lld) array 'm0': label %lu out of "
+                         "range [0, %lld]", path, (long long)(b / m->g->nbx),
+                         (long long)(b % m->g->nbx), (unsigned long)lab[i], (long long)K);
+            break;
+        }
+        lab[i] = to[lab[i]];
+    }
     if (!rc) rc = cp_bstore_put(m->d->store, m->m0, b, lab, bytes, err);
     if (!rc) cp_bstore_remove(m->d->store, m->mh, b);
     free(lab);
@@ -607,7 +617,7 @@ int cp_dmasks_run(const cp_dplane *d, double max_size_fraction, int64_t *nlabels
     MPI_Allreduce(MPI_IN_PLACE, count, (int)(t.K + 1), MPI_INT64_T, MPI_SUM, d->comm);
     MPI_Allreduce(MPI_IN_PLACE, first, (int)(t.K + 1), MPI_INT64_T, MPI_MIN, d->comm);
     rc = renumber(&m, max_size_fraction, count, first, t.K, to, &n, err);
-    for (int64_t b = m.b0; !rc && b < m.b1; b++) rc = relabel_block(&m, b, to, err);
+    for (int64_t b = m.b0; !rc && b < m.b1; b++) rc = relabel_block(&m, b, to, t.K, err);
     if ((rc = cp_agree(d->comm, rc, err))) goto done;
     *nlabels = n;
 done:

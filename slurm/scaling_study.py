@@ -18,6 +18,7 @@ T(1 rank, t threads) / T(ranks, t threads).
 """
 import argparse
 import csv
+import glob
 import os
 import re
 import subprocess
@@ -71,7 +72,7 @@ def run_point(args, mode, ranks, threads, image):
     wall = time.time() - t0
     with open(os.path.join(args.out, "logs", "%s_r%d_t%d.log" % (mode, ranks, threads)), "w") as f:
         f.write(" ".join(cmd) + "\n" + p.stdout)
-    for path in (out, out + ".partial"):
+    for path in [out, out + ".lock"] + glob.glob(out + ".partial*"):
         if os.path.exists(path):
             os.remove(path)
     t = parse_timing(p.stdout)
