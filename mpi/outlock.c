@@ -51,22 +51,25 @@ static void read_holder(const char *path, holder *h)
     h->ok = got == 7;
 }
 
-/* Seconds since the epoch at which process pid started (from /proc), or -1. */
-static double proc_start(long pid)
+/* Seconds since the epoch at which process pid started (from /proc), -1 if unknown; *zombie 1
+ * if it has exited but is not yet reaped. */
+static double proc_start(long pid, int *zombie)
 {
     char path[64], buf[1024];
+    *zombie = 0;
     snprintf(path, sizeof path, "/proc/%ld/stat", pid);
     FILE *f = fopen(path, "r");
     if (!f) return -1;
     size_t n = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
     buf[n] = 0;
-    char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+    char *p = strrchr(buf, ')'), state = 0; /* the command name may hold spaces */
     unsigned long long ticks = 0;
     /* after ")": state (field 3) ... starttime (field 22) */
-    if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d "
-                             "%*d %*d %*d %llu", &ticks) != 1)
+    if (!p || sscanf(p + 1, " %c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d "
+                             "%*d %*d %*d %llu", &state, &ticks) != 2)
         return -1;
+    *zombie = state == 'Z' || state == 'X';
     f = fopen("/proc/stat", "r");
     long long btime = -1;
     char line[256];
@@ -78,14 +81,26 @@ static double proc_start(long pid)
 }
 
 /* 1 if the holder's pid runs on this host and started no later than the lock (a pid that started
- * after it was reused by an unrelated process). */
+ * after it was reused by an unrelated process; a zombie has exited). */
 static int alive_here(const holder *h)
 {
     if (kill((pid_t)h->pid, 0) && errno == ESRCH) return 0;
     struct tm tm = {0};
     const char *end = strptime(h->started, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    double t0 = proc_start(h->pid), locked = end && !*end ? (double)timegm(&tm) : -1;
-    return !(t0 > 0 && locked > 0 && t0 > locked + 2);
+    int zombie;
+    double t0 = proc_start(h->pid, &zombie), locked = end && !*end ? (double)timegm(&tm) : -1;
+    return !zombie && !(t0 > 0 && locked > 0 && t0 > locked + 2);
+}
+
+/* alive_here, giving a holder that is being torn down (a rank killed with its job: mpirun may
+ * return before every rank is gone) a few seconds to go. */
+static int still_alive_here(const holder *h)
+{
+    for (int i = 0; i < 50; i++) {
+        if (!alive_here(h)) return 0;
+        nanosleep(&(struct timespec){0, 100000000}, NULL);
+    }
+    return 1;
 }
 
 static void describe(const holder *h, char *buf, size_t len)
@@ -149,7 +164,7 @@ static int take_rank0(const char *out, int takeover, cp_outlock *lk, char *err)
             return cp_errf(err, CP_EIO, "%s: locked by %s (another run is writing it; if that run "
                            "is dead, rerun with --resume or remove %s)", out, who, lk->path);
         /* a holder on another host cannot be checked from here: --resume says it is gone */
-        if (h.ok && !strcmp(h.host, host) && alive_here(&h))
+        if (h.ok && !strcmp(h.host, host) && still_alive_here(&h))
             return cp_errf(err, CP_EIO, "%s: locked by %s (that process is still running on this "
                            "host: stop it first, or remove %s if it is not a cellpose-mpi run)",
                            out, who, lk->path);
