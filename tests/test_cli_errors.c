@@ -70,8 +70,9 @@ int main(void)
     snprintf(dir, sizeof dir, "%s", tu_tmpdir());
     snprintf(out, sizeof out, "%s/out.h5", dir);
     snprintf(errf, sizeof errf, "%s/stderr.txt", dir);
-    snprintf(model, sizeof model, "%s/models/synth_trained_nbase16.pth", tu_shared());
-    snprintf(img, sizeof img, "%s/reference/random_cp3_seed0_synth512/input.tif", tu_shared());
+    snprintf(model, sizeof model, "%s", tu_need(tu_path("%s/models/synth_trained_nbase16.pth", tu_shared())));
+    snprintf(img, sizeof img, "%s",
+             tu_need(tu_path("%s/reference/random_cp3_seed0_synth512/input.tif", tu_shared())));
     char base[8192];
     snprintf(base, sizeof base, "--pretrained_model %s --output %s", model, out);
 

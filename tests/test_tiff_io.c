@@ -677,6 +677,7 @@ static const char *dtype_str(cp_dtype d)
 static void check_shared(const char *path, int ndim, const int64_t *shape, const char *dtype)
 {
     const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    tu_need(path);
     cp_tiff *t;
     cp_tiff_info in;
     char err[CP_ERR_LEN] = "";
@@ -794,8 +795,11 @@ static void test_data(void)
         {"data/synthetic/synth_1024_parts.tif", 2, {1024, 1024}, "uint8"},
         {"data/synthetic/synth_stack_3x256.tif", 3, {3, 256, 256}, "uint16"},
     };
-    for (size_t i = 0; i < sizeof d / sizeof d[0]; i++)
-        check_shared(tu_path("%s/%s", tu_shared(), d[i].file), d[i].nd, d[i].shape, d[i].dtype);
+    for (size_t i = 0; i < sizeof d / sizeof d[0]; i++) {
+        const char *path = tu_path("%s/%s", tu_shared(), d[i].file);
+        if (tu_have(path)) check_shared(path, d[i].nd, d[i].shape, d[i].dtype);
+        else printf("%-60s in the extended parity suite only, not checked\n", d[i].file);
+    }
 }
 
 int main(int argc, char **argv)
