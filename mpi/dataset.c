@@ -25,7 +25,9 @@ static int segment_one(const cp_params *p, const cp_model *m, const char *model_
     if (rc || !p->save_overlay) return rc;
     char png[CP_PATH_LEN + 64];
     cp_overlay_path(out, image, png, sizeof png);
-    return cp_overlay_save(out, image, p, png, err);
+    if ((rc = cp_overlay_save(out, image, p, png, err))) return rc;
+    cp_say(p->quiet, "wrote %s", png);
+    return 0;
 }
 
 static int dispatch(MPI_Comm comm, int nranks, char **files, int n, int quiet)

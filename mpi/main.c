@@ -116,7 +116,9 @@ static int save_overlay(const cp_params *p, int rank, const char *image, const c
     char png[CP_PATH_LEN + 64];
     cp_overlay_path(out, image ? image : p->flows, png, sizeof png);
     int rc = rank == 0 ? cp_overlay_save(out, image, p, png, err) : 0;
-    return cp_agree(MPI_COMM_WORLD, rc, err);
+    rc = cp_agree(MPI_COMM_WORLD, rc, err);
+    if (!rc) cp_say(p->quiet || rank, "wrote %s", png);
+    return rc;
 }
 
 /* One image, or a folder of them; returns 0, CP_EINTR, or how many images failed (> 0). */

@@ -5,7 +5,8 @@
  *          unwritable destination (error naming the file, nothing left behind)
  *   cli    the real CLI on the 512 crop with the trained model (25 masks): a 512 x 512 PNG named
  *          <image>_cp_overlay.png next to the output, outline pixels exactly where /labels has
- *          borders, every other pixel an image pixel
+ *          borders, every other pixel an image pixel; then masks from its saved flows (outlines
+ *          on black, <flows name>_cp_overlay.png) and a --dir run (one picture per image)
  *   stack  a 3-plane stack (stitched): the middle plane, in grey
  *   mpi    2 ranks with --block 128: the same checks, and the same image pixels as one process
  * Every pixel is either an outline pixel of its label's colour or an image pixel; the two are
@@ -237,7 +238,29 @@ static uint8_t *run_512(const char *prefix, const char *sub, const char *extra, 
 static void cli(void)
 {
     uint32_t *lab = NULL;
-    free(run_512("", "one", "", &lab));
+    free(run_512("", "one", "--save_flows", &lab));
+    free(lab);
+    /* masks from the saved flows: outlines on a black background, named after the flows file */
+    int st = tu_run("%s --quiet --flows %s/one/o.h5 --save_overlay --output %s/one/f.h5", exe, dir,
+                    dir);
+    int64_t n = 0;
+    lab = tu_h5_read_u32(tu_path("%s/one/f.h5", dir), "labels", &n);
+    TU_CHECK(st == 0 && lab && n == 512 * 512, "--flows run: exit %d", st);
+    uint8_t *px = lab ? check_png(tu_path("%s/one/o_cp_overlay.png", dir), lab, 512, 512, 1, NULL)
+                      : NULL;
+    int64_t lit = 0;
+    for (int64_t i = 0; px && i < 512 * 512; i++)
+        lit += !is_outline(lab, 512, 512, i / 512, i % 512) && px[3 * i];
+    TU_CHECK(px && lit == 0, "--flows: %lld background pixels are not black", (long long)lit);
+    free(px);
+    free(lab);
+    /* a folder: one picture per image, next to its .h5 */
+    tu_run("mkdir -p %s/set && cp %s %s/set/a.tif", dir, crop512(), dir);
+    st = tu_run("%s --quiet --pretrained_model %s --dir %s/set --chan 1 --chan2 2 --diameter 30 "
+                "--save_overlay", exe, synth_model(), dir);
+    lab = tu_h5_read_u32(tu_path("%s/set/a_seg.h5", dir), "labels", &n);
+    TU_CHECK(st == 0 && lab && n == 512 * 512, "--dir run: exit %d", st);
+    if (lab) free(check_png(tu_path("%s/set/a_cp_overlay.png", dir), lab, 512, 512, 0, NULL));
     free(lab);
 }
 
