@@ -14,6 +14,7 @@ file(GLOB CP_JOBS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/jobs/*.cfg)
 install(FILES ${CP_JOBS} DESTINATION ${CMAKE_INSTALL_DATADIR}/cellpose-mpi/jobs)
 foreach(doc README.md LICENSE)
   if(EXISTS ${CMAKE_SOURCE_DIR}/${doc})
-    install(FILES ${CMAKE_SOURCE_DIR}/${doc} DESTINATION ${CMAKE_INSTALL_DATAROOTDIR}/doc/cellpose-mpi)
+    install(FILES ${CMAKE_SOURCE_DIR}/${doc}
+            DESTINATION ${CMAKE_INSTALL_DATAROOTDIR}/doc/cellpose-mpi)
   endif()
 endforeach()

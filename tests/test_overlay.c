@@ -148,8 +148,8 @@ static void unit(void)
     cp_overlay_path("out.h5", "img", name, sizeof name);
     TU_CHECK(!strcmp(name, "./img_cp_overlay.png"), "name: %s", name);
 
-    /* a large synthetic result: discs on a grid, ids above 65535 among them, masks along the image's
-     * border, and a gradient */
+    /* a large synthetic result: discs on a grid, ids above 65535 among them, masks along the
+     * image's border, and a gradient */
     const int64_t ny = 2600, nx = 3000;
     uint32_t *lab = calloc((size_t)(ny * nx), sizeof *lab);
     float *img = malloc(sizeof *img * (size_t)(ny * nx));
@@ -182,7 +182,8 @@ static void unit(void)
     uint32_t *small = malloc(sizeof *small * (size_t)(oy * ox));
     for (int64_t i = 0; i < oy; i++) /* nearest sampling at the pixel centres, spelled out */
         for (int64_t j = 0; j < ox; j++)
-            small[i * ox + j] = lab[((2 * i + 1) * ny / (2 * oy)) * nx + (2 * j + 1) * nx / (2 * ox)];
+            small[i * ox + j] =
+                lab[((2 * i + 1) * ny / (2 * oy)) * nx + (2 * j + 1) * nx / (2 * ox)];
     uint8_t *px = check_png(png, small, oy, ox, 1, NULL);
     int lo = 255, hi = 0;
     for (int64_t i = 0; px && i < oy * ox; i++)
