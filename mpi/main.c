@@ -14,11 +14,13 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "agree.h"
 #include "cli.h"
 #include "cp_err.h"
 #include "cpnet.h"
 #include "dataset.h"
 #include "dsegment.h"
+#include "overlay.h"
 #include "segment.h"
 
 /* OpenBLAS picks its kernels when the library loads, before main, and Debian's 0.3.21 does not
@@ -106,6 +108,19 @@ static void report(int rank, const char *err)
     if (rank == 0) fprintf(stderr, "cellpose-mpi: error: %s\n", err);
 }
 
+/* --save_overlay of a committed output (image NULL: from saved flows): rank 0 reads it back, all
+ * ranks agree on the result. */
+static int save_overlay(const cp_params *p, int rank, const char *image, const char *out,
+                        char *err)
+{
+    char png[CP_PATH_LEN + 64];
+    cp_overlay_path(out, image ? image : p->flows, png, sizeof png);
+    int rc = rank == 0 ? cp_overlay_save(out, image, p, png, err) : 0;
+    rc = cp_agree(MPI_COMM_WORLD, rc, err);
+    if (!rc) cp_say(p->quiet || rank, "wrote %s", png);
+    return rc;
+}
+
 /* One image, or a folder of them; returns 0, CP_EINTR, or how many images failed (> 0). */
 static int run_images(const cp_params *p, int rank, int nranks, const char *cmdline,
                       cp_timing *tm)
@@ -137,6 +152,7 @@ static int run_images(const cp_params *p, int rank, int nranks, const char *cmdl
                      ? cp_dsegment_image(MPI_COMM_WORLD, p, m, model_path, p->image_path, out,
                                          cmdline, tm, err)
                      : cp_segment_image(p, m, model_path, p->image_path, out, cmdline, tm, err);
+        if (!rc && p->save_overlay) rc = save_overlay(p, rank, p->image_path, out, err);
         if (rc && rc != CP_EINTR) report(rank, err);
         result = rc == CP_EINTR ? CP_EINTR : rc != 0;
     }
@@ -152,6 +168,7 @@ static int run_flows(const cp_params *p, int rank, int nranks, const char *cmdli
     else cp_default_output(p->flows, out, sizeof out);
     int rc = nranks > 1 || p->block ? cp_dsegment_flows(MPI_COMM_WORLD, p, out, cmdline, tm, err)
                                     : cp_segment_flows(p, out, cmdline, tm, err);
+    if (!rc && p->save_overlay) rc = save_overlay(p, rank, NULL, out, err);
     if (rc && rc != CP_EINTR) report(rank, err);
     return rc == CP_EINTR ? CP_EINTR : rc != 0;
 }

@@ -22,6 +22,8 @@ const cp_param_def cp_param_defs[] = {
     {"cellprob_in", CP_PT_STR, OFF(cellprob_in), 0, 0, "cellprob TIFF for --flows dP.tif"},
     {"save_tif", CP_PT_FLAG, OFF(save_tif), 0, 1, "also write <image>_cp_masks.tif (uint32)"},
     {"save_flows", CP_PT_FLAG, OFF(save_flows), 0, 1, "store /flows and /cellprob in the .h5"},
+    {"save_overlay", CP_PT_FLAG, OFF(save_overlay), 0, 1,
+     "also write <image>_cp_overlay.png: mask outlines over the image (not Cellpose's --save_png)"},
     {"chan", CP_PT_INT, OFF(chan), 0, 4, "channel to segment (0 = gray: mean of all)"},
     {"chan2", CP_PT_INT, OFF(chan2), 0, 4, "optional nuclear channel (0 = none)"},
     {"channel_axis", CP_PT_INT, OFF(channel_axis), -1, 5, "axis of the channels (-1: automatic)"},

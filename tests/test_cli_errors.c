@@ -103,6 +103,14 @@ int main(void)
     tu_run("head -c 5000 /dev/urandom > %s/random.pth", dir);
     expect(1, "random.pth", NULL, "--pretrained_model %s/random.pth --image_path %s --output %s", dir, img, out);
 
+    /* a model given by name that is not installed: where it was looked for, how to get it */
+    setenv("CELLPOSE_LOCAL_MODELS_PATH", dir, 1);
+    expect(1, tu_path("cyto3: model not found: not a file, and not in %s", dir),
+           tu_path("copy the file from a Python Cellpose install's ~/.cellpose/models into %s",
+                   dir),
+           "--pretrained_model cyto3 --image_path %s --output %s", img, out);
+    unsetenv("CELLPOSE_LOCAL_MODELS_PATH");
+
     /* images */
     expect(1, "missing.tif", NULL, "%s --image_path %s/missing.tif", base, dir);
     tu_run("head -c 3000 /dev/urandom > %s/garbage.tif", dir);

@@ -182,12 +182,17 @@ static void unit(void)
     rc = cp_model_resolve("cyto3", path, sizeof path, err);
     TU_CHECK(rc == CP_EIO && strstr(err, "cyto3") &&
                  strstr(err, tu_path("%s/models", tu_shared())) &&
-                 strstr(err, "CELLPOSE_LOCAL_MODELS_PATH"),
+                 strstr(err, "CELLPOSE_LOCAL_MODELS_PATH") &&
+                 strstr(err, "copy the file from a Python Cellpose install's ~/.cellpose/models "
+                             "into") &&
+                 strstr(err, "cannot download") && !strchr(err, '\n'),
              "unknown name: %d %s", rc, err);
     setenv("CELLPOSE_LOCAL_MODELS_PATH", "", 1);
     setenv("HOME", tu_tmpdir(), 1);
     rc = cp_model_resolve("cyto3", path, sizeof path, err);
-    TU_CHECK(rc == CP_EIO && strstr(err, tu_path("%s/.cellpose/models", tu_tmpdir())),
+    TU_CHECK(rc == CP_EIO && strstr(err, tu_path("%s/.cellpose/models", tu_tmpdir())) &&
+                 strstr(err, tu_path("into %s/.cellpose/models (or into "
+                                     "$CELLPOSE_LOCAL_MODELS_PATH", tu_tmpdir())),
              "default folder: %d %s", rc, err);
     unsetenv("CELLPOSE_LOCAL_MODELS_PATH");
 }
