@@ -64,6 +64,79 @@ static void write_f32(const char *path, int ny, int nx, float special)
     free(v);
 }
 
+/* Runs cellpose-mpi with the arguments formatted from fmt, where an output would be the input
+ * `input` (a file that exists); expects exit status 2, the one-line message with needle, and
+ * input's bytes unchanged (compared with the copy `orig`). */
+static void expect_kept(const char *needle, const char *input, const char *orig, const char *fmt,
+                        ...) __attribute__((format(printf, 4, 5)));
+static void expect_kept(const char *needle, const char *input, const char *orig, const char *fmt,
+                        ...)
+{
+    char args[16384];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    int st = tu_run("%s/cellpose-mpi %s 2>%s >/dev/null", tu_build_dir(), args, errf);
+    char *all = slurp(errf);
+    int nerr = 0;
+    for (char *q = all; (q = strstr(q, "error: ")); q++) nerr++;
+    TU_CHECK(st == 2, "[%s] exit %d, expected 2 (stderr: %s)", args, st, all);
+    TU_CHECK(strstr(all, needle) != NULL, "[%s] message lacks '%s': %s", args, needle, all);
+    TU_CHECK(nerr == 1, "[%s] expected one error line, got %d: %s", args, nerr, all);
+    TU_CHECK(tu_run("cmp -s %s %s", input, orig) == 0, "[%s] %s was changed", args, input);
+    printf("ok  exit %d  %s", st, all);
+    free(all);
+}
+
+/* An output (the .h5, its .partial, the .work folder, the --save_tif masks) that is the same file
+ * as an input (image, model, flows, cellprob, job file, another image of --dir), directly, through
+ * a symbolic link or a hard link: refused before anything is written, the input intact. */
+static void outputs_onto_inputs(const char *model, const char *img)
+{
+    char d[1100], a[1200], m[1200], ao[1200], mo[1200];
+    snprintf(d, sizeof d, "%s/same", dir);
+    tu_run("mkdir -p %s/folder", d);
+    snprintf(a, sizeof a, "%s/a.tif", d);
+    snprintf(ao, sizeof ao, "%s/a.orig", d);
+    snprintf(m, sizeof m, "%s/m.pth", d);
+    snprintf(mo, sizeof mo, "%s/m.orig", d);
+    tu_run("cp %s %s && cp %s %s && cp %s %s && cp %s %s", img, a, img, ao, model, m, model, mo);
+    const char *same = "is the same file as";
+    expect_kept(same, a, ao, "--pretrained_model %s --image_path %s --output %s", m, a, a);
+    expect_kept(same, a, ao, "--pretrained_model %s --image_path %s --output %s --block 64", m, a, a);
+    expect_kept(same, m, mo, "--pretrained_model %s --image_path %s --output %s", m, a, m);
+    tu_run("ln -sf %s %s/link.h5 && ln -f %s %s/hard.h5", a, d, a, d);
+    expect_kept(same, a, ao, "--pretrained_model %s --image_path %s --output %s/link.h5", m, a, d);
+    expect_kept(same, a, ao, "--pretrained_model %s --image_path %s --output %s/hard.h5", m, a, d);
+    /* derived names: <output>.partial, <output>.work, <stem>_cp_masks.tif of --save_tif */
+    tu_run("cp %s %s/o.h5.partial && cp %s %s/o.h5.work", img, d, img, d);
+    expect_kept(same, tu_path("%s/o.h5.partial", d), ao,
+                "--pretrained_model %s --image_path %s/o.h5.partial --output %s/o.h5", m, d, d);
+    expect_kept(same, tu_path("%s/o.h5.work", d), ao,
+                "--pretrained_model %s --image_path %s/o.h5.work --output %s/o.h5 --block 64", m,
+                d, d);
+    tu_run("ln -sf a.tif %s/a_cp_masks.tif", d);
+    expect_kept(same, a, ao, "--pretrained_model %s --image_path %s --output %s/x.h5 --save_tif",
+                m, a, d);
+    tu_run("rm -f %s/a_cp_masks.tif", d);
+    /* saved flows, cellprob, job file */
+    expect_kept(same, a, ao, "--flows %s --output %s", a, a);
+    expect_kept(same, a, ao, "--flows %s/dp.tif --cellprob_in %s --output %s", d, a, a);
+    FILE *job = fopen(tu_path("%s/run.cfg", d), "w");
+    fprintf(job, "image_path = \"%s\";\npretrained_model = \"%s\";\n", a, m);
+    fclose(job);
+    tu_run("cp %s/run.cfg %s/run.orig", d, d);
+    expect_kept(same, tu_path("%s/run.cfg", d), tu_path("%s/run.orig", d),
+                "--job %s/run.cfg --output %s/run.cfg", d, d);
+    /* --dir: the output of one image is another image of the folder */
+    tu_run("cp %s %s/folder/a.tif && cp %s %s/folder/b.tif && ln -sf b.tif %s/folder/a_seg.h5", img,
+           d, img, d, d);
+    expect_kept(same, tu_path("%s/folder/b.tif", d), ao, "--pretrained_model %s --dir %s/folder",
+                m, d);
+    tu_run("rm -rf %s", d);
+}
+
 int main(void)
 {
     char model[2048], img[2048], bad_out[2048];
@@ -124,6 +197,8 @@ int main(void)
     expect(1, "input.tif", NULL, "--flows %s --output %s", img, out);
     expect(1, "nothere.h5", NULL, "--flows %s/nothere.h5 --output %s", dir, out);
     expect(2, "--flows", NULL, "--flows %s --image_path %s --output %s", img, img, out);
+
+    outputs_onto_inputs(model, img);
 
     tu_run("rm -rf %s", dir);
     return tu_finish();
