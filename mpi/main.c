@@ -46,9 +46,15 @@ static void join_args(int argc, char **argv, char *buf, size_t len)
         used += (size_t)snprintf(buf + used, len - used, "%s%s", i ? " " : "", argv[i]);
 }
 
+/* A .tif/.tiff name that is not one of our --save_tif outputs (<stem>_cp_masks.tif: Cellpose's
+ * folder listing skips its mask files too); a rerun with --save_tif must not take them for
+ * images, nor be refused because they are the outputs of other images. */
 static int is_tiff_name(const char *name)
 {
     const char *dot = strrchr(name, '.');
+    static const char masks[] = "_cp_masks";
+    size_t stem = dot ? (size_t)(dot - name) : 0, nm = sizeof masks - 1;
+    if (stem >= nm && !strncmp(name + stem - nm, masks, nm)) return 0;
     return dot && (!strcasecmp(dot, ".tif") || !strcasecmp(dot, ".tiff"));
 }
 

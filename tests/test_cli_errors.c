@@ -134,6 +134,14 @@ static void outputs_onto_inputs(const char *model, const char *img)
            d, img, d, d);
     expect_kept(same, tu_path("%s/folder/b.tif", d), ao, "--pretrained_model %s --dir %s/folder",
                 m, d);
+    /* a rerun with --save_tif: the masks of the first run are outputs, not images of the folder */
+    tu_run("rm -f %s/folder/a_seg.h5 %s/folder/b.tif && cp %s %s/folder/a_cp_masks.tif", d, d,
+           img, d);
+    int st = tu_run("%s/cellpose-mpi --pretrained_model %s --dir %s/folder --save_tif --quiet "
+                    "2>%s", tu_build_dir(), m, d, errf);
+    TU_CHECK(st == 0 && access(tu_path("%s/folder/a_seg.h5", d), F_OK) == 0 &&
+                 access(tu_path("%s/folder/a_cp_masks_seg.h5", d), F_OK) != 0,
+             "--dir --save_tif rerun: exit %d, a_cp_masks.tif taken for an image?", st);
     tu_run("rm -rf %s", d);
 }
 
