@@ -165,6 +165,12 @@ int main(void)
     expect(2, "--niter", "not an integer", "%s --image_path %s --niter 2.5", base, img);
     expect(2, "--diameter", "outside", "%s --image_path %s --diameter -3", base, img);
     expect(2, "--diameter", "not a number", "%s --image_path %s --diameter abc", base, img);
+    /* decimal numbers only: strtod alone takes hex, "inf", "nan" and leading blanks */
+    expect(2, "--diameter", "'0x10' is not a number", "%s --image_path %s --diameter 0x10", base, img);
+    expect(2, "--diameter", "'inf' is not a number", "%s --image_path %s --diameter inf", base, img);
+    expect(2, "--cellprob_threshold", "decimal digits only", "%s --image_path %s --cellprob_threshold nan", base, img);
+    expect(2, "--niter", "'0x10' is not a number", "%s --image_path %s --niter 0x10", base, img);
+    expect(2, "--min_size", "decimal digits only", "%s --image_path %s --min_size ' 15'", base, img);
     expect(2, "--flow_threshold", "outside", "%s --image_path %s --flow_threshold -1", base, img);
     expect(2, "--chan", "outside", "%s --image_path %s --chan 7", base, img);
     expect(2, "--invert", "--no_norm", "%s --image_path %s --invert --no_norm", base, img);
