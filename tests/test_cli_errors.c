@@ -64,13 +64,13 @@ static void write_f32(const char *path, int ny, int nx, float special)
     free(v);
 }
 
-/* Runs cellpose-mpi with the arguments formatted from fmt, where an output would be the input
- * `input` (a file that exists); expects exit status 2, the one-line message with needle, and
+/* Runs cellpose-mpi with the arguments formatted from fmt, where an output would be the file
+ * `input` (one that exists); expects exit status want, the one-line message with needle, and
  * input's bytes unchanged (compared with the copy `orig`). */
-static void expect_kept(const char *needle, const char *input, const char *orig, const char *fmt,
-                        ...) __attribute__((format(printf, 4, 5)));
-static void expect_kept(const char *needle, const char *input, const char *orig, const char *fmt,
-                        ...)
+static void expect_kept_st(int want, const char *needle, const char *input, const char *orig,
+                           const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void expect_kept_st(int want, const char *needle, const char *input, const char *orig,
+                           const char *fmt, ...)
 {
     char args[16384];
     va_list ap;
@@ -81,13 +81,14 @@ static void expect_kept(const char *needle, const char *input, const char *orig,
     char *all = slurp(errf);
     int nerr = 0;
     for (char *q = all; (q = strstr(q, "error: ")); q++) nerr++;
-    TU_CHECK(st == 2, "[%s] exit %d, expected 2 (stderr: %s)", args, st, all);
+    TU_CHECK(st == want, "[%s] exit %d, expected %d (stderr: %s)", args, st, want, all);
     TU_CHECK(strstr(all, needle) != NULL, "[%s] message lacks '%s': %s", args, needle, all);
     TU_CHECK(nerr == 1, "[%s] expected one error line, got %d: %s", args, nerr, all);
     TU_CHECK(tu_run("cmp -s %s %s", input, orig) == 0, "[%s] %s was changed", args, input);
     printf("ok  exit %d  %s", st, all);
     free(all);
 }
+#define expect_kept(...) expect_kept_st(2, __VA_ARGS__)
 
 /* An output (the .h5, its .partial, the .work folder, the --save_tif masks) that is the same file
  * as an input (image, model, flows, cellprob, job file, another image of --dir), directly, through
@@ -142,6 +143,14 @@ static void outputs_onto_inputs(const char *model, const char *img)
     TU_CHECK(st == 0 && access(tu_path("%s/folder/a_seg.h5", d), F_OK) == 0 &&
                  access(tu_path("%s/folder/a_cp_masks_seg.h5", d), F_OK) != 0,
              "--dir --save_tif rerun: exit %d, a_cp_masks.tif taken for an image?", st);
+    /* <output>.work that is not a work folder of ours: a file, or a folder without our manifest,
+     * is neither deleted nor emptied */
+    tu_run("rm -rf %s/folder && cp %s %s/w.h5.work", d, img, d);
+    expect_kept_st(1, "not a folder", tu_path("%s/w.h5.work", d), ao,
+                   "--pretrained_model %s --image_path %s --output %s/w.h5 --block 64", m, a, d);
+    tu_run("rm -f %s/w.h5.work && mkdir %s/w.h5.work && cp %s %s/w.h5.work/mine.tif", d, d, img, d);
+    expect_kept_st(1, "with no manifest", tu_path("%s/w.h5.work/mine.tif", d), ao,
+                   "--pretrained_model %s --image_path %s --output %s/w.h5 --block 64", m, a, d);
     tu_run("rm -rf %s", d);
 }
 
