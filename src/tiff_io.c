@@ -242,8 +242,10 @@ static int select_page(cp_tiff *t, int64_t page, char *err)
     if (need > t->bufsize) {
         unsigned char *nb = realloc(t->buf, (size_t)need);
         if (!nb)
-            return cp_errf(err, CP_ENOMEM, "%s: page %lld: cannot allocate a %lld-byte block",
-                           t->path, (long long)page, (long long)need);
+            return cp_errf(err, CP_ENOMEM, "%s: page %lld: one %s of %u x %u pixels (%.1f MiB "
+                           "decoded) does not fit in memory", t->path, (long long)page,
+                           t->tiled ? "tile" : "strip", bh, bw,
+                           (double)need / (1024.0 * 1024));
         t->buf = nb, t->bufsize = (size_t)need;
     }
     t->bw = bw, t->bh = bh;
