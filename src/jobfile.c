@@ -38,8 +38,10 @@ static int is_name_char(char c)
 }
 
 /* Where the value of `key` starts on line `line` (after "key =" or "key :" and blanks), with the
- * end of that line in *end; NULL if the line does not hold it. */
-static const char *raw_value(const raw_file *f, int line, const char *key, const char **end)
+ * end of that line in *end; NULL if the line does not hold it. after: NULL, or a value found
+ * before on that line, to look for the next "key =" (the first may be inside a string). */
+static const char *raw_value(const raw_file *f, int line, const char *key, const char **end,
+                             const char *after)
 {
     const char *t = f->text, *stop = f->text + f->len;
     for (int l = 1; l < line && t < stop; t++)
@@ -47,7 +49,7 @@ static const char *raw_value(const raw_file *f, int line, const char *key, const
     const char *eol = memchr(t, '\n', (size_t)(stop - t));
     *end = eol ? eol : stop;
     size_t n = strlen(key);
-    for (const char *k = t; k + n <= *end; k++) {
+    for (const char *k = after ? after : t; k + n <= *end; k++) {
         if (memcmp(k, key, n) || (k > t && is_name_char(k[-1])) || is_name_char(k[n])) continue;
         const char *v = k + n;
         while (v < *end && (*v == ' ' || *v == '\t')) v++;
@@ -58,24 +60,17 @@ static const char *raw_value(const raw_file *f, int line, const char *key, const
     return NULL;
 }
 
-/* The integer of setting s as written (decimal, or hexadecimal 0x..., an L suffix allowed) into
- * *v; libconfig's value when the text cannot be found. Error if it does not fit in 64 bits. */
-static int raw_int(const raw_file *f, const char *path, int line, const char *key,
-                   const config_setting_t *s, long long *v, char *err)
+/* The integer token at r (decimal or 0x hexadecimal, L suffix allowed) parsed into *w, saturated
+ * as libconfig saturates it; *overflow if it does not fit in 64 bits. tok gets the text. 0 if r
+ * holds no integer. */
+static int parse_raw_int(const char *r, const char *end, char tok[64], long long *w,
+                         int *overflow)
 {
-    *v = config_setting_get_int64(s);
-    const char *end, *r = raw_value(f, line, key, &end);
-    if (!r) return 0;
     size_t n = 0;
-    while (r + n < end && (is_name_char(r[n]) || r[n] == '+') && r[n] != '*' && r[n] != '_')
+    while (r + n < end && n < 63 &&
+           ((r[n] >= '0' && r[n] <= '9') || (r[n] >= 'a' && r[n] <= 'z') ||
+            (r[n] >= 'A' && r[n] <= 'Z') || (n == 0 && (r[n] == '-' || r[n] == '+'))))
         n++;
-    char tok[64];
-    if (n == 0 || n >= sizeof tok) {
-        if (n >= sizeof tok)
-            return cp_errf(err, CP_EPARAM, "%s:%d: key '%s': %.*s does not fit in a 64-bit "
-                           "integer", path, line, key, (int)n, r);
-        return 0;
-    }
     memcpy(tok, r, n);
     tok[n] = 0;
     while (n > 0 && (tok[n - 1] == 'L' || tok[n - 1] == 'l')) tok[--n] = 0;
@@ -83,27 +78,44 @@ static int raw_int(const raw_file *f, const char *path, int line, const char *ke
     int hex = digits[0] == '0' && (digits[1] == 'x' || digits[1] == 'X');
     char *stop;
     errno = 0;
-    long long w = 0;
     if (hex) {
         unsigned long long u = strtoull(digits, &stop, 16);
-        if (u > (unsigned long long)LLONG_MAX) errno = ERANGE;
-        w = tok[0] == '-' ? -(long long)u : (long long)u;
+        *overflow = errno == ERANGE || u > (unsigned long long)LLONG_MAX;
+        *w = (long long)u; /* libconfig: the same low 32 bits (strtoul saturates to all ones) */
     } else {
-        w = strtoll(tok, &stop, 10);
+        *w = strtoll(tok, &stop, 10);
+        *overflow = errno == ERANGE;
     }
-    if (errno == ERANGE)
-        return cp_errf(err, CP_EPARAM, "%s:%d: key '%s': %s does not fit in a 64-bit integer",
-                       path, line, key, tok);
-    /* the text found is this setting's when libconfig kept its low 32 bits (not, say, the same
-     * "key = 5" inside a string earlier on the line) */
-    if (*stop == 0 && stop != digits && (uint32_t)w == (uint32_t)*v) *v = w;
+    return *stop == 0 && stop != digits && stop != digits + 2 * hex;
+}
+
+/* The integer of setting s as written into *v (libconfig's value when the text is not found).
+ * Error if it does not fit in 64 bits. Of the "key = ..." texts on the setting's line, the one
+ * whose low 32 bits libconfig kept is this setting's (an earlier one may be inside a string). */
+static int raw_int(const raw_file *f, const char *path, int line, const char *key,
+                   const config_setting_t *s, long long *v, char *err)
+{
+    *v = config_setting_get_int64(s);
+    const char *end;
+    for (const char *r = raw_value(f, line, key, &end, NULL); r;
+         r = raw_value(f, line, key, &end, r)) {
+        char tok[64];
+        long long w;
+        int overflow;
+        if (!parse_raw_int(r, end, tok, &w, &overflow) || (uint32_t)w != (uint32_t)*v) continue;
+        if (overflow)
+            return cp_errf(err, CP_EPARAM, "%s:%d: key '%s': %s does not fit in a 64-bit integer",
+                           path, line, key, tok);
+        *v = w;
+        return 0;
+    }
     return 0;
 }
 
 /* Error if the string value of key on line holds an escaped NUL (\x00), which libconfig drops. */
 static int raw_string_nul(const raw_file *f, const char *path, int line, const char *key, char *err)
 {
-    const char *end, *r = raw_value(f, line, key, &end);
+    const char *end, *r = raw_value(f, line, key, &end, NULL);
     for (const char *c = r; c && c + 4 <= end; c++) {
         if (memcmp(c, "\\x00", 4)) continue;
         int slashes = 0;

@@ -171,6 +171,8 @@ static void test_errors(void)
                "overflow_l.cfg:1: key 'niter'", "99999999999999999999", "64-bit");
     expect_bad("big32.cfg", "\nniter = 4294967296;\n", CP_EPARAM, "big32.cfg:2: key 'niter'",
                "4294967296 is outside", NULL);
+    expect_bad("instring.cfg", "output = \"niter = 5\"; niter = 4294967296;\n", CP_EPARAM,
+               "instring.cfg:1: key 'niter'", "4294967296 is outside", NULL);
     expect_bad("neg32.cfg", "niter = -2147483649;\n", CP_EPARAM, "neg32.cfg:1: key 'niter'",
                "-2147483649 is outside", NULL);
     {
