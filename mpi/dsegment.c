@@ -126,7 +126,8 @@ static int workdir_rank0(run *r, const char *dir, int *resumed, char *err)
         *resumed = 1;
         return 0;
     }
-    int rc = cp_bstore_open(&r->store, dir, err);
+    int rc = cp_bstore_check_ours(dir, "manifest", err); /* never a user's file or folder */
+    if (!rc) rc = cp_bstore_open(&r->store, dir, err);
     if (rc) return rc;
     cp_bstore_destroy(&r->store); /* start empty */
     if ((rc = cp_bstore_open(&r->store, dir, err))) return rc;

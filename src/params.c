@@ -85,11 +85,17 @@ void cp_params_default(cp_params *p)
 static int parse_number(const cp_param_def *d, const char *v, double *out, char *err)
 {
     if (!v || !*v) return cp_errf(err, CP_EPARAM, "--%s: needs a value", d->name);
+    /* decimal only ([+-]digits[.digits][e[+-]digits]): strtod alone also takes hexadecimal
+     * ("0x10" = 16), "inf", "nan" and leading blanks */
+    if (strspn(v, "0123456789+-.eE") != strlen(v) || !strpbrk(v, "0123456789"))
+        return cp_errf(err, CP_EPARAM, "--%s: '%s' is not a number (decimal digits only)",
+                       d->name, v);
     char *end;
     errno = 0;
     double x = strtod(v, &end);
-    if (*end || errno || isnan(x))
-        return cp_errf(err, CP_EPARAM, "--%s: '%s' is not a number", d->name, v);
+    if (*end || errno || !isfinite(x))
+        return cp_errf(err, CP_EPARAM, "--%s: '%s' is not a number (decimal digits only)",
+                       d->name, v);
     if (d->type == CP_PT_INT && x != floor(x))
         return cp_errf(err, CP_EPARAM, "--%s: '%s' is not an integer", d->name, v);
     if (x < d->lo || x > d->hi)
