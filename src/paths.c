@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "cp_err.h"
+#include "overlay.h"
 #include "segment.h"
 
 /* path with its folder part resolved by realpath (the last component kept as written, so that a
@@ -61,8 +62,9 @@ static int by_id(const void *a, const void *b)
     return x->ino < y->ino ? -1 : x->ino > y->ino;
 }
 
-/* The names one image's run may write. */
-static int outputs_of(const cp_params *p, const char *image, const char *out, named o[5])
+/* The names one image's run may write (at most MAX_OUTPUTS). */
+#define MAX_OUTPUTS 7
+static int outputs_of(const cp_params *p, const char *image, const char *out, named o[MAX_OUTPUTS])
 {
     int n = 0;
     snprintf(o[n].path, sizeof o[n].path, "%s", out), o[n++].what = "the output";
@@ -75,6 +77,13 @@ static int outputs_of(const cp_params *p, const char *image, const char *out, na
         snprintf(o[n].path, sizeof o[n].path, "%s", tif), o[n++].what = "the --save_tif masks";
         snprintf(o[n].path, sizeof o[n].path, "%s.partial", tif);
         o[n++].what = "the --save_tif temporary file";
+    }
+    if (p->save_overlay) {
+        char png[CP_PATH_LEN + 32];
+        cp_overlay_path(out, image ? image : p->flows, png, sizeof png);
+        snprintf(o[n].path, sizeof o[n].path, "%s", png), o[n++].what = "the --save_overlay picture";
+        snprintf(o[n].path, sizeof o[n].path, "%s.partial", png);
+        o[n++].what = "the --save_overlay temporary file";
     }
     return n;
 }
@@ -117,7 +126,7 @@ int cp_paths_check(const cp_params *p, const char *model_path, char *const *imag
         char out[CP_PATH_LEN + 16];
         if (p->output[0] && !images) snprintf(out, sizeof out, "%s", p->output);
         else cp_default_output(image, out, sizeof out);
-        named o[5];
+        named o[MAX_OUTPUTS];
         int no = outputs_of(p, image, out, o);
         for (int k = 0; !rc && k < no; k++) {
             const input *hit = find_input(&o[k], in, nex, nin);

@@ -91,7 +91,8 @@ static void expect_kept_st(int want, const char *needle, const char *input, cons
 }
 #define expect_kept(...) expect_kept_st(2, __VA_ARGS__)
 
-/* An output (the .h5, its .partial, the .work folder, the --save_tif masks) that is the same file
+/* An output (the .h5, its .partial, the .work folder, the --save_tif masks, the --save_overlay
+ * picture) that is the same file
  * as an input (image, model, flows, cellprob, job file, another image of --dir), directly, through
  * a symbolic link or a hard link: refused before anything is written, the input intact. */
 static void outputs_onto_inputs(const char *model, const char *img)
@@ -122,6 +123,10 @@ static void outputs_onto_inputs(const char *model, const char *img)
     expect_kept(same, a, ao, "--pretrained_model %s --image_path %s --output %s/x.h5 --save_tif",
                 m, a, d);
     tu_run("rm -f %s/a_cp_masks.tif", d);
+    tu_run("ln -sf a.tif %s/a_cp_overlay.png", d);
+    expect_kept(same, a, ao, "--pretrained_model %s --image_path %s --output %s/x.h5 --save_overlay",
+                m, a, d);
+    tu_run("rm -f %s/a_cp_overlay.png", d);
     /* saved flows, cellprob, job file */
     expect_kept(same, a, ao, "--flows %s --output %s", a, a);
     expect_kept(same, a, ao, "--flows %s/dp.tif --cellprob_in %s --output %s", d, a, a);
