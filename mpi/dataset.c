@@ -6,6 +6,7 @@
 
 #include "cp_err.h"
 #include "outlock.h"
+#include "overlay.h"
 #include "segment.h"
 
 enum { TAG_RESULT = 11, TAG_JOB = 12 };
@@ -24,6 +25,11 @@ static int segment_one(const cp_params *p, const cp_model *m, const char *model_
     cp_outlock lk; /* this process alone writes the image's output */
     int rc = cp_outlock_take(MPI_COMM_SELF, out, p->resume, &lk, err);
     if (!rc) rc = cp_segment_image(p, m, model_path, image, out, cmdline, tm, err);
+    if (!rc && p->save_overlay) {
+        char png[CP_PATH_LEN + 64];
+        cp_overlay_path(out, image, png, sizeof png);
+        if (!(rc = cp_overlay_save(out, image, p, png, err))) cp_say(p->quiet, "wrote %s", png);
+    }
     cp_outlock_release(&lk);
     return rc;
 }

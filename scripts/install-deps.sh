@@ -13,6 +13,7 @@ pkgs=(
   zlib1g-dev                                  # crc32 of checkpoint blocks
   libconfig-dev                               # job files
   libjson-c-dev                               # tests read the oracle's case.json
+  libpng-dev                                  # --save_overlay pictures
   python3 python3-numpy python3-h5py python3-tifffile   # test helpers (reading outputs)
   python3-matplotlib                          # slurm/scaling_study.py plots
 )
