@@ -4,6 +4,8 @@
  * blocks are on disk.
  *   lock_held       a lock held by a live process (this test): a second run, with or without
  *                   --block or --resume, is refused naming the holder; the holder's files untouched
+ *   lock_stale      a lock from another host, of a reused pid, or empty: refused without
+ *                   --resume, taken over with it (the dead holder's partial file removed)
  *   lock_nofilelock HDF5_USE_FILE_LOCKING=FALSE, no --block: the first run stopped after creating
  *                   its partial; a second run on the same output is refused; the first, continued,
  *                   writes the right labels
@@ -31,7 +33,10 @@
 
 static char dir[1024], exe[2048];
 
-static void sleep_ms(long ms) { nanosleep(&(struct timespec){ms / 1000, ms % 1000 * 1000000}, NULL); }
+static void sleep_ms(long ms)
+{
+    nanosleep(&(struct timespec){ms / 1000, ms % 1000 * 1000000}, NULL);
+}
 
 /* The arguments of a run on img writing out (blocks of 128 unless block is 0). */
 static const char *args(const char *img, const char *out, int block)
@@ -141,7 +146,8 @@ static int wait_blocks(pid_t run, const char *work, int blocks)
 /* md5 sums of the files of dir matching glob `pattern` into `list`. */
 static void snapshot(const char *pattern, const char *list)
 {
-    tu_run("cd %s && find %s -type f 2>/dev/null | sort | xargs -r md5sum > %s", dir, pattern, list);
+    tu_run("cd %s && find %s -type f 2>/dev/null | sort | xargs -r md5sum > %s", dir, pattern,
+           list);
 }
 
 static const char *hostname(void)
@@ -169,7 +175,8 @@ static void lock_held(void)
     fprintf(f, "host=%s\npid=%ld\nstarted=%s\n", hostname(), (long)getpid(), started);
     fclose(f);
     tu_run("mkdir -p %s.work && echo manifest > %s.work/manifest && head -c 202800 /dev/urandom "
-           "> %s.work/dp.z0.0 && echo partial > %s.partial.%ld", out, out, out, out, (long)getpid());
+           "> %s.work/dp.z0.0 && echo partial > %s.partial.%ld", out, out, out, out,
+           (long)getpid());
     snapshot("out.h5*", tu_path("%s/before.txt", dir));
     const char *how[] = {MPIRUN " -n 2 %s %s", MPIRUN " -n 2 %s %s --resume", "%s %s",
                          "%s %s --resume"};
@@ -192,6 +199,50 @@ static void lock_held(void)
     /* without --resume the hint names both ways out; with it, the holder is alive: stop it first */
     TU_CHECK(tu_run("grep -q 'still running' %s/err.txt", dir) == 0,
              "--resume on a live holder does not say it is still running");
+}
+
+static void write_lock(const char *out, const char *text)
+{
+    FILE *f = fopen(tu_path("%s.lock", out), "w");
+    fputs(text, f);
+    fclose(f);
+}
+
+/* Locks whose holder is gone or unknown: refused without --resume, taken over with it. */
+static void lock_stale(void)
+{
+    const char *out = tu_path("%s/out.h5", dir);
+    char text[3][512];
+    snprintf(text[0], sizeof text[0], "host=elsewhere.example\npid=1\n"
+             "started=2026-01-01T00:00:00Z\n");
+    /* this process started after 2000: the pid of the lock was reused, its holder is gone */
+    snprintf(text[1], sizeof text[1], "host=%s\npid=%ld\nstarted=2000-01-01T00:00:00Z\n",
+             hostname(), (long)getpid());
+    text[2][0] = 0; /* a run killed between creating the lock and writing it */
+    char who[3][512];
+    snprintf(who[0], sizeof who[0], "host elsewhere.example pid 1 since 2026-01-01T00:00:00Z");
+    snprintf(who[1], sizeof who[1], "host %s pid %ld since 2000-01-01T00:00:00Z", hostname(),
+             (long)getpid());
+    snprintf(who[2], sizeof who[2], "a run whose lock file is empty or unreadable");
+    for (int k = 0; k < 3; k++) {
+        tu_run("rm -f %s %s.partial*", out, out);
+        write_lock(out, text[k]);
+        tu_run("echo dead > %s.partial.%ld", out, k == 1 ? (long)getpid() : 1L);
+        int st = tu_run("%s --quiet %s 2> %s/err.txt", exe, args(input512(), out, 0), dir);
+        tu_run("cat %s/err.txt", dir);
+        TU_CHECK(st == 1, "[%d] a stale lock without --resume must be refused, got %d", k, st);
+        TU_CHECK(tu_run("grep -qF 'locked by %s (another run' %s/err.txt", who[k], dir) == 0,
+                 "[%d] the message does not describe the holder", k);
+        st = tu_run("%s %s --resume 2> %s/err.txt", exe, args(input512(), out, 0), dir);
+        tu_run("grep -E 'lock|error' %s/err.txt", dir);
+        TU_CHECK(st == 0, "[%d] --resume must take a stale lock over, got %d", k, st);
+        TU_CHECK(tu_run("grep -qF -- '--resume: took over the lock of %s' %s/err.txt", who[k],
+                        dir) == 0, "[%d] the takeover is not reported", k);
+        TU_CHECK(exists(out) && !exists(tu_path("%s.lock", out)), "[%d] no output, or a lock left",
+                 k);
+        TU_CHECK((tu_run("ls %s.partial* > /dev/null 2>&1", out) != 0) == (k != 2),
+                 "[%d] the dead holder's partial file must go, and only it", k);
+    }
 }
 
 static void lock_nofilelock(void)
@@ -259,7 +310,8 @@ static void kill_resume(void)
     TU_CHECK(tu_run("grep -q 'locked by host %s pid [0-9]* since .*rerun with --resume or "
                     "remove %s.lock' %s/err.txt", hostname(), out, dir) == 0,
              "the message does not name the holder and the ways out");
-    st = tu_run(MPIRUN " -n 2 %s %s --resume > %s/run2.txt 2>&1", exe, args(input512(), out, 1), dir);
+    st = tu_run(MPIRUN " -n 2 %s %s --resume > %s/run2.txt 2>&1", exe, args(input512(), out, 1),
+                dir);
     tu_run("grep -E 'lock|network|resum' %s/run2.txt", dir);
     TU_CHECK(st == 0, "--resume after kill -9 failed (%d)", st);
     TU_CHECK(tu_run("grep -Eq '[1-9][0-9]* reused' %s/run2.txt", dir) == 0, "no block reused");
@@ -276,7 +328,8 @@ static int stopped_run(const char *img, const char *out, int blocks)
     if (run < 0) return -1;
     signal_ranks(out, SIGTERM);
     int st = exit_code(run);
-    printf("stopped run: exit %d, %d blocks on disk\n", st, blocks_on_disk(tu_path("%s.work", out)));
+    printf("stopped run: exit %d, %d blocks on disk\n", st,
+           blocks_on_disk(tu_path("%s.work", out)));
     TU_CHECK(st == 3, "SIGTERM must checkpoint and exit 3, got %d", st);
     TU_CHECK(!exists(tu_path("%s.lock", out)), "the lock was not removed on exit 3");
     return st == 3 ? 0 : -1;
@@ -382,12 +435,13 @@ int main(int argc, char **argv)
     snprintf(exe, sizeof exe, "%s/cellpose-mpi", tu_build_dir());
     const char *what = argc > 1 ? argv[1] : "";
     if (!strcmp(what, "lock_held")) lock_held();
+    else if (!strcmp(what, "lock_stale")) lock_stale();
     else if (!strcmp(what, "lock_nofilelock")) lock_nofilelock();
     else if (!strcmp(what, "kill_resume")) kill_resume();
     else if (!strcmp(what, "other_input")) other_input();
     else if (!strcmp(what, "corrupt_block")) corrupt_block();
-    else return fprintf(stderr, "usage: test_runsafe lock_held|lock_nofilelock|kill_resume|"
-                                "other_input|corrupt_block\n"), 2;
+    else return fprintf(stderr, "usage: test_runsafe lock_held|lock_stale|lock_nofilelock|"
+                                "kill_resume|other_input|corrupt_block\n"), 2;
     if (!tu_failed) tu_run("rm -rf %s", dir);
     return tu_finish();
 }
