@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cp_err.h"
+#include "progress.h"
 #include "segment.h"
 
 enum { TAG_RESULT = 11, TAG_JOB = 12 };
@@ -26,12 +27,15 @@ static int segment_one(const cp_params *p, const cp_model *m, const char *model_
 static int dispatch(MPI_Comm comm, int nranks, char **files, int n, int quiet)
 {
     int next = 0, busy = nranks - 1, failed = 0, done = 0;
+    cp_progress pr;
+    cp_progress_begin(&pr, "images", "images", n);
     while (busy) {
         result res;
         MPI_Status st;
         MPI_Recv(&res, sizeof res, MPI_BYTE, MPI_ANY_SOURCE, TAG_RESULT, comm, &st);
         if (res.index >= 0) {
             done++;
+            cp_progress_break();
             if (res.rc) {
                 failed++;
                 fprintf(stderr, "cellpose-mpi: error: rank %d: %s\n", st.MPI_SOURCE, res.err);
@@ -39,11 +43,13 @@ static int dispatch(MPI_Comm comm, int nranks, char **files, int n, int quiet)
                 fprintf(stderr, "cellpose-mpi: [%d/%d] %s done by rank %d\n", done, n,
                         files[res.index], st.MPI_SOURCE);
             }
+            cp_progress_add(&pr, 1);
         }
         int job = next < n ? next++ : -1;
         busy -= job < 0;
         MPI_Send(&job, 1, MPI_INT, st.MPI_SOURCE, TAG_JOB, comm);
     }
+    cp_progress_end(&pr);
     return failed;
 }
 
@@ -69,13 +75,18 @@ int cp_dataset_run(MPI_Comm comm, const cp_params *p, const cp_model *m, const c
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &nranks);
     if (nranks == 1) {
+        cp_progress pr;
+        cp_progress_begin(&pr, "images", "images", n > 1 ? n : 0);
         for (int i = 0; i < n; i++) {
             char err[CP_ERR_LEN];
             if (segment_one(p, m, model_path, files[i], cmdline, tm, err)) {
+                cp_progress_break();
                 fprintf(stderr, "cellpose-mpi: error: %s\n", err);
                 failed++;
             }
+            cp_progress_add(&pr, 1);
         }
+        cp_progress_end(&pr);
     } else if (rank == 0) {
         failed = dispatch(comm, nranks, files, n, p->quiet);
     } else {

@@ -19,6 +19,7 @@
 #include "cpnet.h"
 #include "dataset.h"
 #include "dsegment.h"
+#include "progress.h"
 #include "segment.h"
 
 /* OpenBLAS picks its kernels when the library loads, before main, and Debian's 0.3.21 does not
@@ -103,7 +104,9 @@ static void catch_stop_signals(void)
 /* Prints err once (rank 0 of a run whose failure all ranks agreed on). */
 static void report(int rank, const char *err)
 {
-    if (rank == 0) fprintf(stderr, "cellpose-mpi: error: %s\n", err);
+    if (rank) return;
+    cp_progress_break();
+    fprintf(stderr, "cellpose-mpi: error: %s\n", err);
 }
 
 /* One image, or a folder of them; returns 0, CP_EINTR, or how many images failed (> 0). */
@@ -183,6 +186,7 @@ int main(int argc, char **argv)
     }
     if (p.threads > 0) omp_set_num_threads((int)p.threads);
     catch_stop_signals();
+    cp_progress_setup(stderr, p.quiet || rank ? CP_PROGRESS_OFF : cp_progress_detect(stderr));
     cp_timing tm = {0};
     int result = p.flows[0] ? run_flows(&p, rank, nranks, cmdline, &tm)
                             : run_images(&p, rank, nranks, cmdline, &tm);

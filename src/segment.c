@@ -18,6 +18,7 @@
 #include "image.h"
 #include "post.h"
 #include "prep.h"
+#include "progress.h"
 #include "run_net.h"
 #include "tiff_io.h"
 
@@ -49,6 +50,7 @@ static int64_t file_size(const char *path)
 void cp_say(int quiet, const char *fmt, ...)
 {
     if (quiet) return;
+    cp_progress_break();
     va_list ap;
     va_start(ap, fmt);
     fputs("cellpose-mpi: ", stderr);
@@ -173,6 +175,8 @@ static int segment_planes(const cp_params *p, const cp_model *m, cp_image *im, d
         for (int c = 0; c < 2; c++) inv[c] |= p->invert && norms[2 * z + c].good;
     }
     cp_timing_lap(tm, CP_PH_PREP, &t0);
+    cp_progress pr;
+    cp_progress_begin(&pr, "planes", "planes", L->nz > 1 ? L->nz : 0);
     for (int64_t z = 0; !rc && z < L->nz; z++) {
         cp_net_out no;
         rc = cp_segment_plane(p, m, im, z, rescale, p->no_norm ? NULL : norms + 2 * z, inv,
@@ -184,7 +188,9 @@ static int segment_planes(const cp_params *p, const cp_model *m, cp_image *im, d
         }
         cp_timing_lap(tm, CP_PH_WRITE, &t0);
         cp_say(p->quiet, "%s: plane %lld/%lld done", im->path, (long long)z + 1, (long long)L->nz);
+        cp_progress_add(&pr, !rc);
     }
+    cp_progress_end(&pr);
     free(norms);
     return rc;
 }
