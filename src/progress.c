@@ -150,16 +150,17 @@ void cp_progress_add(cp_progress *pr, int64_t n)
     if (atomic_flag_test_and_set_explicit(&pr->busy, memory_order_acquire)) return;
     /* the count as it is now, not as this thread left it: lines never go backwards */
     int64_t d = atomic_load_explicit(&pr->done, memory_order_relaxed);
-    if (pr->mode == CP_PROGRESS_TTY) {
+    if (d >= pr->total) {
+        /* the 100% line is cp_progress_end's, with the elapsed time */
+    } else if (pr->mode == CP_PROGRESS_TTY) {
         double now = now_s();
         if (now - pr->last >= TTY_INTERVAL) {
             pr->last = now;
             emit(pr, d, 0, now);
         }
     } else {
-        /* tenths 1..9 here; the 100% line is cp_progress_end's */
-        int t = d >= pr->total ? 10 : (int)(d * 10 / pr->total);
-        if (t < 10 && t > pr->tenth) {
+        int t = (int)(d * 10 / pr->total); /* tenths 1..9 */
+        if (t > pr->tenth) {
             pr->tenth = t;
             emit(pr, d, 0, now_s());
         }

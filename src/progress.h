@@ -6,7 +6,8 @@
  *   cellpose-mpi: network         37% (9/24 tiles)  elapsed 0:04  ETA 0:07
  *   cellpose-mpi: network        100% (24/24 tiles)  in 11.2 s
  * In a log (stderr not a terminal) the same text is written as a line each time the phase
- * crosses a tenth (10%, 20%, ... 90%, once each), then the final 100% line; no "\r".
+ * reaches a new tenth (10%, 20%, ... 90%: at most one line each; one line when a step crosses
+ * several), then the final 100% line; no "\r".
  *
  * Where the output goes is set once per process by the driver (cp_progress_setup): it is a
  * property of the process's stderr, like stderr itself, so it is the one piece of state here that
