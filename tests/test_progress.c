@@ -220,7 +220,7 @@ static char *in_log(const char *cmd)
 static int same_labels(const char *a, const char *b)
 {
     int64_t na, nb;
-    uint32_t *x = tu_h5_read_u32(a, "/masks", &na), *y = tu_h5_read_u32(b, "/masks", &nb);
+    uint32_t *x = tu_h5_read_u32(a, "labels", &na), *y = tu_h5_read_u32(b, "labels", &nb);
     int same = x && y && na == nb && tu_count_diff_u32(x, y, na) == 0;
     free(x);
     free(y);
