@@ -99,6 +99,10 @@ static int line_text(const cp_progress *pr, int64_t d, int final, double now, ch
     fmt_time(el, 0, t1, sizeof t1);
     if (d > 0) fmt_time(el * (double)(pr->total - d) / (double)d, 0, t2, sizeof t2);
     else snprintf(t2, sizeof t2, "-:--");
+    /* a terminal line stays under 80 columns (a wrapped line cannot be rewritten): no elapsed */
+    if (pr->mode == CP_PROGRESS_TTY)
+        return snprintf(buf, len, "cellpose-mpi: %-14s %3d%% (%s %s)  ETA %s", pr->label, pct,
+                        counts, pr->unit, t2);
     return snprintf(buf, len, "cellpose-mpi: %-14s %3d%% (%s %s)  elapsed %s  ETA %s", pr->label,
                     pct, counts, pr->unit, t1, t2);
 }

@@ -3,9 +3,10 @@
  *
  * On a terminal the line is rewritten in place ("\r"), at most 5 times a second, and ends with a
  * newline once the phase is over:
- *   cellpose-mpi: network         37% (9/24 tiles)  elapsed 0:04  ETA 0:07
+ *   cellpose-mpi: network         37% (9/24 tiles)  ETA 0:07
  *   cellpose-mpi: network        100% (24/24 tiles)  in 11.2 s
- * In a log (stderr not a terminal) the same text is written as a line each time the phase
+ * In a log (stderr not a terminal) the text, with the elapsed time before the ETA
+ * ("37% (9/24 tiles)  elapsed 0:04  ETA 0:07"), is written as a line each time the phase
  * reaches a new tenth (10%, 20%, ... 90%: at most one line each; one line when a step crosses
  * several), then the final 100% line; no "\r".
  *
