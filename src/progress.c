@@ -88,6 +88,7 @@ static int line_text(const cp_progress *pr, int64_t d, int final, double now, ch
                      size_t len)
 {
     char counts[64], t1[32], t2[32];
+    if (d > pr->total) d = pr->total; /* more than announced: shown as all */
     int pct = d >= pr->total ? 100 : (int)((double)d * 100.0 / (double)pr->total);
     double el = now - pr->t0;
     fmt_counts(d, pr->total, counts, sizeof counts);

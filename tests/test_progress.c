@@ -72,6 +72,10 @@ static void check_log_phase(const char *what, const char *text, const char *labe
                  is_final ? "with" : "without");
         TU_CHECK(pct == 100 || in_line(q, "ETA"),
                  "%s: %s at %d%% without an ETA", what, label, pct);
+        long long a = -1, b = -1; /* the final count is the total (exact counts only) */
+        const char *paren = strchr(q, '(');
+        int exact = is_final && paren && sscanf(paren, "(%lld/%lld", &a, &b) == 2;
+        TU_CHECK(!exact || a == b, "%s: %s: final count %lld of %lld", what, label, a, b);
         last = pct, lines++, final_last = is_final;
     }
     TU_CHECK(lines > 0 && final_last, "%s: no final 100%% line of %s", what, label);
