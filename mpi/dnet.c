@@ -402,7 +402,7 @@ static int windows(const cp_dnet *net, const cp_rect *wins, int64_t n, cp_dnet_e
     float *v = rc ? NULL : malloc(sizeof(float) * (size_t)max64(1, 3 * most));
     if (!rc && !v) rc = cp_errf(err, CP_ENOMEM, "dnet: out of memory for a window");
     cp_progress pr;
-    int64_t evals = !rc && unit ? count_evals(&x) : 0;
+    int64_t evals = !rc && unit && cp_progress_on() ? count_evals(&x) : 0;
     cp_progress_begin(&pr, "network", unit ? unit : "", evals > 0 ? evals : 0);
     x.pr = &pr;
     for (int64_t i = 0; !rc && i < n; i++) {

@@ -31,6 +31,8 @@ void cp_progress_setup(FILE *f, cp_progress_mode mode)
     atomic_store(&open_line, NULL);
 }
 
+int cp_progress_on(void) { return out_mode != CP_PROGRESS_OFF; }
+
 /* 1 if the stderr of this process's parent is a terminal (Linux /proc; 0 where unknown). */
 static int parent_stderr_is_tty(void)
 {

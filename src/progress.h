@@ -54,6 +54,10 @@ void cp_progress_setup(FILE *f, cp_progress_mode mode);
  * rank's stderr through a pipe), TTY when the launcher's own stderr is a terminal; else LOG. */
 cp_progress_mode cp_progress_detect(FILE *f);
 
+/* 1 if this process prints progress (set up, not OFF): lets a phase skip work done only to
+ * count its units. */
+int cp_progress_on(void);
+
 /* Starts a phase of `total` units (`unit`: "tiles", "blocks of rank 0", ...). On a terminal the
  * 0% line appears at once. A phase of 0 units prints nothing. */
 void cp_progress_begin(cp_progress *pr, const char *label, const char *unit, int64_t total);
