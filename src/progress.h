@@ -18,6 +18,13 @@
  * 0's pace estimates the job's) without any new communication; the images of a --dir are counted
  * over all ranks (rank 0 hands them out and hears of each one done).
  *
+ * What each phase counts: "network" the tiles run through the network (per batch; on blocks,
+ * the tile evaluations the cache will need, counted before the first block); "flow following"
+ * the particles (per chunk of 32 or more: nothing per step), on blocks the own blocks of the
+ * first particle round, where every particle starts and most finish (later rounds are in the
+ * elapsed time, not in the count); "planes" the planes of a stack; "images" those of a --dir.
+ * CELLPOSE_MPI_PROGRESS=tty|log|off overrides the mode (cp_progress_detect).
+ *
  * A phase's state is a cp_progress of the caller; cp_progress_add may be called from any thread
  * (OpenMP workers) and costs an atomic add when nothing is due; cp_progress_begin and
  * cp_progress_end from one thread, outside parallel regions. Every function accepts NULL. */
