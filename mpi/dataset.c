@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cp_err.h"
+#include "overlay.h"
 #include "progress.h"
 #include "segment.h"
 
@@ -21,7 +22,13 @@ static int segment_one(const cp_params *p, const cp_model *m, const char *model_
 {
     char out[CP_PATH_LEN + 16];
     cp_default_output(image, out, sizeof out);
-    return cp_segment_image(p, m, model_path, image, out, cmdline, tm, err);
+    int rc = cp_segment_image(p, m, model_path, image, out, cmdline, tm, err);
+    if (rc || !p->save_overlay) return rc;
+    char png[CP_PATH_LEN + 64];
+    cp_overlay_path(out, image, png, sizeof png);
+    if ((rc = cp_overlay_save(out, image, p, png, err))) return rc;
+    cp_say(p->quiet, "wrote %s", png);
+    return 0;
 }
 
 static int dispatch(MPI_Comm comm, int nranks, char **files, int n, int quiet)
