@@ -1,0 +1,56 @@
+/* Winograd F(4x4, 3x3) convolution for CPnet's 3x3 layers (stride 1, zero padding 1), with the
+ * input's BatchNorm affine + ReLU (and nearest 2x upsampling) applied while the input is
+ * transformed, so that the activated input is never written out.
+ *
+ * Contract. out[o] (+)= b[o] + sum_c conv3x3(w[o][c], act(in[c])), where act(v) = ReLU?(v * scale[c]
+ * + shift[c]) (identity when scale is NULL), zero outside the image. The image is cut into 4x4
+ * output tiles (a 6x6 input patch each); tile rows are grouped into blocks whose size depends only
+ * on the layer shape (cin, cout, H, W), and one block is one unit of work: its input transform,
+ * 36 OpenBLAS sgemm calls (one per transform point, cout x cin times cin x tiles) and its output
+ * transform all run on the calling thread, in an order fixed by the shape. The bits of a tile's
+ * output therefore do not depend on the batch size, the thread count or the rank (DESIGN.md §2.10).
+ * The transforms are plain C with -ffp-contract=off (the same bits on every x86-64); the sgemm
+ * kernel is OpenBLAS's (pin it with OPENBLAS_CORETYPE on mixed clusters, as for im2col).
+ *
+ * Error. Relative to sum |w| |x| over a 3x3 window the result differs from the direct sum by a few
+ * float32 roundings times the transform growth (measured worst ~3e-6 on CPnet shapes, against
+ * ~2e-7 for im2col); tests/test_winograd.c checks every CPnet shape against a float64 direct
+ * convolution and prints the worst error. */
+#ifndef CP_WINOGRAD_H
+#define CP_WINOGRAD_H
+
+#include <stdint.h>
+
+#define CP_WINO_POINTS 36 /* 6 x 6 transform points */
+
+/* The transformed weights U[36][cout][cin] (float64 arithmetic, rounded once) of PyTorch's
+ * (cout, cin, 3, 3) weights w. U has 36 * cout * cin floats. */
+void cp_wino_weights(const float *w, int cout, int cin, float *U);
+
+/* The work split of one layer shape. */
+typedef struct cp_wino_plan {
+    int cin, cout, H, W;
+    int th, tw;         /* tile rows and columns: ceil(H / 4), ceil(W / 4) */
+    int rows;           /* tile rows per block (the last block may have fewer) */
+    int nblk;           /* blocks per image */
+    int64_t ws_floats;  /* scratch floats one cp_wino_block call needs */
+} cp_wino_plan;
+
+void cp_wino_plan_make(int cin, int cout, int H, int W, cp_wino_plan *p);
+
+/* The input of one image: cin planes of (H >> up) x (W >> up) at x (plane after plane), read
+ * through nearest upsampling when up = 1; scale/shift (cin each) and relu as in the contract. */
+typedef struct cp_wino_src {
+    const float *x;
+    int up;
+    const float *scale, *shift;
+    int relu;
+} cp_wino_src;
+
+/* Block blk (0 <= blk < p->nblk) of one image: writes (accumulate = 0) or adds to (accumulate = 1)
+ * out[o][y][x] (cout planes of H x W) the bias plus the convolution, for the output rows of the
+ * block's tile rows. U from cp_wino_weights; ws: p->ws_floats floats, 64-byte aligned is best. */
+void cp_wino_block(const cp_wino_plan *p, const float *U, const float *bias, const cp_wino_src *s,
+                   int blk, float *out, int accumulate, float *ws);
+
+#endif
