@@ -319,6 +319,15 @@ int cp_model_load(const char *path, cp_model **out, char *err)
 
 const cp_model_info *cp_model_get_info(const cp_model *m) { return &m->info; }
 
+int cp_model_winograd_convs(const cp_model *m)
+{
+    int n = 0;
+    for (int l = 0; l < 4; l++)
+        for (int c = 0; c < 4; c++)
+            n += (m->down[l][c].wu != NULL) + (m->up[l][c].wu != NULL);
+    return n;
+}
+
 void cp_model_free(cp_model *m)
 {
     if (!m)
