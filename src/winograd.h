@@ -9,8 +9,10 @@
  * 36 OpenBLAS sgemm calls (one per transform point, cout x cin times cin x tiles) and its output
  * transform all run on the calling thread, in an order fixed by the shape. The bits of a tile's
  * output therefore do not depend on the batch size, the thread count or the rank (DESIGN.md §2.10).
- * The transforms are plain C with -ffp-contract=off (the same bits on every x86-64); the sgemm
- * kernel is OpenBLAS's (pin it with OPENBLAS_CORETYPE on mixed clusters, as for im2col).
+ * The transforms are plain C with -ffp-contract=off, compiled for baseline x86-64, AVX2 and
+ * AVX-512F and chosen at run time: lane-wise adds and multiplies in one order, no FMA, so every
+ * copy gives the same bits. The sgemm kernel is OpenBLAS's (pin it with OPENBLAS_CORETYPE on mixed
+ * clusters, as for im2col).
  *
  * Error. Relative to sum |w| |x| over a 3x3 window the result differs from the direct sum by a few
  * float32 roundings times the transform growth (measured worst ~3e-6 on CPnet shapes, against
@@ -27,6 +29,14 @@
  * (cout, cin, 3, 3) weights w. U has 36 * cout * cin floats. */
 void cp_wino_weights(const float *w, int cout, int cin, float *U);
 
+/* Copies of the block kernel (winograd_kern.c compiled per instruction set); all give the same
+ * bits. The default is the widest the CPU runs, or the one named by CP_WINO_ISA (generic, avx2,
+ * avx512) in the environment when the CPU runs it. */
+enum cp_wino_isa { CP_WINO_GENERIC, CP_WINO_AVX2, CP_WINO_AVX512 };
+int cp_wino_isa_supported(int isa);
+int cp_wino_isa_default(void);
+const char *cp_wino_isa_name(int isa);
+
 /* The work split of one layer shape. */
 typedef struct cp_wino_plan {
     int cin, cout, H, W;
@@ -34,6 +44,7 @@ typedef struct cp_wino_plan {
     int rows;           /* tile rows per block (the last block may have fewer) */
     int nblk;           /* blocks per image */
     int64_t ws_floats;  /* scratch floats one cp_wino_block call needs */
+    int isa;            /* enum cp_wino_isa: cp_wino_isa_default(); a caller may set another */
 } cp_wino_plan;
 
 void cp_wino_plan_make(int cin, int cout, int H, int W, cp_wino_plan *p);

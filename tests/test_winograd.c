@@ -28,6 +28,7 @@
 #define REL_BOUND_FEW 2e-4
 
 static uint32_t rng = 2463534242u;
+static int isa_runs[3]; /* layers run per kernel copy besides generic */
 static float frand(void) /* uniform in [-1, 1) */
 {
     rng ^= rng << 13;
@@ -77,8 +78,24 @@ static double layer(int cin, int cout, int H, int W, int up, int act, int accumu
     cp_wino_plan_make(cin, cout, H, W, &pl);
     float *ws = malloc((size_t)pl.ws_floats * sizeof(float));
     const cp_wino_src s = {x, up, act ? sc : NULL, act ? sh : NULL, act};
+    /* every copy of the kernel this CPU runs gives the generic copy's bits */
+    float *other = malloc((size_t)(cout * P) * sizeof(float));
+    pl.isa = CP_WINO_GENERIC;
     for (int blk = 0; blk < pl.nblk; blk++)
         cp_wino_block(&pl, U, b, &s, blk, out, accumulate, ws);
+    for (int isa = CP_WINO_AVX2; isa <= CP_WINO_AVX512; isa++) {
+        if (!cp_wino_isa_supported(isa))
+            continue;
+        pl.isa = isa;
+        memcpy(other, out0, (size_t)(cout * P) * sizeof(float));
+        for (int blk = 0; blk < pl.nblk; blk++)
+            cp_wino_block(&pl, U, b, &s, blk, other, accumulate, ws);
+        TU_CHECK(!memcmp(other, out, (size_t)(cout * P) * sizeof(float)),
+                 "%d -> %d at %d x %d: the %s kernel gives other bits than the generic one", cin,
+                 cout, H, W, cp_wino_isa_name(isa));
+        isa_runs[isa]++;
+    }
+    free(other);
     double worst = 0;
     for (int o = 0; o < cout; o++)
         for (int y = 0; y < H; y++)
@@ -162,6 +179,11 @@ static void layers(void)
     }
     printf("%d layers: worst error %.3g sum|w||x| from 8 input channels up (bound %.3g)\n", count,
            worst, REL_BOUND);
+    for (int isa = CP_WINO_AVX2; isa <= CP_WINO_AVX512; isa++)
+        printf("%s kernel: %s\n", cp_wino_isa_name(isa),
+               isa_runs[isa] ? "bit-identical to generic on every layer"
+                             : "not run (this CPU lacks it); generic and the others share source");
+    printf("default kernel here: %s\n", cp_wino_isa_name(cp_wino_isa_default()));
 }
 
 static void fill_tiles(float *x, int64_t n)
