@@ -7,6 +7,7 @@
  * use: on CPUs OpenBLAS 0.3.21 does not know, set OPENBLAS_CORETYPE (e.g. SkylakeX, Haswell). */
 #include "cp_err.h"
 #include "cpnet.h"
+#include "winograd.h"
 
 #include <omp.h>
 #include <stdio.h>
@@ -58,9 +59,11 @@ int main(int argc, char **argv)
         x[k] = (float)((k * 2654435761u) % 1000) / 500.0f - 1.0f;
     const double gf = tile_flops(in, tile, tile) * 1e-9;
     printf("model %s nbase [%d %d %d %d %d], tile %d, %.2f GFLOP/tile, OpenBLAS core %s, "
-           "convs: %d of %d 3x3 as Winograd F(4x4,3x3), the rest im2col + sgemm\n", path,
+           "convs: %d of %d 3x3 as Winograd F(4x4,3x3) (transforms: %s copy), the rest im2col + "
+           "sgemm\n", path,
            in->nbase[0], in->nbase[1], in->nbase[2], in->nbase[3], in->nbase[4], tile, gf,
-           openblas_get_corename(), cp_model_winograd_convs(m), 32);
+           openblas_get_corename(), cp_model_winograd_convs(m), 32,
+           cp_wino_isa_name(cp_wino_isa_default()));
     for (int threads = only ? only : 1; threads <= (only ? only : 2); threads++) {
         omp_set_num_threads(threads);
         cp_net_forward(m, x, 1, tile, tile, y, NULL, err); /* warm-up */

@@ -34,20 +34,27 @@ def run(cmd, env=None):
     return r.stdout + r.stderr
 
 
-def cpu():
-    """CPU model, FP32 flops per cycle per core (2 FMA pipes x lanes x 2), GHz."""
+def cpu(env):
+    """CPU model and features, FP32 flops per cycle per core of the sgemm kernel in use (2 FMA
+    pipes x lanes x 2: AVX-512 with OPENBLAS_CORETYPE SkylakeX and the like, AVX2 with Haswell /
+    Zen), GHz."""
     info = open("/proc/cpuinfo").read()
     model = re.search(r"model name\s*:\s*(.*)", info)
     flags = re.search(r"flags\s*:\s*(.*)", info)[1].split()
+    fam = re.search(r"cpu family\s*:\s*(\d+)", info)
     mhz = float(re.search(r"cpu MHz\s*:\s*([0-9.]+)", info)[1])
-    lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags and "fma" in flags else 4
-    isa = "AVX-512" if lanes == 16 else "AVX2+FMA" if lanes == 8 else "SSE"
-    return (model[1] if model else "unknown"), isa, 2 * lanes * 2, mhz / 1000
+    has = "AVX-512" if "avx512f" in flags else "AVX2+FMA" if "avx2" in flags else "SSE"
+    core = env.get("OPENBLAS_CORETYPE", "")
+    lanes = (16 if core.lower() in ("skylakex", "cooperlake", "sapphirerapids") else
+             8 if core else 16 if has == "AVX-512" else 8 if has == "AVX2+FMA" else 4)
+    name = f"{model[1] if model else 'unknown'} (family {fam[1] if fam else '?'}; has {has})"
+    return name, "AVX-512" if lanes == 16 else "AVX2" if lanes == 8 else "SSE", 2 * lanes * 2, \
+        mhz / 1000
 
 
 def network(a, env):
     model = os.path.join(a.shared, "models", "random_cp3_seed0.pth")
-    name, isa, fpc, ghz = cpu()
+    name, isa, fpc, ghz = cpu(env)
     threads = [int(t) for t in a.threads.split(",")]
     ours, torch = {t: [] for t in threads}, {t: [] for t in threads}
     head, gflop = "", 0
@@ -70,7 +77,8 @@ def network(a, env):
                   f"PyTorch {tv} {best:.3f} s/tile (best of batch 2 and 8), ratio "
                   f"{best / ours[t][-1]:.2f}", flush=True)
     print(f"\n## Network: CPnet full width, 224x224 tiles, {a.rounds} interleaved rounds")
-    print(f"CPU: {name}, {isa}, {ghz:.2f} GHz, FP32 FMA peak {fpc * ghz:.0f} GFLOP/s per core")
+    print(f"CPU: {name}, {ghz:.2f} GHz; sgemm kernel {isa} (OPENBLAS_CORETYPE "
+          f"{env.get('OPENBLAS_CORETYPE', 'default')}): FP32 FMA peak {fpc * ghz:.0f} GFLOP/s per core")
     print(f"path: {head}")
     print("| threads | ours s/tile (median) | PyTorch s/tile (median) | PyTorch / ours (median of "
           "rounds) | ours effective GFLOP/s | % of FP32 FMA peak |")

@@ -2,13 +2,18 @@
  * from tensor shapes, BatchNorm turned into per-channel affines, projections folded), model file
  * resolution, and the float32 forward pass of a batch of tiles.
  *
- * Layout: activations are (C, H, W) per tile. A convolution is one OpenBLAS sgemm per (tile,
- * pixel block): out[:, block] += W (cout x cin*k*k) * col (cin*k*k x block), where col is the
- * im2col of the block taken from the activated input (BatchNorm affine + ReLU, and nearest
- * upsampling in the decoder, applied once per layer). Block boundaries depend only on the layer shape, each sgemm call runs on
- * one thread (OpenBLAS is single-threaded inside an active OpenMP region), and OpenMP
- * distributes whole (tile, block) items: a tile's bits never depend on batch size or thread
- * count (DESIGN.md §2.10). */
+ * Layout: activations are (C, H, W) per tile. Two ways to run a convolution, chosen by the layer's
+ * shape only (wino_shape):
+ * - 3x3 convolutions from 8 input channels up: Winograd F(4x4, 3x3) (winograd.h), the input's
+ *   BatchNorm affine + ReLU (and nearest upsampling in the decoder) applied while the input is
+ *   transformed; one unit of work is a (tile, block of tile rows) item.
+ * - the others (1x1 projections and output, the first 3x3 conv with the 2 image channels): one
+ *   OpenBLAS sgemm per (tile, pixel block): out[:, block] += W (cout x cin*k*k) * col (cin*k*k x
+ *   block), where col is the im2col of the block taken from the activated input (applied once per
+ *   layer).
+ * Block boundaries depend only on the layer shape, each sgemm call runs on one thread (OpenBLAS is
+ * single-threaded inside an active OpenMP region), and OpenMP distributes whole items: a tile's
+ * bits never depend on batch size or thread count (DESIGN.md §2.10). */
 #include "cpnet.h"
 
 #include "cp_err.h"

@@ -1,6 +1,7 @@
 /* CPnet, Cellpose 3's U-net, in float32: the model (architecture derived from the tensor shapes of
- * a .pth file) and the forward pass of a batch of tiles (CELLPOSE_ALGORITHM.md §3.2), im2col +
- * OpenBLAS sgemm, OpenMP across tiles and output blocks.
+ * a .pth file) and the forward pass of a batch of tiles (CELLPOSE_ALGORITHM.md §3.2): Winograd
+ * F(4x4, 3x3) for the 3x3 convs (winograd.h), im2col + OpenBLAS sgemm for the 1x1 ones and the
+ * first conv, OpenMP across tiles and output blocks.
  * Determinism (DESIGN.md §2.10): a tile's output bits do not depend on the batch size or the
  * thread count: work is split over outputs, never over a reduction. */
 #ifndef CP_CPNET_H
