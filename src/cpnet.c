@@ -37,6 +37,8 @@
 #define CHUNK_BYTES ((int64_t)512 << 20)
 /* 3x3 convs with fewer input channels stay on im2col (wino_shape). */
 #define WINO_MIN_CIN 8
+/* Output tile of the Winograd convs: F(4x4, 3x3) (CP_NET_CONV=f4 / f6 at load picks one). */
+#define WINO_M 4
 
 /* One convolution with the BatchNorm (+ ReLU) of its input, or a folded projection. */
 typedef struct conv {
@@ -46,6 +48,7 @@ typedef struct conv {
     float *b;            /* cout */
     float *scale, *shift; /* input affine (cin each), NULL when folded into w and b */
     float *wu;           /* Winograd weights (winograd.h) of a 3x3 conv that uses them, or NULL */
+    int wm;              /* their output tile: F(wm x wm, 3x3) */
 } conv;
 
 /* A decoder conv_1..3: BN(x + F) with F = full_w * style + full_b per tile. */
@@ -133,7 +136,9 @@ static int load_bn(const cp_pth *p, const char *path, const char *prefix, int ci
 static int wino_shape(const conv *cv)
 {
     const char *e = getenv("CP_NET_CONV");
-    return cv->k == 3 && cv->cin >= WINO_MIN_CIN && !(e && !strcmp(e, "im2col"));
+    if (cv->k != 3 || cv->cin < WINO_MIN_CIN || (e && !strcmp(e, "im2col")))
+        return 0;
+    return e && !strcmp(e, "f6") ? 6 : e && !strcmp(e, "f4") ? 4 : WINO_M;
 }
 
 static int load_conv(const cp_pth *p, const char *path, const char *prefix, int bn_i, int conv_i,
@@ -160,11 +165,11 @@ static int load_conv(const cp_pth *p, const char *path, const char *prefix, int 
     cv->b = copy_floats(b->data, b->numel);
     if (!cv->w || !cv->b)
         return cp_errf(err, CP_ENOMEM, "%s: out of memory", path);
-    if (wino_shape(cv)) {
-        cv->wu = malloc((size_t)CP_WINO_POINTS * cout * cin * sizeof(float));
+    if ((cv->wm = wino_shape(cv))) {
+        cv->wu = malloc((size_t)(cv->wm + 2) * (cv->wm + 2) * cout * cin * sizeof(float));
         if (!cv->wu)
             return cp_errf(err, CP_ENOMEM, "%s: out of memory", path);
-        cp_wino_weights(cv->w, cout, cin, cv->wu);
+        cp_wino_weights(cv->w, cout, cin, cv->wm, cv->wu);
     }
     if (fold) {
         int64_t kk = (int64_t)cin * k * k;
@@ -479,7 +484,7 @@ static void run_wino(const conv_job *j, int ntile, int H, int W, float **ws)
 {
     const conv *cv = j->cv;
     cp_wino_plan pl;
-    cp_wino_plan_make(cv->cin, cv->cout, H, W, &pl);
+    cp_wino_plan_make(cv->cin, cv->cout, H, W, cv->wm, &pl);
 #pragma omp parallel for schedule(dynamic, 1)
     for (int64_t item = 0; item < (int64_t)ntile * pl.nblk; item++) {
         const int64_t t = item / pl.nblk;
@@ -703,7 +708,7 @@ static int ws_alloc(const cp_model *m, net_ws *w, int ntile)
                 cp_wino_plan pl;
                 if (!cs[k]->wu)
                     continue;
-                cp_wino_plan_make(cs[k]->cin, cs[k]->cout, w->H[n], w->W[n], &pl);
+                cp_wino_plan_make(cs[k]->cin, cs[k]->cout, w->H[n], w->W[n], cs[k]->wm, &pl);
                 colmax = max64(colmax, pl.ws_floats);
             }
         }

@@ -12,39 +12,53 @@
 #define BLOCK_FLOATS (1 << 19)
 #define MIN_TILES 64
 
-void cp_wino_weights(const float *w, int cout, int cin, float *U)
+/* G of F(m x m, 3x3): (m + 2) x 3. */
+static const double G4[6][3] = {{1.0 / 4, 0, 0},
+                                {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                {1.0 / 24, -1.0 / 12, 1.0 / 6},
+                                {0, 0, 1}};
+static const double G6[8][3] = {{1, 0, 0},
+                                {-2.0 / 9, -2.0 / 9, -2.0 / 9},
+                                {-2.0 / 9, 2.0 / 9, -2.0 / 9},
+                                {1.0 / 90, 1.0 / 45, 2.0 / 45},
+                                {1.0 / 90, -1.0 / 45, 2.0 / 45},
+                                {32.0 / 45, 16.0 / 45, 8.0 / 45},
+                                {32.0 / 45, -16.0 / 45, 8.0 / 45},
+                                {0, 0, 1}};
+
+void cp_wino_weights(const float *w, int cout, int cin, int m, float *U)
 {
-    static const double G[6][3] = {{1.0 / 4, 0, 0},
-                                   {-1.0 / 6, -1.0 / 6, -1.0 / 6},
-                                   {-1.0 / 6, 1.0 / 6, -1.0 / 6},
-                                   {1.0 / 24, 1.0 / 12, 1.0 / 6},
-                                   {1.0 / 24, -1.0 / 12, 1.0 / 6},
-                                   {0, 0, 1}};
+    const double(*G)[3] = m == 6 ? G6 : G4;
+    const int n = m + 2;
     const int64_t oc = (int64_t)cout * cin;
 #pragma omp parallel for schedule(static) /* each U element on its own: any split, same bits */
     for (int o = 0; o < cout; o++)
         for (int c = 0; c < cin; c++) {
             const float *g = w + ((int64_t)o * cin + c) * 9;
-            double t[6][3]; /* G g */
-            for (int i = 0; i < 6; i++)
+            double t[8][3]; /* G g */
+            for (int i = 0; i < n; i++)
                 for (int v = 0; v < 3; v++)
                     t[i][v] = G[i][0] * g[v] + G[i][1] * g[3 + v] + G[i][2] * g[6 + v];
-            for (int i = 0; i < 6; i++)
-                for (int k = 0; k < 6; k++)
-                    U[(i * 6 + k) * oc + (int64_t)o * cin + c] =
+            for (int i = 0; i < n; i++)
+                for (int k = 0; k < n; k++)
+                    U[(i * n + k) * oc + (int64_t)o * cin + c] =
                         (float)(t[i][0] * G[k][0] + t[i][1] * G[k][1] + t[i][2] * G[k][2]);
         }
 }
 
-void cp_wino_plan_make(int cin, int cout, int H, int W, cp_wino_plan *p)
+void cp_wino_plan_make(int cin, int cout, int H, int W, int m, cp_wino_plan *p)
 {
+    p->m = m == 6 ? 6 : 4;
+    p->points = (p->m + 2) * (p->m + 2);
     p->cin = cin;
     p->cout = cout;
     p->H = H;
     p->W = W;
-    p->th = (H + 3) / 4;
-    p->tw = (W + 3) / 4;
-    int64_t tiles = BLOCK_FLOATS / (CP_WINO_POINTS * (int64_t)(cin + cout));
+    p->th = (H + p->m - 1) / p->m;
+    p->tw = (W + p->m - 1) / p->m;
+    int64_t tiles = BLOCK_FLOATS / (p->points * (int64_t)(cin + cout));
     if (tiles < MIN_TILES)
         tiles = MIN_TILES;
     int rows = (int)((tiles + p->tw / 2) / p->tw);
@@ -52,8 +66,9 @@ void cp_wino_plan_make(int cin, int cout, int H, int W, cp_wino_plan *p)
     p->rows = rows;
     p->nblk = (p->th + rows - 1) / rows;
     const int64_t tb = (int64_t)rows * p->tw;
-    const int64_t rowbuf = 4 * (int64_t)p->tw + 8 + 48 * ((int64_t)p->tw + 1);
-    p->ws_floats = CP_WINO_POINTS * (cin + cout) * tb + rowbuf;
+    /* row buffer, input phases and their column transform: (m + 2) rows x m phases x (tw + 1) */
+    const int64_t rowbuf = p->m * (int64_t)p->tw + 8 + 2 * (p->m + 2) * p->m * ((int64_t)p->tw + 1);
+    p->ws_floats = p->points * (cin + cout) * tb + rowbuf;
     p->isa = cp_wino_isa_default();
 }
 
@@ -90,16 +105,19 @@ int cp_wino_isa_default(void)
 void cp_wino_block(const cp_wino_plan *p, const float *U, const float *bias, const cp_wino_src *s,
                    int blk, float *out, int accumulate, float *ws)
 {
+    const int six = p->m == 6;
     switch (p->isa) {
 #if defined(CP_WINO_X86)
     case CP_WINO_AVX512:
-        cp_wino_block_avx512(p, U, bias, s, blk, out, accumulate, ws);
+        (six ? cp_wino_block6_avx512 : cp_wino_block4_avx512)(p, U, bias, s, blk, out, accumulate,
+                                                              ws);
         return;
     case CP_WINO_AVX2:
-        cp_wino_block_avx2(p, U, bias, s, blk, out, accumulate, ws);
+        (six ? cp_wino_block6_avx2 : cp_wino_block4_avx2)(p, U, bias, s, blk, out, accumulate, ws);
         return;
 #endif
     default:
-        cp_wino_block_generic(p, U, bias, s, blk, out, accumulate, ws);
+        (six ? cp_wino_block6_generic : cp_wino_block4_generic)(p, U, bias, s, blk, out,
+                                                                accumulate, ws);
     }
 }

@@ -38,12 +38,12 @@ static float frand(void) /* uniform in [-1, 1) */
 }
 
 /* One random layer: worst |wino - direct| / sum|w||x| over all outputs. */
-static double layer(int cin, int cout, int H, int W, int up, int act, int accumulate)
+static double layer(int m, int cin, int cout, int H, int W, int up, int act, int accumulate)
 {
     const int Hs = H >> up, Ws = W >> up;
     const int64_t P = (int64_t)H * W;
     float *w = malloc((size_t)cout * cin * 9 * sizeof(float));
-    float *U = malloc((size_t)CP_WINO_POINTS * cout * cin * sizeof(float));
+    float *U = malloc((size_t)CP_WINO_MAX_POINTS * cout * cin * sizeof(float));
     float *b = malloc((size_t)cout * sizeof(float));
     float *x = malloc((size_t)cin * Hs * Ws * sizeof(float));
     float *sc = malloc((size_t)cin * sizeof(float)), *sh = malloc((size_t)cin * sizeof(float));
@@ -73,9 +73,9 @@ static double layer(int cin, int cout, int H, int W, int up, int act, int accumu
                 }
                 a[(int64_t)c * P + (int64_t)y * W + q] = v;
             }
-    cp_wino_weights(w, cout, cin, U);
+    cp_wino_weights(w, cout, cin, m, U);
     cp_wino_plan pl;
-    cp_wino_plan_make(cin, cout, H, W, &pl);
+    cp_wino_plan_make(cin, cout, H, W, m, &pl);
     float *ws = malloc((size_t)pl.ws_floats * sizeof(float));
     const cp_wino_src s = {x, up, act ? sc : NULL, act ? sh : NULL, act};
     /* every copy of the kernel this CPU runs gives the generic copy's bits */
@@ -131,8 +131,9 @@ static double layer(int cin, int cout, int H, int W, int up, int act, int accumu
     return worst;
 }
 
-static void layers(void)
+static void layers(int m)
 {
+    printf("F(%dx%d, 3x3)\n", m, m);
     /* {cin, cout, H, W, up}: the 3x3 convs of CPnet (encoder n: nb[n] -> nb[n+1] at level n, then
      * nb[n+1] -> nb[n+1]; decoder n: conv_0 from up[n+1] (upsampled below level 3), then
      * up[n] -> up[n]) for 224-pixel tiles scaled down to keep the test short, plus odd sizes. */
@@ -150,7 +151,7 @@ static void layers(void)
                                       {ups[n], ups[n], 0}};
             for (int k = 0; k < 4; k++) {
                 const int cin = shapes[k][0], cout = shapes[k][1], up = shapes[k][2];
-                const double e = layer(cin, cout, S, S, up, 1, k & 1);
+                const double e = layer(m, cin, cout, S, S, up, 1, k & 1);
                 printf("model %d level %d: %3d -> %3d, %2d x %2d%s: worst error %.3g sum|w||x|\n",
                        mi, n, cin, cout, S, S, up ? " (upsampled)" : "", e);
                 const double bound = cin < 8 ? REL_BOUND_FEW : REL_BOUND;
@@ -168,7 +169,7 @@ static void layers(void)
                                  {256, 256, 14, 14, 0, 1}};
     for (size_t k = 0; k < sizeof odd / sizeof odd[0]; k++) {
         const int *s = odd[k];
-        const double e = layer(s[0], s[1], s[2], s[3], s[4], s[5], (int)k & 1);
+        const double e = layer(m, s[0], s[1], s[2], s[3], s[4], s[5], (int)k & 1);
         printf("odd: %3d -> %3d, %2d x %2d%s%s: worst error %.3g sum|w||x|\n", s[0], s[1], s[2],
                s[3], s[4] ? " (upsampled)" : "", s[5] ? " (BN+ReLU)" : "", e);
         const double bound = s[0] < 8 ? REL_BOUND_FEW : REL_BOUND;
@@ -251,8 +252,10 @@ static void determinism(const char *file)
 
 int main(int argc, char **argv)
 {
-    if (argc == 2 && !strcmp(argv[1], "layers"))
-        layers();
+    if (argc == 2 && !strcmp(argv[1], "layers")) {
+        layers(4);
+        layers(6);
+    }
     else if (argc == 3 && !strcmp(argv[1], "determinism"))
         determinism(argv[2]);
     else {
