@@ -1,11 +1,17 @@
 /* HDF5 output and saved-flows input (see h5store.h). Serial HDF5 calls of the parallel library;
  * the distributed driver adds the MPI-IO file access on top of the same layout. */
+#define _GNU_SOURCE /* memfd_create */
 #include "h5store.h"
 
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cp_err.h"
@@ -20,6 +26,8 @@ struct cp_h5out {
     hid_t file, labels, flows, cellprob, dxpl;
     int64_t nz, ny, nx, fny, fnx;
     int stack;
+    dev_t dev;           /* the .partial as this rank opened it (ino 0: not created) */
+    ino_t ino;
 };
 
 static void quiet_hdf5(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
@@ -47,14 +55,40 @@ static hid_t create_dataset(hid_t file, const char *name, hid_t type, int rank,
     return d;
 }
 
-static void close_all(cp_h5out *h)
+/* Closes every handle, once: after a failed close HDF5 keeps a half-closed file that it closes
+ * again when the library shuts down (in MPI_Finalize), which crashes in H5F__close_cb; so a handle
+ * is forgotten whatever its close returned. Returns 0, or -1 if a close failed. */
+static int close_all(cp_h5out *h)
 {
-    if (h->dxpl > 0) H5Pclose(h->dxpl);
-    if (h->cellprob > 0) H5Dclose(h->cellprob);
-    if (h->flows > 0) H5Dclose(h->flows);
-    if (h->labels > 0) H5Dclose(h->labels);
-    if (h->file > 0) H5Fclose(h->file);
+    int bad = 0;
+    if (h->dxpl >= 0) bad |= H5Pclose(h->dxpl) < 0;
+    if (h->cellprob >= 0) bad |= H5Dclose(h->cellprob) < 0;
+    if (h->flows >= 0) bad |= H5Dclose(h->flows) < 0;
+    if (h->labels >= 0) bad |= H5Dclose(h->labels) < 0;
+    if (h->file >= 0) bad |= H5Fclose(h->file) < 0;
     h->file = h->labels = h->flows = h->cellprob = h->dxpl = -1;
+    return bad ? -1 : 0;
+}
+
+/* Once a write of the .partial has failed (disk full, I/O error) its content is lost anyway, but
+ * HDF5 must still flush its caches before it lets go of the file, and that flush fails the same
+ * way, so the closes fail and HDF5 crashes at exit (see close_all). Here every descriptor of this
+ * process open on the .partial (the sec2 driver's, or Open MPI's under MPI-IO) is pointed at an
+ * anonymous memory file: what HDF5 still writes goes nowhere, and the closes succeed. Only ever
+ * called on a file about to be removed. */
+static void discard_writes(const cp_h5out *h)
+{
+    if (!h->ino) return;
+    int sink = memfd_create("cp-h5-discard", MFD_CLOEXEC);
+    DIR *d = sink < 0 ? NULL : opendir("/proc/self/fd");
+    for (struct dirent *e; d && (e = readdir(d));) {
+        int fd = atoi(e->d_name);
+        struct stat st;
+        if (e->d_name[0] == '.' || fd == sink || fd == dirfd(d) || fstat(fd, &st)) continue;
+        if (st.st_dev == h->dev && st.st_ino == h->ino) dup2(sink, fd);
+    }
+    if (d) closedir(d);
+    if (sink >= 0) close(sink);
 }
 
 /* All ranks agree that every rank succeeded (serial: st as is). */
@@ -87,11 +121,15 @@ int cp_h5_create(const char *path, MPI_Comm comm, int64_t nz, int64_t ny, int64_
     }
     h->file = H5Fcreate(h->partial, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     H5Pclose(fapl);
-    if (!all_ok(h, h->file >= 0)) {
+    struct stat st;
+    if (h->file >= 0 && !stat(h->partial, &st)) h->dev = st.st_dev, h->ino = st.st_ino;
+    if (!all_ok(h, h->file >= 0)) { /* HDF5 writes at once: a full disk can fail here */
+        int made = h->ino != 0;
         close_all(h);
+        if (h->rank == 0) made |= unlink(h->partial) == 0;
         free(h);
-        return cp_errf(err, CP_EIO, "%s: cannot create the output file (directory missing or "
-                                    "not writable?)", path);
+        return cp_errf(err, CP_EIO, "%s: cannot create the output file (%s)", path,
+                       made ? "disk full or I/O error?" : "directory missing or not writable?");
     }
     hsize_t d3[3] = {(hsize_t)nz, (hsize_t)ny, (hsize_t)nx};
     h->labels = h->stack ? create_dataset(h->file, "labels", H5T_NATIVE_UINT32, 3, d3)
@@ -240,22 +278,32 @@ int cp_h5_write_attrs(cp_h5out *h, const cp_params *p, const cp_provenance *pv, 
     return all_ok(h, !bad) ? 0 : cp_errf(err, CP_EIO, "%s: cannot write attributes", h->path);
 }
 
-/* Rank 0 (or the serial writer) does the file-system step; the result is shared. */
-static int on_rank0(cp_h5out *h, int ok)
+/* The closed .partial onto the disk (fsync) and under the final name, by rank 0 (or the serial
+ * writer); every rank gets 0 or rank 0's errno. */
+static int sync_and_rename(const cp_h5out *h)
 {
-    if (h->comm != MPI_COMM_NULL) MPI_Bcast(&ok, 1, MPI_INT, 0, h->comm);
-    return ok;
+    int e = 0;
+    if (h->rank == 0) {
+        int fd = open(h->partial, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || fsync(fd) || rename(h->partial, h->path)) e = errno ? errno : EIO;
+        if (fd >= 0) close(fd);
+    }
+    if (h->comm != MPI_COMM_NULL) MPI_Bcast(&e, 1, MPI_INT, 0, h->comm);
+    return e;
 }
 
 int cp_h5_commit(cp_h5out *h, char *err)
 {
-    int rc = 0;
-    int ok = all_ok(h, H5Fflush(h->file, H5F_SCOPE_GLOBAL) >= 0);
-    close_all(h);
-    if (!ok) {
-        rc = cp_errf(err, CP_EIO, "%s: cannot flush the output file", h->path);
-    } else if (!on_rank0(h, h->rank != 0 || rename(h->partial, h->path) == 0)) {
-        rc = cp_errf(err, CP_EIO, "%s: cannot rename %s into place", h->path, h->partial);
+    int rc = 0, e;
+    int flushed = all_ok(h, H5Fflush(h->file, H5F_SCOPE_GLOBAL) >= 0);
+    if (!flushed) discard_writes(h);
+    int closed = all_ok(h, close_all(h) == 0);
+    if (!flushed || !closed) {
+        rc = cp_errf(err, CP_EIO, "%s: cannot %s the output file (disk full or I/O error?)",
+                     h->path, flushed ? "close" : "flush");
+    } else if ((e = sync_and_rename(h))) {
+        rc = cp_errf(err, CP_EIO, "%s: cannot sync and rename %s into place: %s", h->path,
+                     h->partial, strerror(e));
     }
     if (rc && h->rank == 0) unlink(h->partial);
     free(h);
@@ -265,6 +313,7 @@ int cp_h5_commit(cp_h5out *h, char *err)
 void cp_h5_abort(cp_h5out *h)
 {
     if (!h) return;
+    discard_writes(h);
     close_all(h);
     if (h->rank == 0) unlink(h->partial);
     free(h);

@@ -49,9 +49,11 @@ int cp_h5_write_flows(cp_h5out *h, int64_t z, int64_t y0, int64_t x0, int64_t ny
 /* Each rank passes its rows of /cells; they are stored in rank order. */
 int cp_h5_write_cells(cp_h5out *h, const cp_cell *cells, int64_t n, char *err);
 int cp_h5_write_attrs(cp_h5out *h, const cp_params *p, const cp_provenance *pv, char *err);
-/* Closes and renames <path>.partial to <path>; frees h. */
+/* Flushes and closes <path>.partial, syncs it to disk and renames it to <path>; frees h. On any
+ * failure (a full disk, an I/O error, on any rank) the .partial is removed, <path> is untouched
+ * (a previous output stays) and HDF5 is left holding nothing: the process can exit cleanly. */
 int cp_h5_commit(cp_h5out *h, char *err);
-/* Closes and removes <path>.partial; frees h. */
+/* Closes and removes <path>.partial, discarding what HDF5 still had to write; frees h. NULL: no-op. */
 void cp_h5_abort(cp_h5out *h);
 
 /* Reads /flows and /cellprob of a --save_flows file: sizes first (dP, cellprob NULL), then data

@@ -30,6 +30,16 @@
 
 static char dir[1024], exe[2048], img[2048], tiny[2048], trained[2048];
 
+/* A copy of a tu_path() result that outlives tu_path's ring of 16 (a small static pool). */
+static const char *keep(const char *s)
+{
+    static char pool[16][4096];
+    static int next;
+    char *k = pool[next++ % 16];
+    snprintf(k, sizeof pool[0], "%s", s);
+    return k;
+}
+
 static char *slurp(const char *path)
 {
     FILE *f = fopen(path, "rb");
@@ -102,7 +112,7 @@ static void io_phases(int np)
         {"partial rename, blocks", "rename", ".partial", "--block 256", "rename", -1},
     };
     const char *errnos[] = {"EIO", "ENOSPC"};
-    const char *out = tu_path("%s/out.h5", dir), *errf = tu_path("%s/err.txt", dir);
+    const char *out = keep(tu_path("%s/out.h5", dir)), *errf = keep(tu_path("%s/err.txt", dir));
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
         for (int e = 0; e < 2; e++) {
             const fault *c = &cases[i];
@@ -113,7 +123,9 @@ static void io_phases(int np)
             snprintf(env, sizeof env,
                      "CP_FAULT_PATH=%s CP_FAULT_OP=%s CP_FAULT_ERRNO=%s CP_FAULT_RANK=%s "
                      "CP_FAULT_LOG=1 LD_PRELOAD=%s ASAN_OPTIONS=$ASAN_OPTIONS:verify_asan_link_order=0",
-                     c->path, c->op, errnos[e], np > 1 && c->rank >= 0 ? "1" : "", shim);
+                     /* the whole path: Open MPI keeps "<file>_cid-N.sm" beside it in /tmp */
+                     c->path[0] == '.' ? tu_path("%s%s", out, c->path) : c->path, c->op,
+                     errnos[e], np > 1 && c->rank >= 0 ? "1" : "", shim);
             snprintf(what, sizeof what, "%s, %s, %d rank(s)", c->name, errnos[e], np);
             const char *launch = np > 1 ? MPIRUN " -n 2 -x LD_PRELOAD -x CP_FAULT_PATH -x "
                                           "CP_FAULT_OP -x CP_FAULT_ERRNO -x CP_FAULT_RANK -x "
@@ -137,13 +149,13 @@ static void full_disk(void)
         printf("SKIP: mounting a tmpfs needs root\n");
         exit(77);
     }
-    const char *fs = tu_path("%s/full", dir);
+    const char *fs = keep(tu_path("%s/full", dir));
     mkdir(fs, 0755);
     if (mount("tmpfs", fs, "tmpfs", 0, "size=1m")) {
         printf("SKIP: cannot mount a tmpfs (needs root)\n");
         exit(77);
     }
-    const char *out = tu_path("%s/out.h5", fs), *errf = tu_path("%s/err.txt", dir);
+    const char *out = keep(tu_path("%s/out.h5", fs)), *errf = keep(tu_path("%s/err.txt", dir));
     const struct {
         const char *name, *launch, *args;
     } cases[] = {
@@ -170,8 +182,8 @@ static void full_disk(void)
 
 static void rank_fails(void)
 {
-    const char *bad = tu_path("%s/bad.pth", dir), *errf = tu_path("%s/err.txt", dir);
-    const char *out = tu_path("%s/out.h5", dir);
+    const char *bad = keep(tu_path("%s/bad.pth", dir)), *errf = keep(tu_path("%s/err.txt", dir));
+    const char *out = keep(tu_path("%s/out.h5", dir));
     FILE *f = fopen(bad, "w");
     fputs("not a model\n", f);
     fclose(f);
@@ -263,7 +275,7 @@ static int signal_ranks(const char *needle, int sig)
 
 static void signal_single(void)
 {
-    const char *out = tu_path("%s/out.h5", dir), *errf = tu_path("%s/err.txt", dir);
+    const char *out = keep(tu_path("%s/out.h5", dir)), *errf = keep(tu_path("%s/err.txt", dir));
     const int sigs[] = {SIGTERM, SIGUSR1};
     for (int k = 0; k < 2; k++) {
         for (int prev = 0; prev < 2; prev++) {
@@ -312,7 +324,7 @@ static time_t mtime_ns(const char *path, long *ns)
 /* --dir with 3 copies of the image on np ranks; SIGTERM once the first is written. */
 static void signal_dir(int np)
 {
-    const char *d = tu_path("%s/imgs", dir), *errf = tu_path("%s/err.txt", dir);
+    const char *d = keep(tu_path("%s/imgs", dir)), *errf = keep(tu_path("%s/err.txt", dir));
     tu_run("mkdir -p %s && cp %s %s/a.tif && cp %s %s/b.tif && cp %s %s/c.tif", d, img, d, img, d,
            img, d);
     char launch[256], cmd[8192];
