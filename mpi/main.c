@@ -14,6 +14,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "agree.h"
 #include "cli.h"
 #include "cp_err.h"
 #include "cpnet.h"
@@ -106,23 +107,49 @@ static void report(int rank, const char *err)
     if (rank == 0) fprintf(stderr, "cellpose-mpi: error: %s\n", err);
 }
 
+/* The agreement of all ranks on rc (cp_agree); a single process keeps its own message. */
+static int agree(int nranks, int rc, char *err)
+{
+    return nranks > 1 ? cp_agree(MPI_COMM_WORLD, rc, err) : rc;
+}
+
+/* Every rank lists the folder itself and the queue hands out indices: the lists must match. */
+static int agree_listing(char **files, int n, char *err)
+{
+    size_t len = 0;
+    for (int i = 0; i < n; i++) len += strlen(files[i]) + 1;
+    char *all = malloc(len + 1), *q = all;
+    for (int i = 0; all && i < n; i++) q += sprintf(q, "%s\n", files[i]);
+    int rc = all ? cp_agree_same(MPI_COMM_WORLD, all, len, "the list of TIFF files of --dir "
+                                 "(files added or removed while starting?)", err)
+                 : cp_agree(MPI_COMM_WORLD, cp_errf(err, CP_ENOMEM, "out of memory"), err);
+    free(all);
+    return rc;
+}
+
 /* One image, or a folder of them; returns 0, CP_EINTR, or how many images failed (> 0). */
 static int run_images(const cp_params *p, int rank, int nranks, const char *cmdline,
                       cp_timing *tm)
 {
     char err[CP_ERR_LEN], model_path[CP_PATH_LEN];
     cp_model *m = NULL;
-    if (cp_model_resolve(p->pretrained_model, model_path, sizeof model_path, err) ||
-        cp_model_load(model_path, &m, err)) {
+    int rc = cp_model_resolve(p->pretrained_model, model_path, sizeof model_path, err);
+    if (!rc) rc = cp_model_load(model_path, &m, err);
+    if (agree(nranks, rc, err)) { /* a model that fails on one rank fails the job */
         report(rank, err);
+        cp_model_free(m);
         return 1;
     }
     int result;
     if (p->dir[0]) {
         char **files = NULL;
         int n = 0;
-        if (list_tiffs(p->dir, &files, &n, err)) {
+        rc = agree(nranks, list_tiffs(p->dir, &files, &n, err), err);
+        if (!rc && nranks > 1) rc = agree_listing(files, n, err);
+        if (rc) {
             report(rank, err);
+            for (int i = 0; i < n; i++) free(files[i]);
+            free(files);
             result = 1;
         } else {
             result = cp_dataset_run(MPI_COMM_WORLD, p, m, model_path, files, n, cmdline, tm);
@@ -176,10 +203,14 @@ int main(int argc, char **argv)
     if (rank && !freopen("/dev/null", "w", stdout)) return 1; /* --help, --version: once */
     join_args(argc, argv, cmdline, sizeof cmdline);
     int rc = cp_cli_parse(argc, argv, &p, err);
-    if (rc) {
-        if (rc != CP_CLI_EXIT) report(rank, err);
+    /* all ranks end together: one leaving alone would leave the others waiting in MPI */
+    int help = rc == CP_CLI_EXIT, bad = agree(nranks, rc < 0 ? rc : 0, err);
+    if (nranks > 1) MPI_Allreduce(MPI_IN_PLACE, &help, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (!bad && !help && nranks > 1) bad = cp_agree_params(MPI_COMM_WORLD, &p, err);
+    if (bad || help) {
+        if (bad) report(rank, err);
         MPI_Finalize();
-        return rc == CP_CLI_EXIT ? 0 : 2;
+        return bad ? 2 : 0;
     }
     if (p.threads > 0) omp_set_num_threads((int)p.threads);
     catch_stop_signals();

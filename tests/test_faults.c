@@ -182,39 +182,34 @@ static void full_disk(void)
 
 static void rank_fails(void)
 {
-    const char *bad = keep(tu_path("%s/bad.pth", dir)), *errf = keep(tu_path("%s/err.txt", dir));
-    const char *out = keep(tu_path("%s/out.h5", dir));
-    FILE *f = fopen(bad, "w");
-    fputs("not a model\n", f);
-    fclose(f);
+    const char *errf = keep(tu_path("%s/err.txt", dir)), *out = keep(tu_path("%s/out.h5", dir));
+    /* the same command line, but "m.pth" is a good model in good/ and garbage in bad/ (-wdir per
+     * rank): what a node-local path that differs between nodes does */
+    tu_run("mkdir -p %s/good %s/bad && cp %s %s/good/m.pth && echo 'not a model' > %s/bad/m.pth",
+           dir, dir, tiny, dir, dir);
     char common[4096];
     snprintf(common, sizeof common, "--quiet --image_path %s --chan 1 --chan2 2 --output %s", img,
              out);
     const struct {
-        const char *name, *a0, *a1, *needle;
+        const char *name, *wdir0, *wdir1, *a0, *a1, *needle;
         int want;
     } cases[] = {
-        {"bad model on rank 1", "--pretrained_model %s", "--pretrained_model BAD", "rank 1: ", 1},
-        {"bad model on rank 0", "--pretrained_model BAD", "--pretrained_model %s", "rank 0: ", 1},
-        {"bad flag on rank 1", "--pretrained_model %s", "--pretrained_model %s --diameter x",
+        {"bad model on rank 1", "good", "bad", "", "", "rank 1: ", 1},
+        {"bad model on rank 0", "bad", "good", "", "", "rank 0: ", 1},
+        {"bad flag on rank 1", "good", "good", "", "--diameter x", "rank 1: --diameter", 2},
+        {"other parameters on rank 1", "good", "good", "--diameter 30", "--diameter 31",
          "rank 1: --diameter", 2},
-        {"other parameters on rank 1", "--pretrained_model %s --diameter 30",
-         "--pretrained_model %s --diameter 31", "rank 1: --diameter", 2},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        char a[2][1024];
-        for (int k = 0; k < 2; k++) {
-            const char *t = k ? cases[i].a1 : cases[i].a0;
-            const char *bad_at = strstr(t, "BAD");
-            if (bad_at) snprintf(a[k], sizeof a[k], "%.*s%s", (int)(bad_at - t), t, bad);
-            else snprintf(a[k], sizeof a[k], t, tiny, img);
-        }
-        int st = tu_run("timeout 120 mpirun --oversubscribe -n 1 %s %s %s : -n 1 %s %s %s "
-                        "> /dev/null 2> %s", exe, common, a[0], exe, common, a[1], errf);
-        char what[256];
-        snprintf(what, sizeof what, "%s", cases[i].name);
-        TU_CHECK(st != 124, "[%s] the job hung (killed by timeout)", what);
-        check_failed(what, st, cases[i].want, cases[i].needle, out, 0, errf);
+        int st = tu_run("timeout 120 mpirun --oversubscribe -n 1 -wdir %s/%s %s --pretrained_model "
+                        "m.pth %s %s : -n 1 -wdir %s/%s %s --pretrained_model m.pth %s %s "
+                        "> /dev/null 2> %s", dir, cases[i].wdir0, exe, common, cases[i].a0, dir,
+                        cases[i].wdir1, exe, common, cases[i].a1, errf);
+        TU_CHECK(st != 124, "[%s] the job hung (killed by timeout)", cases[i].name);
+        check_failed(cases[i].name, st, cases[i].want, cases[i].needle, out, 0, errf);
+        if (cases[i].want == 1)
+            TU_CHECK(strstr(slurp(errf), "m.pth: ") != NULL,
+                     "[%s] the message does not name the model", cases[i].name);
     }
 }
 
