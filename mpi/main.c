@@ -2,8 +2,10 @@
  * every TIFF of a folder, or a set of saved flows, in one process or on the N ranks of
  * `mpirun -n N cellpose-mpi ...` (a plane over owner blocks, planes of a stack, or images of a
  * folder spread over ranks). Exit status: 0 success; 1 a segmentation failed (in a folder, the
- * others were still done); 2 bad command line; 3 stopped by SIGTERM/SIGUSR1 after a clean
- * checkpoint (run again with --resume). */
+ * others were still done; any rank's failure ends the job); 2 bad command line (on any rank, or
+ * ranks with different parameters); 3 stopped by SIGTERM/SIGUSR1 with nothing half-written: a
+ * checkpoint in <output>.work (--block, several ranks), the finished images of --dir, or nothing
+ * (a single image on the whole-plane path); run again with --resume. */
 #include <dirent.h>
 #include <mpi.h>
 #include <signal.h>
@@ -21,6 +23,7 @@
 #include "dataset.h"
 #include "dsegment.h"
 #include "segment.h"
+#include "stop.h"
 
 /* OpenBLAS picks its kernels when the library loads, before main, and Debian's 0.3.21 does not
  * know recent CPUs: it falls back to SSE3 kernels, 3.4x slower here. So unless the user chose
@@ -86,11 +89,13 @@ static int list_tiffs(const char *dir, char ***out, int *n, char *err)
 static void on_signal(int sig)
 {
     (void)sig;
-    cp_dsegment_request_stop();
+    cp_dsegment_request_stop(); /* the block path: checkpoint at the next block */
+    cp_stop_request();          /* the whole-plane path and --dir: stop, nothing half-written */
 }
 
-/* SIGTERM (a SLURM time limit) and SIGUSR1 (SLURM's --signal) ask for a checkpoint and a clean
- * stop at the next block boundary. */
+/* SIGTERM (a SLURM time limit) and SIGUSR1 (SLURM's --signal) ask for a clean stop: at the next
+ * block boundary with a checkpoint (--block, several ranks), at the next tile batch or phase of
+ * the whole-plane path (nothing written), after the image in hand in --dir. Exit status 3. */
 static void catch_stop_signals(void)
 {
     struct sigaction sa;
@@ -165,6 +170,7 @@ static int run_images(const cp_params *p, int rank, int nranks, const char *cmdl
                                          cmdline, tm, err)
                      : cp_segment_image(p, m, model_path, p->image_path, out, cmdline, tm, err);
         if (rc && rc != CP_EINTR) report(rank, err);
+        if (rc == CP_EINTR && rank == 0) fprintf(stderr, "cellpose-mpi: %s\n", err);
         result = rc == CP_EINTR ? CP_EINTR : rc != 0;
     }
     cp_model_free(m);
@@ -180,6 +186,7 @@ static int run_flows(const cp_params *p, int rank, int nranks, const char *cmdli
     int rc = nranks > 1 || p->block ? cp_dsegment_flows(MPI_COMM_WORLD, p, out, cmdline, tm, err)
                                     : cp_segment_flows(p, out, cmdline, tm, err);
     if (rc && rc != CP_EINTR) report(rank, err);
+    if (rc == CP_EINTR && rank == 0) fprintf(stderr, "cellpose-mpi: %s\n", err);
     return rc == CP_EINTR ? CP_EINTR : rc != 0;
 }
 
