@@ -26,8 +26,10 @@ struct cp_h5out {
     hid_t file, labels, flows, cellprob, dxpl;
     int64_t nz, ny, nx, fny, fnx;
     int stack;
-    dev_t dev;           /* the .partial as this rank opened it (ino 0: not created) */
+    dev_t dev;           /* the file HDF5 writes, as this rank opened it (ino 0: none) */
     ino_t ino;
+    int mem, part;       /* serial: HDF5 writes the memory file mem, which commit copies into
+                            the .partial (part); -1: HDF5 writes the .partial itself */
 };
 
 static void quiet_hdf5(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
@@ -91,6 +93,59 @@ static void discard_writes(const cp_h5out *h)
     if (sink >= 0) close(sink);
 }
 
+/* Copies fd's bytes [0, size) to the same offsets of out; 0 or errno. */
+static int copy_fd(int in, int out, off_t size)
+{
+    enum { CHUNK_BYTES = 1 << 20 };
+    char *buf = malloc(CHUNK_BYTES);
+    int e = buf ? 0 : ENOMEM;
+    for (off_t off = 0; !e && off < size;) {
+        ssize_t n = pread(in, buf, CHUNK_BYTES, off);
+        if (n <= 0) {
+            e = n < 0 ? errno : EIO;
+            break;
+        }
+        for (ssize_t done = 0; !e && done < n;) {
+            ssize_t w = pwrite(out, buf + done, (size_t)(n - done), off + done);
+            if (w < 0) e = errno;
+            else done += w;
+        }
+        off += n;
+    }
+    free(buf);
+    return e;
+}
+
+/* Serial (see h5store.h): the .partial HDF5 just created moves into an anonymous memory file —
+ * its bytes so far are copied there and HDF5's descriptor is pointed at it — and the .partial is
+ * reopened, empty, for cp_h5_commit to copy the finished file into. On any failure HDF5 keeps
+ * writing the .partial itself (h->mem -1); h->part < 0 only if the .partial cannot be reopened. */
+static void move_to_memory(cp_h5out *h)
+{
+    struct stat st;
+    int mem = memfd_create("cp-h5-out", MFD_CLOEXEC), moved = 0;
+    int src = mem < 0 ? -1 : open(h->partial, O_RDONLY | O_CLOEXEC);
+    if (src >= 0 && !fstat(src, &st) && !copy_fd(src, mem, st.st_size)) {
+        close(src);
+        src = -1;
+        DIR *d = opendir("/proc/self/fd");
+        for (struct dirent *e; d && (e = readdir(d));) {
+            int fd = atoi(e->d_name);
+            struct stat fs;
+            if (e->d_name[0] == '.' || fd == mem || fd == dirfd(d) || fstat(fd, &fs)) continue;
+            if (fs.st_dev == h->dev && fs.st_ino == h->ino) moved += dup2(mem, fd) >= 0;
+        }
+        if (d) closedir(d);
+    }
+    if (src >= 0) close(src);
+    if (moved && !fstat(mem, &st)) {
+        h->mem = mem, h->dev = st.st_dev, h->ino = st.st_ino;
+    } else if (mem >= 0) {
+        close(mem);
+    }
+    h->part = open(h->partial, O_WRONLY | O_CLOEXEC | (h->mem >= 0 ? O_TRUNC : 0));
+}
+
 /* All ranks agree that every rank succeeded (serial: st as is). */
 static int all_ok(const cp_h5out *h, int ok)
 {
@@ -106,6 +161,7 @@ int cp_h5_create(const char *path, MPI_Comm comm, int64_t nz, int64_t ny, int64_
     cp_h5out *h = calloc(1, sizeof *h);
     if (!h) return cp_errf(err, CP_ENOMEM, "%s: out of memory", path);
     h->file = h->labels = h->flows = h->cellprob = h->dxpl = -1;
+    h->mem = h->part = -1;
     h->comm = comm;
     if (comm != MPI_COMM_NULL) MPI_Comm_rank(comm, &h->rank);
     snprintf(h->path, sizeof h->path, "%s", path);
@@ -123,11 +179,10 @@ int cp_h5_create(const char *path, MPI_Comm comm, int64_t nz, int64_t ny, int64_
     H5Pclose(fapl);
     struct stat st;
     if (h->file >= 0 && !stat(h->partial, &st)) h->dev = st.st_dev, h->ino = st.st_ino;
-    if (!all_ok(h, h->file >= 0)) { /* HDF5 writes at once: a full disk can fail here */
-        int made = h->ino != 0;
-        close_all(h);
-        if (h->rank == 0) made |= unlink(h->partial) == 0;
-        free(h);
+    if (h->file >= 0 && comm == MPI_COMM_NULL) move_to_memory(h);
+    if (!all_ok(h, h->file >= 0 && (comm != MPI_COMM_NULL || h->part >= 0))) {
+        int made = h->ino != 0; /* HDF5 writes at once: a full disk can fail here */
+        cp_h5_abort(h);
         return cp_errf(err, CP_EIO, "%s: cannot create the output file (%s)", path,
                        made ? "disk full or I/O error?" : "directory missing or not writable?");
     }
@@ -278,18 +333,39 @@ int cp_h5_write_attrs(cp_h5out *h, const cp_params *p, const cp_provenance *pv, 
     return all_ok(h, !bad) ? 0 : cp_errf(err, CP_EIO, "%s: cannot write attributes", h->path);
 }
 
+/* Serial: the memory file's bytes into the .partial, then its fd closed; 0 or errno. */
+static int copy_out(cp_h5out *h)
+{
+    struct stat st;
+    int e = fstat(h->mem, &st) ? errno : copy_fd(h->mem, h->part, st.st_size);
+    if (!e && fsync(h->part)) e = errno;
+    if (close(h->part) && !e) e = errno;
+    h->part = -1;
+    return e;
+}
+
 /* The closed .partial onto the disk (fsync) and under the final name, by rank 0 (or the serial
  * writer); every rank gets 0 or rank 0's errno. */
-static int sync_and_rename(const cp_h5out *h)
+static int sync_and_rename(cp_h5out *h)
 {
     int e = 0;
-    if (h->rank == 0) {
+    if (h->mem >= 0) {
+        e = copy_out(h);
+    } else if (h->rank == 0) {
         int fd = open(h->partial, O_RDONLY | O_CLOEXEC);
-        if (fd < 0 || fsync(fd) || rename(h->partial, h->path)) e = errno ? errno : EIO;
+        if (fd < 0 || fsync(fd)) e = errno ? errno : EIO;
         if (fd >= 0) close(fd);
     }
+    if (!e && h->rank == 0 && rename(h->partial, h->path)) e = errno ? errno : EIO;
     if (h->comm != MPI_COMM_NULL) MPI_Bcast(&e, 1, MPI_INT, 0, h->comm);
     return e;
+}
+
+static void close_fds(cp_h5out *h)
+{
+    if (h->mem >= 0) close(h->mem);
+    if (h->part >= 0) close(h->part);
+    h->mem = h->part = -1;
 }
 
 int cp_h5_commit(cp_h5out *h, char *err)
@@ -302,9 +378,10 @@ int cp_h5_commit(cp_h5out *h, char *err)
         rc = cp_errf(err, CP_EIO, "%s: cannot %s the output file (disk full or I/O error?)",
                      h->path, flushed ? "close" : "flush");
     } else if ((e = sync_and_rename(h))) {
-        rc = cp_errf(err, CP_EIO, "%s: cannot sync and rename %s into place: %s", h->path,
-                     h->partial, strerror(e));
+        rc = cp_errf(err, CP_EIO, "%s: cannot write, sync or rename %s into place: %s",
+                     h->path, h->partial, strerror(e));
     }
+    close_fds(h);
     if (rc && h->rank == 0) unlink(h->partial);
     free(h);
     return rc;
@@ -315,6 +392,7 @@ void cp_h5_abort(cp_h5out *h)
     if (!h) return;
     discard_writes(h);
     close_all(h);
+    close_fds(h);
     if (h->rank == 0) unlink(h->partial);
     free(h);
 }
