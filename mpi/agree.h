@@ -1,6 +1,7 @@
 /* Failures are loud, never hangs (issue 3): every rank ends a phase by agreeing on its status.
  * If any rank failed, all ranks return the failure with the message of the lowest failing rank,
- * prefixed by "rank R: ", and the driver exits non-zero everywhere. */
+ * prefixed by "rank R: " (once: a message that has it already, agreed at an earlier boundary,
+ * passes unchanged), and the driver exits non-zero everywhere. */
 #ifndef CP_AGREE_H
 #define CP_AGREE_H
 

@@ -3,6 +3,7 @@
 #include "bstore.h"
 
 #include <errno.h>
+#include <dirent.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -135,4 +136,30 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
 void cp_bstore_destroy(cp_bstore *s)
 {
     nftw(s->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int cp_bstore_check_ours(const char *dir, const char *marker, char *err)
+{
+    struct stat st;
+    if (lstat(dir, &st)) {
+        if (errno == ENOENT) return 0;
+        return cp_errf(err, CP_EIO, "%s: cannot inspect the work folder: %s", dir,
+                       strerror(errno));
+    }
+    if (!S_ISDIR(st.st_mode))
+        return cp_errf(err, CP_EIO, "%s: exists and is not a folder (not removing it: rename it, "
+                       "or choose another --output)", dir);
+    DIR *d = opendir(dir);
+    if (!d) return cp_errf(err, CP_EIO, "%s: cannot read the work folder: %s", dir, strerror(errno));
+    int entries = 0, ours = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        entries++;
+        ours |= !strcmp(e->d_name, marker);
+    }
+    closedir(d);
+    if (entries && !ours)
+        return cp_errf(err, CP_EIO, "%s: a folder with no %s, not a work folder of cellpose-mpi "
+                       "(not emptying it: rename it, or choose another --output)", dir, marker);
+    return 0;
 }

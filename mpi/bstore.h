@@ -39,5 +39,10 @@ int cp_bstore_take(const cp_bstore *s, const char *name, int64_t b, void **data,
 void cp_bstore_remove(const cp_bstore *s, const char *name, int64_t b);
 /* Deletes the directory and everything in it. */
 void cp_bstore_destroy(cp_bstore *s);
+/* Before a directory is reused and emptied: 0 if dir does not exist, or is a folder (not a link)
+ * that is empty or holds the file `marker` (our manifest); else an error naming dir ("exists and
+ * is not a folder" / "no manifest"), so that a user's file or folder of that name is never
+ * deleted. */
+int cp_bstore_check_ours(const char *dir, const char *marker, char *err);
 
 #endif

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "cp_err.h"
+#include "overlay.h"
 #include "segment.h"
 #include "stop.h"
 
@@ -29,7 +30,13 @@ static int segment_one(const cp_params *p, const cp_model *m, const char *model_
     cp_default_output(image, out, sizeof out);
     if (p->resume && access(out, F_OK) == 0) return cp_errf(err, SKIPPED, "%s", out);
     if (cp_stop_requested()) return cp_errf(err, CP_EINTR, "%s: not started", image);
-    return cp_segment_image(p, m, model_path, image, out, cmdline, tm, err);
+    int rc = cp_segment_image(p, m, model_path, image, out, cmdline, tm, err);
+    if (rc || !p->save_overlay) return rc;
+    char png[CP_PATH_LEN + 64];
+    cp_overlay_path(out, image, png, sizeof png);
+    if ((rc = cp_overlay_save(out, image, p, png, err))) return rc;
+    cp_say(p->quiet, "wrote %s", png);
+    return 0;
 }
 
 /* Rank 0's line about one image's outcome (errors always, the rest unless quiet). */

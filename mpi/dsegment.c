@@ -79,7 +79,7 @@ static int64_t file_size(const char *path)
 static void manifest_text(const run *r, char *buf, size_t len)
 {
     static const char *const skip[] = {"output", "quiet", "threads", "resume", "keep_work",
-                                       "save_tif", "dir", NULL};
+                                       "save_tif", "save_overlay", "dir", NULL};
     size_t used = (size_t)snprintf(buf, len, "image=%s\nimage_bytes=%lld\nmodel_sha256=%s\n",
                                    r->image, (long long)file_size(r->image),
                                    r->m ? cp_model_get_info(r->m)->sha256 : "");
@@ -126,7 +126,8 @@ static int workdir_rank0(run *r, const char *dir, int *resumed, char *err)
         *resumed = 1;
         return 0;
     }
-    int rc = cp_bstore_open(&r->store, dir, err);
+    int rc = cp_bstore_check_ours(dir, "manifest", err); /* never a user's file or folder */
+    if (!rc) rc = cp_bstore_open(&r->store, dir, err);
     if (rc) return rc;
     cp_bstore_destroy(&r->store); /* start empty */
     if ((rc = cp_bstore_open(&r->store, dir, err))) return rc;

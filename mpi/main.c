@@ -22,6 +22,8 @@
 #include "cpnet.h"
 #include "dataset.h"
 #include "dsegment.h"
+#include "overlay.h"
+#include "paths.h"
 #include "segment.h"
 #include "stop.h"
 
@@ -49,9 +51,15 @@ static void join_args(int argc, char **argv, char *buf, size_t len)
         used += (size_t)snprintf(buf + used, len - used, "%s%s", i ? " " : "", argv[i]);
 }
 
+/* A .tif/.tiff name that is not one of our --save_tif outputs (<stem>_cp_masks.tif: Cellpose's
+ * folder listing skips its mask files too); a rerun with --save_tif must not take them for
+ * images, nor be refused because they are the outputs of other images. */
 static int is_tiff_name(const char *name)
 {
     const char *dot = strrchr(name, '.');
+    static const char masks[] = "_cp_masks";
+    size_t stem = dot ? (size_t)(dot - name) : 0, nm = sizeof masks - 1;
+    if (stem >= nm && !strncmp(name + stem - nm, masks, nm)) return 0;
     return dot && (!strcasecmp(dot, ".tif") || !strcasecmp(dot, ".tiff"));
 }
 
@@ -132,7 +140,21 @@ static int agree_listing(char **files, int n, char *err)
     return rc;
 }
 
-/* One image, or a folder of them; returns 0, CP_EINTR, or how many images failed (> 0). */
+/* --save_overlay of a committed output (image NULL: from saved flows): rank 0 reads it back, all
+ * ranks agree on the result. */
+static int save_overlay(const cp_params *p, int rank, const char *image, const char *out,
+                        char *err)
+{
+    char png[CP_PATH_LEN + 64];
+    cp_overlay_path(out, image ? image : p->flows, png, sizeof png);
+    int rc = rank == 0 ? cp_overlay_save(out, image, p, png, err) : 0;
+    rc = cp_agree(MPI_COMM_WORLD, rc, err);
+    if (!rc) cp_say(p->quiet || rank, "wrote %s", png);
+    return rc;
+}
+
+/* One image, or a folder of them; returns 0, CP_EINTR, CP_EPARAM (an output is an input), or
+ * how many images failed (> 0). */
 static int run_images(const cp_params *p, int rank, int nranks, const char *cmdline,
                       cp_timing *tm)
 {
@@ -153,22 +175,30 @@ static int run_images(const cp_params *p, int rank, int nranks, const char *cmdl
         if (!rc && nranks > 1) rc = agree_listing(files, n, err);
         if (rc) {
             report(rank, err);
-            for (int i = 0; i < n; i++) free(files[i]);
-            free(files);
             result = 1;
+        } else if (agree(nranks, cp_paths_check(p, model_path, files, n, err), err)) {
+            report(rank, err);
+            result = CP_EPARAM;
         } else {
             result = cp_dataset_run(MPI_COMM_WORLD, p, m, model_path, files, n, cmdline, tm);
-            for (int i = 0; i < n; i++) free(files[i]);
-            free(files);
         }
+        for (int i = 0; i < n; i++) free(files[i]);
+        free(files);
     } else {
         char out[CP_PATH_LEN + 16];
         if (p->output[0]) snprintf(out, sizeof out, "%s", p->output);
         else cp_default_output(p->image_path, out, sizeof out);
-        int rc = nranks > 1 || p->block
+        rc = agree(nranks, cp_paths_check(p, model_path, NULL, 0, err), err);
+        if (rc) {
+            report(rank, err);
+            cp_model_free(m);
+            return CP_EPARAM;
+        }
+        rc = nranks > 1 || p->block
                      ? cp_dsegment_image(MPI_COMM_WORLD, p, m, model_path, p->image_path, out,
                                          cmdline, tm, err)
                      : cp_segment_image(p, m, model_path, p->image_path, out, cmdline, tm, err);
+        if (!rc && p->save_overlay) rc = save_overlay(p, rank, p->image_path, out, err);
         if (rc && rc != CP_EINTR) report(rank, err);
         if (rc == CP_EINTR && rank == 0) fprintf(stderr, "cellpose-mpi: %s\n", err);
         result = rc == CP_EINTR ? CP_EINTR : rc != 0;
@@ -183,8 +213,14 @@ static int run_flows(const cp_params *p, int rank, int nranks, const char *cmdli
     char err[CP_ERR_LEN], out[CP_PATH_LEN + 16];
     if (p->output[0]) snprintf(out, sizeof out, "%s", p->output);
     else cp_default_output(p->flows, out, sizeof out);
-    int rc = nranks > 1 || p->block ? cp_dsegment_flows(MPI_COMM_WORLD, p, out, cmdline, tm, err)
-                                    : cp_segment_flows(p, out, cmdline, tm, err);
+    int rc = cp_paths_check(p, NULL, NULL, 0, err);
+    if (rc) {
+        report(rank, err);
+        return CP_EPARAM;
+    }
+    rc = nranks > 1 || p->block ? cp_dsegment_flows(MPI_COMM_WORLD, p, out, cmdline, tm, err)
+                                : cp_segment_flows(p, out, cmdline, tm, err);
+    if (!rc && p->save_overlay) rc = save_overlay(p, rank, NULL, out, err);
     if (rc && rc != CP_EINTR) report(rank, err);
     if (rc == CP_EINTR && rank == 0) fprintf(stderr, "cellpose-mpi: %s\n", err);
     return rc == CP_EINTR ? CP_EINTR : rc != 0;
@@ -226,5 +262,5 @@ int main(int argc, char **argv)
                             : run_images(&p, rank, nranks, cmdline, &tm);
     if (!p.quiet && !result) print_timing(&tm, rank);
     MPI_Finalize();
-    return result == CP_EINTR ? 3 : result ? 1 : 0;
+    return result == CP_EINTR ? 3 : result == CP_EPARAM ? 2 : result ? 1 : 0;
 }

@@ -12,6 +12,7 @@ pkgs=(
   libmd-dev                                   # sha256 of model files (provenance)
   libconfig-dev                               # job files
   libjson-c-dev                               # tests read the oracle's case.json
+  libpng-dev                                  # --save_overlay pictures
   python3 python3-numpy python3-h5py python3-tifffile   # test helpers (reading outputs)
   python3-matplotlib                          # slurm/scaling_study.py plots
 )

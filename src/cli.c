@@ -5,6 +5,7 @@
 
 #include "cp_err.h"
 #include "jobfile.h"
+#include "version.h"
 
 void cp_cli_usage(FILE *f)
 {
@@ -55,7 +56,7 @@ int cp_cli_parse(int argc, char **argv, cp_params *p, char *err)
             return CP_CLI_EXIT;
         }
         if (!strcmp(a, "--version")) {
-            printf("cellpose-mpi %s (Cellpose 3.1.1.3 inference)\n", CP_VERSION);
+            cp_version_print(stdout);
             return CP_CLI_EXIT;
         }
         if (strncmp(a, "--", 2))

@@ -14,3 +14,22 @@ int cp_errf(char *err, int code, const char *fmt, ...)
     }
     return code;
 }
+
+int cp_err_nomem(char *err, const char *who, const int64_t *dims, int ndim, const char *type,
+                 int type_bytes, const char *why)
+{
+    char shape[160] = "";
+    size_t used = 0;
+    double bytes = type_bytes;
+    for (int i = 0; i < ndim && used < sizeof shape; i++) {
+        used += (size_t)snprintf(shape + used, sizeof shape - used, "%s%lld", i ? " x " : "",
+                                 (long long)dims[i]);
+        bytes *= (double)dims[i];
+    }
+    double gib = bytes / (1024.0 * 1024 * 1024);
+    if (gib >= 1)
+        return cp_errf(err, CP_ENOMEM, "%s: %s %s (%.1f GiB) %s do not fit in memory", who, shape,
+                       type, gib, why);
+    return cp_errf(err, CP_ENOMEM, "%s: %s %s (%.1f MiB) %s do not fit in memory", who, shape,
+                   type, bytes / (1024.0 * 1024), why);
+}

@@ -4,6 +4,8 @@
 #ifndef CP_ERR_H
 #define CP_ERR_H
 
+#include <stdint.h>
+
 #define CP_ERR_LEN 512
 
 enum cp_err {
@@ -21,5 +23,12 @@ enum cp_err {
 /* Formats the message into err (truncated to CP_ERR_LEN) and returns code, so that a failing
  * path reads: return cp_errf(err, CP_EFORMAT, "%s: page %d: ...", path, page); */
 int cp_errf(char *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* CP_ENOMEM for an array that could not be allocated, saying what it was and why, so that a huge
+ * (or corrupt) header reads as such: cp_err_nomem(err, "img.tif", (int64_t[]){65535, 65535, 1},
+ * 3, "uint32", 4, "for the labels") writes "img.tif: 65535 x 65535 x 1 uint32 (16.0 GiB) for the
+ * labels do not fit in memory". */
+int cp_err_nomem(char *err, const char *who, const int64_t *dims, int ndim, const char *type,
+                 int type_bytes, const char *why);
 
 #endif

@@ -341,8 +341,13 @@ int cp_model_resolve(const char *name_or_path, char *path_out, int path_len, cha
         !strchr(name_or_path, '/') && is_file(path_out))
         return 0;
     path_out[0] = 0;
-    return cp_errf(err, CP_EIO, "%s: model not found: not a file, and not in %s%s", name_or_path,
-                   where, dir && *dir ? " ($CELLPOSE_LOCAL_MODELS_PATH)" : "");
+    /* One line that also says how to get a missing model: this tool cannot download Cellpose's
+     * built-in weights, a Python Cellpose install keeps them in ~/.cellpose/models. */
+    const char *var = dir && *dir ? " ($CELLPOSE_LOCAL_MODELS_PATH)" : "";
+    return cp_errf(err, CP_EIO, "%s: model not found: not a file, and not in %s%s; cellpose-mpi "
+                   "cannot download Cellpose's built-in models: copy the file from a Python "
+                   "Cellpose install's ~/.cellpose/models into %s%s%s", name_or_path, where, var,
+                   where, var, *var ? "" : " (or into $CELLPOSE_LOCAL_MODELS_PATH if you set it)");
 }
 
 /* ---- forward -------------------------------------------------------------------------------- */

@@ -27,7 +27,8 @@ void cp_model_free(cp_model *m);
 
 /* Resolves --pretrained_model like Cellpose: an existing path is used as is; otherwise a name is
  * looked up in $CELLPOSE_LOCAL_MODELS_PATH if set (it replaces the default), else in
- * ~/.cellpose/models. Not found: an error naming the places searched. */
+ * ~/.cellpose/models. Not found: an error naming the places searched and how to get the file
+ * (copy it from a Python Cellpose install's ~/.cellpose/models; nothing is downloaded). */
 int cp_model_resolve(const char *name_or_path, char *path_out, int path_len, char *err);
 
 /* Runs the network on n tiles, each (nchan, ty, tx) float32 contiguous, ty and tx multiples of 16;

@@ -299,11 +299,14 @@ static int attr_write(hid_t file, const char *name, hid_t type, const void *valu
     return st < 0 ? -1 : 0;
 }
 
+/* A string attribute as variable-length UTF-8, the type h5py reads as str (fixed-length ASCII
+ * would come back as bytes). The value is passed as a pointer to the string. */
 static int attr_str(hid_t file, const char *name, const char *s)
 {
     hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, strlen(s) + 1);
-    int st = attr_write(file, name, t, s);
+    H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_cset(t, H5T_CSET_UTF8);
+    int st = attr_write(file, name, t, &s);
     H5Tclose(t);
     return st;
 }

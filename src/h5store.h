@@ -1,6 +1,6 @@
 /* The HDF5 output file (DESIGN.md §5): /labels uint32 (Y,X) or (Z,Y,X), chunked and deflated;
  * optional /flows (2,Y,X)|(Z,2,Y,X) and /cellprob float32; /cells (per mask: id, plane, area,
- * centroid, box); provenance attributes on the root. Written to <path>.partial and renamed to
+ * centroid, box); provenance attributes on the root (strings: variable-length UTF-8). Written to <path>.partial and renamed to
  * <path> only by cp_h5_commit, so a failed run never leaves a file under the final name. Also the
  * reader of saved flows for --flows FILE.h5.
  * Created with a communicator, the file is written by all its ranks through MPI-IO: every call

@@ -47,8 +47,8 @@ int cp_image_read(cp_image *im, int64_t z, int64_t y0, int64_t x0, int64_t ny, i
     if (!im->page || !raw) {
         free(raw);
         im->page_cap = 0;
-        return cp_errf(err, CP_ENOMEM, "%s: out of memory for a %lldx%lld window", im->path,
-                       (long long)ny, (long long)nx);
+        return cp_err_nomem(err, im->path, (int64_t[]){ny, nx, spp + L->nc}, 3, "float32", 4,
+                            "for a window and its channels");
     }
     int rc = 0;
     int64_t loaded = -1;

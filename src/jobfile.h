@@ -11,7 +11,9 @@
  * or floats, flag keys true/false, string keys strings; values are range-checked by cp_param_set,
  * with the same limits as the command line. Errors (CP_EIO unreadable, CP_EPARAM otherwise) name
  * the file, the line and the key: "jobs/x.cfg:12: unknown key 'nitr'". Cross-parameter checks are
- * left to cp_params_validate. */
+ * left to cp_params_validate. Integers are taken as written (libconfig 1.5 keeps 32 bits of one
+ * without L); one beyond 64 bits, a NUL byte in the file or an escaped NUL (\x00) in a string is
+ * an error. */
 int cp_jobfile_load(const char *path, cp_params *p, char *err);
 
 #endif

@@ -22,6 +22,8 @@ const cp_param_def cp_param_defs[] = {
     {"cellprob_in", CP_PT_STR, OFF(cellprob_in), 0, 0, "cellprob TIFF for --flows dP.tif"},
     {"save_tif", CP_PT_FLAG, OFF(save_tif), 0, 1, "also write <image>_cp_masks.tif (uint32)"},
     {"save_flows", CP_PT_FLAG, OFF(save_flows), 0, 1, "store /flows and /cellprob in the .h5"},
+    {"save_overlay", CP_PT_FLAG, OFF(save_overlay), 0, 1,
+     "also write <image>_cp_overlay.png: mask outlines over the image (not Cellpose's --save_png)"},
     {"chan", CP_PT_INT, OFF(chan), 0, 4, "channel to segment (0 = gray: mean of all)"},
     {"chan2", CP_PT_INT, OFF(chan2), 0, 4, "optional nuclear channel (0 = none)"},
     {"channel_axis", CP_PT_INT, OFF(channel_axis), -1, 5, "axis of the channels (-1: automatic)"},
@@ -83,11 +85,17 @@ void cp_params_default(cp_params *p)
 static int parse_number(const cp_param_def *d, const char *v, double *out, char *err)
 {
     if (!v || !*v) return cp_errf(err, CP_EPARAM, "--%s: needs a value", d->name);
+    /* decimal only ([+-]digits[.digits][e[+-]digits]): strtod alone also takes hexadecimal
+     * ("0x10" = 16), "inf", "nan" and leading blanks */
+    if (strspn(v, "0123456789+-.eE") != strlen(v) || !strpbrk(v, "0123456789"))
+        return cp_errf(err, CP_EPARAM, "--%s: '%s' is not a number (decimal digits only)",
+                       d->name, v);
     char *end;
     errno = 0;
     double x = strtod(v, &end);
-    if (*end || errno || isnan(x))
-        return cp_errf(err, CP_EPARAM, "--%s: '%s' is not a number", d->name, v);
+    if (*end || errno || !isfinite(x))
+        return cp_errf(err, CP_EPARAM, "--%s: '%s' is not a number (decimal digits only)",
+                       d->name, v);
     if (d->type == CP_PT_INT && x != floor(x))
         return cp_errf(err, CP_EPARAM, "--%s: '%s' is not an integer", d->name, v);
     if (x < d->lo || x > d->hi)

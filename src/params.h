@@ -17,6 +17,7 @@ typedef struct cp_params {
     char flows[CP_PATH_LEN];       /* masks from saved flows: FILE.h5, or dP.tif with cellprob_in */
     char cellprob_in[CP_PATH_LEN];
     int save_tif, save_flows;
+    int save_overlay;             /* <image>_cp_overlay.png: outlines over the image */
     /* channels and normalization */
     int64_t chan, chan2;
     int64_t channel_axis, z_axis; /* -1: decided as Cellpose does */

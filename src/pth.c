@@ -6,10 +6,12 @@
 
 #include "cp_err.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zip.h>
+#include <zlib.h>
 
 /* ---- pickle values ---------------------------------------------------------------------- */
 
@@ -500,7 +502,10 @@ static int pk_run(pk_vm *vm, pk_obj **top)
 
 /* ---- zip and storages ------------------------------------------------------------------- */
 
-/* Reads the whole entry name (must be stored, not compressed) into a malloc'd buffer. */
+/* Reads the whole entry name (must be stored, not compressed) into a malloc'd buffer and checks
+ * its CRC-32 against the zip's directory. libzip verifies the CRC only when a read reaches the
+ * end of the entry (a read returning 0 bytes), which a read of exactly st.size bytes never does,
+ * so the check is done here over the bytes read: a damaged model is refused, not used. */
 static int zip_read_entry(zip_t *z, const char *path, const char *name, unsigned char **buf,
                           int64_t *len, char *err)
 {
@@ -528,6 +533,19 @@ static int zip_read_entry(zip_t *z, const char *path, const char *name, unsigned
         *buf = NULL;
         return cp_errf(err, CP_EFORMAT, "%s: zip entry '%s': truncated or unreadable (%s)", path,
                        name, zip_strerror(z));
+    }
+    uLong crc = crc32(0L, Z_NULL, 0);
+    for (zip_uint64_t at = 0; at < st.size;) { /* crc32 takes a uInt length */
+        uInt chunk = st.size - at > (1u << 30) ? (1u << 30) : (uInt)(st.size - at);
+        crc = crc32(crc, *buf + at, chunk);
+        at += chunk;
+    }
+    if (!(st.valid & ZIP_STAT_CRC) || (uint32_t)crc != st.crc) {
+        free(*buf);
+        *buf = NULL;
+        return cp_errf(err, CP_EFORMAT, "%s: zip entry '%s': CRC mismatch (directory %08x, data "
+                       "%08x): the file is damaged", path, name, (unsigned)st.crc,
+                       (unsigned)crc);
     }
     *len = (int64_t)st.size;
     return 0;
@@ -634,6 +652,11 @@ static int load_tensor(zip_t *z, const char *path, const char *prefix, const pk_
         for (int d = 0; d < t->ndim; d++)
             e += idx[d] * stride->items[d]->i;
         t->data[k] = storage_get(buf, st->dtype, e);
+        if (!isfinite(t->data[k])) {
+            free(buf);
+            return cp_errf(err, CP_EDATA, "%s: tensor '%s': %s at element %lld", path, t->name,
+                           isnan(t->data[k]) ? "NaN" : "Inf", (long long)k);
+        }
         for (int d = t->ndim - 1; d >= 0; d--) {
             if (++idx[d] < t->shape[d])
                 break;

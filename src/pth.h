@@ -22,7 +22,9 @@ typedef struct cp_pth {
 } cp_pth;
 
 /* Reads every tensor of path. Errors: not a zip / legacy format, truncated file, unknown pickle
- * opcode or global, storage out of bounds — each named with the file. */
+ * opcode or global, storage out of bounds, a zip entry whose CRC-32 does not match its bytes
+ * (CP_EFORMAT), a NaN or Inf weight (CP_EDATA: "m.pth: tensor 'w': NaN at element 5") — each
+ * named with the file. */
 int cp_pth_read(const char *path, cp_pth *out, char *err);
 /* The tensor called name, or NULL. */
 const cp_tensor *cp_pth_find(const cp_pth *p, const char *name);

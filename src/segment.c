@@ -64,7 +64,9 @@ int cp_plane_norm(cp_image *im, int64_t z0, int64_t nz, const cp_params *p, cp_n
     const cp_layout *L = &im->layout;
     int64_t npix = L->ny * L->nx;
     float *x2 = malloc(sizeof(float) * (size_t)(nz * npix * 2));
-    if (!x2) return cp_errf(err, CP_ENOMEM, "%s: out of memory", im->path);
+    if (!x2)
+        return cp_err_nomem(err, im->path, (int64_t[]){nz, L->ny, L->nx, 2}, 4, "float32", 4,
+                            "for the normalization");
     int rc = 0;
     for (int64_t z = 0; !rc && z < nz; z++)
         rc = cp_image_read(im, z0 + z, 0, 0, L->ny, L->nx, x2 + z * npix * 2, err);
@@ -83,7 +85,9 @@ int cp_segment_plane(const cp_params *p, const cp_model *m, cp_image *im, int64_
     int64_t npix = L->ny * L->nx;
     double t0 = cp_now();
     float *x2 = malloc(sizeof(float) * (size_t)(npix * 2));
-    if (!x2) return cp_errf(err, CP_ENOMEM, "%s: out of memory", im->path);
+    if (!x2)
+        return cp_err_nomem(err, im->path, (int64_t[]){L->ny, L->nx, 2}, 3, "float32", 4,
+                            "for the network input");
     int rc = cp_image_read(im, z, 0, 0, L->ny, L->nx, x2, err);
     cp_timing_lap(tm, CP_PH_READ, &t0);
     if (!rc && norm) cp_norm_apply(x2, npix, norm, 0);
@@ -236,7 +240,9 @@ int cp_segment_image(const cp_params *p, const cp_model *m, const char *model_pa
              (long long)cp_niter_steps(p->niter, rescale, !p->no_resample));
     cp_h5out *h = NULL;
     uint32_t *labels = calloc((size_t)(L.nz * L.ny * L.nx), sizeof *labels);
-    if (!labels) rc = cp_errf(err, CP_ENOMEM, "%s: out of memory for the labels", image);
+    if (!labels)
+        rc = cp_err_nomem(err, image, (int64_t[]){L.nz, L.ny, L.nx}, 3, "uint32", 4,
+                          "for the labels");
     if (!rc)
         rc = cp_h5_create(out_path, MPI_COMM_NULL, L.nz, L.ny, L.nx, L.nz > 1,
                           p->save_flows ? fny : 0, p->save_flows ? fnx : 0, &h, err);

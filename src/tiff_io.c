@@ -20,10 +20,12 @@
 /* Largest page we accept (ny * nx * spp * bytes): anything above is a corrupt or hostile header. */
 #define CP_TIFF_MAX_PAGE_BYTES ((uint64_t)1 << 40)
 
-/* libtiff's first error since the last reset, and the file it concerns. */
+/* libtiff's first error since the last reset, its first warning that we treat as an error (see
+ * warning_is_harmful), and the file they concern. */
 typedef struct tiff_msg {
     const char *path;
     char text[256];
+    char warning[256];
 } tiff_msg;
 
 struct cp_tiff {
@@ -46,29 +48,92 @@ static const char *dtype_name(cp_dtype d)
     return names[d];
 }
 
-/* Keeps libtiff's first message ("module: text", without a repeated file name) and stops libtiff
- * from passing it on to its default stderr handler. */
-static int on_tiff_error(TIFF *tif, void *user, const char *module, const char *fmt, va_list ap)
+/* libtiff's message as "module: text", without a repeated file name. */
+static void format_msg(const tiff_msg *m, char *out, size_t n, const char *module,
+                       const char *fmt, va_list ap)
 {
-    (void)tif;
-    tiff_msg *m = user;
-    if (m->text[0]) return 1;
     char body[200];
     vsnprintf(body, sizeof body, fmt, ap);
     const char *b = body;
     size_t lp = strlen(m->path);
     if (strncmp(b, m->path, lp) == 0 && b[lp] == ':') b += lp + 1 + (b[lp + 1] == ' ');
     if (module && strcmp(module, m->path) != 0)
-        snprintf(m->text, sizeof m->text, "%s: %s", module, b);
+        snprintf(out, n, "%s: %s", module, b);
     else
-        snprintf(m->text, sizeof m->text, "%s", b);
+        snprintf(out, n, "%s", b);
+}
+
+/* Keeps libtiff's first message and stops libtiff from passing it on to its default stderr
+ * handler. */
+static int on_tiff_error(TIFF *tif, void *user, const char *module, const char *fmt, va_list ap)
+{
+    (void)tif;
+    tiff_msg *m = user;
+    if (!m->text[0]) format_msg(m, m->text, sizeof m->text, module, fmt, ap);
     return 1;
 }
 
+/* Whether a libtiff warning means that pixels would be missing or read other than the file means
+ * them. libtiff warns and goes on where a strict reader would stop: a strip table shorter than the
+ * image is padded with zeros, a bad StripByteCounts is replaced by a guess, a tag with a bad count
+ * or type is dropped (and its default used), a packbits or LZW stream is cut short. Each of those
+ * gives garbage or zero pixels with no error, so every warning is an error except:
+ * - a problem with a tag that does not shape the pixels (resolution, software, colormap, private
+ *   tags): libtiff names the tag in quotes, and only the tags below matter to what we read;
+ * - warnings about metadata we never use: unknown (private) tags such as ImageJ's and
+ *   microscope vendors', ASCII values not ending in NUL (the text is kept whole), tags out of
+ *   order (libtiff sorts them), ExtraSamples not matching Photometric (we read every sample as
+ *   stored), SMin/SMaxSampleValue or TransferFunction cancelled, ColorMap or TransferFunction
+ *   ignored;
+ * - forms libtiff decodes correctly: tiles not a multiple of 16, old-style LZW codes. */
+static int warning_is_harmful(const char *text)
+{
+    static const char *const pixel_tags[] = {
+        "ImageWidth", "ImageLength", "BitsPerSample", "Compression", "PhotometricInterpretation",
+        "FillOrder", "StripOffsets", "SamplesPerPixel", "RowsPerStrip", "StripByteCounts",
+        "PlanarConfiguration", "Predictor", "TileWidth", "TileLength", "TileOffsets",
+        "TileByteCounts", "SampleFormat", "ImageDepth", "TileDepth", "JPEGTables",
+        "ImageDescription", /* the shape of the series (ImageJ, tifffile metadata) */
+        NULL};
+    static const char *const harmless[] = {
+        "does not end in null byte", "Unknown field with tag", "Registering anonymous field",
+        "tags are not sorted in ascending order", "color channels and ExtraSamples",
+        "Canceling it", "Ignoring ColorMap", "Ignoring TransferFunction", "Nonstandard tile",
+        "Old-style LZW codes", NULL};
+    for (int k = 0; harmless[k]; k++)
+        if (strstr(text, harmless[k])) return 0;
+    const char *q = strchr(text, '"'), *e = q ? strchr(q + 1, '"') : NULL;
+    if (e) { /* a problem with the tag named in quotes */
+        for (int k = 0; pixel_tags[k]; k++)
+            if (strlen(pixel_tags[k]) == (size_t)(e - q - 1) &&
+                !strncmp(q + 1, pixel_tags[k], (size_t)(e - q - 1)))
+                return 1;
+        return 0;
+    }
+    return 1;
+}
+
+/* Keeps libtiff's first harmful warning (the reader turns it into an error); the others are
+ * dropped. */
 static int on_tiff_warning(TIFF *tif, void *user, const char *module, const char *fmt, va_list ap)
 {
-    (void)tif, (void)user, (void)module, (void)fmt, (void)ap;
+    (void)tif;
+    tiff_msg *m = user;
+    char text[256];
+    if (m->warning[0]) return 1;
+    format_msg(m, text, sizeof text, module, fmt, ap);
+    if (warning_is_harmful(text)) memcpy(m->warning, text, sizeof text);
     return 1;
+}
+
+/* An error "path: page P: damaged or truncated file (libtiff: <warning>)" if libtiff warned of
+ * missing or misread pixels since the file was opened (the warning is kept: the file stays
+ * unusable). */
+static int check_warning(const cp_tiff *t, int64_t page, char *err)
+{
+    if (!t->msg.warning[0]) return 0;
+    return cp_errf(err, CP_EFORMAT, "%s: page %lld: damaged or truncated file (libtiff: %s)",
+                   t->path, (long long)page, t->msg.warning);
 }
 
 /* TIFFFdOpenExt with our handlers; the caller keeps fd if this fails. */
@@ -153,6 +218,8 @@ static int select_page(cp_tiff *t, int64_t page, char *err)
     if (!TIFFSetDirectory(t->tif, (tdir_t)page))
         return cp_errf(err, CP_EFORMAT, "%s: page %lld: cannot read its directory%s", t->path,
                        (long long)page, why(&t->msg, b, sizeof b));
+    int rc = check_warning(t, page, err);
+    if (rc) return rc;
     uint16_t planar = PLANARCONFIG_CONTIG;
     TIFFGetFieldDefaulted(t->tif, TIFFTAG_PLANARCONFIG, &planar);
     t->planar = planar == PLANARCONFIG_SEPARATE && t->info.spp > 1;
@@ -175,8 +242,10 @@ static int select_page(cp_tiff *t, int64_t page, char *err)
     if (need > t->bufsize) {
         unsigned char *nb = realloc(t->buf, (size_t)need);
         if (!nb)
-            return cp_errf(err, CP_ENOMEM, "%s: page %lld: cannot allocate a %lld-byte block",
-                           t->path, (long long)page, (long long)need);
+            return cp_errf(err, CP_ENOMEM, "%s: page %lld: one %s of %u x %u pixels (%.1f MiB "
+                           "decoded) does not fit in memory", t->path, (long long)page,
+                           t->tiled ? "tile" : "strip", bh, bw,
+                           (double)need / (1024.0 * 1024));
         t->buf = nb, t->bufsize = (size_t)need;
     }
     t->bw = bw, t->bh = bh;
@@ -302,7 +371,8 @@ static int check_pages(cp_tiff *t, char *err)
         int64_t ny, nx;
         int spp;
         cp_dtype dt;
-        int rc = page_content(t, p, &ny, &nx, &spp, &dt, err);
+        int rc = check_warning(t, p, err);
+        if (!rc) rc = page_content(t, p, &ny, &nx, &spp, &dt, err);
         if (rc) return rc;
         if (ny != in->ny || nx != in->nx || spp != in->spp || dt != in->dtype)
             return cp_errf(err, CP_EFORMAT,
@@ -355,6 +425,7 @@ int cp_tiff_open(const char *path, cp_tiff **out, cp_tiff_info *info, char *err)
                      (long long)file_pages, why(&t->msg, b, sizeof b));
     t->page = 0;
     if (!rc) rc = page_content(t, 0, &t->info.ny, &t->info.nx, &t->info.spp, &t->info.dtype, err);
+    if (!rc) rc = check_warning(t, 0, err); /* from page 0's directory, read by the open */
     if (!rc) {
         t->bytes = t->info.dtype == CP_U8 ? 1 : t->info.dtype == CP_U16 ? 2 : 4;
         rc = series_shape(t, file_pages, err);
@@ -407,6 +478,8 @@ static int load_block(cp_tiff *t, uint32_t block, int64_t r0, int64_t r1, int64_
     tmsize_t need = (tmsize_t)(rows * t->bw * (t->planar ? 1 : t->info.spp) * t->bytes);
     tmsize_t got = t->tiled ? TIFFReadEncodedTile(t->tif, block, t->buf, need)
                             : TIFFReadEncodedStrip(t->tif, block, t->buf, need);
+    int rc = check_warning(t, t->page, err);
+    if (rc) return rc;
     if (got != need) {
         if (t->tiled)
             return cp_errf(err, CP_EFORMAT,

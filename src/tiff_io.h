@@ -28,7 +28,11 @@ typedef struct cp_tiff_info {
 
 /* Opens path and checks every page (same size/type/spp, supported sample format).
  * Errors name the file and the problem: "x.tif: page 3: unsupported SampleFormat 3 with
- * BitsPerSample 16". */
+ * BitsPerSample 16". A libtiff warning that means pixels would be missing or misread (a strip or
+ * tile table of the wrong length, a bad byte count, a pixel-shaping tag dropped, a cut codec
+ * stream) is an error here and in the reads: "x.tif: page 0: damaged or truncated file (libtiff:
+ * TIFFFetchStripThing: Incorrect count for "StripOffsets"; tag ignored)"; warnings about metadata
+ * we do not use (unknown private tags, ...) are ignored. */
 int cp_tiff_open(const char *path, cp_tiff **out, cp_tiff_info *info, char *err);
 
 /* Reads rows [y0, y0+ny) x columns [x0, x0+nx) of `page`, all samples, into out as float32

@@ -63,10 +63,10 @@ static inline refcase refcase_load(const char *name, const char *variant)
     c.cellprob = tu_read_tiff(refcase_file(j, name, tu_path("cellprob%s.tif", sfx)));
     if (strcmp(variant, "niter200") == 0) {
         c.niter = 200;
-        c.masks_raw = strdup(refcase_file(j, name, "masks_raw_niter200.tif"));
-    } else {
-        c.p_final = strdup(refcase_file(j, name, tu_path("p_final%s.tif", sfx)));
-        c.masks_raw = strdup(refcase_file(j, name, tu_path("masks_raw%s.tif", sfx)));
+        c.masks_raw = strdup(tu_need(refcase_file(j, name, "masks_raw_niter200.tif")));
+    } else { /* tu_need here, on every rank alike, not where one rank reads them later */
+        c.p_final = strdup(tu_need(refcase_file(j, name, tu_path("p_final%s.tif", sfx))));
+        c.masks_raw = strdup(tu_need(refcase_file(j, name, tu_path("masks_raw%s.tif", sfx))));
     }
     c.Z = c.cellprob.pages, c.Ly = c.cellprob.ny, c.Lx = c.cellprob.nx;
     json_object_put(j);

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <tiffio.h>
 #include <unistd.h>
 
 #include "cp_err.h"
@@ -64,14 +65,164 @@ static void write_f32(const char *path, int ny, int nx, float special)
     free(v);
 }
 
+/* Runs cellpose-mpi with the arguments formatted from fmt, where an output would be the file
+ * `input` (one that exists); expects exit status want, the one-line message with needle, and
+ * input's bytes unchanged (compared with the copy `orig`). */
+static void expect_kept_st(int want, const char *needle, const char *input, const char *orig,
+                           const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void expect_kept_st(int want, const char *needle, const char *input, const char *orig,
+                           const char *fmt, ...)
+{
+    char args[16384];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    int st = tu_run("%s/cellpose-mpi %s 2>%s >/dev/null", tu_build_dir(), args, errf);
+    char *all = slurp(errf);
+    int nerr = 0;
+    for (char *q = all; (q = strstr(q, "error: ")); q++) nerr++;
+    TU_CHECK(st == want, "[%s] exit %d, expected %d (stderr: %s)", args, st, want, all);
+    TU_CHECK(strstr(all, needle) != NULL, "[%s] message lacks '%s': %s", args, needle, all);
+    TU_CHECK(nerr == 1, "[%s] expected one error line, got %d: %s", args, nerr, all);
+    TU_CHECK(tu_run("cmp -s %s %s", input, orig) == 0, "[%s] %s was changed", args, input);
+    printf("ok  exit %d  %s", st, all);
+    free(all);
+}
+#define expect_kept(...) expect_kept_st(2, __VA_ARGS__)
+
+/* An output (the .h5, its .partial, the .work folder, the --save_tif masks, the --save_overlay
+ * picture) that is the same file
+ * as an input (image, model, flows, cellprob, job file, another image of --dir), directly, through
+ * a symbolic link or a hard link: refused before anything is written, the input intact. */
+static void outputs_onto_inputs(const char *model, const char *img)
+{
+    char d[1100], a[1200], m[1200], ao[1200], mo[1200];
+    snprintf(d, sizeof d, "%s/same", dir);
+    tu_run("mkdir -p %s/folder", d);
+    snprintf(a, sizeof a, "%s/a.tif", d);
+    snprintf(ao, sizeof ao, "%s/a.orig", d);
+    snprintf(m, sizeof m, "%s/m.pth", d);
+    snprintf(mo, sizeof mo, "%s/m.orig", d);
+    tu_run("cp %s %s && cp %s %s && cp %s %s && cp %s %s", img, a, img, ao, model, m, model, mo);
+    const char *same = "is the same file as";
+    expect_kept(same, a, ao, "--pretrained_model %s --image_path %s --output %s", m, a, a);
+    expect_kept(same, a, ao, "--pretrained_model %s --image_path %s --output %s --block 64", m, a, a);
+    expect_kept(same, m, mo, "--pretrained_model %s --image_path %s --output %s", m, a, m);
+    tu_run("ln -sf %s %s/link.h5 && ln -f %s %s/hard.h5", a, d, a, d);
+    expect_kept(same, a, ao, "--pretrained_model %s --image_path %s --output %s/link.h5", m, a, d);
+    expect_kept(same, a, ao, "--pretrained_model %s --image_path %s --output %s/hard.h5", m, a, d);
+    /* derived names: <output>.partial, <output>.work, <stem>_cp_masks.tif of --save_tif */
+    tu_run("cp %s %s/o.h5.partial && cp %s %s/o.h5.work", img, d, img, d);
+    expect_kept(same, tu_path("%s/o.h5.partial", d), ao,
+                "--pretrained_model %s --image_path %s/o.h5.partial --output %s/o.h5", m, d, d);
+    expect_kept(same, tu_path("%s/o.h5.work", d), ao,
+                "--pretrained_model %s --image_path %s/o.h5.work --output %s/o.h5 --block 64", m,
+                d, d);
+    tu_run("ln -sf a.tif %s/a_cp_masks.tif", d);
+    expect_kept(same, a, ao, "--pretrained_model %s --image_path %s --output %s/x.h5 --save_tif",
+                m, a, d);
+    tu_run("rm -f %s/a_cp_masks.tif", d);
+    tu_run("ln -sf a.tif %s/a_cp_overlay.png", d);
+    expect_kept(same, a, ao, "--pretrained_model %s --image_path %s --output %s/x.h5 --save_overlay",
+                m, a, d);
+    tu_run("rm -f %s/a_cp_overlay.png", d);
+    /* saved flows, cellprob, job file */
+    expect_kept(same, a, ao, "--flows %s --output %s", a, a);
+    expect_kept(same, a, ao, "--flows %s/dp.tif --cellprob_in %s --output %s", d, a, a);
+    FILE *job = fopen(tu_path("%s/run.cfg", d), "w");
+    fprintf(job, "image_path = \"%s\";\npretrained_model = \"%s\";\n", a, m);
+    fclose(job);
+    tu_run("cp %s/run.cfg %s/run.orig", d, d);
+    expect_kept(same, tu_path("%s/run.cfg", d), tu_path("%s/run.orig", d),
+                "--job %s/run.cfg --output %s/run.cfg", d, d);
+    /* --dir: the output of one image is another image of the folder */
+    tu_run("cp %s %s/folder/a.tif && cp %s %s/folder/b.tif && ln -sf b.tif %s/folder/a_seg.h5", img,
+           d, img, d, d);
+    expect_kept(same, tu_path("%s/folder/b.tif", d), ao, "--pretrained_model %s --dir %s/folder",
+                m, d);
+    /* a rerun with --save_tif: the masks of the first run are outputs, not images of the folder */
+    tu_run("rm -f %s/folder/a_seg.h5 %s/folder/b.tif && cp %s %s/folder/a_cp_masks.tif", d, d,
+           img, d);
+    int st = tu_run("%s/cellpose-mpi --pretrained_model %s --dir %s/folder --save_tif --quiet "
+                    "2>%s", tu_build_dir(), m, d, errf);
+    TU_CHECK(st == 0 && access(tu_path("%s/folder/a_seg.h5", d), F_OK) == 0 &&
+                 access(tu_path("%s/folder/a_cp_masks_seg.h5", d), F_OK) != 0,
+             "--dir --save_tif rerun: exit %d, a_cp_masks.tif taken for an image?", st);
+    /* <output>.work that is not a work folder of ours: a file, or a folder without our manifest,
+     * is neither deleted nor emptied */
+    tu_run("rm -rf %s/folder && cp %s %s/w.h5.work", d, img, d);
+    expect_kept_st(1, "not a folder", tu_path("%s/w.h5.work", d), ao,
+                   "--pretrained_model %s --image_path %s --output %s/w.h5 --block 64", m, a, d);
+    tu_run("rm -f %s/w.h5.work && mkdir %s/w.h5.work && cp %s %s/w.h5.work/mine.tif", d, d, img, d);
+    expect_kept_st(1, "with no manifest", tu_path("%s/w.h5.work/mine.tif", d), ao,
+                   "--pretrained_model %s --image_path %s --output %s/w.h5 --block 64", m, a, d);
+    tu_run("rm -rf %s", d);
+}
+
+/* A deflate TIFF whose header says 65535 x 65535 uint8 in one strip that holds 64 bytes: reading
+ * it needs 4 GiB for the pixels and more for the network input. Under an 8 GB address-space limit
+ * every machine fails the same allocation: the message must say what did not fit, not a bare
+ * "out of memory". (Skipped under AddressSanitizer, which needs far more address space.) */
+static void huge_header(const char *model)
+{
+    if (getenv("ASAN_OPTIONS")) {
+        printf("skip  65535 x 65535 header (ASan)\n");
+        return;
+    }
+    const char *p = tu_path("%s/huge.tif", dir);
+    TIFF *t = TIFFOpen(p, "w");
+    unsigned char buf[64];
+    memset(buf, 7, sizeof buf);
+    TIFFSetField(t, TIFFTAG_IMAGEWIDTH, 8);
+    TIFFSetField(t, TIFFTAG_IMAGELENGTH, 8);
+    TIFFSetField(t, TIFFTAG_BITSPERSAMPLE, 8);
+    TIFFSetField(t, TIFFTAG_SAMPLESPERPIXEL, 1);
+    TIFFSetField(t, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_MINISBLACK);
+    TIFFSetField(t, TIFFTAG_COMPRESSION, COMPRESSION_ADOBE_DEFLATE);
+    TIFFSetField(t, TIFFTAG_ROWSPERSTRIP, 8);
+    TIFFWriteEncodedStrip(t, 0, buf, sizeof buf);
+    TIFFClose(t);
+    FILE *f = fopen(p, "r+b");
+    unsigned char b[4096];
+    size_t n = fread(b, 1, sizeof b, f);
+    uint32_t ifd;
+    uint16_t count;
+    memcpy(&ifd, b + 4, 4);
+    memcpy(&count, b + ifd, 2);
+    for (int i = 0; i < count && ifd + 14 + 12 * i <= n; i++) {
+        unsigned char *e = b + ifd + 2 + 12 * i;
+        uint16_t tag, type = 4;
+        uint32_t one = 1, v = 65535;
+        memcpy(&tag, e, 2);
+        if (tag != TIFFTAG_IMAGEWIDTH && tag != TIFFTAG_IMAGELENGTH && tag != TIFFTAG_ROWSPERSTRIP)
+            continue;
+        memcpy(e + 2, &type, 2), memcpy(e + 4, &one, 4), memcpy(e + 8, &v, 4);
+    }
+    fseek(f, 0, SEEK_SET);
+    fwrite(b, 1, n, f);
+    fclose(f);
+    int st = tu_run("(ulimit -v 8000000; exec %s/cellpose-mpi --pretrained_model %s "
+                    "--image_path %s --output %s) 2>%s >/dev/null", tu_build_dir(), model, p, out,
+                    errf);
+    char *all = slurp(errf), *msg = strstr(all, "error: ");
+    TU_CHECK(st == 1 && msg && strstr(msg, "huge.tif: ") && strstr(msg, "65535 x 65535") &&
+                 strstr(msg, "GiB") && strstr(msg, "do not fit in memory"),
+             "65535 x 65535 header: exit %d: %s", st, all);
+    TU_CHECK(access(out, F_OK) != 0, "65535 x 65535 header: left %s behind", out);
+    printf("ok  exit %d  %s", st, msg ? msg : all);
+    free(all);
+}
+
 int main(void)
 {
     char model[2048], img[2048], bad_out[2048];
     snprintf(dir, sizeof dir, "%s", tu_tmpdir());
     snprintf(out, sizeof out, "%s/out.h5", dir);
     snprintf(errf, sizeof errf, "%s/stderr.txt", dir);
-    snprintf(model, sizeof model, "%s/models/synth_trained_nbase16.pth", tu_shared());
-    snprintf(img, sizeof img, "%s/reference/random_cp3_seed0_synth512/input.tif", tu_shared());
+    snprintf(model, sizeof model, "%s", tu_need(tu_path("%s/models/synth_trained_nbase16.pth", tu_shared())));
+    snprintf(img, sizeof img, "%s",
+             tu_need(tu_path("%s/reference/random_cp3_seed0_synth512/input.tif", tu_shared())));
     char base[8192];
     snprintf(base, sizeof base, "--pretrained_model %s --output %s", model, out);
 
@@ -84,6 +235,12 @@ int main(void)
     expect(2, "--niter", "not an integer", "%s --image_path %s --niter 2.5", base, img);
     expect(2, "--diameter", "outside", "%s --image_path %s --diameter -3", base, img);
     expect(2, "--diameter", "not a number", "%s --image_path %s --diameter abc", base, img);
+    /* decimal numbers only: strtod alone takes hex, "inf", "nan" and leading blanks */
+    expect(2, "--diameter", "'0x10' is not a number", "%s --image_path %s --diameter 0x10", base, img);
+    expect(2, "--diameter", "'inf' is not a number", "%s --image_path %s --diameter inf", base, img);
+    expect(2, "--cellprob_threshold", "decimal digits only", "%s --image_path %s --cellprob_threshold nan", base, img);
+    expect(2, "--niter", "'0x10' is not a number", "%s --image_path %s --niter 0x10", base, img);
+    expect(2, "--min_size", "decimal digits only", "%s --image_path %s --min_size ' 15'", base, img);
     expect(2, "--flow_threshold", "outside", "%s --image_path %s --flow_threshold -1", base, img);
     expect(2, "--chan", "outside", "%s --image_path %s --chan 7", base, img);
     expect(2, "--invert", "--no_norm", "%s --image_path %s --invert --no_norm", base, img);
@@ -101,6 +258,14 @@ int main(void)
     expect(1, "trunc.pth", NULL, "--pretrained_model %s/trunc.pth --image_path %s --output %s", dir, img, out);
     tu_run("head -c 5000 /dev/urandom > %s/random.pth", dir);
     expect(1, "random.pth", NULL, "--pretrained_model %s/random.pth --image_path %s --output %s", dir, img, out);
+
+    /* a model given by name that is not installed: where it was looked for, how to get it */
+    setenv("CELLPOSE_LOCAL_MODELS_PATH", dir, 1);
+    expect(1, tu_path("cyto3: model not found: not a file, and not in %s", dir),
+           tu_path("copy the file from a Python Cellpose install's ~/.cellpose/models into %s",
+                   dir),
+           "--pretrained_model cyto3 --image_path %s --output %s", img, out);
+    unsetenv("CELLPOSE_LOCAL_MODELS_PATH");
 
     /* images */
     expect(1, "missing.tif", NULL, "%s --image_path %s/missing.tif", base, dir);
@@ -124,6 +289,9 @@ int main(void)
     expect(1, "input.tif", NULL, "--flows %s --output %s", img, out);
     expect(1, "nothere.h5", NULL, "--flows %s/nothere.h5 --output %s", dir, out);
     expect(2, "--flows", NULL, "--flows %s --image_path %s --output %s", img, img, out);
+
+    outputs_onto_inputs(model, img);
+    huge_header(model);
 
     tu_run("rm -rf %s", dir);
     return tu_finish();

@@ -64,9 +64,10 @@ static void compare_ranks(const char *args, int B, const char *oracle)
     free(want);
 }
 
+/* "shared/x/y" of case.json -> <tu_shared()>/x/y (skips the test if the file is not there) */
 static const char *shared_path(const char *p)
 {
-    return tu_path("%s/%s", tu_shared(), strncmp(p, "shared/", 7) ? p : p + 7);
+    return tu_need(tu_path("%s/%s", tu_shared(), strncmp(p, "shared/", 7) ? p : p + 7));
 }
 
 static void seams_case(const char *c)
@@ -77,7 +78,7 @@ static void seams_case(const char *c)
     int len = snprintf(args, sizeof args, "--pretrained_model %s --image_path %s",
                        shared_path(json_object_get_string(tu_json_get(j, "model.path"))),
                        in ? shared_path(json_object_get_string(in))
-                          : tu_path("%s/reference/%s/input.tif", tu_shared(), c));
+                          : tu_need(tu_path("%s/reference/%s/input.tif", tu_shared(), c)));
     if ((o = tu_json_get(k, "channels")))
         len += snprintf(args + len, sizeof args - (size_t)len, " --chan %d --chan2 %d",
                         json_object_get_int(json_object_array_get_idx(o, 0)),
@@ -90,7 +91,7 @@ static void seams_case(const char *c)
         len += snprintf(args + len, sizeof args - (size_t)len, " --augment");
     if ((o = tu_json_get(k, "niter")) && !json_object_is_type(o, json_type_null))
         len += snprintf(args + len, sizeof args - (size_t)len, " --niter %d", json_object_get_int(o));
-    compare_ranks(args, 128, tu_path("%s/reference/%s/masks.tif", tu_shared(), c));
+    compare_ranks(args, 128, tu_need(tu_path("%s/reference/%s/masks.tif", tu_shared(), c)));
     json_object_put(j);
 }
 
@@ -111,8 +112,8 @@ static void tiny_4mpx(void)
     if (cp_tiff_write_f32(img, v, 2, N, N, err)) fprintf(stderr, "%s\n", err), exit(2);
     free(v);
     tu_tiff_free(&s);
-    snprintf(args, sizeof args, "--pretrained_model %s/models/tiny_random_nbase8_seed7.pth "
-             "--image_path %s --chan 1 --chan2 2", tu_shared(), img);
+    snprintf(args, sizeof args, "--pretrained_model %s --image_path %s --chan 1 --chan2 2",
+             tu_need(tu_path("%s/models/tiny_random_nbase8_seed7.pth", tu_shared())), img);
     compare_ranks(args, 256, NULL);
 }
 

@@ -39,8 +39,9 @@ static int same_labels(const char *a, const char *b)
 
 static void stack(void)
 {
-    const char *model = tu_path("%s/models/synth_trained_nbase16.pth", tu_shared());
-    const char *img = tu_path("%s/data/synthetic/synth_stack_3x256.tif", tu_shared());
+    const char *model = tu_need(tu_path("%s/models/synth_trained_nbase16.pth", tu_shared()));
+    const char *img = tu_need(tu_path("%s/data/synthetic/synth_stack_3x256.tif", tu_shared()));
+    tu_need(tu_path("%s/reference/synth_trained_nbase16_stack3/masks.tif", tu_shared()));
     for (int stitch = 0; stitch < 2; stitch++) {
         const char *extra = stitch ? "--stitch_threshold 0.25" : "";
         int st = tu_run("%s --quiet --pretrained_model %s --image_path %s --z_axis 0 %s --output "
@@ -83,7 +84,7 @@ static void dataset(void)
     write_crop(tu_path("%s/set/a.tif", dir), 0, 256);
     write_crop(tu_path("%s/set/c.tif", dir), 400, 256);
     tu_run("head -c 5000 /dev/urandom > %s/set/b.tif", dir);
-    const char *model = tu_path("%s/models/synth_trained_nbase16.pth", tu_shared());
+    const char *model = tu_need(tu_path("%s/models/synth_trained_nbase16.pth", tu_shared()));
     int st = tu_run(MPIRUN " -n 3 %s --quiet --pretrained_model %s --dir %s/set --chan 1 --chan2 2"
                     " 2> %s/err.txt", exe, model, dir, dir);
     TU_CHECK(st == 1, "a dataset with a corrupt image must exit 1, got %d", st);
@@ -105,10 +106,12 @@ static void dataset(void)
 static const char *slow_args(void)
 {
     static char a[4096];
-    snprintf(a, sizeof a, "--pretrained_model %s/models/random_cp3_seed0.pth --image_path "
-             "%s/reference/random_cp3_seed0_bsize512_niter2000/input.tif --chan 1 --chan2 2 "
+    snprintf(a, sizeof a, "--pretrained_model %s --image_path %s --chan 1 --chan2 2 "
              "--niter 6000 --cellprob_threshold -2 --block 128 --output %s/out.h5",
-             tu_shared(), tu_shared(), dir);
+             tu_need(tu_path("%s/models/random_cp3_seed0.pth", tu_shared())),
+             tu_need(tu_path("%s/reference/random_cp3_seed0_bsize512_niter2000/input.tif",
+                             tu_shared())),
+             dir);
     return a;
 }
 
@@ -236,9 +239,10 @@ static void bad_block(void)
     fseek(f, (long)at, SEEK_SET);
     fwrite("\0\0\0\0", 1, 4, f);
     fclose(f);
-    int st = tu_run(MPIRUN " -n 3 %s --quiet --pretrained_model %s/models/tiny_random_nbase8_seed7.pth"
+    int st = tu_run(MPIRUN " -n 3 %s --quiet --pretrained_model %s"
                     " --image_path %s --chan 1 --chan2 2 --block 256 --output %s/o.h5 2> %s/err.txt",
-                    exe, tu_shared(), img, dir, dir);
+                    exe, tu_need(tu_path("%s/models/tiny_random_nbase8_seed7.pth", tu_shared())),
+                    img, dir, dir);
     tu_run("cat %s/err.txt", dir);
     TU_CHECK(st == 1, "a corrupt block must fail with exit 1, got %d", st);
     TU_CHECK(tu_run("grep -Eq 'error: rank [0-9]+: .*bad.tif: page 1: rows' %s/err.txt", dir) == 0,
@@ -250,9 +254,11 @@ static void bad_block(void)
 
 static void h5py(void)
 {
-    int st = tu_run(MPIRUN " -n 3 %s --quiet --pretrained_model %s/models/synth_trained_nbase16.pth"
-                    " --image_path %s/reference/random_cp3_seed0_synth512/input.tif --chan 1 --chan2 2"
-                    " --block 128 --save_flows --output %s/o.h5", exe, tu_shared(), tu_shared(), dir);
+    int st = tu_run(MPIRUN " -n 3 %s --quiet --pretrained_model %s --image_path %s --chan 1 --chan2 2"
+                    " --block 128 --save_flows --output %s/o.h5", exe,
+                    tu_need(tu_path("%s/models/synth_trained_nbase16.pth", tu_shared())),
+                    tu_need(tu_path("%s/reference/random_cp3_seed0_synth512/input.tif", tu_shared())),
+                    dir);
     TU_CHECK(st == 0, "distributed run failed (%d)", st);
     FILE *f = fopen(tu_path("%s/check.py", dir), "w");
     fputs("import sys, h5py, numpy as np\n"

@@ -79,6 +79,8 @@ static tcase load_case(const char *name)
     t.no_norm = is_set(o = tu_json_get(k, "normalize")) &&
                 json_object_is_type(o, json_type_boolean) && !json_object_get_boolean(o);
     json_object_put(j);
+    tu_need(t.image), tu_need(t.model); /* every rank alike: skipped together */
+    if (t.dp[0]) tu_need(t.dp), tu_need(t.cellprob);
     return t;
 }
 

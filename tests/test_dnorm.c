@@ -128,6 +128,7 @@ static void test_case(const char *name)
     const char *path = !s ? tu_path("%s/reference/%s/input.tif", tu_shared(), name)
                        : strncmp(s, "shared/", 7) == 0 ? tu_path("%s/%s", tu_shared(), s + 7)
                                                        : s;
+    tu_need(path); /* every rank alike */
     int stitch = json_object_get_double(tu_json_get(kw, "stitch_threshold")) > 0;
     cp_image im;
     char err[CP_ERR_LEN] = "";

@@ -25,10 +25,10 @@ static void arg(const char *fmt, ...)
     va_end(ap);
 }
 
-/* "shared/x/y" in case.json -> <tu_shared()>/x/y */
+/* "shared/x/y" in case.json -> <tu_shared()>/x/y (skips the test if the file is not there) */
 static const char *shared_path(const char *p)
 {
-    return tu_path("%s/%s", tu_shared(), strncmp(p, "shared/", 7) ? p : p + 7);
+    return tu_need(tu_path("%s/%s", tu_shared(), strncmp(p, "shared/", 7) ? p : p + 7));
 }
 
 /* The oracle file `name` of case `c` (following a "path" redirect of case.json). */
@@ -38,7 +38,7 @@ static const char *ref_file(json_object *j, const char *c, const char *name)
     snprintf(key, sizeof key, "files.%s.path", name);
     json_object *p = tu_json_get(j, key);
     if (p) return shared_path(json_object_get_string(p));
-    return tu_path("%s/reference/%s/%s", tu_shared(), c, name);
+    return tu_need(tu_path("%s/reference/%s/%s", tu_shared(), c, name));
 }
 
 static int is_true(json_object *o) { return o && json_object_get_boolean(o); }
@@ -162,7 +162,7 @@ int main(int argc, char **argv)
     } else {
         json_object *in = tu_json_get(j, "input.path");
         arg("--image_path %s", in ? shared_path(json_object_get_string(in))
-                                  : tu_path("%s/reference/%s/input.tif", tu_shared(), c));
+                                  : tu_need(tu_path("%s/reference/%s/input.tif", tu_shared(), c)));
         json_object *mp = tu_json_get(j, "model.path");
         arg("--pretrained_model %s", shared_path(json_object_get_string(mp)));
         if (!strcmp(c, "synth_trained_nbase16_synth1024")) {

@@ -163,6 +163,43 @@ static void test_errors(void)
                "outside", NULL);
     expect_bad("range_big.cfg", "niter = 4294967296L;\n", CP_EPARAM, "range_big.cfg:1: key 'niter'",
                "4294967296 is outside", NULL);
+    /* integers beyond 32 bits: libconfig 1.5 keeps only the low 32 bits of an integer written
+     * without L (4294967296 -> 0, 99999999999999999999 -> -1); the value as written counts */
+    expect_bad("overflow.cfg", "niter = 99999999999999999999;\n", CP_EPARAM,
+               "overflow.cfg:1: key 'niter'", "99999999999999999999", "64-bit");
+    expect_bad("overflow_l.cfg", "niter = 99999999999999999999L;\n", CP_EPARAM,
+               "overflow_l.cfg:1: key 'niter'", "99999999999999999999", "64-bit");
+    expect_bad("big32.cfg", "\nniter = 4294967296;\n", CP_EPARAM, "big32.cfg:2: key 'niter'",
+               "4294967296 is outside", NULL);
+    expect_bad("instring.cfg", "output = \"niter = 5\"; niter = 4294967296;\n", CP_EPARAM,
+               "instring.cfg:1: key 'niter'", "4294967296 is outside", NULL);
+    expect_bad("neg32.cfg", "niter = -2147483649;\n", CP_EPARAM, "neg32.cfg:1: key 'niter'",
+               "-2147483649 is outside", NULL);
+    {
+        static cp_params q;
+        char e[CP_ERR_LEN] = "";
+        cp_params_default(&q);
+        int r = cp_jobfile_load(write_job("big_ok.cfg", "min_size = 5000000000; chan = 2;\n"), &q, e);
+        TU_CHECK(r == 0 && q.min_size == 5000000000LL && q.chan == 2,
+                 "big_ok.cfg: rc %d min_size %lld chan %lld (%s)", r, (long long)q.min_size,
+                 (long long)q.chan, e);
+    }
+    /* a NUL in a string, escaped or as a byte: libconfig drops or cuts at it, changing the name */
+    expect_bad("nul_escape.cfg", "image_path = \"a\\x00b.tif\";\n", CP_EPARAM,
+               "nul_escape.cfg:1: key 'image_path'", "NUL", NULL);
+    {
+        const char *path = write_job("nul_byte.cfg", "");
+        FILE *f = fopen(path, "wb");
+        fwrite("output = \"a\0b.h5\";\n", 1, 19, f);
+        fclose(f);
+        static cp_params q;
+        char e[CP_ERR_LEN] = "";
+        cp_params_default(&q);
+        int r = cp_jobfile_load(path, &q, e);
+        TU_CHECK(r == CP_EPARAM && strstr(e, "nul_byte.cfg:1: ") && strstr(e, "NUL"),
+                 "nul_byte.cfg: rc %d (%s), output '%s'", r, e, q.output);
+        printf("ok  %-16s %s\n", "nul_byte.cfg", e);
+    }
     /* wrong value for a string */
     expect_bad("empty_str.cfg", "pretrained_model = \"\";\n", CP_EPARAM,
                "empty_str.cfg:1: key 'pretrained_model'", "needs a value", NULL);

@@ -68,12 +68,13 @@ static int test_argsort(void)
         printf("SKIPPED: python3 with numpy is not available, cannot run the argsort emulation\n");
         return 0;
     }
+    const char *emu = tu_need(tu_path("%s/spec/seed_argsort_emulation.py", tu_shared()));
     const char *dir = tu_tmpdir();
     const char *script = tu_path("%s/argsort.py", dir), *out = tu_path("%s/orders.txt", dir);
     FILE *f = fopen(script, "w");
     fputs(argsort_script, f);
     fclose(f);
-    int rc = tu_run("%s %s %s/spec/seed_argsort_emulation.py %s", py, script, tu_shared(), out);
+    int rc = tu_run("%s %s %s %s", py, script, emu, out);
     TU_CHECK(rc == 0, "the emulation script failed (%d)", rc);
     f = fopen(out, "r");
     TU_CHECK(f != NULL, "no output from the emulation script");

@@ -166,7 +166,13 @@ static void test_reference(void)
  * with blocks of 256: same labels) the protrusion metric clears the thresholds. */
 static void test_synth1024(void)
 {
-    const char *dir = tu_tmpdir(), *sh = tu_shared();
+    const char *sh = tu_shared();
+    tu_need(tu_path("%s/models/synth_trained_nbase16.pth", sh)); /* before any run: skip early */
+    tu_need(tu_path("%s/data/synthetic/synth_1024.tif", sh));
+    tu_need(tu_path("%s/reference/synth_trained_nbase16_synth1024/masks.tif", sh));
+    tu_need(tu_path("%s/data/synthetic/synth_1024_labels.tif", sh));
+    tu_need(tu_path("%s/data/synthetic/synth_1024_parts.tif", sh));
+    const char *dir = tu_tmpdir();
     char base[512], flows[512];
     snprintf(flows, sizeof flows, "%s/flows.h5", dir);
     snprintf(base, sizeof base, "%s/cellpose-mpi --quiet", tu_build_dir());

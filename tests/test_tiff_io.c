@@ -515,8 +515,8 @@ static void test_bad(void)
     expect_bad("(sanity: untruncated)", good, CP_OK, "", NULL);
     p = tu_path("%s/cut_pixels.tif", d);
     truncate_to(good, p, data + 64 * 64); /* half of the 8192 bytes of pixels */
-    expect_bad("truncated in pixel data", p, CP_EFORMAT, "page 0: rows",
-               "truncated or corrupt data");
+    expect_bad("truncated in pixel data", p, CP_EFORMAT, "page 0: damaged or truncated file",
+               "Bogus \"StripByteCounts\"");
     p = tu_path("%s/cut_header.tif", d);
     truncate_to(good, p, 6);
     expect_bad("truncated in header", p, CP_EFORMAT, "not a readable TIFF", "header");
@@ -534,6 +534,39 @@ static void test_bad(void)
     free(b);
     expect_bad("corrupt deflate stream", p, CP_EFORMAT, "truncated or corrupt data", "libtiff:");
     free(vals);
+
+    /* libtiff warnings: a strip table too short for the image (ImageLength 64 -> 32832 = 513
+     * strips of 64 rows, one StripOffsets entry) is padded by libtiff with a warning, and the
+     * rows it cannot find would be read as garbage: an error naming the tag. An unknown private
+     * tag only draws a warning we ignore: the file reads. */
+    gen st = {16, SAMPLEFORMAT_UINT, 1, 0, 0, COMPRESSION_NONE, 0, 0, 1, 64, 64, NULL, 64};
+    uint32_t *stv = gen_values(&st);
+    p = tu_path("%s/strips.tif", d);
+    gen_write(p, &st, stv);
+    free(stv);
+    b = read_bytes(p, &n);
+    patch_tag(b, TIFFTAG_IMAGELENGTH, 32832);
+    write_bytes(p, b, n);
+    free(b);
+    expect_bad("strip table too short", p, CP_EFORMAT, "page 0: ",
+               "Incorrect count for \"StripOffsets\"");
+    p = tu_path("%s/private_tag.tif", d);
+    TIFF *pt = TIFFOpen(p, "w");
+    static const TIFFFieldInfo private_tag[] = {
+        {65000, -1, -1, TIFF_ASCII, FIELD_CUSTOM, 1, 0, "CellposeTestPrivate"}};
+    TIFFMergeFieldInfo(pt, private_tag, 1);
+    TIFFSetField(pt, TIFFTAG_IMAGEWIDTH, 8);
+    TIFFSetField(pt, TIFFTAG_IMAGELENGTH, 8);
+    TIFFSetField(pt, TIFFTAG_BITSPERSAMPLE, 8);
+    TIFFSetField(pt, TIFFTAG_SAMPLESPERPIXEL, 1);
+    TIFFSetField(pt, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_MINISBLACK);
+    TIFFSetField(pt, 65000, "private metadata");
+    for (uint32_t r = 0; r < 8; r++) {
+        unsigned char row[8] = {0};
+        TIFFWriteScanline(pt, row, r, 0);
+    }
+    TIFFClose(pt);
+    expect_bad("unknown private tag", p, CP_OK, "", NULL);
 
     /* sample types and counts we refuse */
     struct {
@@ -677,6 +710,7 @@ static const char *dtype_str(cp_dtype d)
 static void check_shared(const char *path, int ndim, const int64_t *shape, const char *dtype)
 {
     const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    tu_need(path);
     cp_tiff *t;
     cp_tiff_info in;
     char err[CP_ERR_LEN] = "";
@@ -794,8 +828,11 @@ static void test_data(void)
         {"data/synthetic/synth_1024_parts.tif", 2, {1024, 1024}, "uint8"},
         {"data/synthetic/synth_stack_3x256.tif", 3, {3, 256, 256}, "uint16"},
     };
-    for (size_t i = 0; i < sizeof d / sizeof d[0]; i++)
-        check_shared(tu_path("%s/%s", tu_shared(), d[i].file), d[i].nd, d[i].shape, d[i].dtype);
+    for (size_t i = 0; i < sizeof d / sizeof d[0]; i++) {
+        const char *path = tu_path("%s/%s", tu_shared(), d[i].file);
+        if (tu_have(path)) check_shared(path, d[i].nd, d[i].shape, d[i].dtype);
+        else printf("%-60s in the extended parity suite only, not checked\n", d[i].file);
+    }
 }
 
 int main(int argc, char **argv)

@@ -3,21 +3,84 @@
 
 #include <hdf5.h>
 #include <math.h>
+#include <mpi.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <tiffio.h>
 #include <time.h>
+#include <unistd.h>
 
 int tu_failed, tu_passed;
+static char tmpdir[256]; /* tu_tmpdir's, once made */
+
+static int is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
 
 const char *tu_shared(void)
 {
+    static char root[4096];
+    if (root[0]) return root;
     const char *s = getenv("CELLPOSE_MPI_SHARED");
-    if (s && *s) return s;
-    s = getenv("CELLPOSE_MPI_SHARED_DEFAULT");
-    return (s && *s) ? s : "../shared";
+    const char *def = getenv("CELLPOSE_MPI_SHARED_DEFAULT");
+    const char *bundled = getenv("CP_TEST_DATA");
+    if (!def || !*def) def = "../shared";
+    if (!s || !*s) {
+        char ref[4200];
+        snprintf(ref, sizeof ref, "%s/reference", def);
+        s = is_dir(ref) || !bundled || !*bundled ? def : bundled;
+    }
+    snprintf(root, sizeof root, "%s", s);
+    return root;
+}
+
+int tu_bundled(void)
+{
+    static int known = -1;
+    if (known < 0) {
+        const char *b = getenv("CP_TEST_DATA");
+        struct stat s1, s2; /* the same folder, however spelled */
+        known = b && *b && stat(tu_shared(), &s1) == 0 && stat(b, &s2) == 0 &&
+                s1.st_dev == s2.st_dev && s1.st_ino == s2.st_ino;
+    }
+    return known;
+}
+
+int tu_have(const char *path)
+{
+    const char *root = tu_shared();
+    size_t n = strlen(root);
+    if (!tu_bundled() || strncmp(path, root, n) || (path[n] && path[n] != '/')) return 1;
+    return access(path, R_OK) == 0;
+}
+
+void tu_skip(const char *path)
+{
+    const char *root = tu_shared();
+    size_t n = strlen(root);
+    const char *rel = strncmp(path, root, n) == 0 && path[n] == '/' ? path + n + 1 : path;
+    int init = 0, fin = 0, rank = 0;
+    MPI_Initialized(&init);
+    MPI_Finalized(&fin);
+    if (init && !fin) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    if (rank == 0) /* scripts/test.sh counts the tests that print this line */
+        fprintf(stderr, "skipped: %s is in the extended parity suite (../shared not found; set "
+                        "CELLPOSE_MPI_SHARED)\n", rel);
+    fflush(NULL);
+    if (tmpdir[0]) tu_run("rm -rf '%s'", tmpdir); /* this process's own, if it made one */
+    if (init && !fin) MPI_Finalize();
+    exit(77);
+}
+
+const char *tu_need(const char *path)
+{
+    if (!tu_have(path)) tu_skip(path);
+    return path;
 }
 
 const char *tu_build_dir(void)
@@ -76,6 +139,7 @@ static void store(tu_tiff *t, int64_t at, const unsigned char *p, int bits, int 
 tu_tiff tu_read_tiff(const char *path)
 {
     tu_tiff t = {0};
+    tu_need(path);
     TIFF *tif = TIFFOpen(path, "r");
     if (!tif) die(path, "cannot open");
     t.pages = TIFFNumberOfDirectories(tif);
@@ -117,7 +181,7 @@ void tu_tiff_free(tu_tiff *t)
 
 json_object *tu_case_json(const char *name)
 {
-    const char *p = tu_path("%s/reference/%s/case.json", tu_shared(), name);
+    const char *p = tu_need(tu_path("%s/reference/%s/case.json", tu_shared(), name));
     json_object *j = json_object_from_file(p);
     if (!j) die(p, "cannot parse JSON");
     return j;
@@ -212,10 +276,10 @@ int tu_run(const char *fmt, ...)
 
 const char *tu_tmpdir(void)
 {
-    static char dir[256];
+    char *dir = tmpdir;
     if (!dir[0]) {
         const char *base = getenv("TMPDIR");
-        snprintf(dir, sizeof dir, "%s/cptest.XXXXXX", base && *base ? base : "/tmp");
+        snprintf(dir, sizeof tmpdir, "%s/cptest.XXXXXX", base && *base ? base : "/tmp");
         if (!mkdtemp(dir)) die(dir, "cannot create temporary directory");
     }
     return dir;
@@ -223,6 +287,7 @@ const char *tu_tmpdir(void)
 
 static void *h5_read(const char *path, const char *dset, hid_t type, size_t size, int64_t *n)
 {
+    tu_need(path);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     void *buf = NULL;
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);

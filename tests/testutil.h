@@ -9,8 +9,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The shared folder: $CELLPOSE_MPI_SHARED, else the build's default (../shared of the project). */
+/* The test data root: $CELLPOSE_MPI_SHARED if set; else the build's default (../shared of the
+ * project, $CELLPOSE_MPI_SHARED_DEFAULT) if it holds reference/; else the data bundled with the
+ * repository ($CP_TEST_DATA = tests/data, same layout, a subset of the cases). */
 const char *tu_shared(void);
+/* 1 when the root is the bundled tests/data: a file it lacks belongs to the extended suite. */
+int tu_bundled(void);
+/* 0 when `path` lies under the bundled root and is not there (the extended suite has it),
+ * else 1 (with the full oracle a missing file stays an error for the caller to report). */
+int tu_have(const char *path);
+/* Returns path; when !tu_have(path), skips the test: one stderr line "skipped: <path relative
+ * to the root> is in the extended parity suite (...)" and exit status 77 (ctest's
+ * SKIP_RETURN_CODE). Under MPI every rank must take the same decision: MPI is finalized first. */
+const char *tu_need(const char *path);
+/* The skip itself (path as for tu_need). */
+void tu_skip(const char *path) __attribute__((noreturn));
 /* snprintf into a static ring of buffers: "%s/reference/%s/dP.tif" etc. Paths stay valid for the
  * next 16 calls. */
 const char *tu_path(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -24,11 +37,13 @@ typedef struct tu_tiff {
     float *f32;    /* the values as float32 (uint32 above 2^24 would round: use u32) */
     uint32_t *u32; /* integer files only, else NULL */
 } tu_tiff;
-/* Reads path; aborts the test with a message if it cannot (the oracle must be there). */
+/* Reads path; aborts the test with a message if it cannot (the oracle must be there), or skips
+ * it (tu_need) when the file is in the extended suite only. */
 tu_tiff tu_read_tiff(const char *path);
 void tu_tiff_free(tu_tiff *t);
 
-/* case.json of reference case `name` (parsed; free with json_object_put). */
+/* case.json of reference case `name` (parsed; free with json_object_put); skips the test (tu_need)
+ * when the case is in the extended suite only. */
 json_object *tu_case_json(const char *name);
 /* Dotted path lookup in a JSON object: tu_json_get(j, "niter.used"), also through keys that
  * contain dots ("files.dP.tif.path"); NULL if absent. */
@@ -59,7 +74,8 @@ int64_t tu_count_diff_u32(const uint32_t *a, const uint32_t *b, int64_t n);
 int tu_same_up_to_renumbering(const uint32_t *a, const uint32_t *b, int64_t n);
 
 /* A whole dataset of an HDF5 file as float32 / uint32 (converted by HDF5); *n gets the element
- * count. NULL (with a message on stderr) if the file or dataset is missing. */
+ * count. NULL (with a message on stderr) if the file or dataset is missing (tu_need applies to
+ * a path under the data root). */
 float *tu_h5_read_f32(const char *path, const char *dset, int64_t *n);
 uint32_t *tu_h5_read_u32(const char *path, const char *dset, int64_t *n);
 /* A scalar numeric attribute of the root group as double, or NAN if absent. */

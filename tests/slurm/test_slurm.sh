@@ -9,11 +9,17 @@
 #     --resume, finishing with labels identical to run 3. slurmctld checks time limits every
 #     ~30 s, so with a 1-minute limit the signal comes at its first check, 0-30 s into each run
 #     (whatever the @ lead time): the run must be longer than that, and each run does that much.
-# Usage: test_slurm.sh BUILD_DIR SOURCE_DIR SHARED_DIR (CELLPOSE_MPI_SHARED overrides the last).
+# Usage: test_slurm.sh BUILD_DIR SOURCE_DIR SHARED_DIR (CELLPOSE_MPI_SHARED overrides the last;
+# where SHARED_DIR has no reference/, the data bundled in tests/data ($CP_TEST_DATA), which holds
+# every file used here).
 # Exit 0 pass, 1 fail, 77 skipped (not root, or slurm-wlm/munge cannot be installed); on CI
 # (CI=true) a skip is a failure. Takes about 6 minutes on 2 cores (the requeue loop).
 set -u
-build=$(realpath "$1") src=$(realpath "$2") shared=$(realpath "${CELLPOSE_MPI_SHARED:-$3}")
+shared=${CELLPOSE_MPI_SHARED:-$3}
+if [ -z "${CELLPOSE_MPI_SHARED:-}" ] && [ ! -d "$shared/reference" ] && [ -n "${CP_TEST_DATA:-}" ]; then
+    shared=$CP_TEST_DATA
+fi
+build=$(realpath "$1") src=$(realpath "$2") shared=$(realpath "$shared")
 py=/usr/bin/python3
 here=$(dirname "$(realpath "$0")")
 t_start=$(date +%s)

@@ -1,0 +1,15 @@
+/* `cellpose-mpi --version`: the tool's version, then each library it was built with and the one
+ * it runs with (they differ when a module system or LD_LIBRARY_PATH swaps a shared library). */
+#ifndef CP_VERSION_H
+#define CP_VERSION_H
+
+#include <stdio.h>
+
+/* Prints to f: first line "cellpose-mpi X.Y.Z (Cellpose 3.1.1.3 inference)", then one line per
+ * library, "  NAME  running-version (details) [built with compile-time-version]", for MPI
+ * (MPI_Get_library_version's first line: callable before MPI_Init), HDF5 (and whether it is the
+ * parallel build), OpenBLAS (its configuration and the kernel core in use), libtiff, libzip and
+ * libpng. */
+void cp_version_print(FILE *f);
+
+#endif
