@@ -207,7 +207,9 @@ static int segment_planes(const cp_params *p, const cp_model *m, cp_image *im, d
             cp_net_out_free(&no);
         }
         cp_timing_lap(tm, CP_PH_WRITE, &t0);
-        cp_say(p->quiet, "%s: plane %lld/%lld done", im->path, (long long)z + 1, (long long)L->nz);
+        if (!rc)
+            cp_say(p->quiet, "%s: plane %lld/%lld done", im->path, (long long)z + 1,
+                   (long long)L->nz);
     }
     free(norms);
     return rc;
