@@ -2,8 +2,10 @@
  * every TIFF of a folder, or a set of saved flows, in one process or on the N ranks of
  * `mpirun -n N cellpose-mpi ...` (a plane over owner blocks, planes of a stack, or images of a
  * folder spread over ranks). Exit status: 0 success; 1 a segmentation failed (in a folder, the
- * others were still done); 2 bad command line; 3 stopped by SIGTERM/SIGUSR1 after a clean
- * checkpoint (run again with --resume). */
+ * others were still done; any rank's failure ends the job); 2 bad command line (on any rank, or
+ * ranks with different parameters); 3 stopped by SIGTERM/SIGUSR1 with nothing half-written: a
+ * checkpoint in <output>.work (--block, several ranks), the finished images of --dir, or nothing
+ * (a single image on the whole-plane path); run again with --resume. */
 #include <dirent.h>
 #include <mpi.h>
 #include <signal.h>
@@ -24,6 +26,7 @@
 #include "paths.h"
 #include "progress.h"
 #include "segment.h"
+#include "stop.h"
 
 /* OpenBLAS picks its kernels when the library loads, before main, and Debian's 0.3.21 does not
  * know recent CPUs: it falls back to SSE3 kernels, 3.4x slower here. So unless the user chose
@@ -95,11 +98,13 @@ static int list_tiffs(const char *dir, char ***out, int *n, char *err)
 static void on_signal(int sig)
 {
     (void)sig;
-    cp_dsegment_request_stop();
+    cp_dsegment_request_stop(); /* the block path: checkpoint at the next block */
+    cp_stop_request();          /* the whole-plane path and --dir: stop, nothing half-written */
 }
 
-/* SIGTERM (a SLURM time limit) and SIGUSR1 (SLURM's --signal) ask for a checkpoint and a clean
- * stop at the next block boundary. */
+/* SIGTERM (a SLURM time limit) and SIGUSR1 (SLURM's --signal) ask for a clean stop: at the next
+ * block boundary with a checkpoint (--block, several ranks), at the next tile batch or phase of
+ * the whole-plane path (nothing written), after the image in hand in --dir. Exit status 3. */
 static void catch_stop_signals(void)
 {
     struct sigaction sa;
@@ -116,6 +121,26 @@ static void report(int rank, const char *err)
     if (rank) return;
     cp_progress_break();
     fprintf(stderr, "cellpose-mpi: error: %s\n", err);
+}
+
+/* The agreement of all ranks on rc (cp_agree); a single process keeps its own message. */
+static int agree(int nranks, int rc, char *err)
+{
+    return nranks > 1 ? cp_agree(MPI_COMM_WORLD, rc, err) : rc;
+}
+
+/* Every rank lists the folder itself and the queue hands out indices: the lists must match. */
+static int agree_listing(char **files, int n, char *err)
+{
+    size_t len = 0;
+    for (int i = 0; i < n; i++) len += strlen(files[i]) + 1;
+    char *all = malloc(len + 1), *q = all;
+    for (int i = 0; all && i < n; i++) q += sprintf(q, "%s\n", files[i]);
+    int rc = all ? cp_agree_same(MPI_COMM_WORLD, all, len, "the list of TIFF files of --dir "
+                                 "(files added or removed while starting?)", err)
+                 : cp_agree(MPI_COMM_WORLD, cp_errf(err, CP_ENOMEM, "out of memory"), err);
+    free(all);
+    return rc;
 }
 
 /* --save_overlay of a committed output (image NULL: from saved flows): rank 0 reads it back, all
@@ -138,19 +163,23 @@ static int run_images(const cp_params *p, int rank, int nranks, const char *cmdl
 {
     char err[CP_ERR_LEN], model_path[CP_PATH_LEN];
     cp_model *m = NULL;
-    if (cp_model_resolve(p->pretrained_model, model_path, sizeof model_path, err) ||
-        cp_model_load(model_path, &m, err)) {
+    int rc = cp_model_resolve(p->pretrained_model, model_path, sizeof model_path, err);
+    if (!rc) rc = cp_model_load(model_path, &m, err);
+    if (agree(nranks, rc, err)) { /* a model that fails on one rank fails the job */
         report(rank, err);
+        cp_model_free(m);
         return 1;
     }
     int result;
     if (p->dir[0]) {
         char **files = NULL;
         int n = 0;
-        if (list_tiffs(p->dir, &files, &n, err)) {
+        rc = agree(nranks, list_tiffs(p->dir, &files, &n, err), err);
+        if (!rc && nranks > 1) rc = agree_listing(files, n, err);
+        if (rc) {
             report(rank, err);
             result = 1;
-        } else if (cp_paths_check(p, model_path, files, n, err)) {
+        } else if (agree(nranks, cp_paths_check(p, model_path, files, n, err), err)) {
             report(rank, err);
             result = CP_EPARAM;
         } else {
@@ -162,7 +191,7 @@ static int run_images(const cp_params *p, int rank, int nranks, const char *cmdl
         char out[CP_PATH_LEN + 16];
         if (p->output[0]) snprintf(out, sizeof out, "%s", p->output);
         else cp_default_output(p->image_path, out, sizeof out);
-        int rc = cp_paths_check(p, model_path, NULL, 0, err);
+        rc = agree(nranks, cp_paths_check(p, model_path, NULL, 0, err), err);
         if (rc) {
             report(rank, err);
             cp_model_free(m);
@@ -174,6 +203,7 @@ static int run_images(const cp_params *p, int rank, int nranks, const char *cmdl
                      : cp_segment_image(p, m, model_path, p->image_path, out, cmdline, tm, err);
         if (!rc && p->save_overlay) rc = save_overlay(p, rank, p->image_path, out, err);
         if (rc && rc != CP_EINTR) report(rank, err);
+        if (rc == CP_EINTR && rank == 0) fprintf(stderr, "cellpose-mpi: %s\n", err);
         result = rc == CP_EINTR ? CP_EINTR : rc != 0;
     }
     cp_model_free(m);
@@ -195,6 +225,7 @@ static int run_flows(const cp_params *p, int rank, int nranks, const char *cmdli
                                 : cp_segment_flows(p, out, cmdline, tm, err);
     if (!rc && p->save_overlay) rc = save_overlay(p, rank, NULL, out, err);
     if (rc && rc != CP_EINTR) report(rank, err);
+    if (rc == CP_EINTR && rank == 0) fprintf(stderr, "cellpose-mpi: %s\n", err);
     return rc == CP_EINTR ? CP_EINTR : rc != 0;
 }
 
@@ -223,10 +254,14 @@ int main(int argc, char **argv)
     if (rank && !freopen("/dev/null", "w", stdout)) return 1; /* --help, --version: once */
     join_args(argc, argv, cmdline, sizeof cmdline);
     int rc = cp_cli_parse(argc, argv, &p, err);
-    if (rc) {
-        if (rc != CP_CLI_EXIT) report(rank, err);
+    /* all ranks end together: one leaving alone would leave the others waiting in MPI */
+    int help = rc == CP_CLI_EXIT, bad = agree(nranks, rc < 0 ? rc : 0, err);
+    if (nranks > 1) MPI_Allreduce(MPI_IN_PLACE, &help, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (!bad && !help && nranks > 1) bad = cp_agree_params(MPI_COMM_WORLD, &p, err);
+    if (bad || help) {
+        if (bad) report(rank, err);
         MPI_Finalize();
-        return rc == CP_CLI_EXIT ? 0 : 2;
+        return bad ? 2 : 0;
     }
     if (p.threads > 0) omp_set_num_threads((int)p.threads);
     catch_stop_signals();
