@@ -4,7 +4,8 @@ torch.nn.functional from the .pth state dict (Cellpose itself is not needed), ti
 tile size at 1 and 2 threads. Prints seconds per tile; with --out it also writes the output of a
 fixed input tile (raw float32) so that the C forward can be compared with it.
 
-usage: torch_net.py [model.pth] [--tile 224] [--batch 2] [--repeats 2] [--input f] [--out f]
+usage: torch_net.py [model.pth] [--tile 224] [--batch 2] [--repeats 2] [--threads t] [--input f]
+                    [--out f]
 """
 import argparse
 import time
@@ -61,6 +62,7 @@ def main():
     ap.add_argument("--tile", type=int, default=224)
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--threads", type=int, help="measure this thread count only (default 1 and 2)")
     ap.add_argument("--input", help="raw float32 (batch, nchan, tile, tile) input instead of the "
                     "fixed pattern")
     ap.add_argument("--out", help="write the output of the input (raw float32) here")
@@ -77,16 +79,17 @@ def main():
     with torch.no_grad():
         if a.out:
             cpnet(sd, X)[0].numpy().tofile(a.out)
-        for threads in (1, 2):
+        for threads in ((a.threads,) if a.threads else (1, 2)):
             torch.set_num_threads(threads)
             cpnet(sd, X[:1])  # warm-up
-            best = float("inf")
+            best = cpu = float("inf")
             for _ in range(a.repeats):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 cpnet(sd, X)
                 best = min(best, (time.perf_counter() - t0) / a.batch)
+                cpu = min(cpu, (time.process_time() - c0) / a.batch)
             print(f"torch {torch.__version__} threads {threads}, batch {a.batch}: "
-                  f"{best:.3f} s/tile (mkldnn {torch.backends.mkldnn.enabled})")
+                  f"{best:.3f} s/tile (mkldnn {torch.backends.mkldnn.enabled}) ({cpu:.3f} CPU s/tile)")
 
 
 if __name__ == "__main__":

@@ -6,9 +6,21 @@
 #define CP_AGREE_H
 
 #include <mpi.h>
+#include <stddef.h>
+
+#include "params.h"
 
 /* Collective over comm. rc: this rank's status (0 or a negative cp_err), err: its message (in)
  * and the agreed message (out). Returns the agreed status (0 only if every rank succeeded). */
 int cp_agree(MPI_Comm comm, int rc, char *err);
+
+/* Collective: 0 if every rank holds rank 0's parameters (all but --threads, which may differ per
+ * node), else CP_EPARAM everywhere with "rank R: --name is V here but W on rank 0 ...": an MPMD
+ * launch or a job file that differs between nodes would otherwise run mismatched ranks. */
+int cp_agree_params(MPI_Comm comm, const cp_params *p, char *err);
+
+/* Collective: 0 if buf[0..len) is the same on every rank (compared by a 64-bit hash), else
+ * CP_EPARAM everywhere with "rank R: <what> differs from rank 0's". */
+int cp_agree_same(MPI_Comm comm, const void *buf, size_t len, const char *what, char *err);
 
 #endif

@@ -19,6 +19,7 @@
 #include "agree.h"
 #include "cp_err.h"
 #include "follow.h"
+#include "progress.h"
 
 /* A growable array of particles (held for a block, or bound for a rank). */
 typedef struct pbuf {
@@ -342,14 +343,24 @@ int cp_dfollow_run_opts(const cp_dplane *d, int32_t steps, int interp, float thr
     MPI_Type_contiguous((int)sizeof(cp_particle), MPI_BYTE, &c.ptype);
     MPI_Type_commit(&c.ptype);
     int64_t state[2]; /* summed over ranks: particles still travelling, ranks that failed */
+    /* progress: the own blocks of round 0, where every particle starts and most finish (the later
+     * rounds, particles crossing blocks, are in the elapsed time but not counted) */
+    cp_progress pr;
+    cp_progress_begin(&pr, "flow following", d->nranks > 1 ? "blocks of rank 0" : "blocks",
+                      c.b1 - c.b0);
     do {
         const int64_t r = (*rounds)++;
         int64_t travelling = 0;
-        for (int64_t b = c.b0; !rc && b < c.b1; b++) rc = advance_block(&c, b, r, &travelling, err);
+        for (int64_t b = c.b0; !rc && b < c.b1; b++) {
+            rc = advance_block(&c, b, r, &travelling, err);
+            if (!rc && r == 0) cp_progress_add(&pr, 1);
+        }
         rc = exchange(&c, ARR_QUEUE + (int)((r + 1) % 2), max_msg, rc, err);
         state[0] = travelling, state[1] = rc != 0;
         MPI_Allreduce(MPI_IN_PLACE, state, 2, MPI_INT64_T, MPI_SUM, d->comm);
     } while (state[0] > 0 && state[1] == 0);
+    if (state[1]) cp_progress_cancel(&pr); /* a failure somewhere: no 100% line */
+    cp_progress_end(&pr);
     for (int64_t b = c.b0; !state[1] && !rc && b < c.b1; b++) rc = sort_fin(&c, b, err);
     for (int64_t b = c.b0; b < c.b1; b++) {
         cp_bstore_remove(d->store, c.names[ARR_QUEUE], b);

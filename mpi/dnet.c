@@ -17,6 +17,7 @@
 #include "agree.h"
 #include "bstore.h"
 #include "cp_err.h"
+#include "progress.h"
 #include "resize.h"
 #include "tiles.h"
 
@@ -112,6 +113,7 @@ typedef struct dctx {
     int64_t cap, *key, *use;
     float *out;      /* cap slots of (nout, ty, tx) */
     int64_t evals;   /* tiles run through the network */
+    cp_progress *pr; /* tile evaluations done, or NULL */
 } dctx;
 
 static void ctx_free(dctx *x)
@@ -295,11 +297,52 @@ static int compute_tiles(dctx *x, const int64_t *need, const int64_t *at, const 
             memcpy(x->out + at[miss[j0 + b]] * nout * tsz, o, sizeof(float) * (size_t)(nout * tsz));
         }
         if (!rc) x->evals += nb;
+        if (!rc) cp_progress_add(x->pr, nb);
     }
     free(img);
     free(in);
     free(out);
     return rc;
+}
+
+/* The cache slots at[j] of window i's tiles; those the cache lacks are claimed (key and use
+ * set), their positions j listed in miss. Returns how many are missing. */
+static int64_t assign_slots(dctx *x, int64_t i, int64_t *at, int64_t *miss)
+{
+    const int64_t *need = x->tiles + x->off[i];
+    int64_t n = x->off[i + 1] - x->off[i], nm = 0;
+    /* a cached tile that window i needs has use == i (its next use, recorded at its last use) */
+    for (int64_t j = 0; j < n; j++) {
+        at[j] = slot_of(x, need[j]);
+        if (at[j] >= 0) continue;
+        at[j] = claim_slot(x, i);
+        x->key[at[j]] = need[j];
+        x->use[at[j]] = i;
+        miss[nm++] = j;
+    }
+    return nm;
+}
+
+/* The tile evaluations windows 0..nwin) will cost: the cache run dry (no network), then put
+ * back as it was. -1 when out of memory. */
+static int64_t count_evals(dctx *x)
+{
+    int64_t most = 0, evals = 0;
+    for (int64_t i = 0; i < x->nwin; i++) most = max64(most, x->off[i + 1] - x->off[i]);
+    int64_t *at = malloc(sizeof(int64_t) * (size_t)max64(1, 2 * most + 2 * x->cap));
+    if (!at) return -1;
+    int64_t *key = at + 2 * most, *use = key + x->cap;
+    memcpy(key, x->key, sizeof(int64_t) * (size_t)x->cap);
+    memcpy(use, x->use, sizeof(int64_t) * (size_t)x->cap);
+    for (int64_t i = 0; i < x->nwin; i++) {
+        int64_t n = x->off[i + 1] - x->off[i];
+        evals += assign_slots(x, i, at, at + most);
+        for (int64_t j = 0; j < n; j++) x->use[at[j]] = x->next[x->off[i] + j];
+    }
+    memcpy(x->key, key, sizeof(int64_t) * (size_t)x->cap);
+    memcpy(x->use, use, sizeof(int64_t) * (size_t)x->cap);
+    free(at);
+    return evals;
 }
 
 /* Window i of the sequence (dynamics-scale rectangle win) into out3 (3, win.ny, win.nx). */
@@ -317,15 +360,7 @@ static int run_window(dctx *x, int64_t i, cp_rect win, float *out3, char *err)
     int rc = (at && acc && w) ? 0 : cp_errf(err, CP_ENOMEM, "dnet: out of memory for a %lldx%lld "
                                             "window", (long long)cw.ny, (long long)cw.nx);
     int64_t *miss = rc ? NULL : at + n;
-    /* a cached tile that window i needs has use == i (its next use, recorded at its last use) */
-    for (int64_t j = 0; !rc && j < n; j++) {
-        at[j] = slot_of(x, need[j]);
-        if (at[j] >= 0) continue;
-        at[j] = claim_slot(x, i);
-        x->key[at[j]] = need[j];
-        x->use[at[j]] = i;
-        miss[nm++] = j;
-    }
+    if (!rc) nm = assign_slots(x, i, at, miss);
     if (!rc && nm) rc = compute_tiles(x, need, at, miss, nm, err);
     if (rc)
         for (int64_t j = 0; j < nm; j++) x->key[at[miss[j]]] = -1;
@@ -355,8 +390,10 @@ int cp_dnet_window(const cp_dnet *net, cp_rect win, float *out3, char *err)
     return rc;
 }
 
-int cp_dnet_windows(const cp_dnet *net, const cp_rect *wins, int64_t n, cp_dnet_emit emit,
-                    void *arg, cp_dnet_stats *st, char *err)
+/* cp_dnet_windows, with a progress line of the tile evaluations (in `unit`) unless unit is
+ * NULL. */
+static int windows(const cp_dnet *net, const cp_rect *wins, int64_t n, cp_dnet_emit emit,
+                   void *arg, cp_dnet_stats *st, const char *unit, char *err)
 {
     dctx x;
     int64_t most = 0;
@@ -364,6 +401,10 @@ int cp_dnet_windows(const cp_dnet *net, const cp_rect *wins, int64_t n, cp_dnet_
     int rc = ctx_init(&x, net, wins, n, err);
     float *v = rc ? NULL : malloc(sizeof(float) * (size_t)max64(1, 3 * most));
     if (!rc && !v) rc = cp_errf(err, CP_ENOMEM, "dnet: out of memory for a window");
+    cp_progress pr;
+    int64_t evals = !rc && unit && cp_progress_on() ? count_evals(&x) : 0;
+    cp_progress_begin(&pr, "network", unit ? unit : "", evals > 0 ? evals : 0);
+    x.pr = &pr;
     for (int64_t i = 0; !rc && i < n; i++) {
         rc = run_window(&x, i, wins[i], v, err);
         if (!rc) rc = emit(arg, i, v, err);
@@ -375,6 +416,7 @@ int cp_dnet_windows(const cp_dnet *net, const cp_rect *wins, int64_t n, cp_dnet_
                     (long long)wins[i].x0, why);
         }
     }
+    cp_progress_end(&pr);
     if (st) {
         st->tiles_run = x.evals;
         st->tiles_plane = x.p.g.ny * x.p.g.nx;
@@ -384,12 +426,16 @@ int cp_dnet_windows(const cp_dnet *net, const cp_rect *wins, int64_t n, cp_dnet_
     return rc;
 }
 
+int cp_dnet_windows(const cp_dnet *net, const cp_rect *wins, int64_t n, cp_dnet_emit emit,
+                    void *arg, cp_dnet_stats *st, char *err)
+{
+    return windows(net, wins, n, emit, arg, st, NULL, err);
+}
+
 /* cp_dnet_windows' sink in a distributed run: window i is block todo[i], stored as "dp". */
 typedef struct block_sink {
     const cp_dplane *d;
     const cp_dnet *net;
-    double t0;       /* start of the phase (progress) */
-    int64_t n;       /* blocks to compute on this rank */
     const char *name;
     const int64_t *todo;
     const cp_rect *wins;
@@ -400,12 +446,6 @@ static int store_block(void *arg, int64_t i, const float *out3, char *err)
     const block_sink *k = arg;
     int rc = cp_bstore_put(k->d->store, k->name, k->todo[i], out3,
                            sizeof(float) * (size_t)(3 * k->wins[i].ny * k->wins[i].nx), err);
-    if (!rc && k->net->progress && k->d->rank == 0) {
-        /* every rank has a similar share: rank 0's pace estimates the job's */
-        double dt = MPI_Wtime() - k->t0, eta = dt / (double)(i + 1) * (double)(k->n - i - 1);
-        fprintf(stderr, "cellpose-mpi: network: block %lld/%lld of rank 0 done, %.0f s, ETA %.0f s\n",
-                (long long)(i + 1), (long long)k->n, dt, eta);
-    }
     if (!rc && k->net->stop && *k->net->stop)
         rc = cp_errf(err, CP_EINTR, "stopped by a signal after block %lld",
                      (long long)k->todo[i]);
@@ -452,8 +492,10 @@ static int run_blocks(const cp_dplane *d, const cp_dnet *net, cp_dnet_stats *st,
         todo[ntodo] = b;
         wins[ntodo++] = r;
     }
-    block_sink k = {d, net, MPI_Wtime(), ntodo, name, todo, wins};
-    rc = cp_dnet_windows(net, wins, ntodo, store_block, &k, st, err);
+    block_sink k = {d, net, name, todo, wins};
+    /* every rank has a similar share: rank 0's pace estimates the job's (progress.h) */
+    rc = windows(net, wins, ntodo, store_block, &k, st,
+                 !net->progress ? NULL : d->nranks > 1 ? "tiles of rank 0" : "tiles", err);
     st->reused = reused;
     st->damaged = damaged;
     free(todo);

@@ -26,7 +26,8 @@ typedef struct cp_dnet {
     int resume;                           /* keep "dp" block files that already exist */
     const volatile sig_atomic_t *stop;    /* if set and non-zero after a block is stored, the
                                              rank stops there (CP_EINTR): a checkpoint */
-    int progress;                         /* rank 0 prints blocks done and an ETA on stderr */
+    int progress;                         /* a progress line of the tile evaluations
+                                             (progress.h; rank 0's share on N ranks) */
 } cp_dnet;
 
 /* The plane size at the dynamics scale: the image size, or the network scale (image size times

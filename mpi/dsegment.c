@@ -29,6 +29,7 @@
 #include "h5store.h"
 #include "image.h"
 #include "post.h"
+#include "progress.h"
 #include "segment.h"
 #include "tiff_io.h"
 
@@ -406,13 +407,18 @@ static int stack_segment(run *r, cp_image *im, double rescale, uint32_t **own, c
     MPI_Allreduce(MPI_IN_PLACE, inv, 2, MPI_INT, MPI_MAX, r->comm);
     lap(r, CP_PH_PREP);
     int64_t i = 0;
+    cp_progress pr;
+    cp_progress_begin(&pr, "planes", r->nranks > 1 ? "planes of rank 0" : "planes",
+                      (L->nz - r->rank + r->nranks - 1) / r->nranks);
     for (int64_t z = r->rank; !rc && z < L->nz; z += r->nranks, i++) {
         own[i] = calloc((size_t)(L->ny * L->nx), sizeof **own);
         rc = own[i] ? cp_segment_plane(p, r->m, im, z, rescale, p->no_norm ? NULL : norms + 2 * z,
                                        inv, own[i], p->save_flows ? &flows[i] : NULL, r->tm, err)
                     : cp_errf(err, CP_ENOMEM, "%s: out of memory", r->image);
         if (!rc) say(r, "%s: plane %lld done (rank 0's share)", r->image, (long long)z + 1);
+        cp_progress_add(&pr, !rc);
     }
+    cp_progress_end(&pr);
     free(norms);
     r->t0 = MPI_Wtime(), r->c0 = cp_comm_seconds();
     return cp_agree(r->comm, rc, err);

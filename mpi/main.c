@@ -2,8 +2,10 @@
  * every TIFF of a folder, or a set of saved flows, in one process or on the N ranks of
  * `mpirun -n N cellpose-mpi ...` (a plane over owner blocks, planes of a stack, or images of a
  * folder spread over ranks). Exit status: 0 success; 1 a segmentation failed (in a folder, the
- * others were still done); 2 bad command line; 3 stopped by SIGTERM/SIGUSR1 after a clean
- * checkpoint (run again with --resume). */
+ * others were still done; any rank's failure ends the job); 2 bad command line (on any rank, or
+ * ranks with different parameters); 3 stopped by SIGTERM/SIGUSR1 with nothing half-written: a
+ * checkpoint in <output>.work (--block, several ranks), the finished images of --dir, or nothing
+ * (a single image on the whole-plane path); run again with --resume. */
 #include <dirent.h>
 #include <mpi.h>
 #include <signal.h>
@@ -23,7 +25,9 @@
 #include "outlock.h"
 #include "overlay.h"
 #include "paths.h"
+#include "progress.h"
 #include "segment.h"
+#include "stop.h"
 
 /* OpenBLAS picks its kernels when the library loads, before main, and Debian's 0.3.21 does not
  * know recent CPUs: it falls back to SSE3 kernels, 3.4x slower here. So unless the user chose
@@ -95,11 +99,13 @@ static int list_tiffs(const char *dir, char ***out, int *n, char *err)
 static void on_signal(int sig)
 {
     (void)sig;
-    cp_dsegment_request_stop();
+    cp_dsegment_request_stop(); /* the block path: checkpoint at the next block */
+    cp_stop_request();          /* the whole-plane path and --dir: stop, nothing half-written */
 }
 
-/* SIGTERM (a SLURM time limit) and SIGUSR1 (SLURM's --signal) ask for a checkpoint and a clean
- * stop at the next block boundary. */
+/* SIGTERM (a SLURM time limit) and SIGUSR1 (SLURM's --signal) ask for a clean stop: at the next
+ * block boundary with a checkpoint (--block, several ranks), at the next tile batch or phase of
+ * the whole-plane path (nothing written), after the image in hand in --dir. Exit status 3. */
 static void catch_stop_signals(void)
 {
     struct sigaction sa;
@@ -113,7 +119,29 @@ static void catch_stop_signals(void)
 /* Prints err once (rank 0 of a run whose failure all ranks agreed on). */
 static void report(int rank, const char *err)
 {
-    if (rank == 0) fprintf(stderr, "cellpose-mpi: error: %s\n", err);
+    if (rank) return;
+    cp_progress_break();
+    fprintf(stderr, "cellpose-mpi: error: %s\n", err);
+}
+
+/* The agreement of all ranks on rc (cp_agree); a single process keeps its own message. */
+static int agree(int nranks, int rc, char *err)
+{
+    return nranks > 1 ? cp_agree(MPI_COMM_WORLD, rc, err) : rc;
+}
+
+/* Every rank lists the folder itself and the queue hands out indices: the lists must match. */
+static int agree_listing(char **files, int n, char *err)
+{
+    size_t len = 0;
+    for (int i = 0; i < n; i++) len += strlen(files[i]) + 1;
+    char *all = malloc(len + 1), *q = all;
+    for (int i = 0; all && i < n; i++) q += sprintf(q, "%s\n", files[i]);
+    int rc = all ? cp_agree_same(MPI_COMM_WORLD, all, len, "the list of TIFF files of --dir "
+                                 "(files added or removed while starting?)", err)
+                 : cp_agree(MPI_COMM_WORLD, cp_errf(err, CP_ENOMEM, "out of memory"), err);
+    free(all);
+    return rc;
 }
 
 /* The lock of the output, before anything is written (outlock.h); --resume takes over a stale
@@ -146,19 +174,23 @@ static int run_images(const cp_params *p, int rank, int nranks, const char *cmdl
 {
     char err[CP_ERR_LEN], model_path[CP_PATH_LEN];
     cp_model *m = NULL;
-    if (cp_model_resolve(p->pretrained_model, model_path, sizeof model_path, err) ||
-        cp_model_load(model_path, &m, err)) {
+    int rc = cp_model_resolve(p->pretrained_model, model_path, sizeof model_path, err);
+    if (!rc) rc = cp_model_load(model_path, &m, err);
+    if (agree(nranks, rc, err)) { /* a model that fails on one rank fails the job */
         report(rank, err);
+        cp_model_free(m);
         return 1;
     }
     int result;
     if (p->dir[0]) {
         char **files = NULL;
         int n = 0;
-        if (list_tiffs(p->dir, &files, &n, err)) {
+        rc = agree(nranks, list_tiffs(p->dir, &files, &n, err), err);
+        if (!rc && nranks > 1) rc = agree_listing(files, n, err);
+        if (rc) {
             report(rank, err);
             result = 1;
-        } else if (cp_paths_check(p, model_path, files, n, err)) {
+        } else if (agree(nranks, cp_paths_check(p, model_path, files, n, err), err)) {
             report(rank, err);
             result = CP_EPARAM;
         } else {
@@ -170,7 +202,7 @@ static int run_images(const cp_params *p, int rank, int nranks, const char *cmdl
         char out[CP_PATH_LEN + 16];
         if (p->output[0]) snprintf(out, sizeof out, "%s", p->output);
         else cp_default_output(p->image_path, out, sizeof out);
-        int rc = cp_paths_check(p, model_path, NULL, 0, err);
+        rc = agree(nranks, cp_paths_check(p, model_path, NULL, 0, err), err);
         if (rc) {
             report(rank, err);
             cp_model_free(m);
@@ -185,6 +217,7 @@ static int run_images(const cp_params *p, int rank, int nranks, const char *cmdl
         if (!rc && p->save_overlay) rc = save_overlay(p, rank, p->image_path, out, err);
         cp_outlock_release(&lk);
         if (rc && rc != CP_EINTR) report(rank, err);
+        if (rc == CP_EINTR && rank == 0) fprintf(stderr, "cellpose-mpi: %s\n", err);
         result = rc == CP_EINTR ? CP_EINTR : rc != 0;
     }
     cp_model_free(m);
@@ -209,6 +242,7 @@ static int run_flows(const cp_params *p, int rank, int nranks, const char *cmdli
     if (!rc && p->save_overlay) rc = save_overlay(p, rank, NULL, out, err);
     cp_outlock_release(&lk);
     if (rc && rc != CP_EINTR) report(rank, err);
+    if (rc == CP_EINTR && rank == 0) fprintf(stderr, "cellpose-mpi: %s\n", err);
     return rc == CP_EINTR ? CP_EINTR : rc != 0;
 }
 
@@ -226,19 +260,29 @@ int main(int argc, char **argv)
     char err[CP_ERR_LEN], cmdline[8192];
     pin_openblas_kernel(argv);
     int provided, rank, nranks;
+    /* Open MPI's shared-memory file-pointer component names a POSIX semaphore after the output
+     * file's base name only (/dev/shm/sem.OMPIO_<name>): one left by a run killed with -9 blocks
+     * every later run writing a file of that name, on the whole node. We never use shared file
+     * pointers, so leave that component out (unless the user chose). */
+    setenv("OMPI_MCA_sharedfp", "^sm", 0);
     MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &nranks);
     if (rank && !freopen("/dev/null", "w", stdout)) return 1; /* --help, --version: once */
     join_args(argc, argv, cmdline, sizeof cmdline);
     int rc = cp_cli_parse(argc, argv, &p, err);
-    if (rc) {
-        if (rc != CP_CLI_EXIT) report(rank, err);
+    /* all ranks end together: one leaving alone would leave the others waiting in MPI */
+    int help = rc == CP_CLI_EXIT, bad = agree(nranks, rc < 0 ? rc : 0, err);
+    if (nranks > 1) MPI_Allreduce(MPI_IN_PLACE, &help, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (!bad && !help && nranks > 1) bad = cp_agree_params(MPI_COMM_WORLD, &p, err);
+    if (bad || help) {
+        if (bad) report(rank, err);
         MPI_Finalize();
-        return rc == CP_CLI_EXIT ? 0 : 2;
+        return bad ? 2 : 0;
     }
     if (p.threads > 0) omp_set_num_threads((int)p.threads);
     catch_stop_signals();
+    cp_progress_setup(stderr, p.quiet || rank ? CP_PROGRESS_OFF : cp_progress_detect(stderr));
     cp_timing tm = {0};
     int result = p.flows[0] ? run_flows(&p, rank, nranks, cmdline, &tm)
                             : run_images(&p, rank, nranks, cmdline, &tm);

@@ -14,6 +14,7 @@ pkgs=(
   libconfig-dev                               # job files
   libjson-c-dev                               # tests read the oracle's case.json
   libpng-dev                                  # --save_overlay pictures
+  bsdutils                                    # script(1): progress tests on a pseudo-terminal
   python3 python3-numpy python3-h5py python3-tifffile   # test helpers (reading outputs)
   python3-matplotlib                          # slurm/scaling_study.py plots
 )

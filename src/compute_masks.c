@@ -8,6 +8,7 @@
 #include "follow.h"
 #include "masks.h"
 #include "post.h"
+#include "progress.h"
 #include "protrusions.h"
 #include "resize.h"
 
@@ -50,7 +51,10 @@ static int raw_masks(const float *dP, const float *cellprob, int64_t Ldy, int64_
     place_particles(cellprob, Ldy, Ldx, mp->cellprob_threshold, p);
     cp_follow_field(dP, cellprob, npix, mp->cellprob_threshold, f);
     cp_field F = {.Ly = Ldy, .Lx = Ldx, .y0 = 0, .x0 = 0, .ny = Ldy, .nx = Ldx, .f = f};
-    cp_follow_run(&F, p, n, (int32_t)mp->steps, mp->interp);
+    cp_progress pr;
+    cp_progress_begin(&pr, "flow following", "particles", n);
+    cp_follow_run_progress(&F, p, n, (int32_t)mp->steps, mp->interp, &pr);
+    cp_progress_end(&pr);
     free(f);
     if (tm) cp_timing_lap(tm, CP_PH_FOLLOW, t0);
     int64_t nseeds;

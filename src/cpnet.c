@@ -2,17 +2,23 @@
  * from tensor shapes, BatchNorm turned into per-channel affines, projections folded), model file
  * resolution, and the float32 forward pass of a batch of tiles.
  *
- * Layout: activations are (C, H, W) per tile. A convolution is one OpenBLAS sgemm per (tile,
- * pixel block): out[:, block] += W (cout x cin*k*k) * col (cin*k*k x block), where col is the
- * im2col of the block taken from the activated input (BatchNorm affine + ReLU, and nearest
- * upsampling in the decoder, applied once per layer). Block boundaries depend only on the layer shape, each sgemm call runs on
- * one thread (OpenBLAS is single-threaded inside an active OpenMP region), and OpenMP
- * distributes whole (tile, block) items: a tile's bits never depend on batch size or thread
- * count (DESIGN.md §2.10). */
+ * Layout: activations are (C, H, W) per tile. Two ways to run a convolution, chosen by the layer's
+ * shape only (wino_shape):
+ * - 3x3 convolutions from 8 input channels up: Winograd F(4x4, 3x3) (winograd.h), the input's
+ *   BatchNorm affine + ReLU (and nearest upsampling in the decoder) applied while the input is
+ *   transformed; one unit of work is a (tile, block of tile rows) item.
+ * - the others (1x1 projections and output, the first 3x3 conv with the 2 image channels): one
+ *   OpenBLAS sgemm per (tile, pixel block): out[:, block] += W (cout x cin*k*k) * col (cin*k*k x
+ *   block), where col is the im2col of the block taken from the activated input (applied once per
+ *   layer).
+ * Block boundaries depend only on the layer shape, each sgemm call runs on one thread (OpenBLAS is
+ * single-threaded inside an active OpenMP region), and OpenMP distributes whole items: a tile's
+ * bits never depend on batch size or thread count (DESIGN.md §2.10). */
 #include "cpnet.h"
 
 #include "cp_err.h"
 #include "pth.h"
+#include "winograd.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -29,6 +35,10 @@
 /* At most this many tiles' activations are held at once (per-tile memory is bounded). */
 #define CHUNK_TILES 8
 #define CHUNK_BYTES ((int64_t)512 << 20)
+/* 3x3 convs with fewer input channels stay on im2col (wino_shape). */
+#define WINO_MIN_CIN 8
+/* Output tile of the Winograd convs: F(4x4, 3x3) (CP_NET_CONV=f4 / f6 at load picks one). */
+#define WINO_M 4
 
 /* One convolution with the BatchNorm (+ ReLU) of its input, or a folded projection. */
 typedef struct conv {
@@ -37,6 +47,8 @@ typedef struct conv {
     float *w;            /* cout x (cin*k*k), PyTorch's (O, C, u, v) order */
     float *b;            /* cout */
     float *scale, *shift; /* input affine (cin each), NULL when folded into w and b */
+    float *wu;           /* Winograd weights (winograd.h) of a 3x3 conv that uses them, or NULL */
+    int wm;              /* their output tile: F(wm x wm, 3x3) */
 } conv;
 
 /* A decoder conv_1..3: BN(x + F) with F = full_w * style + full_b per tile. */
@@ -117,6 +129,18 @@ static int load_bn(const cp_pth *p, const char *path, const char *prefix, int ci
 /* conv `<prefix>.<bn_i>` (BatchNorm) then `<prefix>.<conv_i>` (k x k conv, cin -> cout). A
  * projection (fold) has no ReLU, so its affine is folded into the 1x1 weights exactly:
  * W' = W*scale, b' = b + W*shift. */
+/* Whether a conv runs as Winograd F(4x4, 3x3) (winograd.h) rather than im2col + sgemm: by its
+ * shape only (DESIGN.md §2.10). 3x3 convs from 8 input channels up (the first conv, with the 2
+ * image channels, has too little reduction to pay for the transforms). CP_NET_CONV=im2col in the
+ * environment at model load turns Winograd off (for comparisons). */
+static int wino_shape(const conv *cv)
+{
+    const char *e = getenv("CP_NET_CONV");
+    if (cv->k != 3 || cv->cin < WINO_MIN_CIN || (e && !strcmp(e, "im2col")))
+        return 0;
+    return e && !strcmp(e, "f6") ? 6 : e && !strcmp(e, "f4") ? 4 : WINO_M;
+}
+
 static int load_conv(const cp_pth *p, const char *path, const char *prefix, int bn_i, int conv_i,
                      int cin, int cout, int k, int fold, conv *cv, char *err)
 {
@@ -141,6 +165,12 @@ static int load_conv(const cp_pth *p, const char *path, const char *prefix, int 
     cv->b = copy_floats(b->data, b->numel);
     if (!cv->w || !cv->b)
         return cp_errf(err, CP_ENOMEM, "%s: out of memory", path);
+    if ((cv->wm = wino_shape(cv))) {
+        cv->wu = malloc((size_t)(cv->wm + 2) * (cv->wm + 2) * cout * cin * sizeof(float));
+        if (!cv->wu)
+            return cp_errf(err, CP_ENOMEM, "%s: out of memory", path);
+        cp_wino_weights(cv->w, cout, cin, cv->wm, cv->wu);
+    }
     if (fold) {
         int64_t kk = (int64_t)cin * k * k;
         for (int o = 0; o < cout; o++) {
@@ -164,6 +194,7 @@ static void conv_free(conv *cv)
     free(cv->b);
     free(cv->scale);
     free(cv->shift);
+    free(cv->wu);
 }
 
 static int load_mix(const cp_pth *p, const char *path, const char *prefix, int c, int S,
@@ -297,6 +328,15 @@ int cp_model_load(const char *path, cp_model **out, char *err)
 }
 
 const cp_model_info *cp_model_get_info(const cp_model *m) { return &m->info; }
+
+int cp_model_winograd_convs(const cp_model *m)
+{
+    int n = 0;
+    for (int l = 0; l < 4; l++)
+        for (int c = 0; c < 4; c++)
+            n += (m->down[l][c].wu != NULL) + (m->up[l][c].wu != NULL);
+    return n;
+}
 
 void cp_model_free(cp_model *m)
 {
@@ -443,12 +483,33 @@ static void im2col(const float *in, int cin, int k, int H, int W, int64_t p0, in
             }
 }
 
+/* A Winograd conv job: the input is activated (and upsampled) inside the input transform;
+ * OpenMP distributes whole (tile, block) items. */
+static void run_wino(const conv_job *j, int ntile, int H, int W, float **ws)
+{
+    const conv *cv = j->cv;
+    cp_wino_plan pl;
+    cp_wino_plan_make(cv->cin, cv->cout, H, W, cv->wm, &pl);
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t item = 0; item < (int64_t)ntile * pl.nblk; item++) {
+        const int64_t t = item / pl.nblk;
+        const cp_wino_src s = {j->in + t * j->in_stride, j->up, cv->scale,
+                               j->shift ? j->shift + t * j->shift_stride : cv->shift, cv->relu};
+        cp_wino_block(&pl, cv->wu, cv->b, &s, (int)(item % pl.nblk), j->out + t * j->out_stride,
+                      j->accumulate, ws[omp_get_thread_num()]);
+    }
+}
+
 /* Runs job on ntile tiles of H x W. act (act_stride per tile) receives the activated input;
  * col[thread] are the im2col panels. */
 static void run_conv(const conv_job *j, int ntile, int H, int W, float *act, int64_t act_stride,
                      float **col)
 {
     const conv *cv = j->cv;
+    if (cv->wu) {
+        run_wino(j, ntile, H, W, col);
+        return;
+    }
     const int64_t P = (int64_t)H * W, K = (int64_t)cv->cin * cv->k * cv->k;
     const int64_t bp = block_pixels(K), nblk = (P + bp - 1) / bp;
     const float *in = j->in;
@@ -647,6 +708,14 @@ static int ws_alloc(const cp_model *m, net_ws *w, int ntile)
         for (int c = 0; c < 4; c++) {
             const int64_t Kd = 9 * (int64_t)m->down[n][c].cin, Ku = 9 * (int64_t)m->up[n][c].cin;
             colmax = max64(colmax, max64(Kd * block_pixels(Kd), Ku * block_pixels(Ku)));
+            const conv *cs[2] = {&m->down[n][c], &m->up[n][c]};
+            for (int k = 0; k < 2; k++) {
+                cp_wino_plan pl;
+                if (!cs[k]->wu)
+                    continue;
+                cp_wino_plan_make(cs[k]->cin, cs[k]->cout, w->H[n], w->W[n], cs[k]->wm, &pl);
+                colmax = max64(colmax, pl.ws_floats);
+            }
         }
     for (int k = 0; ok && k < w->nthreads; k++)
         ok = (w->col[k] = malloc((size_t)colmax * sizeof(float))) != NULL;

@@ -1,6 +1,7 @@
 /* CPnet, Cellpose 3's U-net, in float32: the model (architecture derived from the tensor shapes of
- * a .pth file) and the forward pass of a batch of tiles (CELLPOSE_ALGORITHM.md §3.2), im2col +
- * OpenBLAS sgemm, OpenMP across tiles and output blocks.
+ * a .pth file) and the forward pass of a batch of tiles (CELLPOSE_ALGORITHM.md §3.2): Winograd
+ * F(4x4, 3x3) for the 3x3 convs (winograd.h), im2col + OpenBLAS sgemm for the 1x1 ones and the
+ * first conv, OpenMP across tiles and output blocks.
  * Determinism (DESIGN.md §2.10): a tile's output bits do not depend on the batch size or the
  * thread count: work is split over outputs, never over a reduction. */
 #ifndef CP_CPNET_H
@@ -23,6 +24,10 @@ typedef struct cp_model_info {
  * nout != 3) with a message naming the file and the tensor. */
 int cp_model_load(const char *path, cp_model **out, char *err);
 const cp_model_info *cp_model_get_info(const cp_model *m);
+/* How many of the model's 32 3x3 convs run as Winograd F(4x4, 3x3) (winograd.h); the others, and
+ * the 1x1 convs, run as im2col + sgemm. The choice is by layer shape only (0 when the environment
+ * had CP_NET_CONV=im2col at load). */
+int cp_model_winograd_convs(const cp_model *m);
 void cp_model_free(cp_model *m);
 
 /* Resolves --pretrained_model like Cellpose: an existing path is used as is; otherwise a name is

@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "progress.h"
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define CP_FOLLOW_X86 1
@@ -563,7 +565,8 @@ const char *cp_follow_kernel(const cp_field *F, int interp)
     return kernel_names[pick_kernel(F, interp)];
 }
 
-int64_t cp_follow_run(const cp_field *F, cp_particle *p, int64_t n, int32_t steps, int interp)
+int64_t cp_follow_run_progress(const cp_field *F, cp_particle *p, int64_t n, int32_t steps,
+                               int interp, cp_progress *pr)
 {
     const enum kernel k = pick_kernel(F, interp);
     /* AVX-512 refills its lanes: chunks of many groups keep them full for longer */
@@ -581,6 +584,12 @@ int64_t cp_follow_run(const cp_field *F, cp_particle *p, int64_t n, int32_t step
         else
             advance_scalar(F, q, m, steps, interp);
         for (int64_t i = 0; i < m; i++) stopped += q[i].steps < steps;
+        cp_progress_add(pr, m);
     }
     return stopped;
+}
+
+int64_t cp_follow_run(const cp_field *F, cp_particle *p, int64_t n, int32_t steps, int interp)
+{
+    return cp_follow_run_progress(F, p, n, steps, interp, NULL);
 }

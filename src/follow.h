@@ -47,6 +47,13 @@ int64_t cp_follow_particles(const float *cellprob, int64_t Ly, int64_t Lx, float
  * one where available. Returns how many particles have fewer than `steps` steps on return. */
 int64_t cp_follow_run(const cp_field *F, cp_particle *p, int64_t n, int32_t steps, int interp);
 
+struct cp_progress;
+/* cp_follow_run that also adds to pr (progress.h; may be NULL) the particles of each chunk as
+ * the chunk is done (from the OpenMP workers: one atomic add per chunk of 32 or more particles,
+ * nothing per step). Same results. */
+int64_t cp_follow_run_progress(const cp_field *F, cp_particle *p, int64_t n, int32_t steps,
+                               int interp, struct cp_progress *pr);
+
 /* The name of the kernel cp_follow_run uses on F: "scalar", "avx2" or "avx512" (static string). */
 const char *cp_follow_kernel(const cp_field *F, int interp);
 

@@ -1,11 +1,17 @@
 /* HDF5 output and saved-flows input (see h5store.h). Serial HDF5 calls of the parallel library;
  * the distributed driver adds the MPI-IO file access on top of the same layout. */
+#define _GNU_SOURCE /* memfd_create */
 #include "h5store.h"
 
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cp_err.h"
@@ -20,6 +26,10 @@ struct cp_h5out {
     hid_t file, labels, flows, cellprob, dxpl;
     int64_t nz, ny, nx, fny, fnx;
     int stack;
+    dev_t dev;           /* the file HDF5 writes, as this rank opened it (ino 0: none) */
+    ino_t ino;
+    int mem, part;       /* serial: HDF5 writes the memory file mem, which commit copies into
+                            the .partial (part); -1: HDF5 writes the .partial itself */
 };
 
 static void quiet_hdf5(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
@@ -47,14 +57,93 @@ static hid_t create_dataset(hid_t file, const char *name, hid_t type, int rank,
     return d;
 }
 
-static void close_all(cp_h5out *h)
+/* Closes every handle, once: after a failed close HDF5 keeps a half-closed file that it closes
+ * again when the library shuts down (in MPI_Finalize), which crashes in H5F__close_cb; so a handle
+ * is forgotten whatever its close returned. Returns 0, or -1 if a close failed. */
+static int close_all(cp_h5out *h)
 {
-    if (h->dxpl > 0) H5Pclose(h->dxpl);
-    if (h->cellprob > 0) H5Dclose(h->cellprob);
-    if (h->flows > 0) H5Dclose(h->flows);
-    if (h->labels > 0) H5Dclose(h->labels);
-    if (h->file > 0) H5Fclose(h->file);
+    int bad = 0;
+    if (h->dxpl >= 0) bad |= H5Pclose(h->dxpl) < 0;
+    if (h->cellprob >= 0) bad |= H5Dclose(h->cellprob) < 0;
+    if (h->flows >= 0) bad |= H5Dclose(h->flows) < 0;
+    if (h->labels >= 0) bad |= H5Dclose(h->labels) < 0;
+    if (h->file >= 0) bad |= H5Fclose(h->file) < 0;
     h->file = h->labels = h->flows = h->cellprob = h->dxpl = -1;
+    return bad ? -1 : 0;
+}
+
+/* Once a write of the .partial has failed (disk full, I/O error) its content is lost anyway, but
+ * HDF5 must still flush its caches before it lets go of the file, and that flush fails the same
+ * way, so the closes fail and HDF5 crashes at exit (see close_all). Here every descriptor of this
+ * process open on the .partial (the sec2 driver's, or Open MPI's under MPI-IO) is pointed at an
+ * anonymous memory file: what HDF5 still writes goes nowhere, and the closes succeed. Only ever
+ * called on a file about to be removed. */
+static void discard_writes(const cp_h5out *h)
+{
+    if (!h->ino) return;
+    int sink = memfd_create("cp-h5-discard", MFD_CLOEXEC);
+    DIR *d = sink < 0 ? NULL : opendir("/proc/self/fd");
+    for (struct dirent *e; d && (e = readdir(d));) {
+        int fd = atoi(e->d_name);
+        struct stat st;
+        if (e->d_name[0] == '.' || fd == sink || fd == dirfd(d) || fstat(fd, &st)) continue;
+        if (st.st_dev == h->dev && st.st_ino == h->ino) dup2(sink, fd);
+    }
+    if (d) closedir(d);
+    if (sink >= 0) close(sink);
+}
+
+/* Copies fd's bytes [0, size) to the same offsets of out; 0 or errno. */
+static int copy_fd(int in, int out, off_t size)
+{
+    enum { CHUNK_BYTES = 1 << 20 };
+    char *buf = malloc(CHUNK_BYTES);
+    int e = buf ? 0 : ENOMEM;
+    for (off_t off = 0; !e && off < size;) {
+        ssize_t n = pread(in, buf, CHUNK_BYTES, off);
+        if (n <= 0) {
+            e = n < 0 ? errno : EIO;
+            break;
+        }
+        for (ssize_t done = 0; !e && done < n;) {
+            ssize_t w = pwrite(out, buf + done, (size_t)(n - done), off + done);
+            if (w < 0) e = errno;
+            else done += w;
+        }
+        off += n;
+    }
+    free(buf);
+    return e;
+}
+
+/* Serial (see h5store.h): the .partial HDF5 just created moves into an anonymous memory file —
+ * its bytes so far are copied there and HDF5's descriptor is pointed at it — and the .partial is
+ * reopened, empty, for cp_h5_commit to copy the finished file into. On any failure HDF5 keeps
+ * writing the .partial itself (h->mem -1); h->part < 0 only if the .partial cannot be reopened. */
+static void move_to_memory(cp_h5out *h)
+{
+    struct stat st;
+    int mem = memfd_create("cp-h5-out", MFD_CLOEXEC), moved = 0;
+    int src = mem < 0 ? -1 : open(h->partial, O_RDONLY | O_CLOEXEC);
+    if (src >= 0 && !fstat(src, &st) && !copy_fd(src, mem, st.st_size)) {
+        close(src);
+        src = -1;
+        DIR *d = opendir("/proc/self/fd");
+        for (struct dirent *e; d && (e = readdir(d));) {
+            int fd = atoi(e->d_name);
+            struct stat fs;
+            if (e->d_name[0] == '.' || fd == mem || fd == dirfd(d) || fstat(fd, &fs)) continue;
+            if (fs.st_dev == h->dev && fs.st_ino == h->ino) moved += dup2(mem, fd) >= 0;
+        }
+        if (d) closedir(d);
+    }
+    if (src >= 0) close(src);
+    if (moved && !fstat(mem, &st)) {
+        h->mem = mem, h->dev = st.st_dev, h->ino = st.st_ino;
+    } else if (mem >= 0) {
+        close(mem);
+    }
+    h->part = open(h->partial, O_WRONLY | O_CLOEXEC | (h->mem >= 0 ? O_TRUNC : 0));
 }
 
 /* All ranks agree that every rank succeeded (serial: st as is). */
@@ -72,6 +161,7 @@ int cp_h5_create(const char *path, MPI_Comm comm, int64_t nz, int64_t ny, int64_
     cp_h5out *h = calloc(1, sizeof *h);
     if (!h) return cp_errf(err, CP_ENOMEM, "%s: out of memory", path);
     h->file = h->labels = h->flows = h->cellprob = h->dxpl = -1;
+    h->mem = h->part = -1;
     h->comm = comm;
     if (comm != MPI_COMM_NULL) MPI_Comm_rank(comm, &h->rank);
     snprintf(h->path, sizeof h->path, "%s", path);
@@ -89,11 +179,14 @@ int cp_h5_create(const char *path, MPI_Comm comm, int64_t nz, int64_t ny, int64_
     }
     h->file = H5Fcreate(h->partial, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     H5Pclose(fapl);
-    if (!all_ok(h, h->file >= 0)) {
-        close_all(h);
-        free(h);
-        return cp_errf(err, CP_EIO, "%s: cannot create the output file (directory missing or "
-                                    "not writable?)", path);
+    struct stat st;
+    if (h->file >= 0 && !stat(h->partial, &st)) h->dev = st.st_dev, h->ino = st.st_ino;
+    if (h->file >= 0 && comm == MPI_COMM_NULL) move_to_memory(h);
+    if (!all_ok(h, h->file >= 0 && (comm != MPI_COMM_NULL || h->part >= 0))) {
+        int made = h->ino != 0; /* HDF5 writes at once: a full disk can fail here */
+        cp_h5_abort(h);
+        return cp_errf(err, CP_EIO, "%s: cannot create the output file (%s)", path,
+                       made ? "disk full or I/O error?" : "directory missing or not writable?");
     }
     hsize_t d3[3] = {(hsize_t)nz, (hsize_t)ny, (hsize_t)nx};
     h->labels = h->stack ? create_dataset(h->file, "labels", H5T_NATIVE_UINT32, 3, d3)
@@ -245,23 +338,55 @@ int cp_h5_write_attrs(cp_h5out *h, const cp_params *p, const cp_provenance *pv, 
     return all_ok(h, !bad) ? 0 : cp_errf(err, CP_EIO, "%s: cannot write attributes", h->path);
 }
 
-/* Rank 0 (or the serial writer) does the file-system step; the result is shared. */
-static int on_rank0(cp_h5out *h, int ok)
+/* Serial: the memory file's bytes into the .partial, then its fd closed; 0 or errno. */
+static int copy_out(cp_h5out *h)
 {
-    if (h->comm != MPI_COMM_NULL) MPI_Bcast(&ok, 1, MPI_INT, 0, h->comm);
-    return ok;
+    struct stat st;
+    int e = fstat(h->mem, &st) ? errno : copy_fd(h->mem, h->part, st.st_size);
+    if (!e && fsync(h->part)) e = errno;
+    if (close(h->part) && !e) e = errno;
+    h->part = -1;
+    return e;
+}
+
+/* The closed .partial onto the disk (fsync) and under the final name, by rank 0 (or the serial
+ * writer); every rank gets 0 or rank 0's errno. */
+static int sync_and_rename(cp_h5out *h)
+{
+    int e = 0;
+    if (h->mem >= 0) {
+        e = copy_out(h);
+    } else if (h->rank == 0) {
+        int fd = open(h->partial, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || fsync(fd)) e = errno ? errno : EIO;
+        if (fd >= 0) close(fd);
+    }
+    if (!e && h->rank == 0 && rename(h->partial, h->path)) e = errno ? errno : EIO;
+    if (h->comm != MPI_COMM_NULL) MPI_Bcast(&e, 1, MPI_INT, 0, h->comm);
+    return e;
+}
+
+static void close_fds(cp_h5out *h)
+{
+    if (h->mem >= 0) close(h->mem);
+    if (h->part >= 0) close(h->part);
+    h->mem = h->part = -1;
 }
 
 int cp_h5_commit(cp_h5out *h, char *err)
 {
-    int rc = 0;
-    int ok = all_ok(h, H5Fflush(h->file, H5F_SCOPE_GLOBAL) >= 0);
-    close_all(h);
-    if (!ok) {
-        rc = cp_errf(err, CP_EIO, "%s: cannot flush the output file", h->path);
-    } else if (!on_rank0(h, h->rank != 0 || rename(h->partial, h->path) == 0)) {
-        rc = cp_errf(err, CP_EIO, "%s: cannot rename %s into place", h->path, h->partial);
+    int rc = 0, e;
+    int flushed = all_ok(h, H5Fflush(h->file, H5F_SCOPE_GLOBAL) >= 0);
+    if (!flushed) discard_writes(h);
+    int closed = all_ok(h, close_all(h) == 0);
+    if (!flushed || !closed) {
+        rc = cp_errf(err, CP_EIO, "%s: cannot %s the output file (disk full or I/O error?)",
+                     h->path, flushed ? "close" : "flush");
+    } else if ((e = sync_and_rename(h))) {
+        rc = cp_errf(err, CP_EIO, "%s: cannot write, sync or rename %s into place: %s",
+                     h->path, h->partial, strerror(e));
     }
+    close_fds(h);
     if (rc && h->rank == 0) unlink(h->partial);
     free(h);
     return rc;
@@ -270,7 +395,9 @@ int cp_h5_commit(cp_h5out *h, char *err)
 void cp_h5_abort(cp_h5out *h)
 {
     if (!h) return;
+    discard_writes(h);
     close_all(h);
+    close_fds(h);
     if (h->rank == 0) unlink(h->partial);
     free(h);
 }

@@ -6,7 +6,12 @@
  * reader of saved flows for --flows FILE.h5.
  * Created with a communicator, the file is written by all its ranks through MPI-IO: every call
  * below is then collective (a rank with nothing to write passes an empty block), and the transfers
- * are collective, which parallel HDF5 requires for the deflate filter. MPI_COMM_NULL: serial. */
+ * are collective, which parallel HDF5 requires for the deflate filter. MPI_COMM_NULL: serial.
+ * Serial, HDF5 writes into an anonymous memory file that cp_h5_commit copies into the .partial
+ * with plain writes: a full disk or an I/O error is then an ordinary write error with its errno,
+ * never a failure inside HDF5 (after a failed flush HDF5 1.10.8 can no longer close the file, and
+ * crashes at exit closing it again). It costs memory equal to the output file's (compressed)
+ * size. Under MPI-IO HDF5 writes the .partial itself: see the limits in cp_h5_commit. */
 #ifndef CP_H5STORE_H
 #define CP_H5STORE_H
 
@@ -50,9 +55,13 @@ int cp_h5_write_flows(cp_h5out *h, int64_t z, int64_t y0, int64_t x0, int64_t ny
 /* Each rank passes its rows of /cells; they are stored in rank order. */
 int cp_h5_write_cells(cp_h5out *h, const cp_cell *cells, int64_t n, char *err);
 int cp_h5_write_attrs(cp_h5out *h, const cp_params *p, const cp_provenance *pv, char *err);
-/* Closes and renames the partial file to <path>; frees h. */
+/* Flushes and closes the partial file, syncs it to disk and renames it to <path>; frees h. On any
+ * failure (a full disk, an I/O error) the partial file is removed and <path> is untouched (a
+ * previous output stays). Under MPI-IO a write error on one rank inside HDF5's collective calls
+ * can deadlock HDF5 itself (1.10.8 over ompio): the batch system's time limit ends such a job. */
 int cp_h5_commit(cp_h5out *h, char *err);
-/* Closes and removes the partial file; frees h. */
+/* Closes and removes the partial file, discarding what HDF5 still had to write; frees h. NULL:
+ * no-op. */
 void cp_h5_abort(cp_h5out *h);
 
 /* Reads /flows and /cellprob of a --save_flows file: sizes first (dP, cellprob NULL), then data

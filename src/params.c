@@ -54,7 +54,8 @@ const cp_param_def cp_param_defs[] = {
     {"job", CP_PT_STR, OFF(job), 0, 0, "job file describing the run (flags override it)"},
     {"block", CP_PT_INT, OFF(block), 0, 1 << 20,
      "owner-block side in pixels for distributed runs (0: automatic)"},
-    {"resume", CP_PT_FLAG, OFF(resume), 0, 1, "reuse the finished blocks of <output>.work"},
+    {"resume", CP_PT_FLAG, OFF(resume), 0, 1,
+     "reuse the finished blocks of <output>.work; --dir: skip images already done"},
     {"keep_work", CP_PT_FLAG, OFF(keep_work), 0, 1, "keep <output>.work after success"},
     {NULL, 0, 0, 0, 0, NULL},
 };

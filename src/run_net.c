@@ -5,7 +5,9 @@
 #include <string.h>
 
 #include "cp_err.h"
+#include "progress.h"
 #include "resize.h"
+#include "stop.h"
 #include "tiles.h"
 
 double cp_rescale(double diameter, float diam_mean, float diam_labels)
@@ -56,7 +58,14 @@ static int run_tiles(const cp_model *m, const cp_tile_grid *g, const float *img,
     float *in = malloc(sizeof(float) * (size_t)(batch * mi->nchan * tsz));
     float *out = malloc(sizeof(float) * (size_t)(batch * mi->nout * tsz));
     int rc = (in && out) ? 0 : cp_errf(err, CP_ENOMEM, "network: out of memory for tiles");
+    cp_progress pr;
+    cp_progress_begin(&pr, "network", "tiles", rc ? 0 : ntiles);
     for (int64_t k0 = 0; !rc && k0 < ntiles; k0 += batch) {
+        if (cp_stop_requested()) {
+            rc = cp_errf(err, CP_EINTR, "in the network phase (tile %lld of %lld)",
+                         (long long)k0 + 1, (long long)ntiles);
+            break;
+        }
         int64_t nb = ntiles - k0 < batch ? ntiles - k0 : batch;
         for (int64_t b = 0; b < nb; b++)
             cp_tiles_extract(g, k0 + b, img, 0, 0, g->Ly, g->Lx, mi->nchan,
@@ -67,7 +76,9 @@ static int run_tiles(const cp_model *m, const cp_tile_grid *g, const float *img,
             if (g->augment) cp_tiles_unflip(g, k0 + b, o, mi->nout);
             cp_tiles_accumulate(g, k0 + b, o, mi->nout, acc, w, 0, 0, g->Ey, g->Ex);
         }
+        if (!rc) cp_progress_add(&pr, nb);
     }
+    cp_progress_end(&pr);
     free(in);
     free(out);
     return rc;

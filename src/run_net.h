@@ -15,7 +15,9 @@ typedef struct cp_net_out {
 } cp_net_out;
 
 /* rescale: from cp_rescale(); x2: (Ly, Lx, 2) normalized. On success out holds malloc'ed arrays
- * (free with cp_net_out_free). Errors: image too small for the rescale, out of memory. */
+ * (free with cp_net_out_free). Errors: image too small for the rescale, out of memory;
+ * CP_EINTR ("in the network phase (tile K of N)") when a stop was requested (stop.h) between
+ * two tile batches. */
 int cp_run_net(const cp_model *m, const float *x2, int64_t Ly, int64_t Lx, double rescale,
                int resample, int64_t bsize, double tile_overlap, int augment, int64_t batch_size,
                cp_net_out *out, char *err);

@@ -18,7 +18,9 @@
 #include "image.h"
 #include "post.h"
 #include "prep.h"
+#include "progress.h"
 #include "run_net.h"
+#include "stop.h"
 #include "tiff_io.h"
 
 void cp_default_output(const char *input, char *out, size_t len)
@@ -49,6 +51,7 @@ static int64_t file_size(const char *path)
 void cp_say(int quiet, const char *fmt, ...)
 {
     if (quiet) return;
+    cp_progress_break();
     va_list ap;
     va_start(ap, fmt);
     fputs("cellpose-mpi: ", stderr);
@@ -98,6 +101,10 @@ int cp_segment_plane(const cp_params *p, const cp_model *m, cp_image *im, int64_
                         p->augment, p->batch_size, &no, err);
     free(x2);
     cp_timing_lap(tm, CP_PH_NET, &t0);
+    if (!rc && cp_stop_requested()) {
+        cp_net_out_free(&no);
+        rc = cp_errf(err, CP_EINTR, "after the network phase of plane %lld", (long long)z + 1);
+    }
     if (rc) return rc;
     int stitch = p->stitch_threshold > 0 && L->nz > 1;
     cp_mask_params mp = {
@@ -159,6 +166,16 @@ static int write_output(const cp_params *p, cp_h5out *h, const uint32_t *labels,
     return rc;
 }
 
+/* The message of a run stopped by SIGTERM/SIGUSR1 (err holds where it stopped): this path keeps
+ * nothing, so the user must know that the rerun starts over and how to get a checkpoint. */
+static void stopped_message(const char *input, char *err)
+{
+    char where[CP_ERR_LEN];
+    snprintf(where, sizeof where, "%s", err);
+    cp_errf(err, CP_EINTR, "%s: stopped by a signal %s: nothing was written (the whole-plane path "
+            "keeps no checkpoint); run again, or with --block to checkpoint", input, where);
+}
+
 /* Everything of one image once it is open and its output created: the normalization of every
  * plane first (a stack with stitching is normalized as a whole; a channel good in any plane is
  * inverted in all, §2.2), then plane by plane. */
@@ -177,7 +194,14 @@ static int segment_planes(const cp_params *p, const cp_model *m, cp_image *im, d
         for (int c = 0; c < 2; c++) inv[c] |= p->invert && norms[2 * z + c].good;
     }
     cp_timing_lap(tm, CP_PH_PREP, &t0);
+    cp_progress pr;
+    cp_progress_begin(&pr, "planes", "planes", L->nz > 1 ? L->nz : 0);
     for (int64_t z = 0; !rc && z < L->nz; z++) {
+        if (cp_stop_requested()) {
+            rc = cp_errf(err, CP_EINTR, "before plane %lld of %lld", (long long)z + 1,
+                         (long long)L->nz);
+            break;
+        }
         cp_net_out no;
         rc = cp_segment_plane(p, m, im, z, rescale, p->no_norm ? NULL : norms + 2 * z, inv,
                               labels + z * L->ny * L->nx, p->save_flows ? &no : NULL, tm, err);
@@ -187,8 +211,12 @@ static int segment_planes(const cp_params *p, const cp_model *m, cp_image *im, d
             cp_net_out_free(&no);
         }
         cp_timing_lap(tm, CP_PH_WRITE, &t0);
-        cp_say(p->quiet, "%s: plane %lld/%lld done", im->path, (long long)z + 1, (long long)L->nz);
+        if (!rc)
+            cp_say(p->quiet, "%s: plane %lld/%lld done", im->path, (long long)z + 1,
+                   (long long)L->nz);
+        cp_progress_add(&pr, !rc);
     }
+    cp_progress_end(&pr);
     free(norms);
     return rc;
 }
@@ -231,10 +259,12 @@ int cp_segment_image(const cp_params *p, const cp_model *m, const char *model_pa
     cp_image_close(&im);
     t0 = cp_now();
     if (!rc) rc = finish_volume(p, labels, L.nz, L.ny, L.nx, err);
+    if (!rc && cp_stop_requested()) rc = cp_errf(err, CP_EINTR, "before writing the output");
     cp_timing_lap(tm, CP_PH_POST, &t0);
     if (rc) {
         cp_h5_abort(h);
         free(labels);
+        if (rc == CP_EINTR) stopped_message(image, err);
         return rc;
     }
     cp_provenance pv = {
@@ -317,6 +347,11 @@ int cp_segment_flows(const cp_params *p, const char *out_path, const char *cmdli
     }
     cp_timing_lap(tm, CP_PH_READ, &t0);
     for (int64_t z = 0; !rc && z < nz; z++) {
+        if (cp_stop_requested()) {
+            rc = cp_errf(err, CP_EINTR, "before plane %lld of %lld", (long long)z + 1,
+                         (long long)nz);
+            break;
+        }
         const float *dz = dP + z * 2 * ny * nx, *cz = cellprob + z * ny * nx;
         if (p->save_flows) rc = cp_h5_write_flows(h, z, 0, 0, ny, nx, dz, cz, err);
         if (!rc) rc = cp_compute_masks(dz, cz, ny, nx, &mp, ny, nx, labels + z * ny * nx, tm, err);
@@ -325,6 +360,7 @@ int cp_segment_flows(const cp_params *p, const char *out_path, const char *cmdli
     free(dP);
     free(cellprob);
     if (!rc) rc = finish_volume(p, labels, nz, ny, nx, err);
+    if (!rc && cp_stop_requested()) rc = cp_errf(err, CP_EINTR, "before writing the output");
     cp_timing_lap(tm, CP_PH_POST, &t0);
     if (!rc) {
         cp_provenance pv = {.command_line = cmdline, .input_file = p->flows,
@@ -334,6 +370,7 @@ int cp_segment_flows(const cp_params *p, const char *out_path, const char *cmdli
         h = NULL;
     }
     if (h) cp_h5_abort(h);
+    if (rc == CP_EINTR) stopped_message(p->flows, err);
     cp_timing_lap(tm, CP_PH_WRITE, &t0);
     free(labels);
     return rc;
