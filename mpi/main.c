@@ -263,8 +263,10 @@ int main(int argc, char **argv)
     /* Open MPI's shared-memory file-pointer component names a POSIX semaphore after the output
      * file's base name only (/dev/shm/sem.OMPIO_<name>): one left by a run killed with -9 blocks
      * every later run writing a file of that name, on the whole node. We never use shared file
-     * pointers, so leave that component out (unless the user chose). */
-    setenv("OMPI_MCA_sharedfp", "^sm", 0);
+     * pointers, so leave that component out (unless the user chose). The same for its
+     * "lockedfile" component, whose "<file>-<jobid>-<pid>.lock" beside the output's partial file
+     * stays when the file cannot be created (a full disk, an I/O error). */
+    setenv("OMPI_MCA_sharedfp", "^sm,lockedfile", 0);
     MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &nranks);

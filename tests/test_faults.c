@@ -84,7 +84,7 @@ static void check_failed(const char *what, int st, int want, const char *needle,
         TU_CHECK(!strcmp(slurp(out), previous), "[%s] the previous output was not kept", what);
     else
         TU_CHECK(access(out, F_OK) != 0, "[%s] a file under the final name", what);
-    TU_CHECK(tu_run("ls %s.partial* > /dev/null 2>&1", out) != 0, "[%s] a .partial left behind",
+    TU_CHECK(tu_run("ls -d %s.partial* 2> /dev/null", out) != 0, "[%s] a .partial left behind",
              what);
     printf("%s %-44s exit %d  %s\n", tu_failed == failed ? "ok " : "BAD", what, st, line);
 }
