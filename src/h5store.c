@@ -340,18 +340,23 @@ int cp_h5_read_flows_window(const char *path, int64_t z, int64_t y0, int64_t x0,
     int64_t nz, Ly, Lx;
     int rc = cp_h5_read_flows(path, &nz, &Ly, &Lx, NULL, NULL, err);
     if (rc) return rc;
-    if (z >= nz || y0 < 0 || x0 < 0 || y0 + ny > Ly || x0 + nx > Lx)
+    if (z < 0 || z >= nz || y0 < 0 || x0 < 0 || ny < 0 || nx < 0 || y0 + ny > Ly || x0 + nx > Lx)
         return cp_errf(err, CP_EPARAM, "%s: window outside the saved flows", path);
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) return cp_errf(err, CP_EFORMAT, "%s: not an HDF5 file", path);
-    hid_t d = H5Dopen2(f, "flows", H5P_DEFAULT), sp = H5Dget_space(d);
-    int r = H5Sget_simple_extent_ndims(sp); /* 3: (2,Y,X), 4: (Z,2,Y,X) */
-    H5Sclose(sp);
-    H5Dclose(d);
+    hid_t d = H5Dopen2(f, "flows", H5P_DEFAULT), sp = d < 0 ? -1 : H5Dget_space(d);
+    int r = sp < 0 ? -1 : H5Sget_simple_extent_ndims(sp); /* 3: (2,Y,X), 4: (Z,2,Y,X) */
+    if (sp >= 0) H5Sclose(sp);
+    if (d >= 0) H5Dclose(d);
+    if (r != 3 && r != 4) {
+        H5Fclose(f);
+        return cp_errf(err, CP_EFORMAT, "%s: /flows changed while it was read", path);
+    }
+    /* the last r (flows) or r - 1 (cellprob) entries of the 4-D and 3-D starts and counts */
     hsize_t s4[4] = {(hsize_t)z, 0, (hsize_t)y0, (hsize_t)x0}, c4[4] = {1, 2, (hsize_t)ny, (hsize_t)nx};
     hsize_t s3[3] = {(hsize_t)z, (hsize_t)y0, (hsize_t)x0}, c3[3] = {1, (hsize_t)ny, (hsize_t)nx};
-    rc = read_slab(f, path, "flows", r, s4 + 4 - r, c4 + 4 - r, dP, err);
-    if (!rc) rc = read_slab(f, path, "cellprob", r - 1, s3 + 4 - r, c3 + 4 - r, cellprob, err);
+    rc = read_slab(f, path, "flows", r, s4 + (4 - r), c4 + (4 - r), dP, err);
+    if (!rc) rc = read_slab(f, path, "cellprob", r - 1, s3 + (4 - r), c3 + (4 - r), cellprob, err);
     H5Fclose(f);
     return rc;
 }
