@@ -37,6 +37,7 @@ for t in "${targets[@]}"; do
     echo "== fuzz_$t: $secs s"
     rc=0
     ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 \
+    LSAN_OPTIONS=suppressions=$PWD/tests/fuzz/lsan.supp:print_suppressions=0 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
         $B/fuzz_$t $B/corpus/$t -max_total_time="$secs" -max_len="$(max_len $t)" \
         -rss_limit_mb=2048 -malloc_limit_mb=2048 -timeout=10 -print_final_stats=1 \
