@@ -165,7 +165,7 @@ def main():
         d = os.path.join(out, name)
         os.makedirs(d, exist_ok=True)
         make(d)
-        # the reproducers of fixed bugs are seeds too
+        # the reproducers of fixed bugs are seeds too (not tests/fuzz/known/: library crashes)
         reg = os.path.join(ROOT, "tests", "fuzz", "regress", name)
         if os.path.isdir(reg):
             for f in sorted(os.listdir(reg)):
