@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(tiff pth jobfile flows_h5 blocks)
+[ ${#targets[@]} -eq 0 ] && targets=(tiff pth jobfile flows_h5 blocks dynamics)
 B=build-fuzz-cov
 CC_FUZZ=${CC_FUZZ:-$(command -v clang-14 || command -v clang)}
 V=${CC_FUZZ##*clang}     # "-14" or ""
@@ -16,6 +16,8 @@ source_of() {
     case $1 in
     tiff) echo src/tiff_io.c ;; pth) echo src/pth.c ;; jobfile) echo "src/jobfile.c src/params.c" ;;
     flows_h5) echo src/h5store.c ;; blocks) echo mpi/bstore.c ;;
+    dynamics) echo src/compute_masks.c src/follow.c src/masks.c src/post.c src/flows.c \
+        src/resize.c src/protrusions.c ;;
     esac
 }
 for t in "${targets[@]}"; do

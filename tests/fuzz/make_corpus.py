@@ -154,6 +154,35 @@ def blocks(out):
     open(f"{out}/odd", "wb").write(b"\x07" * 13)
 
 
+def dynamics(out):
+    """Flows of round cells in fuzz_dynamics' layout (see its header comment)."""
+    def cells(ly, lx, centres, r):
+        yy, xx = np.mgrid[0:ly, 0:lx].astype(np.float32)
+        dp = np.zeros((2, ly, lx), np.float32)
+        cp = np.full((ly, lx), -4.0, np.float32)
+        for cy, cx in centres:
+            d = np.hypot(yy - cy, xx - cx)
+            inside = d < r
+            dp[0][inside] = ((cy - yy) / np.maximum(d, 1))[inside] * 4
+            dp[1][inside] = ((cx - xx) / np.maximum(d, 1))[inside] * 4
+            cp[inside] = 3.0
+        return dp, cp
+
+    def save(name, ly, lx, oly, olx, steps, flags, thr, min_size, dp, cp):
+        head = bytes([ly - 1, lx - 1, oly - 1, olx - 1, steps, flags, thr & 255, min_size & 255])
+        v = np.concatenate([dp.ravel(), cp.ravel()])
+        body = v.astype("<f4").tobytes() if flags & 8 else \
+            np.clip(np.round(v * 8), -128, 127).astype(np.int8).tobytes()
+        open(f"{out}/{name}", "wb").write(head + body)
+
+    dp, cp = cells(24, 24, [(7, 7), (15, 16)], 5)
+    save("two_cells_int8", 24, 24, 24, 24, 200, 2, 0, 0, dp, cp)
+    save("two_cells_interp_protrusions", 24, 24, 24, 24, 200, 1 | 2 | 4, 0, 3, dp, cp)
+    save("two_cells_raw_resized", 24, 24, 40, 36, 120, 8 | 2, -8, 15, dp, cp)
+    dp, cp = cells(16, 30, [(8, 5), (8, 14), (8, 23)], 4)
+    save("three_cells_raw", 16, 30, 16, 30, 60, 8 | 1, 0, -1, dp, cp)
+
+
 def main():
     if len(sys.argv) < 3:
         sys.exit(__doc__)
@@ -161,7 +190,8 @@ def main():
     shared = sys.argv[3] if len(sys.argv) > 3 else os.environ.get(
         "CELLPOSE_MPI_SHARED", os.path.join(ROOT, "..", "shared"))
     for name, make in [("tiff", lambda d: tiff(build, d)), ("pth", lambda d: pth(shared, d)),
-                       ("jobfile", jobfile), ("flows_h5", flows_h5), ("blocks", blocks)]:
+                       ("jobfile", jobfile), ("flows_h5", flows_h5), ("blocks", blocks),
+                       ("dynamics", dynamics)]:
         d = os.path.join(out, name)
         os.makedirs(d, exist_ok=True)
         make(d)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the fuzz targets (clang, libFuzzer + ASan + UBSan) in build-fuzz/, makes the seed corpora
 # and runs each target for SECONDS (default 20: the CI smoke run). See docs/fuzzing.md.
-# Usage: tests/fuzz/run.sh [SECONDS] [TARGET ...]     TARGET: tiff pth jobfile flows_h5 blocks
+# Usage: tests/fuzz/run.sh [SECONDS] [TARGET ...]     TARGET: tiff pth jobfile flows_h5 blocks dynamics
 #   long run, one target after the other (e.g. an hour each):  tests/fuzz/run.sh 3600
 # The corpus grows in build-fuzz/corpus/<target>/ (kept between runs). libFuzzer runs in fork
 # mode and goes on after a crash, leak or timeout: each input it writes to build-fuzz/findings/
@@ -14,7 +14,7 @@ cd "$(dirname "$0")/../.."
 secs=${1:-20}
 [ $# -gt 0 ] && shift
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(tiff pth jobfile flows_h5 blocks)
+[ ${#targets[@]} -eq 0 ] && targets=(tiff pth jobfile flows_h5 blocks dynamics)
 B=build-fuzz
 PY=${PYTHON:-/usr/bin/python3}
 CC_FUZZ=${CC_FUZZ:-$(command -v clang-14 || command -v clang)}
@@ -34,7 +34,7 @@ export HDF5_USE_FILE_LOCKING=FALSE
 max_len() {
     case $1 in
     tiff) echo 16384 ;; pth) echo 2000000 ;; jobfile) echo 4096 ;; flows_h5) echo 32768 ;;
-    blocks) echo 8192 ;;
+    blocks) echo 8192 ;; dynamics) echo 12296 ;;
     esac
 }
 opts=(-rss_limit_mb=2048 -malloc_limit_mb=2048 -timeout=10)
