@@ -29,5 +29,10 @@ for t in "${targets[@]}"; do
     echo "== fuzz_$t (corpus: $(ls build-fuzz/corpus/$t | wc -l) inputs)"
     # shellcheck disable=SC2046
     llvm-cov$V report $B/fuzz_$t -instr-profile=$B/$t.profdata $(source_of $t) |
-        sed -e 's|^/.*/\(src\|mpi\)/|\1/|'
+        sed -E 's#^/.*/(src|mpi)/#\1/#'
+    if [ $t = flows_h5 ]; then # most of h5store.c is the writer: its readers alone
+        echo "  the readers of h5store.c:"
+        llvm-cov$V report -show-functions $B/fuzz_$t -instr-profile=$B/$t.profdata src/h5store.c |
+            grep -E '^([a-z0-9_.]*:)?(read_f32|read_slab|cp_h5_read|quiet_hdf5)' | awk '{printf "  %-26s regions %s/%s  lines %s/%s (%s)\n", $1, $2-$3, $2, $5-$6, $5, $7}'
+    fi
 done
