@@ -39,11 +39,12 @@ max_len() {
 }
 opts=(-rss_limit_mb=2048 -malloc_limit_mb=2048 -timeout=10)
 
-# "ours" or "library <lib>": where the first frame of the replayed input's report that is not
-# libc, the sanitizers or libFuzzer lies.
+# "fixed" (the input no longer fails), "ours" or "library <lib>": where the first frame of the
+# replayed input's report that is not libc, the sanitizers or libFuzzer lies.
 triage() {
-    local frame
-    frame=$($B/fuzz_$1 "${opts[@]}" "$2" 2>&1 | grep -E '^ +#[0-9]+ 0x' |
+    local frame out
+    out=$($B/fuzz_$1 "${opts[@]}" "$2" 2>&1) && { echo fixed; return; }
+    frame=$(echo "$out" | grep -E '^ +#[0-9]+ 0x' |
         grep -vE 'libc\.so|sysdeps|__interceptor|__sanitizer|__asan|__lsan|__ubsan|fuzzer::|libclang_rt|in (malloc|calloc|realloc|free|abort)\b|in __libc' |
         head -1 || true)
     if [[ $frame =~ (lib(hdf5|tiff|zip|config|z|jbig|jpeg|deflate|lzma|zstd|webp)[a-z_]*\.so) ]]; then
@@ -71,7 +72,10 @@ for t in "${targets[@]}"; do
     for f in "$F"/crash-* "$F"/leak-* "$F"/timeout-* "$F"/oom-*; do
         [ -e "$f" ] || continue
         where=$(triage $t "$f")
-        if [ "$where" = ours ]; then
+        if [ "$where" = fixed ]; then
+            echo "  no longer fails: $(basename "$f") (removed)"
+            rm -f "$f"
+        elif [ "$where" = ours ]; then
             ours=$((ours + 1))
             echo "  in our code: $f (replay: $B/fuzz_$t $f)"
         else
