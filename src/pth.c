@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <zip.h>
 
 /* ---- pickle values ---------------------------------------------------------------------- */
@@ -516,6 +517,13 @@ static int zip_read_entry(zip_t *z, const char *path, const char *name, unsigned
     if (st.size > ((zip_uint64_t)1 << 40))
         return cp_errf(err, CP_EFORMAT, "%s: zip entry '%s': size %llu", path, name,
                        (unsigned long long)st.size);
+    /* a stored entry lies in the file: a larger size is a corrupt directory, refused before the
+     * buffer is allocated (a 600-byte file could ask for 4 GiB, or 1 TiB with zip64) */
+    struct stat fs;
+    if (stat(path, &fs) == 0 && st.size > (zip_uint64_t)fs.st_size)
+        return cp_errf(err, CP_EFORMAT, "%s: zip entry '%s': %llu bytes stored in a %lld-byte "
+                       "file (corrupt zip directory)", path, name, (unsigned long long)st.size,
+                       (long long)fs.st_size);
     *buf = malloc(st.size ? st.size : 1);
     if (!*buf)
         return cp_errf(err, CP_ENOMEM, "%s: zip entry '%s': out of memory", path, name);
