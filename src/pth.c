@@ -614,6 +614,12 @@ static int load_tensor(zip_t *z, const char *path, const char *prefix, const pk_
                 maxel += (t->shape[d] - 1) * sd;
         }
     }
+    /* zero strides (a broadcast view) give more elements than the storage holds: allowed up to
+     * 2^24 (64 MiB of float32), not the 2^40 a 600-byte file could otherwise ask to allocate */
+    if (t->numel > st->i && t->numel > ((int64_t)1 << 24))
+        return cp_errf(err, CP_EFORMAT, "%s: tensor '%s': %lld elements from a storage of %lld "
+                       "(zero strides): refused above 2^24", path, t->name, (long long)t->numel,
+                       (long long)st->i);
     if (offset < 0 || offset > ((int64_t)1 << 40) || (t->numel > 0 && maxel >= st->i))
         return cp_errf(err, CP_EFORMAT, "%s: tensor '%s': storage '%s' out of bounds (needs "
                        "element %lld, has %lld)", path, t->name, st->s, (long long)maxel,
