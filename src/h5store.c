@@ -310,6 +310,13 @@ int cp_h5_read_flows(const char *path, int64_t *nz, int64_t *ny, int64_t *nx, fl
     if (rc_ != rf - 1 || df[rf - 3] != 2 || (stack && df[0] != dc[0]) ||
         df[rf - 2] != dc[rc_ - 2] || df[rf - 1] != dc[rc_ - 1])
         return cp_errf(err, CP_EFORMAT, "%s: /flows and /cellprob shapes do not match", path);
+    /* the callers allocate 2 nz ny nx floats: no empty plane, at most 2^40 values (a corrupt
+     * header must not make that product wrap around) */
+    const hsize_t lim = (hsize_t)1 << 40, z = stack ? df[0] : 1, y = df[rf - 2], x = df[rf - 1];
+    if (z == 0 || y == 0 || x == 0 || z > lim / y || z * y > lim / 2 / x)
+        return cp_errf(err, CP_EFORMAT, "%s: /flows of %llu x 2 x %llu x %llu: empty or over 2^40 "
+                       "values", path, (unsigned long long)z, (unsigned long long)y,
+                       (unsigned long long)x);
     *nz = stack ? (int64_t)df[0] : 1;
     *ny = (int64_t)df[rf - 2];
     *nx = (int64_t)df[rf - 1];
