@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cp_err.h"
@@ -270,6 +271,34 @@ void cp_h5_abort(cp_h5out *h)
     free(h);
 }
 
+/* Before reading dataset d: refuses what libhdf5 1.10 reads out of bounds or allocates without
+ * limit (found by tests/fuzz, docs/fuzzing.md): chunks larger than a fixed-size dataset, and a
+ * dataset that stores more bytes than the file holds (a corrupt chunk index). */
+static int check_storage(hid_t d, const char *path, const char *name, char *err)
+{
+    hsize_t dims[H5S_MAX_RANK], maxd[H5S_MAX_RANK], chunk[H5S_MAX_RANK];
+    hid_t s = H5Dget_space(d), pl = H5Dget_create_plist(d);
+    int rank = s < 0 ? -1 : H5Sget_simple_extent_dims(s, dims, maxd);
+    int bad = rank < 0 || pl < 0;
+    if (!bad && H5Pget_layout(pl) == H5D_CHUNKED) {
+        bad = H5Pget_chunk(pl, H5S_MAX_RANK, chunk) != rank;
+        for (int i = 0; !bad && i < rank; i++)
+            bad = chunk[i] == 0 || (maxd[i] != H5S_UNLIMITED && chunk[i] > maxd[i]);
+    }
+    hsize_t stored = bad ? 0 : H5Dget_storage_size(d);
+    if (s >= 0) H5Sclose(s);
+    if (pl >= 0) H5Pclose(pl);
+    if (bad)
+        return cp_errf(err, CP_EFORMAT, "%s: /%s: corrupt layout (chunks larger than the dataset)",
+                       path, name);
+    struct stat st;
+    if (stat(path, &st) == 0 && stored > (hsize_t)st.st_size)
+        return cp_errf(err, CP_EFORMAT, "%s: /%s: %llu bytes stored in a %lld-byte file (corrupt "
+                       "chunk index)", path, name, (unsigned long long)stored,
+                       (long long)st.st_size);
+    return 0;
+}
+
 /* Reads a float dataset whole into buf (if not NULL) after checking its rank; dims out. */
 static int read_f32(hid_t f, const char *path, const char *name, int *rank, hsize_t *dims,
                     float *buf, char *err)
@@ -285,10 +314,11 @@ static int read_f32(hid_t f, const char *path, const char *name, int *rank, hsiz
         return cp_errf(err, CP_EFORMAT, "%s: %s has rank %d", path, name, *rank);
     }
     H5Sget_simple_extent_dims(s, dims, NULL);
-    herr_t st = buf ? H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) : 0;
     H5Sclose(s);
+    int rc = buf ? check_storage(d, path, name, err) : 0;
+    herr_t st = buf && !rc ? H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) : 0;
     H5Dclose(d);
-    return st < 0 ? cp_errf(err, CP_EFORMAT, "%s: cannot read %s", path, name) : 0;
+    return rc ? rc : st < 0 ? cp_errf(err, CP_EFORMAT, "%s: cannot read %s", path, name) : 0;
 }
 
 int cp_h5_read_flows(const char *path, int64_t *nz, int64_t *ny, int64_t *nx, float *dP,
@@ -333,11 +363,14 @@ static int read_slab(hid_t f, const char *path, const char *name, int rank, cons
     herr_t st = H5Sget_simple_extent_ndims(fs) == rank
                     ? H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL)
                     : -1;
-    if (st >= 0) st = H5Dread(d, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, buf);
+    int rc = st >= 0 ? check_storage(d, path, name, err) : 0;
+    if (st >= 0 && !rc) st = H5Dread(d, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, buf);
     H5Sclose(ms);
     H5Sclose(fs);
     H5Dclose(d);
-    return st < 0 ? cp_errf(err, CP_EFORMAT, "%s: cannot read a window of %s", path, name) : 0;
+    return rc ? rc
+           : st < 0 ? cp_errf(err, CP_EFORMAT, "%s: cannot read a window of %s", path, name)
+                    : 0;
 }
 
 int cp_h5_read_flows_window(const char *path, int64_t z, int64_t y0, int64_t x0, int64_t ny,
