@@ -86,6 +86,7 @@ for t in "${targets[@]}"; do
     done
     line="fuzz_$t: ${execs:-?} executions in $secs s ($(( ${execs:-0} / (secs > 0 ? secs : 1) ))/s), $cov, findings: $ours in our code, $lib in libraries, exit $rc"
     echo "$line" | tee -a $B/logs/summary.txt
-    [ $ours -eq 0 ] && [ $rc -eq 0 ] || status=1
+    # libFuzzer exits non-zero after any finding: only ours, or a failure without one, fail
+    if [ $ours -ne 0 ] || { [ $rc -ne 0 ] && [ $lib -eq 0 ]; }; then status=1; fi
 done
 exit $status
