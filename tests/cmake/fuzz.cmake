@@ -20,6 +20,7 @@ foreach(spec
     "flows_h5|plane_window_ub.h5|window: ok"
     "flows_h5|hdf5_dopen_leak.h5|sizes: .*: no dataset flows"
     "flows_h5|chunk_larger_than_dataset.h5|data: .*: /flows: corrupt layout \\(chunks larger than the dataset\\)"
+    "flows_h5|chunk_over_dims_extendible.h5|data: .*: /flows: corrupt layout \\(chunks larger than the dataset\\)"
     "flows_h5|chunk_index_over_file.h5|data: .*: /cellprob: 4294901760 bytes stored in a 15958-byte file"
     "flows_h5|huge_dims.h5|sizes: .*: /flows of 1 x 2 x 2097152 x 2097152: empty or over 2\\^40 values"
     "jobfile|libconfig_string_leak.cfg|load: .*:1: syntax error"
