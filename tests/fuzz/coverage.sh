@@ -33,6 +33,6 @@ for t in "${targets[@]}"; do
     if [ $t = flows_h5 ]; then # most of h5store.c is the writer: its readers alone
         echo "  the readers of h5store.c:"
         llvm-cov$V report -show-functions $B/fuzz_$t -instr-profile=$B/$t.profdata src/h5store.c |
-            grep -E '^([a-z0-9_.]*:)?(read_f32|read_slab|cp_h5_read|quiet_hdf5)' | awk '{printf "  %-26s regions %s/%s  lines %s/%s (%s)\n", $1, $2-$3, $2, $5-$6, $5, $7}'
+            grep -E '^([a-z0-9_.]*:)?(read_f32|read_slab|check_storage|cp_h5_read|quiet_hdf5)' | awk '{printf "  %-26s regions %s/%s  lines %s/%s (%s)\n", $1, $2-$3, $2, $5-$6, $5, $7}'
     fi
 done
