@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything cellpose-mpi needs to build, test and benchmark, from Debian packages only.
-# Usage: scripts/install-deps.sh [--bench]   (--bench adds PyTorch for the reference timings)
+# Usage: scripts/install-deps.sh [--bench] [--fuzz]
+#   --bench adds PyTorch for the reference timings
+#   --fuzz adds clang 14 with libFuzzer and llvm-cov for tests/fuzz (docs/fuzzing.md)
 set -euo pipefail
 pkgs=(
   build-essential cmake pkg-config
@@ -18,7 +20,13 @@ pkgs=(
   python3 python3-numpy python3-h5py python3-tifffile   # test helpers (reading outputs)
   python3-matplotlib                          # slurm/scaling_study.py plots
 )
-[ "${1:-}" = "--bench" ] && pkgs+=(python3-torch)
+for arg in "$@"; do
+  case $arg in
+    --bench) pkgs+=(python3-torch) ;;
+    --fuzz) pkgs+=(clang-14 libclang-rt-14-dev llvm-14) ;;  # -fsanitize=fuzzer; llvm-cov-14
+    *) echo "install-deps.sh: unknown option $arg" >&2; exit 2 ;;
+  esac
+done
 export DEBIAN_FRONTEND=noninteractive
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
 $SUDO apt-get update -qq

@@ -402,6 +402,35 @@ void cp_h5_abort(cp_h5out *h)
     free(h);
 }
 
+/* Before reading dataset d: refuses what libhdf5 1.10 reads out of bounds or allocates without
+ * limit (found by tests/fuzz, docs/fuzzing.md): chunks larger than the dataset (our writer and
+ * h5py make them at most its size; libhdf5 allows more only for extendible dimensions), and a
+ * dataset that stores more bytes than the file holds (a corrupt chunk index). */
+static int check_storage(hid_t d, const char *path, const char *name, char *err)
+{
+    hsize_t dims[H5S_MAX_RANK], maxd[H5S_MAX_RANK], chunk[H5S_MAX_RANK];
+    hid_t s = H5Dget_space(d), pl = H5Dget_create_plist(d);
+    int rank = s < 0 ? -1 : H5Sget_simple_extent_dims(s, dims, maxd);
+    int bad = rank < 0 || pl < 0;
+    if (!bad && H5Pget_layout(pl) == H5D_CHUNKED) {
+        bad = H5Pget_chunk(pl, H5S_MAX_RANK, chunk) != rank;
+        for (int i = 0; !bad && i < rank; i++)
+            bad = chunk[i] == 0 || chunk[i] > dims[i] || chunk[i] > maxd[i];
+    }
+    hsize_t stored = bad ? 0 : H5Dget_storage_size(d);
+    if (s >= 0) H5Sclose(s);
+    if (pl >= 0) H5Pclose(pl);
+    if (bad)
+        return cp_errf(err, CP_EFORMAT, "%s: /%s: corrupt layout (chunks larger than the dataset)",
+                       path, name);
+    struct stat st;
+    if (stat(path, &st) == 0 && stored > (hsize_t)st.st_size)
+        return cp_errf(err, CP_EFORMAT, "%s: /%s: %llu bytes stored in a %lld-byte file (corrupt "
+                       "chunk index)", path, name, (unsigned long long)stored,
+                       (long long)st.st_size);
+    return 0;
+}
+
 /* Reads a float dataset whole into buf (if not NULL) after checking its rank; dims out. */
 static int read_f32(hid_t f, const char *path, const char *name, int *rank, hsize_t *dims,
                     float *buf, char *err)
@@ -417,10 +446,11 @@ static int read_f32(hid_t f, const char *path, const char *name, int *rank, hsiz
         return cp_errf(err, CP_EFORMAT, "%s: %s has rank %d", path, name, *rank);
     }
     H5Sget_simple_extent_dims(s, dims, NULL);
-    herr_t st = buf ? H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) : 0;
     H5Sclose(s);
+    int rc = buf ? check_storage(d, path, name, err) : 0;
+    herr_t st = buf && !rc ? H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) : 0;
     H5Dclose(d);
-    return st < 0 ? cp_errf(err, CP_EFORMAT, "%s: cannot read %s", path, name) : 0;
+    return rc ? rc : st < 0 ? cp_errf(err, CP_EFORMAT, "%s: cannot read %s", path, name) : 0;
 }
 
 int cp_h5_read_flows(const char *path, int64_t *nz, int64_t *ny, int64_t *nx, float *dP,
@@ -442,6 +472,13 @@ int cp_h5_read_flows(const char *path, int64_t *nz, int64_t *ny, int64_t *nx, fl
     if (rc_ != rf - 1 || df[rf - 3] != 2 || (stack && df[0] != dc[0]) ||
         df[rf - 2] != dc[rc_ - 2] || df[rf - 1] != dc[rc_ - 1])
         return cp_errf(err, CP_EFORMAT, "%s: /flows and /cellprob shapes do not match", path);
+    /* the callers allocate 2 nz ny nx floats: no empty plane, at most 2^40 values (a corrupt
+     * header must not make that product wrap around) */
+    const hsize_t lim = (hsize_t)1 << 40, z = stack ? df[0] : 1, y = df[rf - 2], x = df[rf - 1];
+    if (z == 0 || y == 0 || x == 0 || z > lim / y || z * y > lim / 2 / x)
+        return cp_errf(err, CP_EFORMAT, "%s: /flows of %llu x 2 x %llu x %llu: empty or over 2^40 "
+                       "values", path, (unsigned long long)z, (unsigned long long)y,
+                       (unsigned long long)x);
     *nz = stack ? (int64_t)df[0] : 1;
     *ny = (int64_t)df[rf - 2];
     *nx = (int64_t)df[rf - 1];
@@ -458,11 +495,14 @@ static int read_slab(hid_t f, const char *path, const char *name, int rank, cons
     herr_t st = H5Sget_simple_extent_ndims(fs) == rank
                     ? H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL)
                     : -1;
-    if (st >= 0) st = H5Dread(d, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, buf);
+    int rc = st >= 0 ? check_storage(d, path, name, err) : 0;
+    if (st >= 0 && !rc) st = H5Dread(d, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, buf);
     H5Sclose(ms);
     H5Sclose(fs);
     H5Dclose(d);
-    return st < 0 ? cp_errf(err, CP_EFORMAT, "%s: cannot read a window of %s", path, name) : 0;
+    return rc ? rc
+           : st < 0 ? cp_errf(err, CP_EFORMAT, "%s: cannot read a window of %s", path, name)
+                    : 0;
 }
 
 int cp_h5_read_flows_window(const char *path, int64_t z, int64_t y0, int64_t x0, int64_t ny,
@@ -472,18 +512,23 @@ int cp_h5_read_flows_window(const char *path, int64_t z, int64_t y0, int64_t x0,
     int64_t nz, Ly, Lx;
     int rc = cp_h5_read_flows(path, &nz, &Ly, &Lx, NULL, NULL, err);
     if (rc) return rc;
-    if (z >= nz || y0 < 0 || x0 < 0 || y0 + ny > Ly || x0 + nx > Lx)
+    if (z < 0 || z >= nz || y0 < 0 || x0 < 0 || ny < 0 || nx < 0 || y0 + ny > Ly || x0 + nx > Lx)
         return cp_errf(err, CP_EPARAM, "%s: window outside the saved flows", path);
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) return cp_errf(err, CP_EFORMAT, "%s: not an HDF5 file", path);
-    hid_t d = H5Dopen2(f, "flows", H5P_DEFAULT), sp = H5Dget_space(d);
-    int r = H5Sget_simple_extent_ndims(sp); /* 3: (2,Y,X), 4: (Z,2,Y,X) */
-    H5Sclose(sp);
-    H5Dclose(d);
+    hid_t d = H5Dopen2(f, "flows", H5P_DEFAULT), sp = d < 0 ? -1 : H5Dget_space(d);
+    int r = sp < 0 ? -1 : H5Sget_simple_extent_ndims(sp); /* 3: (2,Y,X), 4: (Z,2,Y,X) */
+    if (sp >= 0) H5Sclose(sp);
+    if (d >= 0) H5Dclose(d);
+    if (r != 3 && r != 4) {
+        H5Fclose(f);
+        return cp_errf(err, CP_EFORMAT, "%s: /flows changed while it was read", path);
+    }
+    /* the last r (flows) or r - 1 (cellprob) entries of the 4-D and 3-D starts and counts */
     hsize_t s4[4] = {(hsize_t)z, 0, (hsize_t)y0, (hsize_t)x0}, c4[4] = {1, 2, (hsize_t)ny, (hsize_t)nx};
     hsize_t s3[3] = {(hsize_t)z, (hsize_t)y0, (hsize_t)x0}, c3[3] = {1, (hsize_t)ny, (hsize_t)nx};
-    rc = read_slab(f, path, "flows", r, s4 + 4 - r, c4 + 4 - r, dP, err);
-    if (!rc) rc = read_slab(f, path, "cellprob", r - 1, s3 + 4 - r, c3 + 4 - r, cellprob, err);
+    rc = read_slab(f, path, "flows", r, s4 + (4 - r), c4 + (4 - r), dP, err);
+    if (!rc) rc = read_slab(f, path, "cellprob", r - 1, s3 + (4 - r), c3 + (4 - r), cellprob, err);
     H5Fclose(f);
     return rc;
 }

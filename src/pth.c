@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <zip.h>
 #include <zlib.h>
 
@@ -521,6 +522,13 @@ static int zip_read_entry(zip_t *z, const char *path, const char *name, unsigned
     if (st.size > ((zip_uint64_t)1 << 40))
         return cp_errf(err, CP_EFORMAT, "%s: zip entry '%s': size %llu", path, name,
                        (unsigned long long)st.size);
+    /* a stored entry lies in the file: a larger size is a corrupt directory, refused before the
+     * buffer is allocated (a 600-byte file could ask for 4 GiB, or 1 TiB with zip64) */
+    struct stat fs;
+    if (stat(path, &fs) == 0 && st.size > (zip_uint64_t)fs.st_size)
+        return cp_errf(err, CP_EFORMAT, "%s: zip entry '%s': %llu bytes stored in a %lld-byte "
+                       "file (corrupt zip directory)", path, name, (unsigned long long)st.size,
+                       (long long)fs.st_size);
     *buf = malloc(st.size ? st.size : 1);
     if (!*buf)
         return cp_errf(err, CP_ENOMEM, "%s: zip entry '%s': out of memory", path, name);
@@ -624,6 +632,12 @@ static int load_tensor(zip_t *z, const char *path, const char *prefix, const pk_
                 maxel += (t->shape[d] - 1) * sd;
         }
     }
+    /* zero strides (a broadcast view) give more elements than the storage holds: allowed up to
+     * 2^24 (64 MiB of float32), not the 2^40 a 600-byte file could otherwise ask to allocate */
+    if (t->numel > st->i && t->numel > ((int64_t)1 << 24))
+        return cp_errf(err, CP_EFORMAT, "%s: tensor '%s': %lld elements from a storage of %lld "
+                       "(zero strides): refused above 2^24", path, t->name, (long long)t->numel,
+                       (long long)st->i);
     if (offset < 0 || offset > ((int64_t)1 << 40) || (t->numel > 0 && maxel >= st->i))
         return cp_errf(err, CP_EFORMAT, "%s: tensor '%s': storage '%s' out of bounds (needs "
                        "element %lld, has %lld)", path, t->name, st->s, (long long)maxel,

@@ -239,6 +239,18 @@ static int select_page(cp_tiff *t, int64_t page, char *err)
         return cp_errf(err, CP_EFORMAT, "%s: page %lld: unusable %s size %u x %u%s", t->path,
                        (long long)page, t->tiled ? "tile" : "strip", bh, bw,
                        why(&t->msg, b, sizeof b));
+    /* A strip is at most the page; a tile may overhang the page (a 512² tile on a 100² image)
+     * but not by more than that: a tile over twice the page and over 64 MiB is a corrupt or
+     * hostile header, refused before its buffer is allocated. */
+    uint64_t page_bytes = (uint64_t)t->info.ny * (uint64_t)t->info.nx * (uint64_t)t->info.spp *
+                          (uint64_t)t->bytes;
+    if (t->tiled && need > 2 * page_bytes && need > ((uint64_t)1 << 26))
+        return cp_errf(err, CP_EFORMAT,
+                       "%s: page %lld: a tile of %u x %u pixels (%llu bytes) for a page of "
+                       "%lld x %lld (%llu bytes): corrupt TileWidth/TileLength",
+                       t->path, (long long)page, bh, bw, (unsigned long long)need,
+                       (long long)t->info.ny, (long long)t->info.nx,
+                       (unsigned long long)page_bytes);
     if (need > t->bufsize) {
         unsigned char *nb = realloc(t->buf, (size_t)need);
         if (!nb)
@@ -262,10 +274,13 @@ static int imagej_counts(const char *desc, int64_t *images, int64_t *channels, i
     static const char *keys[] = {"images=", "channels=", "slices=", "frames="};
     int64_t *vals[] = {images, channels, slices, frames};
     for (int k = 0; k < 4; k++) *vals[k] = 1;
-    for (const char *line = desc; line && *line; line = strchr(line, '\n'), line += !!line)
+    for (const char *line = desc; line && *line;) {
         for (int k = 0; k < 4; k++)
             if (strncmp(line, keys[k], strlen(keys[k])) == 0)
                 *vals[k] = strtoll(line + strlen(keys[k]), NULL, 10);
+        line = strchr(line, '\n');
+        if (line) line++;
+    }
     for (int k = 0; k < 4; k++)
         if (*vals[k] < 1) return 0;
     return 1;
@@ -300,10 +315,15 @@ static int set_shape(cp_tiff *t, const int64_t *lead, int nlead, int squeeze, in
     cp_tiff_info *in = &t->info;
     int64_t pages = 1;
     in->ndim = 0;
+    int over = 0; /* the product does not fit: more pages than any file has */
     for (int i = 0; i < nlead; i++) {
-        pages *= lead[i];
+        over |= __builtin_mul_overflow(pages, lead[i], &pages);
         if (lead[i] != 1 || !squeeze) in->shape[in->ndim++] = lead[i];
     }
+    if (over)
+        return cp_errf(err, CP_EUNSUPPORTED,
+                       "%s: %s metadata declares more than 2^63 pages but the file has %lld",
+                       t->path, source, (long long)file_pages);
     if (pages > file_pages)
         return cp_errf(err, CP_EUNSUPPORTED,
                        "%s: %s metadata declares %lld pages but the file has %lld (data stored "
@@ -342,15 +362,24 @@ static int series_shape(cp_tiff *t, int64_t file_pages, char *err)
         imagej_counts(desc, &images, &channels, &slices, &frames)) {
         uint16_t planar = PLANARCONFIG_CONTIG;
         TIFFGetFieldDefaulted(t->tif, TIFFTAG_PLANARCONFIG, &planar);
+        /* frames * slices * channels overflowing is more pages than any file has */
+        int64_t fs, fsc;
+        if (__builtin_mul_overflow(frames, slices, &fs) ||
+            __builtin_mul_overflow(fs, channels, &fsc))
+            return cp_errf(err, CP_EUNSUPPORTED,
+                           "%s: ImageJ metadata declares %lld frames x %lld slices x %lld channels "
+                           "(more than 2^63) but the file has %lld pages",
+                           t->path, (long long)frames, (long long)slices, (long long)channels,
+                           (long long)file_pages);
         /* tifffile's reading of the counts ("images" is not reliable) */
         if (channels == 1 || (planar == PLANARCONFIG_SEPARATE && channels == in->spp))
-            images = frames * slices, channels = 1; /* planar: the channels are our samples */
-        else if (images == frames * slices && channels == in->spp)
+            images = fs, channels = 1; /* planar: the channels are our samples */
+        else if (images == fs && channels == in->spp)
             channels = 1; /* RGB samples declared as channels */
         else
-            images = frames * slices * channels;
+            images = fsc;
         if (images == 1 && file_pages > 1) images = file_pages;
-        int64_t tzc = frames * slices * channels;
+        int64_t tzc = fs * channels;
         int64_t lead[4] = {images > tzc ? images / tzc : 1, frames, slices, channels};
         return set_shape(t, lead, 4, 1, file_pages, "ImageJ", err);
     }
