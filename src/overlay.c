@@ -3,7 +3,6 @@
 #include "overlay.h"
 
 #include <hdf5.h>
-#include <libgen.h>
 #include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,19 +11,14 @@
 
 #include "cp_err.h"
 #include "image.h"
+#include "segment.h"
 
 #define ROW_BUDGET (1 << 20) /* image pixels read at once (about 40 MB of scratch at most) */
 #define MAX_BLOCK 4096       /* largest side of a /labels block read at once */
 
 void cp_overlay_path(const char *out_path, const char *input, char *buf, size_t len)
 {
-    char o[CP_PATH_LEN], in[CP_PATH_LEN];
-    snprintf(o, sizeof o, "%s", out_path);
-    snprintf(in, sizeof in, "%s", input);
-    const char *base = basename(in);
-    const char *dot = strrchr(base, '.');
-    int stem = dot ? (int)(dot - base) : (int)strlen(base);
-    snprintf(buf, len, "%s/%.*s_cp_overlay.png", dirname(o), stem, base);
+    cp_sibling_path(out_path, input, "_cp_overlay.png", buf, len);
 }
 
 void cp_overlay_size(int64_t ny, int64_t nx, int64_t *oy, int64_t *ox)

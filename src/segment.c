@@ -31,7 +31,8 @@ void cp_default_output(const char *input, char *out, size_t len)
     snprintf(out, len, "%.*s_seg.h5", (int)stem, input);
 }
 
-void cp_masks_tif_path(const char *out_path, const char *input, char *buf, size_t len)
+void cp_sibling_path(const char *out_path, const char *input, const char *suffix, char *buf,
+                     size_t len)
 {
     char o[CP_PATH_LEN], in[CP_PATH_LEN];
     snprintf(o, sizeof o, "%s", out_path);
@@ -39,7 +40,12 @@ void cp_masks_tif_path(const char *out_path, const char *input, char *buf, size_
     const char *base = basename(in);
     const char *dot = strrchr(base, '.');
     int stem = dot ? (int)(dot - base) : (int)strlen(base);
-    snprintf(buf, len, "%s/%.*s_cp_masks.tif", dirname(o), stem, base);
+    snprintf(buf, len, "%s/%.*s%s", dirname(o), stem, base, suffix);
+}
+
+void cp_masks_tif_path(const char *out_path, const char *input, char *buf, size_t len)
+{
+    cp_sibling_path(out_path, input, "_cp_masks.tif", buf, len);
 }
 
 static int64_t file_size(const char *path)

@@ -38,6 +38,10 @@ void cp_say(int quiet, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 
 /* <input without extension>_seg.h5 next to the input. */
 void cp_default_output(const char *input, char *out, size_t len);
+/* <folder of out_path>/<input name without extension><suffix>: the files written beside the
+ * output (--save_tif, --save_overlay). */
+void cp_sibling_path(const char *out_path, const char *input, const char *suffix, char *buf,
+                     size_t len);
 /* The --save_tif file: <folder of out_path>/<input name without extension>_cp_masks.tif. */
 void cp_masks_tif_path(const char *out_path, const char *input, char *buf, size_t len);
 

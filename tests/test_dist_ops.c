@@ -9,7 +9,6 @@
  *   bad_block    a corrupt strip read by one rank: the job stops with that rank's message, no output
  *   h5py         a 3-rank output read by h5py: layout, chunking + deflate, /cells, attributes
  * usage: test_dist_ops NAME */
-#include <dirent.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,39 +114,12 @@ static const char *slow_args(void)
     return a;
 }
 
-/* Finished network blocks in the work directory. */
-static int blocks_on_disk(const char *work)
-{
-    DIR *d = opendir(work);
-    int n = 0;
-    for (struct dirent *e; d && (e = readdir(d));) {
-        size_t len = strlen(e->d_name);
-        n += !strncmp(e->d_name, "dp.z0.", 6) && !(len > 4 && !strcmp(e->d_name + len - 4, ".tmp"));
-    }
-    if (d) closedir(d);
-    return n;
-}
-
 /* kill -9 of the newest cellpose-mpi process whose command line names our output: one rank. */
 static void kill_one_rank(void)
 {
-    DIR *d = opendir("/proc");
-    long victim = -1;
-    for (struct dirent *e; d && (e = readdir(d));) {
-        char path[300], cmd[8192];
-        snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
-        FILE *f = fopen(path, "rb");
-        if (!f) continue;
-        size_t n = fread(cmd, 1, sizeof cmd - 1, f);
-        fclose(f);
-        cmd[n] = 0;
-        size_t a0 = strlen(cmd);
-        for (size_t i = 0; i < n; i++) cmd[i] = cmd[i] ? cmd[i] : ' ';
-        int is_rank = a0 >= 12 && !strncmp(cmd + a0 - 12, "cellpose-mpi", 12);
-        if (is_rank && strstr(cmd, tu_path("%s/out.h5", dir)) && atol(e->d_name) > victim)
-            victim = atol(e->d_name);
-    }
-    if (d) closedir(d);
+    long pids[64], victim = -1;
+    int n = tu_cellpose_pids(tu_path("%s/out.h5", dir), pids, 64);
+    for (int i = 0; i < n; i++) victim = pids[i] > victim ? pids[i] : victim;
     if (victim > 0) kill((pid_t)victim, SIGKILL);
 }
 
@@ -170,7 +142,7 @@ static pid_t start_slow(void)
 static int wait_for(pid_t run, const char *work, int blocks)
 {
     for (int i = 0; i < 6000; i++) {
-        if (blocks ? blocks_on_disk(work) >= blocks
+        if (blocks ? tu_blocks_on_disk(work) >= blocks
                    : tu_run("grep -q 'tile evaluations' %s/run1.txt", dir) == 0)
             return 0;
         if (waitpid(run, NULL, WNOHANG) == run) return -1;
@@ -203,7 +175,7 @@ static void interrupted(const char *how)
     waitpid(pid, &status, 0);
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     printf("interrupted run (%s): exit %d, %d network blocks on disk\n", how, code,
-           blocks_on_disk(work));
+           tu_blocks_on_disk(work));
     TU_CHECK(code != 0, "the interrupted run did not fail");
     if (!strcmp(how, "signal")) {
         TU_CHECK(code == 3, "SIGUSR1 must checkpoint and exit with status 3, got %d", code);

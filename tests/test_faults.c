@@ -13,7 +13,6 @@
  *   signal_dir_1, signal_dir_2   SIGTERM in --dir on 1 and 2 ranks while the second of three
  *                  images is in hand: exit 3, the first output kept, no output for the others; a
  *                  rerun with --resume skips the first and does the rest. */
-#include <dirent.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -258,23 +257,9 @@ static int wait_exit(pid_t pid)
  * does at a time limit). */
 static int signal_ranks(const char *needle, int sig)
 {
-    DIR *d = opendir("/proc");
-    int n = 0;
-    for (struct dirent *e; d && (e = readdir(d));) {
-        char path[300], cmd[8192];
-        snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
-        FILE *f = fopen(path, "rb");
-        if (!f) continue;
-        size_t len = fread(cmd, 1, sizeof cmd - 1, f);
-        fclose(f);
-        cmd[len] = 0;
-        size_t a0 = strlen(cmd);
-        for (size_t i = 0; i < len; i++) cmd[i] = cmd[i] ? cmd[i] : ' ';
-        if (a0 >= 12 && !strncmp(cmd + a0 - 12, "cellpose-mpi", 12) && strstr(cmd, needle) &&
-            kill((pid_t)atol(e->d_name), sig) == 0)
-            n++;
-    }
-    if (d) closedir(d);
+    long pids[64];
+    int n = 0, k = tu_cellpose_pids(needle, pids, 64);
+    for (int i = 0; i < k; i++) n += kill((pid_t)pids[i], sig) == 0;
     return n;
 }
 

@@ -16,7 +16,6 @@
  *   corrupt_block   SIGTERM, then 40 KB overwritten in two "dp" blocks: --resume recomputes them,
  *                   says so, and the labels equal an uninterrupted run
  * usage: test_runsafe NAME */
-#include <dirent.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,24 +89,9 @@ static int exit_code(pid_t pid)
 /* The pids of the cellpose-mpi processes whose command line names out (up to max). */
 static int ranks_of(const char *out, pid_t *pids, int max)
 {
-    DIR *d = opendir("/proc");
-    int n = 0;
-    for (struct dirent *e; d && (e = readdir(d)) && n < max;) {
-        char path[300], cmd[8192];
-        snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
-        FILE *f = fopen(path, "rb");
-        if (!f) continue;
-        size_t len = fread(cmd, 1, sizeof cmd - 1, f);
-        fclose(f);
-        cmd[len] = 0;
-        size_t a0 = strlen(cmd);
-        for (size_t i = 0; i < len; i++) cmd[i] = cmd[i] ? cmd[i] : ' ';
-        int is_rank = a0 >= 12 && !strncmp(cmd + a0 - 12, "cellpose-mpi", 12);
-        char want[2100];
-        snprintf(want, sizeof want, "--output %s", out);
-        if (is_rank && strstr(cmd, want)) pids[n++] = (pid_t)atol(e->d_name);
-    }
-    if (d) closedir(d);
+    long found[64];
+    int n = tu_cellpose_pids(tu_path("--output %s", out), found, max < 64 ? max : 64);
+    for (int i = 0; i < n; i++) pids[i] = (pid_t)found[i];
     return n;
 }
 
@@ -119,24 +103,11 @@ static void signal_ranks(const char *out, int sig)
     printf("signal %d sent to %d rank(s)\n", sig, n);
 }
 
-/* Complete network blocks in a work directory. */
-static int blocks_on_disk(const char *work)
-{
-    DIR *d = opendir(work);
-    int n = 0;
-    for (struct dirent *e; d && (e = readdir(d));) {
-        size_t len = strlen(e->d_name);
-        n += !strncmp(e->d_name, "dp.z0.", 6) && !(len > 4 && !strcmp(e->d_name + len - 4, ".tmp"));
-    }
-    if (d) closedir(d);
-    return n;
-}
-
 /* Waits (up to 300 s) until `work` holds `blocks` network blocks; 0, or -1 if run ended first. */
 static int wait_blocks(pid_t run, const char *work, int blocks)
 {
     for (int i = 0; i < 60000; i++) {
-        if (blocks_on_disk(work) >= blocks) return 0;
+        if (tu_blocks_on_disk(work) >= blocks) return 0;
         if (waitpid(run, NULL, WNOHANG) == run) return -1;
         sleep_ms(5);
     }
@@ -329,7 +300,7 @@ static int stopped_run(const char *img, const char *out, int blocks)
     signal_ranks(out, SIGTERM);
     int st = exit_code(run);
     printf("stopped run: exit %d, %d blocks on disk\n", st,
-           blocks_on_disk(tu_path("%s.work", out)));
+           tu_blocks_on_disk(tu_path("%s.work", out)));
     TU_CHECK(st == 3, "SIGTERM must checkpoint and exit 3, got %d", st);
     TU_CHECK(!exists(tu_path("%s.lock", out)), "the lock was not removed on exit 3");
     return st == 3 ? 0 : -1;

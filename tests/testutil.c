@@ -1,6 +1,7 @@
 /* Test support (see testutil.h). */
 #include "testutil.h"
 
+#include <dirent.h>
 #include <hdf5.h>
 #include <math.h>
 #include <mpi.h>
@@ -334,4 +335,37 @@ double tu_now(void)
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+int tu_cellpose_pids(const char *needle, long *pids, int max)
+{
+    DIR *d = opendir("/proc");
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d)) && n < max;) {
+        char path[300], cmd[8192];
+        snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
+        FILE *f = fopen(path, "rb");
+        if (!f) continue;
+        size_t len = fread(cmd, 1, sizeof cmd - 1, f);
+        fclose(f);
+        cmd[len] = 0;
+        size_t a0 = strlen(cmd); /* argv[0] */
+        for (size_t i = 0; i < len; i++) cmd[i] = cmd[i] ? cmd[i] : ' ';
+        if (a0 >= 12 && !strncmp(cmd + a0 - 12, "cellpose-mpi", 12) && strstr(cmd, needle))
+            pids[n++] = atol(e->d_name);
+    }
+    if (d) closedir(d);
+    return n;
+}
+
+int tu_blocks_on_disk(const char *work)
+{
+    DIR *d = opendir(work);
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d));) {
+        size_t len = strlen(e->d_name);
+        n += !strncmp(e->d_name, "dp.z0.", 6) && !(len > 4 && !strcmp(e->d_name + len - 4, ".tmp"));
+    }
+    if (d) closedir(d);
+    return n;
 }

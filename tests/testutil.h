@@ -84,6 +84,13 @@ double tu_h5_attr(const char *path, const char *name);
 /* Seconds on a monotonic clock (test timings). */
 double tu_now(void);
 
+/* The pids of the running cellpose-mpi processes (the ranks, not mpirun) whose command line
+ * contains needle, in /proc order, at most max; returns how many. */
+int tu_cellpose_pids(const char *needle, long *pids, int max);
+
+/* Complete network blocks ("dp.z0.*", not "*.tmp") in a --block run's work folder. */
+int tu_blocks_on_disk(const char *work);
+
 /* Runs a shell command, returns its exit status (or -1), output to the test's stdout. */
 int tu_run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* A fresh temporary directory for this test (removed by the caller's rm -rf, kept on failure). */
