@@ -3,8 +3,9 @@
 #  1. dataset_array.sbatch, 2 array tasks over 3 crops with a job file: 3 outputs, each with the
 #     labels of a direct single-process run;
 #  2. scaling_study.sbatch, ranks 1 2 x 1 thread, strong and weak: CSV with 4 rows and a PNG;
-#  3. large_image.sbatch, 2 ranks over a 2048x3072 image (trained model, --augment): 60 s on
-#     2 idle cores, longer when they are shared;
+#  3. large_image.sbatch, 2 ranks over a 2048x3072 image (trained model, --augment, tiles
+#     overlapping by half to make the run long enough for 4.): about 60 s on 2 idle cores,
+#     longer when they are shared;
 #  4. the same with --time=1 --signal=B:USR1@20: USR1 -> checkpoint -> exit 3 -> requeue ->
 #     --resume, finishing with labels identical to run 3. slurmctld checks time limits every
 #     ~30 s, so with a 1-minute limit the signal comes at its first check, 0-30 s into each run
@@ -135,6 +136,7 @@ pretrained_model = "$trained";
 chan = 1;
 chan2 = 2;
 augment = true;
+tile_overlap = 0.5;
 block = 256;
 CFG
 t0=$(elapsed)
