@@ -14,7 +14,7 @@ if [ "${1:-}" = "--sanitize" ]; then
   # glibc 2.19 header (when a block happens to start at that page offset) and its tracer crashes
   # at exit (google/sanitizers#1322); leaks are still found in heap, stacks and static TLS.
   export ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0:intercept_tls_get_addr=0:abort_on_error=1
-  export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp
+  export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0 # stderr stays the program's
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
   skip=(-LE heavy) # the long end-to-end runs (label heavy) run in the main pass only
 else
