@@ -43,19 +43,12 @@ static inline void stv8(float *p, v8 v) { memcpy(p, &v, sizeof v); }
         t[5] = (4.0f * (d1) + (d5)) - 5.0f * (d3);                                               \
     } while (0)
 
-/* The activated input row y, de-interleaved by phase: ph[m][j] = act(x[y][4 j + m - 1]) for
- * 4 j + m in [0, 4 tw + 4), zero outside the image (ph: 4 arrays of tw + 1 floats, row buf of
- * 4 tw + 4 floats). */
-static void load_row(const cp_wino_plan *p, const cp_wino_src *s, int c, int y,
-                     float *restrict buf, float *restrict ph)
+/* Row y of input channel c, activated (BN affine, ReLU) and upsampled as the layer reads it, into
+ * buf[1..W]; buf[0] and buf[W+1..n) are the zero padding. */
+static void activate_row(const cp_wino_plan *p, const cp_wino_src *s, int c, int y, int n,
+                         float *restrict buf)
 {
-    const int tw = p->tw, n = 4 * tw + 4, W = p->W;
-    float *restrict p0 = ph, *restrict p1 = p0 + tw + 1, *restrict p2 = p1 + tw + 1,
-                   *restrict p3 = p2 + tw + 1;
-    if (y < 0 || y >= p->H) {
-        memset(ph, 0, (size_t)(4 * (tw + 1)) * sizeof(float));
-        return;
-    }
+    const int W = p->W;
     const int up = s->up, Ws = W >> up;
     const float *restrict xr = s->x + (int64_t)c * (p->H >> up) * Ws + (int64_t)(y >> up) * Ws;
     float *restrict b = buf + 1;
@@ -87,6 +80,22 @@ static void load_row(const cp_wino_plan *p, const cp_wino_src *s, int c, int y,
     }
     for (int i = W + 1; i < n; i++)
         buf[i] = 0.0f;
+}
+
+/* The activated input row y, de-interleaved by phase: ph[m][j] = act(x[y][4 j + m - 1]) for
+ * 4 j + m in [0, 4 tw + 4), zero outside the image (ph: 4 arrays of tw + 1 floats, row buf of
+ * 4 tw + 4 floats). */
+static void load_row(const cp_wino_plan *p, const cp_wino_src *s, int c, int y,
+                     float *restrict buf, float *restrict ph)
+{
+    const int tw = p->tw, n = 4 * tw + 4;
+    float *restrict p0 = ph, *restrict p1 = p0 + tw + 1, *restrict p2 = p1 + tw + 1,
+                   *restrict p3 = p2 + tw + 1;
+    if (y < 0 || y >= p->H) {
+        memset(ph, 0, (size_t)(4 * (tw + 1)) * sizeof(float));
+        return;
+    }
+    activate_row(p, s, c, y, n, buf);
     for (int j = 0; j <= tw; j++) {
         p0[j] = buf[4 * j];
         p1[j] = buf[4 * j + 1];
@@ -256,42 +265,12 @@ void WINO_CAT(cp_wino_block4_, WINO_ISA)(const cp_wino_plan *p, const float *U, 
 static void load_row6(const cp_wino_plan *p, const cp_wino_src *s, int c, int y,
                       float *restrict buf, float *restrict ph)
 {
-    const int tw = p->tw, n = 6 * tw + 6, W = p->W, n1 = tw + 1;
+    const int tw = p->tw, n = 6 * tw + 6, n1 = tw + 1;
     if (y < 0 || y >= p->H) {
         memset(ph, 0, (size_t)(6 * n1) * sizeof(float));
         return;
     }
-    const int up = s->up, Ws = W >> up;
-    const float *restrict xr = s->x + (int64_t)c * (p->H >> up) * Ws + (int64_t)(y >> up) * Ws;
-    float *restrict b = buf + 1;
-    buf[0] = 0.0f;
-    if (!s->scale) {
-        if (up)
-            for (int q = 0; q < Ws; q++)
-                b[2 * q] = b[2 * q + 1] = xr[q];
-        else
-            memcpy(b, xr, (size_t)W * sizeof(float));
-    } else {
-        const float sc = s->scale[c], sh = s->shift[c];
-        if (up) {
-            for (int q = 0; q < Ws; q++) {
-                float v = xr[q] * sc + sh;
-                v = s->relu && v < 0 ? 0.0f : v; /* NaN propagates, as torch.relu */
-                b[2 * q] = v;
-                b[2 * q + 1] = v;
-            }
-        } else if (s->relu) {
-            for (int q = 0; q < W; q++) {
-                const float v = xr[q] * sc + sh;
-                b[q] = v < 0 ? 0.0f : v;
-            }
-        } else {
-            for (int q = 0; q < W; q++)
-                b[q] = xr[q] * sc + sh;
-        }
-    }
-    for (int i = W + 1; i < n; i++)
-        buf[i] = 0.0f;
+    activate_row(p, s, c, y, n, buf);
     for (int m = 0; m < 6; m++) {
         float *restrict pm = ph + m * n1;
         for (int j = 0; j <= tw; j++)
