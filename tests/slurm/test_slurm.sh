@@ -3,7 +3,7 @@
 #  1. dataset_array.sbatch, 2 array tasks over 3 crops with a job file: 3 outputs, each with the
 #     labels of a direct single-process run;
 #  2. scaling_study.sbatch, ranks 1 2 x 1 thread, strong and weak: CSV with 4 rows and a PNG;
-#  3. large_image.sbatch, 2 ranks over a 4096x3072 image (trained model, --augment): about 50 s
+#  3. large_image.sbatch, 2 ranks over an 8192x3072 image (trained model, --augment): about 80 s
 #     on 2 idle cores, longer when they are shared;
 #  4. the same with --time=1 --signal=B:USR1@20: USR1 -> checkpoint -> exit 3 -> requeue ->
 #     --resume, finishing with labels identical to run 3. slurmctld checks time limits every
@@ -55,7 +55,7 @@ tiny=$shared/models/tiny_random_nbase8_seed7.pth
 trained=$shared/models/synth_trained_nbase16.pth
 cd "$T" || exit 1
 
-# Inputs: three 256x256 crops and a 4096x3072 mosaic of synth_1024 (2 channels).
+# Inputs: three 256x256 crops and an 8192x3072 mosaic of synth_1024 (2 channels).
 mkdir -p data data_out
 $py - "$shared/data/synthetic/synth_1024.tif" <<'PY' || exit 1
 import sys, numpy as np, tifffile
@@ -63,7 +63,7 @@ a = tifffile.imread(sys.argv[1])
 for name, (y, x) in {"a": (0, 0), "b": (300, 500), "c": (700, 200)}.items():
     tifffile.imwrite("data/crop_%s.tif" % name, a[:, y:y + 256, x:x + 256])
 row = np.concatenate([a, a[..., ::-1], a], axis=-1)
-tifffile.imwrite("big.tif", np.concatenate([row, row[..., ::-1, :]] * 2, axis=-2))
+tifffile.imwrite("big.tif", np.concatenate([row, row[..., ::-1, :]] * 4, axis=-2))
 PY
 
 # Waits until every job (or array task) of id has ended; prints one "state exit" per task.
