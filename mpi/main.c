@@ -22,6 +22,7 @@
 #include "cpnet.h"
 #include "dataset.h"
 #include "dsegment.h"
+#include "h5store.h"
 #include "outlock.h"
 #include "overlay.h"
 #include "paths.h"
@@ -230,7 +231,7 @@ static int run_flows(const cp_params *p, int rank, int nranks, const char *cmdli
     char err[CP_ERR_LEN], out[CP_PATH_LEN + 16];
     if (p->output[0]) snprintf(out, sizeof out, "%s", p->output);
     else cp_default_output(p->flows, out, sizeof out);
-    int rc = cp_paths_check(p, NULL, NULL, 0, err);
+    int rc = agree(nranks, cp_paths_check(p, NULL, NULL, 0, err), err);
     if (rc) {
         report(rank, err);
         return CP_EPARAM;
@@ -267,6 +268,10 @@ int main(int argc, char **argv)
      * "lockedfile" component, whose "<file>-<jobid>-<pid>.lock" beside the output's partial file
      * stays when the file cannot be created (a full disk, an I/O error). */
     setenv("OMPI_MCA_sharedfp", "^sm,lockedfile", 0);
+    /* Open MPI's ompio ignores a failed write(2) (EIO, ENOSPC) in its collective writes, and
+     * parallel HDF5 then deadlocks or, worse, goes on; ROMIO returns the error, which ends the
+     * job cleanly (cp_h5_on_fatal). So ROMIO, unless the user chose. */
+    setenv("OMPI_MCA_io", "^ompio", 0);
     MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &nranks);
@@ -284,6 +289,7 @@ int main(int argc, char **argv)
     }
     if (p.threads > 0) omp_set_num_threads((int)p.threads);
     catch_stop_signals();
+    cp_h5_on_fatal(cp_outlock_remove_taken); /* a failed MPI-IO write aborts: leave no lock */
     cp_progress_setup(stderr, p.quiet || rank ? CP_PROGRESS_OFF : cp_progress_detect(stderr));
     cp_timing tm = {0};
     int result = p.flows[0] ? run_flows(&p, rank, nranks, cmdline, &tm)

@@ -180,6 +180,14 @@ static int take_rank0(const char *out, int takeover, cp_outlock *lk, char *err)
                    "on this output", out, lk->path);
 }
 
+static char taken[CP_PATH_LEN + 16]; /* the lock cp_outlock_take last gave this job */
+
+void cp_outlock_remove_taken(void)
+{
+    if (taken[0]) unlink(taken);
+    taken[0] = 0;
+}
+
 int cp_outlock_take(MPI_Comm comm, const char *out, int takeover, cp_outlock *lk, char *err)
 {
     int rank;
@@ -192,6 +200,7 @@ int cp_outlock_take(MPI_Comm comm, const char *out, int takeover, cp_outlock *lk
         rc = take_rank0(out, takeover, lk, err);
     MPI_Bcast(&rc, 1, MPI_INT, 0, comm);
     if (rc) MPI_Bcast(err, CP_ERR_LEN, MPI_CHAR, 0, comm);
+    else snprintf(taken, sizeof taken, "%s", lk->path);
     return rc;
 }
 
@@ -199,4 +208,5 @@ void cp_outlock_release(cp_outlock *lk)
 {
     if (lk->held) unlink(lk->path);
     lk->held = 0;
+    if (!strcmp(taken, lk->path)) taken[0] = 0;
 }

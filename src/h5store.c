@@ -32,6 +32,9 @@ struct cp_h5out {
                             the .partial (part); -1: HDF5 writes the .partial itself */
 };
 
+static const cp_h5out *guarded; /* the file under on_mpiio_error (below) */
+static void (*fatal_hook)(void);
+
 static void quiet_hdf5(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -68,6 +71,7 @@ static int close_all(cp_h5out *h)
     if (h->flows >= 0) bad |= H5Dclose(h->flows) < 0;
     if (h->labels >= 0) bad |= H5Dclose(h->labels) < 0;
     if (h->file >= 0) bad |= H5Fclose(h->file) < 0;
+    if (guarded == h) guarded = NULL;
     h->file = h->labels = h->flows = h->cellprob = h->dxpl = -1;
     return bad ? -1 : 0;
 }
@@ -146,6 +150,48 @@ static void move_to_memory(cp_h5out *h)
     h->part = open(h->partial, O_WRONLY | O_CLOEXEC | (h->mem >= 0 ? O_TRUNC : 0));
 }
 
+/* Under MPI-IO, a write that fails on one rank inside one of HDF5's collective calls (chunk
+ * allocation, H5Dwrite, the flush) leaves the ranks on different collectives: HDF5 1.10.8 then
+ * deadlocks, over ompio and ROMIO alike. So the MPI error handler of the file being written ends
+ * the job at the first failed MPI-IO call: it names the file and the error in one line, removes
+ * the .partial, runs the driver's hook (its lock) and calls MPI_Abort with exit status 1. The
+ * previous output under the final name is never touched. One output is written at a time. */
+
+void cp_h5_on_fatal(void (*hook)(void)) { fatal_hook = hook; }
+
+static void on_mpiio_error(MPI_File *fh, int *code, ...)
+{
+    (void)fh;
+    char msg[MPI_MAX_ERROR_STRING] = "";
+    int len = 0;
+    MPI_Error_string(*code, msg, &len);
+    const cp_h5out *h = guarded;
+    if (h) {
+        fprintf(stderr, "error: rank %d: %s: cannot write the output file (%s); parallel HDF5 "
+                "cannot continue after a failed collective write, so the job stops\n",
+                h->rank, h->path, msg);
+        unlink(h->partial);
+    }
+    if (fatal_hook) fatal_hook();
+    MPI_Abort(h ? h->comm : MPI_COMM_WORLD, 1);
+}
+
+/* Opens the .partial through MPI-IO with on_mpiio_error as its error handler (files take the
+ * handler of MPI_FILE_NULL when they are opened; it is put back after). */
+static hid_t create_guarded(cp_h5out *h)
+{
+    static MPI_Errhandler eh = MPI_ERRHANDLER_NULL;
+    if (eh == MPI_ERRHANDLER_NULL) MPI_File_create_errhandler(on_mpiio_error, &eh);
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5Pset_fapl_mpio(fapl, h->comm, MPI_INFO_NULL);
+    guarded = h;
+    MPI_File_set_errhandler(MPI_FILE_NULL, eh);
+    hid_t file = H5Fcreate(h->partial, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    MPI_File_set_errhandler(MPI_FILE_NULL, MPI_ERRORS_RETURN);
+    H5Pclose(fapl);
+    return file;
+}
+
 /* All ranks agree that every rank succeeded (serial: st as is). */
 static int all_ok(const cp_h5out *h, int ok)
 {
@@ -171,19 +217,18 @@ int cp_h5_create(const char *path, MPI_Comm comm, int64_t nz, int64_t ny, int64_
     h->nz = nz, h->ny = ny, h->nx = nx, h->fny = fny, h->fnx = fnx;
     h->stack = stack || nz > 1;
     int with_flows = fny > 0 && fnx > 0;
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     h->dxpl = H5Pcreate(H5P_DATASET_XFER);
     if (comm != MPI_COMM_NULL) {
-        H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
         H5Pset_dxpl_mpio(h->dxpl, H5FD_MPIO_COLLECTIVE);
+        h->file = create_guarded(h);
+    } else {
+        h->file = H5Fcreate(h->partial, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     }
-    h->file = H5Fcreate(h->partial, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-    H5Pclose(fapl);
     struct stat st;
-    if (h->file >= 0 && !stat(h->partial, &st)) h->dev = st.st_dev, h->ino = st.st_ino;
+    int made = !stat(h->partial, &st); /* HDF5 writes at once: a full disk can fail here */
+    if (h->file >= 0 && made) h->dev = st.st_dev, h->ino = st.st_ino;
     if (h->file >= 0 && comm == MPI_COMM_NULL) move_to_memory(h);
     if (!all_ok(h, h->file >= 0 && (comm != MPI_COMM_NULL || h->part >= 0))) {
-        int made = h->ino != 0; /* HDF5 writes at once: a full disk can fail here */
         cp_h5_abort(h);
         return cp_errf(err, CP_EIO, "%s: cannot create the output file (%s)", path,
                        made ? "disk full or I/O error?" : "directory missing or not writable?");
@@ -376,12 +421,12 @@ static void close_fds(cp_h5out *h)
 int cp_h5_commit(cp_h5out *h, char *err)
 {
     int rc = 0, e;
-    int flushed = all_ok(h, H5Fflush(h->file, H5F_SCOPE_GLOBAL) >= 0);
-    if (!flushed) discard_writes(h);
-    int closed = all_ok(h, close_all(h) == 0);
-    if (!flushed || !closed) {
-        rc = cp_errf(err, CP_EIO, "%s: cannot %s the output file (disk full or I/O error?)",
-                     h->path, flushed ? "close" : "flush");
+    /* no H5Fflush first: a failed write ends the job under MPI-IO (on_mpiio_error), none fails
+     * in the memory file, and the flush's MPI_File_sync on every rank would only repeat the
+     * fsync below */
+    if (!all_ok(h, close_all(h) == 0)) {
+        rc = cp_errf(err, CP_EIO, "%s: cannot close the output file (disk full or I/O error?)",
+                     h->path);
     } else if ((e = sync_and_rename(h))) {
         rc = cp_errf(err, CP_EIO, "%s: cannot write, sync or rename %s into place: %s",
                      h->path, h->partial, strerror(e));

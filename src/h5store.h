@@ -11,7 +11,8 @@
  * with plain writes: a full disk or an I/O error is then an ordinary write error with its errno,
  * never a failure inside HDF5 (after a failed flush HDF5 1.10.8 can no longer close the file, and
  * crashes at exit closing it again). It costs memory equal to the output file's (compressed)
- * size. Under MPI-IO HDF5 writes the .partial itself: see the limits in cp_h5_commit. */
+ * size. Under MPI-IO HDF5 writes the .partial itself, and a failed write there ends the job
+ * (cp_h5_on_fatal). */
 #ifndef CP_H5STORE_H
 #define CP_H5STORE_H
 
@@ -57,9 +58,14 @@ int cp_h5_write_cells(cp_h5out *h, const cp_cell *cells, int64_t n, char *err);
 int cp_h5_write_attrs(cp_h5out *h, const cp_params *p, const cp_provenance *pv, char *err);
 /* Flushes and closes the partial file, syncs it to disk and renames it to <path>; frees h. On any
  * failure (a full disk, an I/O error) the partial file is removed and <path> is untouched (a
- * previous output stays). Under MPI-IO a write error on one rank inside HDF5's collective calls
- * can deadlock HDF5 itself (1.10.8 over ompio): the batch system's time limit ends such a job. */
+ * previous output stays). */
 int cp_h5_commit(cp_h5out *h, char *err);
+/* Under MPI-IO, HDF5 cannot go on after a write of the file fails on one rank (its ranks would
+ * wait on different collectives), so the first failed MPI-IO call of an output being written
+ * prints "error: rank R: <path>: cannot write the output file (...)", removes the .partial, calls
+ * hook (the driver's cleanup, e.g. its lock file; NULL: none) and ends the job with MPI_Abort,
+ * exit status 1. */
+void cp_h5_on_fatal(void (*hook)(void));
 /* Closes and removes the partial file, discarding what HDF5 still had to write; frees h. NULL:
  * no-op. */
 void cp_h5_abort(cp_h5out *h);

@@ -85,6 +85,7 @@ static void check_failed(const char *what, int st, int want, const char *needle,
         TU_CHECK(access(out, F_OK) != 0, "[%s] a file under the final name", what);
     TU_CHECK(tu_run("ls -d %s.partial* 2> /dev/null", out) != 0, "[%s] a .partial left behind",
              what);
+    TU_CHECK(tu_run("ls %s.lock 2> /dev/null", out) != 0, "[%s] the lock left behind", what);
     printf("%s %-44s exit %d  %s\n", tu_failed == failed ? "ok " : "BAD", what, st, line);
 }
 
@@ -92,7 +93,8 @@ static void check_failed(const char *what, int st, int want, const char *needle,
 
 typedef struct fault {
     const char *name, *op, *path, *args, *needle;
-    int rank; /* -1: every rank */
+    int rank;  /* -1: every rank */
+    int after; /* selected calls that succeed before the first failure */
 } fault;
 
 static void io_phases(int np)
@@ -100,16 +102,20 @@ static void io_phases(int np)
     const char *shim = getenv("CP_FAULT_SHIM");
     TU_CHECK(shim && access(shim, R_OK) == 0, "CP_FAULT_SHIM (libcpfault.so) not set or missing");
     if (!shim) return;
-    /* On 2 ranks the blocks fail on rank 1 only (a rank failing alone); the final file is written
-     * through MPI-IO by whichever ranks aggregate, so it fails everywhere; rank 0 renames. */
+    /* On 2 ranks the blocks fail on rank 1 only (a rank failing alone); the final file, written
+     * through MPI-IO, fails on every rank, on rank 1 alone, at its first write (the chunk
+     * allocation of H5Dcreate) or a later one (H5Dwrite, the flush); rank 0 renames. */
     const fault cases[] = {
-        {"network blocks", "write", "/dp.", "--block 256", "dp.", 1},
-        {"dynamics blocks", "write", "/fin.", "--block 256", "fin.", 1},
-        {"final file", "write", ".partial", "", "out.h5", -1},
-        {"final file, blocks", "write", ".partial", "--block 256", "out.h5", -1},
-        {"final file fsync", "fsync", ".partial", "", "out.h5", -1},
-        {"partial rename", "rename", ".partial", "", "rename", -1},
-        {"partial rename, blocks", "rename", ".partial", "--block 256", "rename", -1},
+        {"network blocks", "write", "/dp.", "--block 256", "dp.", 1, 0},
+        {"dynamics blocks", "write", "/fin.", "--block 256", "fin.", 1, 0},
+        {"final file", "write", ".partial", "", "out.h5", -1, 0},
+        {"final file, a later write", "write", ".partial", "", "out.h5", -1, 2},
+        {"final file, rank 1 alone", "write", ".partial", "", "out.h5", 1, 0},
+        {"final file, rank 1 alone, later", "write", ".partial", "", "out.h5", 1, 3},
+        {"final file, blocks", "write", ".partial", "--block 256", "out.h5", -1, 0},
+        {"final file fsync", "fsync", ".partial", "", "out.h5", -1, 0},
+        {"partial rename", "rename", ".partial", "", "rename", -1, 0},
+        {"partial rename, blocks", "rename", ".partial", "--block 256", "rename", -1, 0},
     };
     const char *errnos[] = {"EIO", "ENOSPC"};
     const char *out = keep(tu_path("%s/out.h5", dir)), *errf = keep(tu_path("%s/err.txt", dir));
@@ -117,28 +123,19 @@ static void io_phases(int np)
         for (int e = 0; e < 2; e++) {
             const fault *c = &cases[i];
             if (np == 1 && c->rank == 1 && strstr(c->args, "--block") == NULL) continue;
-            if (np > 1 && !strcmp(c->op, "write") && c->path[0] == '.') {
-                /* Known, outside our code: with HDF5 1.10.8 over Open MPI's ompio, a write that
-                 * fails on one rank inside a collective HDF5 call (chunk allocation in H5Dcreate,
-                 * H5Dwrite, the flush) leaves that rank on another collective than the others:
-                 * a deadlock in HDF5, ended only by the batch system's time limit. */
-                if (e == 0) printf("SKIP %s on %d ranks: parallel HDF5 deadlocks on a one-rank "
-                                   "write error (see the comment)\n", c->name, np);
-                continue;
-            }
             tu_run("rm -rf %s.work %s.partial*", out, out);
             put_previous(out);
             char env[4096], what[256];
             snprintf(env, sizeof env,
                      "CP_FAULT_PATH=%s CP_FAULT_OP=%s CP_FAULT_ERRNO=%s CP_FAULT_RANK=%s "
-                     "CP_FAULT_LOG=1 LD_PRELOAD=%s ASAN_OPTIONS=$ASAN_OPTIONS:verify_asan_link_order=0",
+                     "CP_FAULT_AFTER=%d CP_FAULT_LOG=1 LD_PRELOAD=%s ASAN_OPTIONS=$ASAN_OPTIONS:verify_asan_link_order=0",
                      /* the whole path: Open MPI keeps "<file>_cid-N.sm" beside it in /tmp */
                      c->path[0] == '.' ? tu_path("%s%s", out, c->path) : c->path, c->op,
-                     errnos[e], np > 1 && c->rank >= 0 ? "1" : "", shim);
+                     errnos[e], np > 1 && c->rank >= 0 ? "1" : "", c->after, shim);
             snprintf(what, sizeof what, "%s, %s, %d rank(s)", c->name, errnos[e], np);
             const char *launch = np > 1 ? MPIRUN " -n 2 -x LD_PRELOAD -x CP_FAULT_PATH -x "
                                           "CP_FAULT_OP -x CP_FAULT_ERRNO -x CP_FAULT_RANK -x "
-                                          "CP_FAULT_LOG"
+                                          "CP_FAULT_AFTER -x CP_FAULT_LOG"
                                         : "timeout 300";
             int st = tu_run("env %s %s %s --quiet --pretrained_model %s --image_path %s --chan 1 "
                             "--chan2 2 --save_flows %s --output %s > /dev/null 2> %s",
