@@ -19,6 +19,48 @@ void cp_dplane_init(cp_dplane *d, MPI_Comm comm, int64_t Ly, int64_t Lx, int64_t
     d->z = z;
 }
 
+void cp_rect_paste(const void *src, cp_rect sr, size_t elem, int nch, void *dst, cp_rect dr)
+{
+    const char *s = src;
+    char *d = dst;
+    int64_t y0 = sr.y0 > dr.y0 ? sr.y0 : dr.y0, x0 = sr.x0 > dr.x0 ? sr.x0 : dr.x0;
+    int64_t y1 = sr.y0 + sr.ny < dr.y0 + dr.ny ? sr.y0 + sr.ny : dr.y0 + dr.ny;
+    int64_t x1 = sr.x0 + sr.nx < dr.x0 + dr.nx ? sr.x0 + sr.nx : dr.x0 + dr.nx;
+    for (int c = 0; c < nch && x1 > x0; c++)
+        for (int64_t y = y0; y < y1; y++)
+            memcpy(d + elem * (size_t)((c * dr.ny + y - dr.y0) * dr.nx + x0 - dr.x0),
+                   s + elem * (size_t)((c * sr.ny + y - sr.y0) * sr.nx + x0 - sr.x0),
+                   elem * (size_t)(x1 - x0));
+}
+
+int cp_dplane_load_window(const cp_dplane *d, const char *what, cp_rect w, void *out, char *err)
+{
+    const int dp = strcmp(what, "dp") == 0, nch = dp ? 3 : 1;
+    const size_t elem = dp ? sizeof(float) : sizeof(uint32_t);
+    int64_t nb = cp_grid_blocks_touching(&d->grid, w, NULL);
+    int64_t *list = malloc(sizeof *list * (size_t)nb);
+    size_t cap = 0;
+    char *buf = NULL, name[64];
+    int rc = list ? 0 : cp_errf(err, CP_ENOMEM, "window of %s: out of memory", what);
+    if (!rc) cp_grid_blocks_touching(&d->grid, w, list);
+    cp_dname(d, what, name);
+    for (int64_t k = 0; !rc && k < nb; k++) {
+        cp_rect r = cp_grid_block(&d->grid, list[k]);
+        if (dp) r = cp_rect_grow(&d->grid, r, 1);
+        size_t bytes = elem * (size_t)(nch * r.ny * r.nx);
+        if (bytes > cap) {
+            free(buf);
+            if (!(buf = malloc(cap = bytes)))
+                rc = cp_errf(err, CP_ENOMEM, "window of %s: out of memory", what);
+        }
+        if (!rc) rc = cp_bstore_get(d->store, name, list[k], buf, bytes, err);
+        if (!rc) cp_rect_paste(buf, r, elem, nch, out, w);
+    }
+    free(buf);
+    free(list);
+    return rc;
+}
+
 const char *cp_dname(const cp_dplane *d, const char *what, char *buf)
 {
     snprintf(buf, 64, "%s.z%lld", what, (long long)d->z);

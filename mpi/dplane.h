@@ -32,6 +32,13 @@ void cp_dplane_init(cp_dplane *d, MPI_Comm comm, int64_t Ly, int64_t Lx, int64_t
 /* "<what>.z<z>" into buf (64 bytes). */
 const char *cp_dname(const cp_dplane *d, const char *what, char *buf);
 
+/* Copies the part of the nch-channel array src (elements of elem bytes on rectangle sr,
+ * channel-first) that lies in rectangle dr into the nch-channel array dst on dr. */
+void cp_rect_paste(const void *src, cp_rect sr, size_t elem, int nch, void *dst, cp_rect dr);
+/* Array `what` of the plane on rectangle w (inside the plane), assembled into out from the
+ * blocks it touches, whoever owns them (the work directory is shared): uint32 block arrays, or
+ * the 3 float channels of "dp" (stored on blocks grown by 1), channel-first on w. */
+int cp_dplane_load_window(const cp_dplane *d, const char *what, cp_rect w, void *out, char *err);
 /* Every rank writes the "dp" arrays of its own blocks from whole-plane dP (2, Ly, Lx) and
  * cellprob (Ly, Lx) that it holds (tests, --flows input). */
 int cp_dplane_put_dp(const cp_dplane *d, const float *dP, const float *cellprob, char *err);

@@ -788,8 +788,9 @@ out:
     return rc;
 }
 
-int cp_dpost_run(const cp_dplane *d, double flow_threshold, int64_t min_size, int64_t *nlabels,
-                 char *err)
+/* cp_dpost_run, or with qc_only the flow QC alone ("qc"), as cp_dpost_qc. */
+static int dpost(const cp_dplane *d, double flow_threshold, int qc_only, int64_t min_size,
+                 int64_t *nlabels, char *err)
 {
     struct run r = {.d = d, .g = &d->grid, .err = err};
     cp_grid_range(r.g, d->rank, &r.b0, &r.b1);
@@ -821,7 +822,7 @@ int cp_dpost_run(const cp_dplane *d, double flow_threshold, int64_t min_size, in
     if ((rc = cp_agree(d->comm, rc, err)) != 0) goto out;
     stats_reduce(d->comm, &s0);
     if (flow_threshold > 0 && M > 0 && (rc = qc_stage(&r, &s0, flow_threshold, bad)) != 0) goto out;
-    rc = post_stage(&r, &s0, bad, min_size, nlabels);
+    rc = qc_only ? write_qc(&r, bad) : post_stage(&r, &s0, bad, min_size, nlabels);
 out:
     stats_free(&s0);
     free(bad);
@@ -831,4 +832,16 @@ out:
     free(r.out);
     free(r.dp);
     return rc;
+}
+
+int cp_dpost_run(const cp_dplane *d, double flow_threshold, int64_t min_size, int64_t *nlabels,
+                 char *err)
+{
+    return dpost(d, flow_threshold, 0, min_size, nlabels, err);
+}
+
+int cp_dpost_qc(const cp_dplane *d, double flow_threshold, char *err)
+{
+    int64_t n;
+    return dpost(d, flow_threshold, 1, 0, &n, err);
 }

@@ -20,4 +20,8 @@
 int cp_dpost_run(const cp_dplane *d, double flow_threshold, int64_t min_size, int64_t *nlabels,
                  char *err);
 
+/* Collective. The flow QC alone: "qc" of own blocks from "m0" and "dp", as cp_dpost_run writes
+ * it (for --no_resample with a rescale, where hole filling and min_size come after the resize). */
+int cp_dpost_qc(const cp_dplane *d, double flow_threshold, char *err);
+
 #endif

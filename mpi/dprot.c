@@ -9,49 +9,6 @@
 #include "cp_err.h"
 #include "protrusions.h"
 
-/* Copies the part of the nch-channel array s (on rectangle sr, channel-first) that lies in
- * rectangle dr into the nch-channel array d on dr. */
-static void paste(const char *s, cp_rect sr, size_t elem, int nch, char *d, cp_rect dr)
-{
-    int64_t y0 = sr.y0 > dr.y0 ? sr.y0 : dr.y0, x0 = sr.x0 > dr.x0 ? sr.x0 : dr.x0;
-    int64_t y1 = sr.y0 + sr.ny < dr.y0 + dr.ny ? sr.y0 + sr.ny : dr.y0 + dr.ny;
-    int64_t x1 = sr.x0 + sr.nx < dr.x0 + dr.nx ? sr.x0 + sr.nx : dr.x0 + dr.nx;
-    for (int c = 0; c < nch && x1 > x0; c++)
-        for (int64_t y = y0; y < y1; y++)
-            memcpy(d + elem * (size_t)((c * dr.ny + y - dr.y0) * dr.nx + x0 - dr.x0),
-                   s + elem * (size_t)((c * sr.ny + y - sr.y0) * sr.nx + x0 - sr.x0),
-                   elem * (size_t)(x1 - x0));
-}
-
-/* Array `what` of the plane on rectangle w, assembled from the blocks it touches: uint32 block
- * arrays ("lab", "m0"), or the 3 float channels of "dp" (stored on blocks grown by 1). */
-static int load_window(const cp_dplane *d, const char *what, cp_rect w, void *out, char *err)
-{
-    const int dp = strcmp(what, "dp") == 0, nch = dp ? 3 : 1;
-    const size_t elem = dp ? sizeof(float) : sizeof(uint32_t);
-    int64_t nb = cp_grid_blocks_touching(&d->grid, w, NULL);
-    int64_t *list = malloc(sizeof *list * (size_t)nb);
-    size_t cap = 0;
-    char *buf = NULL, name[64];
-    int rc = list ? 0 : cp_errf(err, CP_ENOMEM, "protrusions: out of memory");
-    if (!rc) cp_grid_blocks_touching(&d->grid, w, list);
-    cp_dname(d, what, name);
-    for (int64_t k = 0; !rc && k < nb; k++) {
-        cp_rect r = cp_grid_block(&d->grid, list[k]);
-        if (dp) r = cp_rect_grow(&d->grid, r, 1);
-        size_t bytes = elem * (size_t)(nch * r.ny * r.nx);
-        if (bytes > cap) {
-            free(buf);
-            if (!(buf = malloc(cap = bytes))) rc = cp_errf(err, CP_ENOMEM, "protrusions: out of memory");
-        }
-        if (!rc) rc = cp_bstore_get(d->store, name, list[k], buf, bytes, err);
-        if (!rc) paste(buf, r, elem, nch, out, w);
-    }
-    free(buf);
-    free(list);
-    return rc;
-}
-
 static uint32_t max_u32(const uint32_t *a, int64_t n)
 {
     uint32_t m = 0;
@@ -70,9 +27,9 @@ static int gather_flags(const cp_dplane *d, unsigned char *flags, uint32_t raw_m
         cp_rect in = cp_grid_block(&d->grid, b), w = cp_rect_grow(&d->grid, in, 3);
         uint32_t *lab = malloc(sizeof *lab * (size_t)(w.ny * w.nx));
         uint32_t *raw = malloc(sizeof *raw * (size_t)(w.ny * w.nx));
-        rc = lab && raw ? load_window(d, "lab", w, lab, err)
+        rc = lab && raw ? cp_dplane_load_window(d, "lab", w, lab, err)
                         : cp_errf(err, CP_ENOMEM, "protrusions: out of memory");
-        if (!rc) rc = load_window(d, "m0", w, raw, err);
+        if (!rc) rc = cp_dplane_load_window(d, "m0", w, raw, err);
         if (!rc)
             rc = cp_protrusions_scan(lab, raw, w.ny, w.nx, in.y0 - w.y0, in.x0 - w.x0, in.ny,
                                      in.nx, flags, err);
@@ -96,15 +53,15 @@ static int block_attach(const cp_dplane *d, int64_t b, const uint32_t *map, floa
     uint32_t *lab = malloc(sizeof *lab * (size_t)n), *raw = malloc(sizeof *raw * (size_t)n);
     float *f = malloc(sizeof *f * (size_t)(3 * n));
     char name[64];
-    int rc = lab && raw && f ? load_window(d, "lab", w, lab, err)
+    int rc = lab && raw && f ? cp_dplane_load_window(d, "lab", w, lab, err)
                              : cp_errf(err, CP_ENOMEM, "protrusions: block %lld: out of memory "
                                        "(%lldx%lld window)", (long long)b, (long long)w.ny,
                                        (long long)w.nx);
-    if (!rc) rc = load_window(d, "m0", w, raw, err);
-    if (!rc) rc = load_window(d, "dp", w, f, err);
+    if (!rc) rc = cp_dplane_load_window(d, "m0", w, raw, err);
+    if (!rc) rc = cp_dplane_load_window(d, "dp", w, f, err);
     if (!rc) rc = cp_protrusions_apply(lab, raw, map, f, f + 2 * n, w.ny, w.nx, threshold, max_len, err);
     if (!rc) {
-        paste((const char *)lab, w, sizeof *lab, 1, (char *)raw, in); /* the centre, into raw */
+        cp_rect_paste(lab, w, sizeof *lab, 1, raw, in); /* the centre, into raw */
         rc = cp_bstore_put(d->store, cp_dname(d, "plab", name), b, raw,
                            sizeof *raw * (size_t)(in.ny * in.nx), err);
     }

@@ -26,6 +26,7 @@
 #include "dplane.h"
 #include "dpost.h"
 #include "dprot.h"
+#include "dresize.h"
 #include "h5store.h"
 #include "image.h"
 #include "post.h"
@@ -214,9 +215,10 @@ static int finish_output(run *r, cp_h5out *h, cp_cell *cells, int64_t ncells, in
     return cp_h5_commit(h, err);
 }
 
-/* Collective write of the "lab" blocks (and the centre of the "dp" blocks with --save_flows):
- * round i writes every rank's i-th own block. */
-static int write_blocks(run *r, cp_h5out *h, const cp_dplane *d, char *err)
+/* Collective writes in rounds, round i writing every rank's i-th own block (a rank past its
+ * last block writes nothing): the "lab" blocks of plane d into /labels, and the centres of the
+ * "dp" blocks into /flows and /cellprob. */
+static int write_blocks(run *r, cp_h5out *h, const cp_dplane *d, int flows, char *err)
 {
     int64_t b0, b1, mine, most;
     cp_grid_range(&d->grid, r->rank, &b0, &b1);
@@ -228,22 +230,24 @@ static int write_blocks(run *r, cp_h5out *h, const cp_dplane *d, char *err)
         int64_t b = b0 + i;
         cp_rect q = i < mine ? cp_grid_block(&d->grid, b) : (cp_rect){0, 0, 0, 0};
         int64_t n = q.ny * q.nx;
-        uint32_t *v = malloc(sizeof *v * (size_t)(n ? n : 1));
-        int lrc = v ? 0 : cp_errf(err, CP_ENOMEM, "write: out of memory");
-        if (!lrc && n)
-            lrc = cp_bstore_get(&r->store, cp_dname(d, "lab", name), b, v, sizeof *v * (size_t)n,
-                                err);
-        rc = cp_agree(r->comm, lrc, err);
-        if (!rc) rc = cp_h5_write_labels(h, d->z, q.y0, q.x0, q.ny, q.nx, v, err);
-        free(v);
-        if (rc || !r->p->save_flows) continue;
+        if (!flows) {
+            uint32_t *v = malloc(sizeof *v * (size_t)(n ? n : 1));
+            int lrc = v ? 0 : cp_errf(err, CP_ENOMEM, "write: out of memory");
+            if (!lrc && n)
+                lrc = cp_bstore_get(d->store, cp_dname(d, "lab", name), b, v,
+                                    sizeof *v * (size_t)n, err);
+            rc = cp_agree(r->comm, lrc, err);
+            if (!rc) rc = cp_h5_write_labels(h, d->z, q.y0, q.x0, q.ny, q.nx, v, err);
+            free(v);
+            continue;
+        }
         cp_rect g = n ? cp_rect_grow(&d->grid, q, 1) : q;
         int64_t ng = g.ny * g.nx;
         float *f = malloc(sizeof *f * (size_t)(3 * (ng > 0 ? ng : 1)));
         float *c = malloc(sizeof *c * (size_t)(3 * (n ? n : 1)));
-        lrc = f && c ? 0 : cp_errf(err, CP_ENOMEM, "write: out of memory");
+        int lrc = f && c ? 0 : cp_errf(err, CP_ENOMEM, "write: out of memory");
         if (!lrc && n)
-            lrc = cp_bstore_get(&r->store, cp_dname(d, "dp", name), b, f,
+            lrc = cp_bstore_get(d->store, cp_dname(d, "dp", name), b, f,
                                 sizeof *f * (size_t)(3 * g.ny * g.nx), err);
         for (int k = 0; !lrc && k < 3; k++) /* centre of the grown block, channel-first */
             for (int64_t y = 0; y < q.ny; y++)
@@ -268,9 +272,35 @@ static int stopped(run *r, const char *where, char *err)
     return cp_errf(err, CP_EINTR, "stopped by a signal after %s; resume with --resume", where);
 }
 
-/* From the "dp" blocks of the plane to the committed output: particle rounds, seeds, per-mask
- * steps, collective write. */
-static int blocks_to_output(run *r, const cp_dplane *d, int32_t steps, double rescale, char *err)
+/* The per-mask steps from the raw masks ("m0") of plane d to the final labels ("lab") of plane
+ * o: o is d, or, with --no_resample and a rescale other than 1, the image-scale plane to which
+ * the masks after the flow QC are resized (the single process's order: QC at the network scale,
+ * then the resize, then holes, min_size and protrusions at the image scale). */
+static int masks_to_labels(run *r, const cp_dplane *d, const cp_dplane *o, uint32_t raw_max,
+                           int64_t *nlabels, char *err)
+{
+    const cp_params *p = r->p;
+    int rc;
+    if (o == d) {
+        rc = cp_dpost_run(d, p->flow_threshold, p->min_size, nlabels, err);
+    } else {
+        rc = cp_dpost_qc(d, p->flow_threshold, err);
+        if (!rc) rc = cp_dresize_nearest(d, "qc", o, "m0", err);
+        if (!rc) rc = cp_dpost_run(o, 0, p->min_size, nlabels, err);
+        if (!rc && p->protrusions) /* protrusions read the masks before the QC, and the flows */
+            rc = cp_dresize_nearest(d, "m0", o, "m0", err);
+        if (!rc && p->protrusions) rc = cp_dresize_nearest(d, "dp", o, "dp", err);
+    }
+    if (!rc && p->protrusions)
+        rc = cp_dprot_run(o, (float)p->cellprob_threshold, p->protrusion_max_len, raw_max,
+                          nlabels, err);
+    return rc;
+}
+
+/* From the "dp" blocks of plane d to the committed output of Ly0 x Lx0 pixels (d's size but
+ * with --no_resample and a rescale): particle rounds, seeds, per-mask steps, collective write. */
+static int blocks_to_output(run *r, const cp_dplane *d, int64_t Ly0, int64_t Lx0, int32_t steps,
+                            double rescale, char *err)
 {
     const cp_params *p = r->p;
     int64_t rounds, nlabels = 0, Ly = d->grid.Ly, Lx = d->grid.Lx;
@@ -282,32 +312,38 @@ static int blocks_to_output(run *r, const cp_dplane *d, int32_t steps, double re
     rc = cp_dmasks_run(d, p->max_size_fraction, &nlabels, err);
     lap(r, CP_PH_MASKS);
     const uint32_t raw_max = (uint32_t)nlabels; /* the largest "m0" id */
-    if (!rc) rc = cp_dpost_run(d, p->flow_threshold, p->min_size, &nlabels, err);
-    if (!rc && p->protrusions)
-        rc = cp_dprot_run(d, (float)p->cellprob_threshold, p->protrusion_max_len, raw_max,
-                          &nlabels, err);
+    cp_dplane o = *d;
+    cp_bstore image_scale;
+    if (!rc && (Ly0 != Ly || Lx0 != Lx)) { /* its blocks in a folder of their own */
+        char dir[sizeof image_scale.dir + 16];
+        snprintf(dir, sizeof dir, "%s/image_scale", r->store.dir);
+        rc = cp_agree(r->comm, cp_bstore_open(&image_scale, dir, err), err);
+        cp_dplane_init(&o, r->comm, Ly0, Lx0, d->grid.B, &image_scale, d->z);
+    }
+    if (!rc) rc = masks_to_labels(r, d, &o, raw_max, &nlabels, err);
     lap(r, CP_PH_POST);
     if (rc) return rc;
     say(r, "masks: %lld", (long long)nlabels);
     cp_h5out *h = NULL;
-    rc = cp_h5_create(r->out_path, r->comm, 1, Ly, Lx, 0, p->save_flows ? Ly : 0,
+    rc = cp_h5_create(r->out_path, r->comm, 1, Ly0, Lx0, 0, p->save_flows ? Ly : 0,
                       p->save_flows ? Lx : 0, &h, err);
-    if (!rc) rc = write_blocks(r, h, d, err);
+    if (!rc) rc = write_blocks(r, h, &o, 0, err);
+    if (!rc && p->save_flows) rc = write_blocks(r, h, d, 1, err);
     cp_cell *cells = NULL;
     int64_t ncells = 0;
-    if (!rc) rc = cp_dcells_plane(d, nlabels, &cells, &ncells, err);
+    if (!rc) rc = cp_dcells_plane(&o, nlabels, &cells, &ncells, err);
     int64_t nmasks = ncells; /* ids may have gaps (swallowed masks, --protrusions) */
     if (!rc) MPI_Bcast(&nmasks, 1, MPI_INT64_T, 0, r->comm);
     if (!rc) rc = finish_output(r, h, cells, ncells, nmasks, rescale, err);
     else if (h) cp_h5_abort(h);
     free(cells);
     if (!rc && p->save_tif) {
-        uint32_t *all = r->rank == 0 ? malloc(sizeof *all * (size_t)(Ly * Lx)) : NULL;
-        rc = cp_dplane_gather_u32(d, "lab", all, err);
+        uint32_t *all = r->rank == 0 ? malloc(sizeof *all * (size_t)(Ly0 * Lx0)) : NULL;
+        rc = cp_dplane_gather_u32(&o, "lab", all, err);
         char tif[CP_PATH_LEN + 64];
         if (!rc && r->rank == 0) {
             cp_masks_tif_path(r->out_path, r->image, tif, sizeof tif);
-            rc = cp_tiff_write_u32(tif, all, 1, Ly, Lx, err);
+            rc = cp_tiff_write_u32(tif, all, 1, Ly0, Lx0, err);
         }
         free(all);
         rc = cp_agree(r->comm, rc, err);
@@ -337,10 +373,6 @@ static int plane_blocks(run *r, cp_image *im, char *err)
     };
     int64_t Ly, Lx;
     int rc = cp_dnet_size(&net, &Ly, &Lx, err);
-    if (!rc && p->no_resample && rescale != 1.0)
-        rc = cp_errf(err, CP_EUNSUPPORTED, "%s: --no_resample with a diameter other than the "
-                     "model's (rescale %g) needs a nearest resize across blocks, not done yet in "
-                     "distributed runs: run it on one rank without --block", r->image, rescale);
     int resumed = 0;
     if ((rc = cp_agree(r->comm, rc, err)) || (rc = workdir_open(r, &resumed, err))) return rc;
     net.resume = resumed;
@@ -378,7 +410,7 @@ static int plane_blocks(run *r, cp_image *im, char *err)
         (long long)st.tiles_run, (long long)st.tiles_plane);
     if ((rc = stopped(r, "the network phase", err))) return rc;
     int32_t steps = (int32_t)cp_niter_steps(p->niter, rescale, !p->no_resample);
-    return blocks_to_output(r, &d, steps, rescale, err);
+    return blocks_to_output(r, &d, im->layout.ny, im->layout.nx, steps, rescale, err);
 }
 
 /* ---- a stack: planes spread over the ranks ------------------------------------------------- */
@@ -642,7 +674,9 @@ int cp_dsegment_flows(MPI_Comm comm, const cp_params *p, const char *out_path,
         (long long)Lx, r.nranks, (long long)d.grid.B);
     rc = flows_to_blocks(&r, &d, err);
     lap(&r, CP_PH_READ);
-    if (!rc) rc = blocks_to_output(&r, &d, (int32_t)(p->niter > 0 ? p->niter : 200), 1.0, err);
+    if (!rc)
+        rc = blocks_to_output(&r, &d, d.grid.Ly, d.grid.Lx,
+                              (int32_t)(p->niter > 0 ? p->niter : 200), 1.0, err);
     if (!rc && !p->keep_work && r.rank == 0) cp_bstore_destroy(&r.store);
     return rc;
 }

@@ -139,16 +139,9 @@ void cp_resize_bilinear(const float *src, int64_t sny, int64_t snx, int nc, floa
 void cp_resize_nearest_u32(const uint32_t *src, int64_t sny, int64_t snx, uint32_t *dst,
                            int64_t dny, int64_t dnx)
 {
-    double ys = axis_scale(sny, dny), xs = axis_scale(snx, dnx);
 #pragma omp parallel for schedule(static)
     for (int64_t y = 0; y < dny; y++) {
-        int64_t sy = (int64_t)floor((double)y * ys);
-        if (sy > sny - 1) sy = sny - 1;
-        const uint32_t *row = src + sy * snx;
-        for (int64_t x = 0; x < dnx; x++) {
-            int64_t sx = (int64_t)floor((double)x * xs);
-            if (sx > snx - 1) sx = snx - 1;
-            dst[y * dnx + x] = row[sx];
-        }
+        const uint32_t *row = src + cp_nearest_source(y, sny, dny) * snx;
+        for (int64_t x = 0; x < dnx; x++) dst[y * dnx + x] = row[cp_nearest_source(x, snx, dnx)];
     }
 }

@@ -4,6 +4,7 @@
 #ifndef CP_RESIZE_H
 #define CP_RESIZE_H
 
+#include <math.h>
 #include <stdint.h>
 
 /* Source rows (or columns) [*s0, *s1) that output rows [d0, d1) read when an axis of length n is
@@ -27,7 +28,15 @@ void cp_resize_bilinear_window(const float *src, int64_t sy0, int64_t sx0, int64
                                int64_t sny, int64_t snx, int nc, float *dst, int64_t oy0,
                                int64_t ox0, int64_t ony, int64_t onx, int64_t dny, int64_t dnx);
 
-/* INTER_NEAREST resize of labels: source index min(floor(d * (1 / (m / n))), n - 1) per axis.
+/* INTER_NEAREST's source index of destination index i, for n source and m destination pixels
+ * on an axis: min(floor(i * (1 / (m / n))), n - 1). */
+static inline int64_t cp_nearest_source(int64_t i, int64_t n, int64_t m)
+{
+    int64_t s = (int64_t)floor((double)i * (1.0 / ((double)m / (double)n)));
+    return s > n - 1 ? n - 1 : s;
+}
+
+/* INTER_NEAREST resize of labels (cp_nearest_source per axis).
  * Cellpose passes uint32 labels through float32 (exact below 2^24); here values are copied
  * exactly, which is identical below 2^24 and keeps label identity above (§6). */
 void cp_resize_nearest_u32(const uint32_t *src, int64_t sny, int64_t snx, uint32_t *dst,
