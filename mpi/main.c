@@ -22,7 +22,7 @@
 #include "cpnet.h"
 #include "dataset.h"
 #include "dsegment.h"
-#include "h5store.h"
+#include "h5par.h"
 #include "outlock.h"
 #include "overlay.h"
 #include "paths.h"
@@ -270,7 +270,7 @@ int main(int argc, char **argv)
     setenv("OMPI_MCA_sharedfp", "^sm,lockedfile", 0);
     /* Open MPI's ompio ignores a failed write(2) (EIO, ENOSPC) in its collective writes, and
      * parallel HDF5 then deadlocks or, worse, goes on; ROMIO returns the error, which ends the
-     * job cleanly (cp_h5_on_fatal). So ROMIO, unless the user chose. */
+     * job cleanly (cp_h5par_on_fatal). So ROMIO, unless the user chose. */
     setenv("OMPI_MCA_io", "^ompio", 0);
     MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -289,7 +289,7 @@ int main(int argc, char **argv)
     }
     if (p.threads > 0) omp_set_num_threads((int)p.threads);
     catch_stop_signals();
-    cp_h5_on_fatal(cp_outlock_remove_taken); /* a failed MPI-IO write aborts: leave no lock */
+    cp_h5par_on_fatal(cp_outlock_remove_taken); /* a failed MPI-IO write aborts: leave no lock */
     cp_progress_setup(stderr, p.quiet || rank ? CP_PROGRESS_OFF : cp_progress_detect(stderr));
     cp_timing tm = {0};
     int result = p.flows[0] ? run_flows(&p, rank, nranks, cmdline, &tm)
