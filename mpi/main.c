@@ -29,6 +29,7 @@
 #include "progress.h"
 #include "segment.h"
 #include "stop.h"
+#include "version.h"
 
 /* OpenBLAS picks its kernels when the library loads, before main, and Debian's 0.3.21 does not
  * know recent CPUs: it falls back to SSE3 kernels, 3.4x slower here. So unless the user chose
@@ -255,6 +256,26 @@ static void print_timing(cp_timing *tm, int rank)
     if (rank == 0) cp_timing_print(tm, stderr);
 }
 
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+/* --version on stdout: version.h's text with the MPI library this process runs with. */
+static void print_version(void)
+{
+#ifdef OMPI_MAJOR_VERSION
+    const char *built = "Open MPI " STR(OMPI_MAJOR_VERSION) "." STR(OMPI_MINOR_VERSION) "."
+                        STR(OMPI_RELEASE_VERSION);
+#else
+    const char *built = "MPI " STR(MPI_VERSION) "." STR(MPI_SUBVERSION);
+#endif
+    char library[MPI_MAX_LIBRARY_VERSION_STRING] = "";
+    cp_version_mpi mpi = {library, 0, 0, built};
+    int len = 0;
+    MPI_Get_library_version(library, &len);
+    MPI_Get_version(&mpi.major, &mpi.minor);
+    cp_version_print(stdout, &mpi);
+}
+
 int main(int argc, char **argv)
 {
     static cp_params p;
@@ -278,8 +299,9 @@ int main(int argc, char **argv)
     if (rank && !freopen("/dev/null", "w", stdout)) return 1; /* --help, --version: once */
     join_args(argc, argv, cmdline, sizeof cmdline);
     int rc = cp_cli_parse(argc, argv, &p, err);
+    if (rc == CP_CLI_VERSION) print_version();
     /* all ranks end together: one leaving alone would leave the others waiting in MPI */
-    int help = rc == CP_CLI_EXIT, bad = agree(nranks, rc < 0 ? rc : 0, err);
+    int help = rc == CP_CLI_EXIT || rc == CP_CLI_VERSION, bad = agree(nranks, rc < 0 ? rc : 0, err);
     if (nranks > 1) MPI_Allreduce(MPI_IN_PLACE, &help, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     if (!bad && !help && nranks > 1) bad = cp_agree_params(MPI_COMM_WORLD, &p, err);
     if (bad || help) {
