@@ -27,7 +27,7 @@
 #include "dpost.h"
 #include "dprot.h"
 #include "dresize.h"
-#include "h5store.h"
+#include "h5par.h"
 #include "image.h"
 #include "post.h"
 #include "progress.h"
@@ -325,7 +325,8 @@ static int blocks_to_output(run *r, const cp_dplane *d, int64_t Ly0, int64_t Lx0
     if (rc) return rc;
     say(r, "masks: %lld", (long long)nlabels);
     cp_h5out *h = NULL;
-    rc = cp_h5_create(r->out_path, r->comm, 1, Ly0, Lx0, 0, p->save_flows ? Ly : 0,
+    cp_h5_backend be = cp_h5par_backend(&r->comm);
+    rc = cp_h5_create(r->out_path, &be, 1, Ly0, Lx0, 0, p->save_flows ? Ly : 0,
                       p->save_flows ? Lx : 0, &h, err);
     if (!rc) rc = write_blocks(r, h, &o, 0, err);
     if (!rc && p->save_flows) rc = write_blocks(r, h, d, 1, err);
@@ -527,8 +528,9 @@ static int stack_planes(run *r, cp_image *im, char *err)
     MPI_Allreduce(MPI_IN_PLACE, &fny, 1, MPI_INT64_T, MPI_MAX, r->comm);
     MPI_Allreduce(MPI_IN_PLACE, &fnx, 1, MPI_INT64_T, MPI_MAX, r->comm);
     cp_h5out *h = NULL;
+    cp_h5_backend be = cp_h5par_backend(&r->comm);
     if (!rc)
-        rc = cp_h5_create(r->out_path, r->comm, L->nz, L->ny, L->nx, 1, p->save_flows ? fny : 0,
+        rc = cp_h5_create(r->out_path, &be, L->nz, L->ny, L->nx, 1, p->save_flows ? fny : 0,
                           p->save_flows ? fnx : 0, &h, err);
     cp_cell *cells = NULL, *all = NULL;
     int64_t ncells = 0, nall = 0, nmasks = 0;

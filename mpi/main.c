@@ -22,13 +22,14 @@
 #include "cpnet.h"
 #include "dataset.h"
 #include "dsegment.h"
-#include "h5store.h"
+#include "h5par.h"
 #include "outlock.h"
 #include "overlay.h"
 #include "paths.h"
 #include "progress.h"
 #include "segment.h"
 #include "stop.h"
+#include "version.h"
 
 /* OpenBLAS picks its kernels when the library loads, before main, and Debian's 0.3.21 does not
  * know recent CPUs: it falls back to SSE3 kernels, 3.4x slower here. So unless the user chose
@@ -255,6 +256,26 @@ static void print_timing(cp_timing *tm, int rank)
     if (rank == 0) cp_timing_print(tm, stderr);
 }
 
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+/* --version on stdout: version.h's text with the MPI library this process runs with. */
+static void print_version(void)
+{
+#ifdef OMPI_MAJOR_VERSION
+    const char *built = "Open MPI " STR(OMPI_MAJOR_VERSION) "." STR(OMPI_MINOR_VERSION) "."
+                        STR(OMPI_RELEASE_VERSION);
+#else
+    const char *built = "MPI " STR(MPI_VERSION) "." STR(MPI_SUBVERSION);
+#endif
+    char library[MPI_MAX_LIBRARY_VERSION_STRING] = "";
+    cp_version_mpi mpi = {library, 0, 0, built};
+    int len = 0;
+    MPI_Get_library_version(library, &len);
+    MPI_Get_version(&mpi.major, &mpi.minor);
+    cp_version_print(stdout, &mpi);
+}
+
 int main(int argc, char **argv)
 {
     static cp_params p;
@@ -270,7 +291,7 @@ int main(int argc, char **argv)
     setenv("OMPI_MCA_sharedfp", "^sm,lockedfile", 0);
     /* Open MPI's ompio ignores a failed write(2) (EIO, ENOSPC) in its collective writes, and
      * parallel HDF5 then deadlocks or, worse, goes on; ROMIO returns the error, which ends the
-     * job cleanly (cp_h5_on_fatal). So ROMIO, unless the user chose. */
+     * job cleanly (cp_h5par_on_fatal). So ROMIO, unless the user chose. */
     setenv("OMPI_MCA_io", "^ompio", 0);
     MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -278,8 +299,9 @@ int main(int argc, char **argv)
     if (rank && !freopen("/dev/null", "w", stdout)) return 1; /* --help, --version: once */
     join_args(argc, argv, cmdline, sizeof cmdline);
     int rc = cp_cli_parse(argc, argv, &p, err);
+    if (rc == CP_CLI_VERSION) print_version();
     /* all ranks end together: one leaving alone would leave the others waiting in MPI */
-    int help = rc == CP_CLI_EXIT, bad = agree(nranks, rc < 0 ? rc : 0, err);
+    int help = rc == CP_CLI_EXIT || rc == CP_CLI_VERSION, bad = agree(nranks, rc < 0 ? rc : 0, err);
     if (nranks > 1) MPI_Allreduce(MPI_IN_PLACE, &help, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     if (!bad && !help && nranks > 1) bad = cp_agree_params(MPI_COMM_WORLD, &p, err);
     if (bad || help) {
@@ -289,7 +311,7 @@ int main(int argc, char **argv)
     }
     if (p.threads > 0) omp_set_num_threads((int)p.threads);
     catch_stop_signals();
-    cp_h5_on_fatal(cp_outlock_remove_taken); /* a failed MPI-IO write aborts: leave no lock */
+    cp_h5par_on_fatal(cp_outlock_remove_taken); /* a failed MPI-IO write aborts: leave no lock */
     cp_progress_setup(stderr, p.quiet || rank ? CP_PROGRESS_OFF : cp_progress_detect(stderr));
     cp_timing tm = {0};
     int result = p.flows[0] ? run_flows(&p, rank, nranks, cmdline, &tm)

@@ -37,7 +37,7 @@ int cp_outlock_take(MPI_Comm comm, const char *out, int takeover, cp_outlock *lk
 void cp_outlock_release(cp_outlock *lk);
 
 /* Removes the lock file of the last lock cp_outlock_take gave this job, from any rank: for a job
- * that is being aborted (cp_h5_on_fatal), whose rank 0 cannot release it any more. */
+ * that is being aborted (cp_h5par_on_fatal), whose rank 0 cannot release it any more. */
 void cp_outlock_remove_taken(void);
 
 #endif

@@ -5,7 +5,6 @@
 
 #include "cp_err.h"
 #include "jobfile.h"
-#include "version.h"
 
 void cp_cli_usage(FILE *f)
 {
@@ -55,10 +54,7 @@ int cp_cli_parse(int argc, char **argv, cp_params *p, char *err)
             cp_cli_usage(stdout);
             return CP_CLI_EXIT;
         }
-        if (!strcmp(a, "--version")) {
-            cp_version_print(stdout);
-            return CP_CLI_EXIT;
-        }
+        if (!strcmp(a, "--version")) return CP_CLI_VERSION;
         if (strncmp(a, "--", 2))
             return cp_errf(err, CP_EPARAM, "unexpected argument '%s' (flags start with --)", a);
         int rc;

@@ -1,12 +1,12 @@
-/* HDF5 output and saved-flows input (see h5store.h). Serial HDF5 calls of the parallel library;
- * the distributed driver adds the MPI-IO file access on top of the same layout. */
+/* HDF5 output and saved-flows input (see h5store.h), with the serial backend. Serial HDF5 calls
+ * of the parallel library; the distributed driver's backend (mpi/h5par.c) adds the MPI-IO file
+ * access on top of the same layout. */
 #define _GNU_SOURCE /* memfd_create */
 #include "h5store.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,8 +21,8 @@
 
 struct cp_h5out {
     char path[CP_PATH_LEN], partial[CP_PATH_LEN + 32];
-    MPI_Comm comm;       /* MPI_COMM_NULL: serial */
-    int rank;
+    cp_h5_backend be;
+    int serial;          /* be is the serial backend */
     hid_t file, labels, flows, cellprob, dxpl;
     int64_t nz, ny, nx, fny, fnx;
     int stack;
@@ -31,9 +31,6 @@ struct cp_h5out {
     int mem, part;       /* serial: HDF5 writes the memory file mem, which commit copies into
                             the .partial (part); -1: HDF5 writes the .partial itself */
 };
-
-static const cp_h5out *guarded; /* the file under on_mpiio_error (below) */
-static void (*fatal_hook)(void);
 
 static void quiet_hdf5(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
@@ -61,8 +58,8 @@ static hid_t create_dataset(hid_t file, const char *name, hid_t type, int rank,
 }
 
 /* Closes every handle, once: after a failed close HDF5 keeps a half-closed file that it closes
- * again when the library shuts down (in MPI_Finalize), which crashes in H5F__close_cb; so a handle
- * is forgotten whatever its close returned. Returns 0, or -1 if a close failed. */
+ * again when the library shuts down (when MPI finalizes), which crashes in H5F__close_cb; so a
+ * handle is forgotten whatever its close returned. Returns 0, or -1 if a close failed. */
 static int close_all(cp_h5out *h)
 {
     int bad = 0;
@@ -71,7 +68,7 @@ static int close_all(cp_h5out *h)
     if (h->flows >= 0) bad |= H5Dclose(h->flows) < 0;
     if (h->labels >= 0) bad |= H5Dclose(h->labels) < 0;
     if (h->file >= 0) bad |= H5Fclose(h->file) < 0;
-    if (guarded == h) guarded = NULL;
+    h->be.closed(h->be.ctx);
     h->file = h->labels = h->flows = h->cellprob = h->dxpl = -1;
     return bad ? -1 : 0;
 }
@@ -150,85 +147,54 @@ static void move_to_memory(cp_h5out *h)
     h->part = open(h->partial, O_WRONLY | O_CLOEXEC | (h->mem >= 0 ? O_TRUNC : 0));
 }
 
-/* Under MPI-IO, a write that fails on one rank inside one of HDF5's collective calls (chunk
- * allocation, H5Dwrite, the flush) leaves the ranks on different collectives: HDF5 1.10.8 then
- * deadlocks, over ompio and ROMIO alike. So the MPI error handler of the file being written ends
- * the job at the first failed MPI-IO call: it names the file and the error in one line, removes
- * the .partial, runs the driver's hook (its lock) and calls MPI_Abort with exit status 1. The
- * previous output under the final name is never touched. One output is written at a time. */
+/* The serial backend: one rank, HDF5's default file driver. */
+static int serial_all_ok(void *ctx, int ok) { return (void)ctx, ok; }
+static void serial_bcast(void *ctx, long *v) { (void)ctx, (void)v; }
 
-void cp_h5_on_fatal(void (*hook)(void)) { fatal_hook = hook; }
-
-static void on_mpiio_error(MPI_File *fh, int *code, ...)
+static void serial_offsets(void *ctx, int64_t n, int64_t *before, int64_t *total)
 {
-    (void)fh;
-    char msg[MPI_MAX_ERROR_STRING] = "";
-    int len = 0;
-    MPI_Error_string(*code, msg, &len);
-    const cp_h5out *h = guarded;
-    if (h) {
-        fprintf(stderr, "error: rank %d: %s: cannot write the output file (%s); parallel HDF5 "
-                "cannot continue after a failed collective write, so the job stops\n",
-                h->rank, h->path, msg);
-        unlink(h->partial);
-    }
-    if (fatal_hook) fatal_hook();
-    MPI_Abort(h ? h->comm : MPI_COMM_WORLD, 1);
+    (void)ctx;
+    *before = 0, *total = n;
 }
 
-/* Opens the .partial through MPI-IO with on_mpiio_error as its error handler (files take the
- * handler of MPI_FILE_NULL when they are opened; it is put back after). */
-static hid_t create_guarded(cp_h5out *h)
+static hid_t serial_create(void *ctx, const char *path, const char *partial, hid_t dxpl)
 {
-    static MPI_Errhandler eh = MPI_ERRHANDLER_NULL;
-    if (eh == MPI_ERRHANDLER_NULL) MPI_File_create_errhandler(on_mpiio_error, &eh);
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    H5Pset_fapl_mpio(fapl, h->comm, MPI_INFO_NULL);
-    guarded = h;
-    MPI_File_set_errhandler(MPI_FILE_NULL, eh);
-    hid_t file = H5Fcreate(h->partial, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-    MPI_File_set_errhandler(MPI_FILE_NULL, MPI_ERRORS_RETURN);
-    H5Pclose(fapl);
-    return file;
+    (void)ctx, (void)path, (void)dxpl;
+    return H5Fcreate(partial, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
 }
 
-/* All ranks agree that every rank succeeded (serial: st as is). */
-static int all_ok(const cp_h5out *h, int ok)
-{
-    int all = ok;
-    if (h->comm != MPI_COMM_NULL) MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, h->comm);
-    return all;
-}
+static void serial_closed(void *ctx) { (void)ctx; }
 
-int cp_h5_create(const char *path, MPI_Comm comm, int64_t nz, int64_t ny, int64_t nx, int stack,
-                 int64_t fny, int64_t fnx, cp_h5out **out, char *err)
+static const cp_h5_backend serial = {0, NULL, serial_all_ok, serial_bcast, serial_offsets,
+                                     serial_create, serial_closed};
+
+/* All ranks agree that every rank succeeded. */
+static int all_ok(const cp_h5out *h, int ok) { return h->be.all_ok(h->be.ctx, ok); }
+
+int cp_h5_create(const char *path, const cp_h5_backend *be, int64_t nz, int64_t ny, int64_t nx,
+                 int stack, int64_t fny, int64_t fnx, cp_h5out **out, char *err)
 {
     quiet_hdf5();
     cp_h5out *h = calloc(1, sizeof *h);
     if (!h) return cp_errf(err, CP_ENOMEM, "%s: out of memory", path);
     h->file = h->labels = h->flows = h->cellprob = h->dxpl = -1;
     h->mem = h->part = -1;
-    h->comm = comm;
-    if (comm != MPI_COMM_NULL) MPI_Comm_rank(comm, &h->rank);
+    h->serial = !be;
+    h->be = be ? *be : serial;
     snprintf(h->path, sizeof h->path, "%s", path);
     long pid = (long)getpid(); /* one partial name per run: rank 0's pid */
-    if (comm != MPI_COMM_NULL) MPI_Bcast(&pid, 1, MPI_LONG, 0, comm);
+    h->be.bcast(h->be.ctx, &pid);
     snprintf(h->partial, sizeof h->partial, "%s.partial.%ld", path, pid);
     h->nz = nz, h->ny = ny, h->nx = nx, h->fny = fny, h->fnx = fnx;
     h->stack = stack || nz > 1;
     int with_flows = fny > 0 && fnx > 0;
     h->dxpl = H5Pcreate(H5P_DATASET_XFER);
-    if (comm != MPI_COMM_NULL) {
-        H5Pset_dxpl_mpio(h->dxpl, H5FD_MPIO_COLLECTIVE);
-        h->file = create_guarded(h);
-    } else {
-        h->file = H5Fcreate(h->partial, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    }
+    h->file = h->be.create(h->be.ctx, h->path, h->partial, h->dxpl);
     struct stat st;
     int made = !stat(h->partial, &st); /* HDF5 writes at once: a full disk can fail here */
     if (h->file >= 0 && made) h->dev = st.st_dev, h->ino = st.st_ino;
-    if (h->file >= 0 && comm == MPI_COMM_NULL) move_to_memory(h);
-    if (!all_ok(h, h->file >= 0 && (comm != MPI_COMM_NULL || h->part >= 0))) {
+    if (h->file >= 0 && h->serial) move_to_memory(h);
+    if (!all_ok(h, h->file >= 0 && (!h->serial || h->part >= 0))) {
         cp_h5_abort(h);
         return cp_errf(err, CP_EIO, "%s: cannot create the output file (%s)", path,
                        made ? "disk full or I/O error?" : "directory missing or not writable?");
@@ -312,12 +278,8 @@ int cp_h5_write_cells(cp_h5out *h, const cp_cell *cells, int64_t n, char *err)
     H5Tinsert(t, "bbox_x0", HOFFSET(cp_cell, x0), H5T_NATIVE_INT64);
     H5Tinsert(t, "bbox_y1", HOFFSET(cp_cell, y1), H5T_NATIVE_INT64);
     H5Tinsert(t, "bbox_x1", HOFFSET(cp_cell, x1), H5T_NATIVE_INT64);
-    long long mine = n, before = 0, total = n;
-    if (h->comm != MPI_COMM_NULL) {
-        MPI_Exscan(&mine, &before, 1, MPI_LONG_LONG, MPI_SUM, h->comm);
-        if (h->rank == 0) before = 0;
-        MPI_Allreduce(&mine, &total, 1, MPI_LONG_LONG, MPI_SUM, h->comm);
-    }
+    int64_t before, total;
+    h->be.offsets(h->be.ctx, n, &before, &total);
     hsize_t dim = (hsize_t)total, start = (hsize_t)before, count = (hsize_t)n;
     hid_t space = H5Screate_simple(1, &dim, NULL);
     hid_t d = H5Dcreate2(h->file, "cells", t, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
@@ -401,14 +363,15 @@ static int sync_and_rename(cp_h5out *h)
     int e = 0;
     if (h->mem >= 0) {
         e = copy_out(h);
-    } else if (h->rank == 0) {
+    } else if (h->be.rank == 0) {
         int fd = open(h->partial, O_RDONLY | O_CLOEXEC);
         if (fd < 0 || fsync(fd)) e = errno ? errno : EIO;
         if (fd >= 0) close(fd);
     }
-    if (!e && h->rank == 0 && rename(h->partial, h->path)) e = errno ? errno : EIO;
-    if (h->comm != MPI_COMM_NULL) MPI_Bcast(&e, 1, MPI_INT, 0, h->comm);
-    return e;
+    if (!e && h->be.rank == 0 && rename(h->partial, h->path)) e = errno ? errno : EIO;
+    long all = e;
+    h->be.bcast(h->be.ctx, &all);
+    return (int)all;
 }
 
 static void close_fds(cp_h5out *h)
@@ -421,9 +384,9 @@ static void close_fds(cp_h5out *h)
 int cp_h5_commit(cp_h5out *h, char *err)
 {
     int rc = 0, e;
-    /* no H5Fflush first: a failed write ends the job under MPI-IO (on_mpiio_error), none fails
-     * in the memory file, and the flush's MPI_File_sync on every rank would only repeat the
-     * fsync below */
+    /* no H5Fflush first: a failed write ends the job under MPI-IO (mpi/h5par.c), none fails
+     * in the memory file, and the flush's file sync on every rank would only repeat the fsync
+     * below */
     if (!all_ok(h, close_all(h) == 0)) {
         rc = cp_errf(err, CP_EIO, "%s: cannot close the output file (disk full or I/O error?)",
                      h->path);
@@ -432,7 +395,7 @@ int cp_h5_commit(cp_h5out *h, char *err)
                      h->path, h->partial, strerror(e));
     }
     close_fds(h);
-    if (rc && h->rank == 0) unlink(h->partial);
+    if (rc && h->be.rank == 0) unlink(h->partial);
     free(h);
     return rc;
 }
@@ -443,7 +406,7 @@ void cp_h5_abort(cp_h5out *h)
     discard_writes(h);
     close_all(h);
     close_fds(h);
-    if (h->rank == 0) unlink(h->partial);
+    if (h->be.rank == 0) unlink(h->partial);
     free(h);
 }
 

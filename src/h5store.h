@@ -4,19 +4,20 @@
  * <path>.partial.<pid> (rank 0's pid: two runs never share one) and renamed to <path> only by
  * cp_h5_commit, so a failed run never leaves a file under the final name. Also the
  * reader of saved flows for --flows FILE.h5.
- * Created with a communicator, the file is written by all its ranks through MPI-IO: every call
- * below is then collective (a rank with nothing to write passes an empty block), and the transfers
- * are collective, which parallel HDF5 requires for the deflate filter. MPI_COMM_NULL: serial.
+ * One writer, two backends (cp_h5_backend): serial (NULL), or the ranks of a distributed run,
+ * which write the file together through MPI-IO (mpi/h5par.h): every call below is then
+ * collective (a rank with nothing to write passes an empty block), and the transfers are
+ * collective, which parallel HDF5 requires for the deflate filter.
  * Serial, HDF5 writes into an anonymous memory file that cp_h5_commit copies into the .partial
  * with plain writes: a full disk or an I/O error is then an ordinary write error with its errno,
  * never a failure inside HDF5 (after a failed flush HDF5 1.10.8 can no longer close the file, and
  * crashes at exit closing it again). It costs memory equal to the output file's (compressed)
  * size. Under MPI-IO HDF5 writes the .partial itself, and a failed write there ends the job
- * (cp_h5_on_fatal). */
+ * (mpi/h5par.h). */
 #ifndef CP_H5STORE_H
 #define CP_H5STORE_H
 
-#include <mpi.h>
+#include <hdf5.h>
 #include <stdint.h>
 
 #include "params.h"
@@ -42,11 +43,31 @@ typedef struct cp_provenance {
     int64_t n_masks;
 } cp_provenance;
 
+/* What the writer asks of the processes that write one file together; each function gets ctx.
+ * The serial backend (cp_h5_create with NULL) is one rank that agrees with itself. */
+typedef struct cp_h5_backend {
+    int rank;                          /* this process among the writers; rank 0 names, syncs
+                                          and renames the file */
+    void *ctx;
+    /* Collective: 1 if ok is nonzero on every rank, else 0. */
+    int (*all_ok)(void *ctx, int ok);
+    /* Collective: *v becomes rank 0's value on every rank. */
+    void (*bcast)(void *ctx, long *v);
+    /* Collective: of n rows per rank, *before = those of the lower ranks, *total = all. */
+    void (*offsets)(void *ctx, int64_t n, int64_t *before, int64_t *total);
+    /* Collective: creates (truncates) the file partial, the output path being written, and sets
+     * up dxpl, the transfer property list of every write; the HDF5 file or negative. */
+    hid_t (*create)(void *ctx, const char *path, const char *partial, hid_t dxpl);
+    /* The writer is done with the file of create (closed, or never made). */
+    void (*closed)(void *ctx);
+} cp_h5_backend;
+
 /* Creates <path>.partial.<pid> for labels of nz planes of ny x nx; stack: labels (Z,Y,X) even for
  * nz == 1. With flows (fny, fnx > 0): /flows and /cellprob of fny x fnx per plane (the dynamics
- * scale, which differs from the image size with --no_resample). */
-int cp_h5_create(const char *path, MPI_Comm comm, int64_t nz, int64_t ny, int64_t nx, int stack,
-                 int64_t fny, int64_t fnx, cp_h5out **out, char *err);
+ * scale, which differs from the image size with --no_resample). be: the backend (copied; its
+ * ctx must outlive the writer), NULL: serial. */
+int cp_h5_create(const char *path, const cp_h5_backend *be, int64_t nz, int64_t ny, int64_t nx,
+                 int stack, int64_t fny, int64_t fnx, cp_h5out **out, char *err);
 /* Labels of rows [y0, y0+ny) x columns [x0, x0+nx) of plane z (ny or nx 0: nothing). */
 int cp_h5_write_labels(cp_h5out *h, int64_t z, int64_t y0, int64_t x0, int64_t ny, int64_t nx,
                        const uint32_t *v, char *err);
@@ -60,12 +81,6 @@ int cp_h5_write_attrs(cp_h5out *h, const cp_params *p, const cp_provenance *pv, 
  * failure (a full disk, an I/O error) the partial file is removed and <path> is untouched (a
  * previous output stays). */
 int cp_h5_commit(cp_h5out *h, char *err);
-/* Under MPI-IO, HDF5 cannot go on after a write of the file fails on one rank (its ranks would
- * wait on different collectives), so the first failed MPI-IO call of an output being written
- * prints "error: rank R: <path>: cannot write the output file (...)", removes the .partial, calls
- * hook (the driver's cleanup, e.g. its lock file; NULL: none) and ends the job with MPI_Abort,
- * exit status 1. */
-void cp_h5_on_fatal(void (*hook)(void));
 /* Closes and removes the partial file, discarding what HDF5 still had to write; frees h. NULL:
  * no-op. */
 void cp_h5_abort(cp_h5out *h);

@@ -258,7 +258,7 @@ int cp_segment_image(const cp_params *p, const cp_model *m, const char *model_pa
         rc = cp_err_nomem(err, image, (int64_t[]){L.nz, L.ny, L.nx}, 3, "uint32", 4,
                           "for the labels");
     if (!rc)
-        rc = cp_h5_create(out_path, MPI_COMM_NULL, L.nz, L.ny, L.nx, L.nz > 1,
+        rc = cp_h5_create(out_path, NULL, L.nz, L.ny, L.nx, L.nz > 1,
                           p->save_flows ? fny : 0, p->save_flows ? fnx : 0, &h, err);
     cp_timing_lap(tm, CP_PH_READ, &t0);
     if (!rc) rc = segment_planes(p, m, &im, rescale, h, labels, tm, err);
@@ -347,7 +347,7 @@ int cp_segment_flows(const cp_params *p, const char *out_path, const char *cmdli
     };
     if (!rc) {
         labels = calloc((size_t)(nz * ny * nx), sizeof *labels);
-        rc = labels ? cp_h5_create(out_path, MPI_COMM_NULL, nz, ny, nx, nz > 1,
+        rc = labels ? cp_h5_create(out_path, NULL, nz, ny, nx, nz > 1,
                                    p->save_flows ? ny : 0, p->save_flows ? nx : 0, &h, err)
                     : cp_errf(err, CP_ENOMEM, "%s: out of memory", p->flows);
     }

@@ -3,7 +3,6 @@
 
 #include <cblas.h>
 #include <hdf5.h>
-#include <mpi.h>
 #include <png.h>
 #include <string.h>
 #include <tiffio.h>
@@ -24,24 +23,15 @@ static const char *first_line(const char *s, char *buf, size_t len)
     return buf;
 }
 
-void cp_version_print(FILE *f)
+void cp_version_print(FILE *f, const cp_version_mpi *mpi)
 {
-    char mpi[MPI_MAX_LIBRARY_VERSION_STRING], line[512];
-    int len = 0, major = 0, minor = 0;
-    MPI_Get_library_version(mpi, &len);
-    MPI_Get_version(&major, &minor);
+    char line[512];
     unsigned hmaj = 0, hmin = 0, hrel = 0;
     H5get_libversion(&hmaj, &hmin, &hrel);
 #ifdef H5_HAVE_PARALLEL
     const char *parallel = "parallel";
 #else
     const char *parallel = "serial";
-#endif
-#ifdef OMPI_MAJOR_VERSION
-    const char *mpi_built = "Open MPI " STR(OMPI_MAJOR_VERSION) "." STR(OMPI_MINOR_VERSION) "."
-                            STR(OMPI_RELEASE_VERSION);
-#else
-    const char *mpi_built = "MPI " STR(MPI_VERSION) "." STR(MPI_SUBVERSION);
 #endif
 #ifdef TIFFLIB_MAJOR_VERSION
     const char *tiff_built = STR(TIFFLIB_MAJOR_VERSION) "." STR(TIFFLIB_MINOR_VERSION) "."
@@ -52,7 +42,7 @@ void cp_version_print(FILE *f)
     fprintf(f, "cellpose-mpi %s (Cellpose 3.1.1.3 inference)\n", CP_VERSION);
     fprintf(f, "libraries (running version [built with]):\n");
     fprintf(f, "  MPI       %s (MPI standard %d.%d) [built with %s]\n",
-            first_line(mpi, line, sizeof line), major, minor, mpi_built);
+            first_line(mpi->library, line, sizeof line), mpi->major, mpi->minor, mpi->built);
     fprintf(f, "  HDF5      %u.%u.%u (%s) [built with %d.%d.%d]\n", hmaj, hmin, hrel, parallel,
             H5_VERS_MAJOR, H5_VERS_MINOR, H5_VERS_RELEASE);
     fprintf(f, "  OpenBLAS  %s (core %s)\n", first_line(openblas_get_config(), line, sizeof line),

@@ -165,7 +165,7 @@ static void unit(void)
     char err[CP_ERR_LEN];
     cp_h5out *h = NULL;
     const char *h5 = tu_path("%s/big_seg.h5", dir), *tif = tu_path("%s/big.tif", dir);
-    int rc = cp_h5_create(h5, MPI_COMM_NULL, 1, ny, nx, 0, 0, 0, &h, err);
+    int rc = cp_h5_create(h5, NULL, 1, ny, nx, 0, 0, 0, &h, err);
     if (!rc) rc = cp_h5_write_labels(h, 0, 0, 0, ny, nx, lab, err);
     if (!rc) rc = cp_h5_commit(h, err);
     if (!rc) rc = cp_tiff_write_f32(tif, img, 1, ny, nx, err);
