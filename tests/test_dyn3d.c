@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "compute_masks3d.h"
 #include "cp_err.h"
@@ -76,6 +77,14 @@ static int64_t diff_particles(const cp_particle3 *a, const cp_particle3 *b, int6
         d += memcmp(a[i].c, b[i].c, sizeof a[i].c) != 0 || a[i].steps != b[i].steps ||
              a[i].src != b[i].src;
     return d;
+}
+
+/* Seconds of CPU time of the process (all threads): a loaded machine inflates wall time. */
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* ---- reference cases ---- */
@@ -224,12 +233,28 @@ static int test_case(const char *name, const char *variant)
     cp_follow3_particles(c.cellprob, Ld, c.threshold, c.interp, p);
     cp_follow3_field(c.dP, c.cellprob, nvox, Ld, c.threshold, c.interp, f);
     const cp_field3 F = {.L = {Ld[0], Ld[1], Ld[2]}, .n = {Ld[0], Ld[1], Ld[2]}, .interp = c.interp, .f = f};
-    double t0 = tu_now();
+    cp_particle3 *p0 = malloc(sizeof *p0 * (size_t)(n ? n : 1));
+    memcpy(p0, p, sizeof *p * (size_t)n);
+    double t0 = tu_now(), c0 = cpu_now();
     int64_t stopped = cp_follow3_run(&F, p, n, c.niter);
-    double dt = tu_now() - t0;
+    double dt = tu_now() - t0, dc = cpu_now() - c0;
     TU_CHECK(stopped == 0, "%lld particles stopped on the whole field", (long long)stopped);
-    printf("  follow: %lld particles, %.3f s, %.2f ns per particle-iteration\n", (long long)n, dt,
-           n ? 1e9 * dt / ((double)n * c.niter) : 0.0);
+    printf("  follow (%s kernel): %lld particles, %.3f s, %.2f ns per particle-iteration "
+           "(process CPU time %.2f ns)\n", cp_follow3_kernel(&F), (long long)n, dt,
+           n ? 1e9 * dt / ((double)n * c.niter) : 0.0, n ? 1e9 * dc / ((double)n * c.niter) : 0.0);
+    if (strcmp(cp_follow3_kernel(&F), "scalar") != 0) { /* the scalar kernel gives the same bits */
+        setenv("CP_FOLLOW_KERNEL", "scalar", 1);
+        t0 = tu_now(), c0 = cpu_now();
+        cp_follow3_run(&F, p0, n, c.niter);
+        dt = tu_now() - t0, dc = cpu_now() - c0;
+        unsetenv("CP_FOLLOW_KERNEL");
+        int64_t d = diff_particles(p, p0, n);
+        printf("  follow (scalar kernel): %.3f s, %.2f ns per particle-iteration (CPU %.2f ns); "
+               "%lld particles differ\n", dt, n ? 1e9 * dt / ((double)n * c.niter) : 0.0,
+               n ? 1e9 * dc / ((double)n * c.niter) : 0.0, (long long)d);
+        TU_CHECK(d == 0, "scalar kernel: %lld particles differ", (long long)d);
+    }
+    free(p0);
     cp_follow3_to_voxels(p, n, Ld, c.interp);
     if (*pf) {
         tu_tiff ref = tu_read_tiff(pf);
@@ -364,46 +389,54 @@ static void unit_random(const int64_t L[3], float sd, int32_t steps, int interp)
     cp_particle3 *a = malloc(sizeof *a * (size_t)(n ? n : 1)), *b = malloc(sizeof *b * (size_t)(n ? n : 1));
     cp_follow3_particles(cp, L, 0.0f, interp, a);
     memcpy(b, a, sizeof *a * (size_t)n);
-    const cp_field3 F = {.L = {L[0], L[1], L[2]}, .n = {L[0], L[1], L[2]}, .interp = interp, .f = f};
-    int64_t left = cp_follow3_run(&F, a, n, steps);
+    cp_field3 F = {.L = {L[0], L[1], L[2]}, .n = {L[0], L[1], L[2]}, .interp = interp, .f = f};
     plain_run(f, L, interp, b, n, steps);
-    int64_t d = diff_particles(a, b, n);
-    printf("random %lld x %lld x %lld, sd %g, %d steps, interp %d: %lld particles, %lld differ from "
-           "the plain stepper\n", (long long)L[0], (long long)L[1], (long long)L[2], (double)sd, steps,
-           interp, (long long)n, (long long)d);
-    TU_CHECK(left == 0 && d == 0, "random: %lld left, %lld differ", (long long)left, (long long)d);
-    /* windows: halves along each axis (+1 overlap so that a 2-voxel stencil fits somewhere) */
-    cp_follow3_particles(cp, L, 0.0f, interp, a);
-    int64_t total = 0;
-    for (int round = 0, moved = 1; moved && round < 1000; round++) {
-        moved = 0;
-        for (int w = 0; w < 8; w++) {
-            cp_field3 W = {.L = {L[0], L[1], L[2]}, .interp = interp};
-            for (int k = 0; k < 3; k++) {
-                const int64_t h = L[k] / 2;
-                W.w0[k] = (w >> k & 1) ? h : 0;
-                W.n[k] = (w >> k & 1) ? L[k] - h : (h + 1 < L[k] ? h + 1 : L[k]);
-            }
-            float *wf = malloc(sizeof(float) * (size_t)(3 * W.n[0] * W.n[1] * W.n[2]));
-            for (int64_t z = 0; z < W.n[0]; z++)
-                for (int64_t y = 0; y < W.n[1]; y++)
-                    memcpy(wf + 3 * ((z * W.n[1] + y) * W.n[2]),
-                           f + 3 * (((W.w0[0] + z) * L[1] + W.w0[1] + y) * L[2] + W.w0[2]),
-                           sizeof(float) * (size_t)(3 * W.n[2]));
-            W.f = wf;
-            int64_t before = 0, after = 0;
-            for (int64_t i = 0; i < n; i++) before += a[i].steps;
-            cp_follow3_run(&W, a, n, steps);
-            for (int64_t i = 0; i < n; i++) after += a[i].steps;
-            moved |= after != before;
-            total += after - before;
-            free(wf);
-        }
+    int64_t d = 0;
+    for (int scalar = 0; scalar < 2; scalar++) {
+        if (scalar) setenv("CP_FOLLOW_KERNEL", "scalar", 1);
+        cp_follow3_particles(cp, L, 0.0f, interp, a);
+        int64_t left = cp_follow3_run(&F, a, n, steps);
+        d = diff_particles(a, b, n);
+        printf("random %lld x %lld x %lld, sd %g, %d steps, interp %d, %s kernel: %lld particles, "
+               "%lld differ from the plain stepper\n", (long long)L[0], (long long)L[1],
+               (long long)L[2], (double)sd, steps, interp, cp_follow3_kernel(&F), (long long)n,
+               (long long)d);
+        TU_CHECK(left == 0 && d == 0, "random: %lld left, %lld differ", (long long)left, (long long)d);
     }
-    d = diff_particles(a, b, n);
-    printf("  8 windows: %lld differ from the whole field\n", (long long)d);
-    TU_CHECK(d == 0, "windows: %lld particles differ", (long long)d);
-    (void)total;
+    /* windows: halves along each axis (+1 overlap so that a 2-voxel stencil fits somewhere) */
+    for (int scalar = 0; scalar < 2; scalar++) {
+        if (scalar) setenv("CP_FOLLOW_KERNEL", "scalar", 1);
+        cp_follow3_particles(cp, L, 0.0f, interp, a);
+        for (int round = 0, moved = 1; moved && round < 1000; round++) {
+            moved = 0;
+            for (int w = 0; w < 8; w++) {
+                cp_field3 W = {.L = {L[0], L[1], L[2]}, .interp = interp};
+                for (int k = 0; k < 3; k++) {
+                    const int64_t h = L[k] / 2;
+                    W.w0[k] = (w >> k & 1) ? h : 0;
+                    W.n[k] = (w >> k & 1) ? L[k] - h : (h + 1 < L[k] ? h + 1 : L[k]);
+                }
+                float *wf = malloc(sizeof(float) * (size_t)(3 * W.n[0] * W.n[1] * W.n[2]));
+                for (int64_t z = 0; z < W.n[0]; z++)
+                    for (int64_t y = 0; y < W.n[1]; y++)
+                        memcpy(wf + 3 * ((z * W.n[1] + y) * W.n[2]),
+                               f + 3 * (((W.w0[0] + z) * L[1] + W.w0[1] + y) * L[2] + W.w0[2]),
+                               sizeof(float) * (size_t)(3 * W.n[2]));
+                W.f = wf;
+                int64_t before = 0, after = 0;
+                for (int64_t i = 0; i < n; i++) before += a[i].steps;
+                cp_follow3_run(&W, a, n, steps);
+                for (int64_t i = 0; i < n; i++) after += a[i].steps;
+                moved |= after != before;
+                free(wf);
+            }
+        }
+        d = diff_particles(a, b, n);
+        printf("  8 windows, %s kernel: %lld differ from the whole field\n", scalar ? "scalar" : "default",
+               (long long)d);
+        TU_CHECK(d == 0, "windows: %lld particles differ", (long long)d);
+    }
+    unsetenv("CP_FOLLOW_KERNEL");
     free(dP);
     free(cp);
     free(f);
