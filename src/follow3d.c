@@ -3,7 +3,9 @@
  * without). Every operation is a float32 IEEE operation in the order of §8.7 (no FMA: the project
  * compiles with -ffp-contract=off). As in 2-D (follow.c) a particle whose step brings it back to
  * the position before its current one ends at once: a step is a function of the position alone,
- * so it alternates between the two forever. */
+ * so it alternates between the two forever. Interpolation runs a vector kernel where the CPU has
+ * one (follow3d_kern.h, written once, instantiated for AVX-512 and AVX2; 16 or 8 particles per
+ * vector with masked gathers of the corners); the scalar kernel states the recipe. */
 #include "follow3d.h"
 
 #include <limits.h>
@@ -190,8 +192,8 @@ static inline int step(const cp_field3 *F, const run3 *R, cp_particle3 *q, float
 }
 
 /* Particles per chunk (scalar: advanced one iteration per pass over the chunk so that the core
- * overlaps their independent dependency chains; AVX-512: GROUP vectors of VEC lanes). */
-enum { VEC = 16, GROUP = 4, CHUNK = VEC * GROUP };
+ * overlaps their independent dependency chains; vector kernels: CHUNK / lanes vectors). */
+enum { CHUNK = 64 };
 
 static void advance_scalar(const cp_field3 *F, const run3 *R, cp_particle3 *q, int64_t m,
                            int32_t steps)
@@ -204,140 +206,183 @@ static void advance_scalar(const cp_field3 *F, const run3 *R, cp_particle3 *q, i
     }
 }
 
+enum kernel { K_SCALAR, K_AVX2, K_AVX512 };
+static const char *const kernel_names[] = {"scalar", "avx2", "avx512"};
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define CP_FOLLOW3_X86 1
-#define CP_AVX512 __attribute__((target("avx512f,avx512dq")))
 
-/* Constants of a field as 16-lane vectors, per axis (z, y, x). */
-typedef struct k512 {
-    __m512 Lf[3];
-    __m512i L[3], w0[3], wend[3], stride[3]; /* stride: floats per step along the axis */
-    const float *f;
-} k512;
-
-/* 16 particles: position, the position before it (see step()), steps left. */
-typedef struct lanes {
-    __m512 c[3], prev[3];
-    __m512i left;
-} lanes;
-
-/* sample() and the update of step() for the 16 particles of V (interp only). Returns the mask
- * of the lanes that moved. Same IEEE operations in the same order as the scalar code: x / 2 is
- * x * 0.5 (both exact halvings), a masked add leaves a skipped corner's lane as it was. */
-CP_AVX512 static inline __mmask16 step16(const k512 *K, lanes *V)
+/* The positions and steps left of m <= CHUNK particles as the vector kernels load them (unused
+ * lanes: no steps left, position 0), and back for the particles that had steps left. */
+static void group_load(const cp_particle3 *q, int64_t m, int32_t steps, float c[3][CHUNK],
+                       int32_t left[CHUNK])
 {
-    const __m512 one = _mm512_set1_ps(1.0f), half = _mm512_set1_ps(0.5f);
-    const __m512i zero = _mm512_setzero_si512(), onei = _mm512_set1_epi32(1);
-    __mmask16 act = _mm512_cmpgt_epi32_mask(V->left, zero);
-    __m512 w0[3], w1[3];
-    __m512i r0[3], r1[3];
-    __mmask16 in0[3], in1[3];
-    for (int k = 0; k < 3; k++) {
-        const __m512 u = _mm512_mul_ps(
-            _mm512_sub_ps(_mm512_mul_ps(_mm512_add_ps(V->c[k], one), K->Lf[k]), one), half);
-        act &= _mm512_cmp_ps_mask(u, u, _CMP_ORD_Q); /* NaN */
-        const __m512 fl = _mm512_roundscale_ps(u, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-        const __m512i a = _mm512_cvttps_epi32(fl), a1 = _mm512_add_epi32(a, onei);
-        w0[k] = _mm512_sub_ps(_mm512_add_ps(fl, one), u);
-        w1[k] = _mm512_sub_ps(u, fl);
-        in0[k] = _mm512_cmpge_epi32_mask(a, zero);
-        in1[k] = _mm512_cmplt_epi32_mask(a1, K->L[k]);
-        const __m512i lo = _mm512_mask_blend_epi32(in0[k], a1, a), hi = _mm512_mask_blend_epi32(in1[k], a, a1);
-        act &= _mm512_cmpge_epi32_mask(lo, K->w0[k]) & _mm512_cmplt_epi32_mask(hi, K->wend[k]);
-        r0[k] = _mm512_mullo_epi32(_mm512_sub_epi32(lo, K->w0[k]), K->stride[k]);
-        r1[k] = _mm512_mullo_epi32(_mm512_sub_epi32(hi, K->w0[k]), K->stride[k]);
-    }
-    const __m512 wxy[4] = {_mm512_mul_ps(w0[2], w0[1]), _mm512_mul_ps(w1[2], w0[1]),
-                           _mm512_mul_ps(w0[2], w1[1]), _mm512_mul_ps(w1[2], w1[1])};
-    __m512 acc[3] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-    for (int c = 0; c < 8; c++) {
-        const int cz = c >> 2, cy = (c >> 1) & 1, cx = c & 1;
-        const __m512 w = _mm512_mul_ps(wxy[c & 3], cz ? w1[0] : w0[0]);
-        const __mmask16 in = act & (cz ? in1[0] : in0[0]) & (cy ? in1[1] : in0[1]) & (cx ? in1[2] : in0[2]);
-        const __m512i off = _mm512_add_epi32(_mm512_add_epi32(cz ? r1[0] : r0[0], cy ? r1[1] : r0[1]),
-                                             cx ? r1[2] : r0[2]);
-        for (int k = 0; k < 3; k++) {
-            const __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), in, off, K->f + k, 4);
-            acc[k] = _mm512_mask_add_ps(acc[k], in, acc[k], _mm512_mul_ps(v, w));
-        }
-    }
-    /* clamp_coord(v, -1, 1) = min(1, max(-1, v)) with maxps/minps operand order; then the 2-cycle
-     * end of step() */
-    __mmask16 cycle = act;
-    __m512 np[3];
-    for (int k = 0; k < 3; k++) {
-        np[k] = _mm512_min_ps(one, _mm512_max_ps(_mm512_set1_ps(-1.0f), _mm512_add_ps(V->c[k], acc[k])));
-        cycle &= _mm512_cmpeq_epi32_mask(_mm512_castps_si512(np[k]), _mm512_castps_si512(V->prev[k]));
-    }
-    const __m512i left1 = _mm512_mask_sub_epi32(V->left, act, V->left, onei);
-    const __mmask16 stay = _mm512_mask_test_epi32_mask(cycle, left1, onei);
-    for (int k = 0; k < 3; k++) {
-        V->prev[k] = _mm512_mask_mov_ps(V->prev[k], act, V->c[k]);
-        V->c[k] = _mm512_mask_mov_ps(V->c[k], act & (__mmask16)~stay, np[k]);
-    }
-    V->left = _mm512_mask_mov_epi32(left1, cycle, zero);
-    return act;
-}
-
-/* Advances m <= CHUNK particles with interpolation, positions in registers for all steps. */
-CP_AVX512 static void advance_avx512(const cp_field3 *F, cp_particle3 *q, int64_t m, int32_t steps)
-{
-    k512 K = {.f = F->f};
-    const int64_t stride[3] = {3 * F->n[1] * F->n[2], 3 * F->n[2], 3};
-    for (int k = 0; k < 3; k++) {
-        K.Lf[k] = _mm512_set1_ps((float)F->L[k]);
-        K.L[k] = _mm512_set1_epi32((int32_t)F->L[k]);
-        K.w0[k] = _mm512_set1_epi32((int32_t)F->w0[k]);
-        K.wend[k] = _mm512_set1_epi32((int32_t)(F->w0[k] + F->n[k]));
-        K.stride[k] = _mm512_set1_epi32((int32_t)stride[k]);
-    }
-    _Alignas(64) float c[3][CHUNK];
-    _Alignas(64) int32_t left[CHUNK];
     for (int64_t i = 0; i < CHUNK; i++) {
         for (int k = 0; k < 3; k++) c[k][i] = i < m ? q[i].c[k] : 0.0f;
         left[i] = i < m && q[i].steps < steps ? steps - q[i].steps : 0;
     }
-    lanes V[GROUP];
-    for (int g = 0; g < GROUP; g++) {
-        for (int k = 0; k < 3; k++) V[g].c[k] = V[g].prev[k] = _mm512_load_ps(c[k] + VEC * g);
-        V[g].left = _mm512_load_si512(left + VEC * g);
-    }
-    for (__mmask16 moved = 1; moved;) {
-        moved = 0;
-        for (int g = 0; g < GROUP; g++) moved |= step16(&K, &V[g]);
-    }
-    for (int g = 0; g < GROUP; g++) {
-        for (int k = 0; k < 3; k++) _mm512_store_ps(c[k] + VEC * g, V[g].c[k]);
-        _mm512_store_si512(left + VEC * g, V[g].left);
-    }
+}
+
+static void group_store(cp_particle3 *q, int64_t m, int32_t steps, float c[3][CHUNK],
+                        const int32_t left[CHUNK])
+{
     for (int64_t i = 0; i < m; i++) {
         if (q[i].steps >= steps) continue;
         for (int k = 0; k < 3; k++) q[i].c[k] = c[k][i];
         q[i].steps = steps - left[i];
     }
 }
+
+
+/* ---- AVX-512: 16 lanes, lane masks in k registers ---- */
+#define K_NAME(x) x##_avx512
+#define K_TARGET __attribute__((target("avx512f,avx512dq")))
+#define K_W 16
+#define VF __m512
+#define VI __m512i
+#define VM __mmask16
+#define VF_SET1 _mm512_set1_ps
+#define VI_SET1 _mm512_set1_epi32
+#define VF_ADD _mm512_add_ps
+#define VF_SUB _mm512_sub_ps
+#define VF_MUL _mm512_mul_ps
+#define VF_MIN _mm512_min_ps
+#define VF_MAX _mm512_max_ps
+#define VF_FLOOR(x) _mm512_roundscale_ps(x, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC)
+#define VF_LOAD _mm512_load_ps
+#define VF_STORE _mm512_store_ps
+#define VI_CVTT _mm512_cvttps_epi32
+#define VI_ADD _mm512_add_epi32
+#define VI_SUB _mm512_sub_epi32
+#define VI_MUL _mm512_mullo_epi32
+#define VI_LOAD _mm512_load_si512
+#define VI_STORE _mm512_store_si512
+#define VI_BLEND(m, a, b) _mm512_mask_blend_epi32(m, a, b)
+#define VF_BLEND(m, a, b) _mm512_mask_blend_ps(m, a, b)
+#define VI_MASK_DEC(m, v) _mm512_mask_sub_epi32(v, m, v, _mm512_set1_epi32(1))
+#define VF_MASK_ADD(m, acc, v) _mm512_mask_add_ps(acc, m, acc, v)
+#define VF_GATHER(m, off, base) _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, off, base, 4)
+#define M_GT(a, b) _mm512_cmpgt_epi32_mask(a, b)
+#define M_ORD(u) _mm512_cmp_ps_mask(u, u, _CMP_ORD_Q)
+#define M_SAME_BITS(a, b) _mm512_cmpeq_epi32_mask(_mm512_castps_si512(a), _mm512_castps_si512(b))
+#define M_ODD(v) _mm512_test_epi32_mask(v, _mm512_set1_epi32(1))
+#define M_AND(a, b) ((VM)((a) & (b)))
+#define M_ANDNOT(a, b) ((VM)(~(a) & (b)))
+#define M_ANY(m) ((m) != 0)
+#include "follow3d_kern.h"
+#undef K_NAME
+#undef K_TARGET
+#undef K_W
+#undef VF
+#undef VI
+#undef VM
+#undef VF_SET1
+#undef VI_SET1
+#undef VF_ADD
+#undef VF_SUB
+#undef VF_MUL
+#undef VF_MIN
+#undef VF_MAX
+#undef VF_FLOOR
+#undef VF_LOAD
+#undef VF_STORE
+#undef VI_CVTT
+#undef VI_ADD
+#undef VI_SUB
+#undef VI_MUL
+#undef VI_LOAD
+#undef VI_STORE
+#undef VI_BLEND
+#undef VF_BLEND
+#undef VI_MASK_DEC
+#undef VF_MASK_ADD
+#undef VF_GATHER
+#undef M_GT
+#undef M_ORD
+#undef M_SAME_BITS
+#undef M_ODD
+#undef M_AND
+#undef M_ANDNOT
+#undef M_ANY
+
+/* ---- AVX2: 8 lanes, lane masks as all-ones int32 lanes ---- */
+#define K_NAME(x) x##_avx2
+#define K_TARGET __attribute__((target("avx2")))
+#define K_W 8
+#define VF __m256
+#define VI __m256i
+#define VM __m256i
+#define VF_SET1 _mm256_set1_ps
+#define VI_SET1 _mm256_set1_epi32
+#define VF_ADD _mm256_add_ps
+#define VF_SUB _mm256_sub_ps
+#define VF_MUL _mm256_mul_ps
+#define VF_MIN _mm256_min_ps
+#define VF_MAX _mm256_max_ps
+#define VF_FLOOR(x) _mm256_round_ps(x, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC)
+#define VF_LOAD _mm256_load_ps
+#define VF_STORE _mm256_store_ps
+#define VI_CVTT _mm256_cvttps_epi32
+#define VI_ADD _mm256_add_epi32
+#define VI_SUB _mm256_sub_epi32
+#define VI_MUL _mm256_mullo_epi32
+#define VI_LOAD(p) _mm256_load_si256((const __m256i *)(p))
+#define VI_STORE(p, v) _mm256_store_si256((__m256i *)(p), v)
+#define VI_BLEND(m, a, b) _mm256_blendv_epi8(a, b, m)
+#define VF_BLEND(m, a, b) _mm256_blendv_ps(a, b, _mm256_castsi256_ps(m))
+#define VI_MASK_DEC(m, v) _mm256_add_epi32(v, m) /* m is -1 in the lanes it holds */
+#define VF_MASK_ADD(m, acc, v) _mm256_blendv_ps(acc, _mm256_add_ps(acc, v), _mm256_castsi256_ps(m))
+#define VF_GATHER(m, off, base) \
+    _mm256_mask_i32gather_ps(_mm256_setzero_ps(), base, off, _mm256_castsi256_ps(m), 4)
+#define M_GT(a, b) _mm256_cmpgt_epi32(a, b)
+#define M_ORD(u) _mm256_castps_si256(_mm256_cmp_ps(u, u, _CMP_ORD_Q))
+#define M_SAME_BITS(a, b) _mm256_cmpeq_epi32(_mm256_castps_si256(a), _mm256_castps_si256(b))
+#define M_ODD(v) _mm256_cmpeq_epi32(_mm256_and_si256(v, _mm256_set1_epi32(1)), _mm256_set1_epi32(1))
+#define M_AND(a, b) _mm256_and_si256(a, b)
+#define M_ANDNOT(a, b) _mm256_andnot_si256(a, b)
+#define M_ANY(m) (!_mm256_testz_si256(m, m))
+#include "follow3d_kern.h"
+
+/* The kernels this CPU runs on F: the vector ones need interp and window offsets in int32. */
+static int kernel_available(enum kernel k, const cp_field3 *F)
+{
+    const int fits = 3 * F->n[0] * F->n[1] * F->n[2] <= INT32_MAX &&
+                     F->w0[0] + F->n[0] <= INT32_MAX && F->w0[1] + F->n[1] <= INT32_MAX &&
+                     F->w0[2] + F->n[2] <= INT32_MAX;
+    switch (k) {
+    case K_AVX512:
+        return F->interp && fits && __builtin_cpu_supports("avx512f") &&
+               __builtin_cpu_supports("avx512dq");
+    case K_AVX2:
+        return F->interp && fits && __builtin_cpu_supports("avx2");
+    default:
+        return 1;
+    }
+}
+#else
+static int kernel_available(enum kernel k, const cp_field3 *F)
+{
+    (void)F;
+    return k == K_SCALAR;
+}
 #endif
 
-/* 1 if the AVX-512 kernel runs F: interp, the CPU has it, window offsets fit in int32, and
- * CP_FOLLOW_KERNEL (as for follow.h) does not ask for "scalar". */
-static int use_avx512(const cp_field3 *F)
+/* CP_FOLLOW_KERNEL if set to an available kernel, else the widest available. */
+static enum kernel pick_kernel(const cp_field3 *F)
 {
-#ifdef CP_FOLLOW3_X86
     const char *want = getenv("CP_FOLLOW_KERNEL");
-    return F->interp && !(want && strcmp(want, "scalar") == 0) &&
-           3 * F->n[0] * F->n[1] * F->n[2] <= INT32_MAX && F->w0[0] + F->n[0] <= INT32_MAX &&
-           F->w0[1] + F->n[1] <= INT32_MAX && F->w0[2] + F->n[2] <= INT32_MAX &&
-           __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
-#else
-    (void)F;
-    return 0;
-#endif
+    for (int k = K_AVX512; want && k >= K_SCALAR; k--)
+        if (strcmp(want, kernel_names[k]) == 0 && kernel_available((enum kernel)k, F))
+            return (enum kernel)k;
+    for (int k = K_AVX512; k > K_SCALAR; k--)
+        if (kernel_available((enum kernel)k, F)) return (enum kernel)k;
+    return K_SCALAR;
 }
 
 const char *cp_follow3_kernel(const cp_field3 *F)
 {
-    return use_avx512(F) ? "avx512" : "scalar";
+    return kernel_names[pick_kernel(F)];
 }
 
 int64_t cp_follow3_run(const cp_field3 *F, cp_particle3 *p, int64_t n, int32_t steps)
@@ -348,7 +393,7 @@ int64_t cp_follow3_run(const cp_field3 *F, cp_particle3 *p, int64_t n, int32_t s
         R.lo[k] = F->interp ? -1.0f : 0.0f;
         R.hi[k] = F->interp ? 1.0f : (float)(F->L[k] - 1);
     }
-    const int wide = use_avx512(F);
+    const enum kernel kern = pick_kernel(F);
     const int64_t nchunks = (n + CHUNK - 1) / CHUNK;
     int64_t stopped = 0;
     /* chunks are independent: any schedule gives the same bits */
@@ -357,13 +402,15 @@ int64_t cp_follow3_run(const cp_field3 *F, cp_particle3 *p, int64_t n, int32_t s
         cp_particle3 *q = p + c * CHUNK;
         const int64_t m = n - c * CHUNK < CHUNK ? n - c * CHUNK : CHUNK;
 #ifdef CP_FOLLOW3_X86
-        if (wide)
+        if (kern == K_AVX512)
             advance_avx512(F, q, m, steps);
+        else if (kern == K_AVX2)
+            advance_avx2(F, q, m, steps);
         else
 #endif
             advance_scalar(F, &R, q, m, steps);
         for (int64_t i = 0; i < m; i++) stopped += q[i].steps < steps;
     }
-    (void)wide;
+    (void)kern;
     return stopped;
 }

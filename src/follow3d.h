@@ -56,9 +56,9 @@ int64_t cp_follow3_particles(const float *cellprob, const int64_t L[3], float th
  * depend on the thread count. Returns how many particles have fewer than `steps` steps. */
 int64_t cp_follow3_run(const cp_field3 *F, cp_particle3 *p, int64_t n, int32_t steps);
 
-/* The kernel cp_follow3_run uses on F: "avx512" (interp, on a CPU with AVX-512F/DQ, window
- * offsets within int32) or "scalar" (CP_FOLLOW_KERNEL=scalar in the environment forces it; both
- * give the same bits). */
+/* The kernel cp_follow3_run uses on F: "avx512" or "avx2" (interp, on a CPU that has it, window
+ * offsets within int32), else "scalar"; CP_FOLLOW_KERNEL=scalar|avx2|avx512 in the environment
+ * picks one where available (as for follow.h). All give the same bits. */
 const char *cp_follow3_kernel(const cp_field3 *F);
 
 /* Ends the run of p[0..n) of a volume L: c becomes the end point (z, y, x) in voxel units, with
