@@ -84,7 +84,7 @@ int cp_compute_masks3(const float *dP, const float *cellprob, const int64_t Ld[3
              : cp_err_nomem(err, "dynamics 3-D", Ld, 3, "uint32", 4, "for the raw masks");
     if (!rc && resized) cp_masks3_resize_back(raw, Ld, L, labels);
     if (resized) free(raw);
-    if (!rc) rc = cp_post_fill_and_min_size(labels, out[0], out[1], out[2], mp->min_size, err);
+    if (!rc) rc = cp_post_fill_and_min_size_3d(labels, out[0], out[1], out[2], mp->min_size, err);
     if (timing) cp_timing_lap(timing, CP_PH_POST, &t0);
     return rc;
 }

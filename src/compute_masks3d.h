@@ -1,6 +1,7 @@
 /* The mask phase of a volume (CELLPOSE_ALGORITHM.md §8.7-8.9): 3-D flow following from every
  * voxel with cellprob > threshold, raw masks (no flow-error QC in 3-D), Cellpose's nearest resize
- * back when the dynamics ran at the network scale, then hole filling (6-connected) and min_size. */
+ * back when the dynamics ran at the network scale, then hole filling (6-connected, the volume rule
+ * also for one plane: cp_post_fill_and_min_size_3d) and min_size. */
 #ifndef CP_COMPUTE_MASKS3D_H
 #define CP_COMPUTE_MASKS3D_H
 

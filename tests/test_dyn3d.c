@@ -18,6 +18,7 @@
 #include "cp_err.h"
 #include "follow3d.h"
 #include "masks3d.h"
+#include "post.h"
 #include "refcase.h"
 #include "resize.h"
 #include "testutil.h"
@@ -576,8 +577,25 @@ static void unit_resize_and_errors(void)
     TU_CHECK(rc == 0 && max_u32(lab, 8) == 0, "empty: %d %s", rc, err);
 }
 
+/* §8.9 on a volume of one plane: every voxel of a box is on a z face, so a ring's hole stays
+ * background (the plane rule of 2-D would fill it). */
+static void unit_one_plane_holes(void)
+{
+    uint32_t v[49] = {0}, w[49];
+    for (int y = 1; y < 6; y++)
+        for (int x = 1; x < 6; x++) v[y * 7 + x] = (y == 1 || y == 5 || x == 1 || x == 5);
+    memcpy(w, v, sizeof w);
+    char err[CP_ERR_LEN] = "";
+    TU_CHECK(cp_post_fill_and_min_size_3d(v, 1, 7, 7, 0, err) == 0, "3d: %s", err);
+    TU_CHECK(cp_post_fill_and_min_size(w, 1, 7, 7, 0, err) == 0, "2d: %s", err);
+    printf("one-plane volume: ring hole %s (volume rule), %s (plane rule)\n",
+           v[3 * 7 + 3] ? "filled" : "kept", w[3 * 7 + 3] ? "filled" : "kept");
+    TU_CHECK(v[3 * 7 + 3] == 0 && w[3 * 7 + 3] == 1, "one-plane holes: %u %u", v[24], w[24]);
+}
+
 static int test_unit(void)
 {
+    unit_one_plane_holes();
     unit_zero_field();
     unit_border();
     unit_random((const int64_t[]){2, 2, 2}, 20.0f, 50, 1);
