@@ -186,40 +186,51 @@ int cp_masks_histogram(const cp_particle *p, int64_t n, int64_t Ly, int64_t Lx, 
     return 0;
 }
 
-/* 1 if h[y][x] is the maximum of its 5x5 window (truncated at the border of the H x W grid). */
-static int is_local_max(const int32_t *h, int64_t H, int64_t W, int64_t y, int64_t x)
+/* 1 if h at (z, y, x) is the maximum of its 5x5x5 box, clipped at the border of the grid G. */
+static int is_local_max(const int32_t *h, const int64_t G[3], int64_t z, int64_t y, int64_t x)
 {
-    const int32_t c = h[y * W + x];
-    for (int64_t yy = y > 2 ? y - 2 : 0; yy <= y + 2 && yy < H; yy++)
-        for (int64_t xx = x > 2 ? x - 2 : 0; xx <= x + 2 && xx < W; xx++)
-            if (h[yy * W + xx] > c) return 0;
+    const int32_t c = h[(z * G[1] + y) * G[2] + x];
+    const int64_t lo[3] = {z > 2 ? z - 2 : 0, y > 2 ? y - 2 : 0, x > 2 ? x - 2 : 0};
+    const int64_t hi[3] = {z + 2 < G[0] ? z + 2 : G[0] - 1, y + 2 < G[1] ? y + 2 : G[1] - 1,
+                           x + 2 < G[2] ? x + 2 : G[2] - 1};
+    for (int64_t zz = lo[0]; zz <= hi[0]; zz++)
+        for (int64_t yy = lo[1]; yy <= hi[1]; yy++)
+            for (int64_t xx = lo[2]; xx <= hi[2]; xx++)
+                if (h[(zz * G[1] + yy) * G[2] + xx] > c) return 0;
     return 1;
+}
+
+int cp_masks_grid_seeds(const int32_t *h, const int64_t G[3], cp_seed **seeds, int64_t *nseeds,
+                        char *err)
+{
+    int64_t n = 0, cap = 0, i = 0;
+    cp_seed *s = NULL;
+    for (int64_t z = 0; z < G[0]; z++)
+        for (int64_t y = 0; y < G[1]; y++)
+            for (int64_t x = 0; x < G[2]; x++, i++) {
+                if (h[i] <= 10 || !is_local_max(h, G, z, y, x)) continue;
+                if (n == cap) {
+                    cap = cap ? 2 * cap : 256;
+                    cp_seed *t = realloc(s, (size_t)cap * sizeof *s);
+                    if (!t) {
+                        free(s);
+                        return cp_errf(err, CP_ENOMEM, "masks: cannot allocate %lld seeds",
+                                       (long long)cap);
+                    }
+                    s = t;
+                }
+                s[n++] = (cp_seed){.idx = i, .count = h[i]};
+            }
+    *seeds = s;
+    *nseeds = n;
+    return 0;
 }
 
 int cp_masks_seeds(const int32_t *h, int64_t Ly, int64_t Lx, cp_seed **seeds, int64_t *nseeds,
                    char *err)
 {
-    const int64_t H = Ly + 2 * CP_RPAD, W = Lx + 2 * CP_RPAD;
-    int64_t n = 0, cap = 0;
-    cp_seed *s = NULL;
-    for (int64_t y = 0; y < H; y++)
-        for (int64_t x = 0; x < W; x++) {
-            if (h[y * W + x] <= 10 || !is_local_max(h, H, W, y, x)) continue;
-            if (n == cap) {
-                cap = cap ? 2 * cap : 256;
-                cp_seed *t = realloc(s, (size_t)cap * sizeof *s);
-                if (!t) {
-                    free(s);
-                    return cp_errf(err, CP_ENOMEM, "masks: cannot allocate %lld seeds",
-                                   (long long)cap);
-                }
-                s = t;
-            }
-            s[n++] = (cp_seed){.idx = y * W + x, .count = h[y * W + x]};
-        }
-    *seeds = s;
-    *nseeds = n;
-    return 0;
+    const int64_t G[3] = {1, Ly + 2 * CP_RPAD, Lx + 2 * CP_RPAD};
+    return cp_masks_grid_seeds(h, G, seeds, nseeds, err);
 }
 
 enum { GROW_R = 5, GROW_N = 2 * GROW_R + 1 };
@@ -254,6 +265,15 @@ int cp_masks_assign(const cp_particle *p, int64_t n, int64_t Ly, int64_t Lx, con
                     uint32_t nlabels, double max_size_fraction, uint32_t *labels, char *err)
 {
     const int64_t W = Lx + 2 * CP_RPAD;
+    memset(labels, 0, (size_t)(Ly * Lx) * sizeof *labels);
+    for (int64_t i = 0; i < n; i++)
+        labels[p[i].src] = M[((int64_t)p[i].py + CP_RPAD) * W + (int64_t)p[i].px + CP_RPAD];
+    return cp_masks_finish(labels, Ly * Lx, nlabels, max_size_fraction, err);
+}
+
+int cp_masks_finish(uint32_t *labels, int64_t npix, uint32_t nlabels, double max_size_fraction,
+                    char *err)
+{
     int64_t *count = calloc((size_t)nlabels + 1, sizeof *count);
     uint32_t *to = malloc(((size_t)nlabels + 1) * sizeof *to);
     if (!count || !to) {
@@ -262,18 +282,13 @@ int cp_masks_assign(const cp_particle *p, int64_t n, int64_t Ly, int64_t Lx, con
         return cp_errf(err, CP_ENOMEM, "masks: cannot allocate tables for %lu labels",
                        (unsigned long)nlabels);
     }
-    memset(labels, 0, (size_t)(Ly * Lx) * sizeof *labels);
-    for (int64_t i = 0; i < n; i++) {
-        uint32_t v = M[((int64_t)p[i].py + CP_RPAD) * W + (int64_t)p[i].px + CP_RPAD];
-        labels[p[i].src] = v;
-        count[v]++;
-    }
+    for (int64_t i = 0; i < npix; i++) count[labels[i]]++;
     /* big masks: strict > in f64; then ids by first appearance (UINT32_MAX: not seen yet) */
-    const double big = (double)(Ly * Lx) * max_size_fraction;
+    const double big = (double)npix * max_size_fraction;
     to[0] = 0;
     for (uint32_t v = 1; v <= nlabels; v++) to[v] = (double)count[v] > big ? 0 : UINT32_MAX;
     uint32_t next = 1;
-    for (int64_t i = 0; i < Ly * Lx; i++) {
+    for (int64_t i = 0; i < npix; i++) {
         uint32_t v = labels[i];
         if (to[v] == UINT32_MAX) to[v] = next++;
         labels[i] = to[v];

@@ -34,6 +34,12 @@ int cp_masks_histogram(const cp_particle *p, int64_t n, int64_t Ly, int64_t Lx, 
 int cp_masks_seeds(const int32_t *h, int64_t Ly, int64_t Lx, cp_seed **seeds, int64_t *nseeds,
                    char *err);
 
+/* The seeds of a histogram grid G = (depth, rows, columns) in C order: cells with count > 10
+ * equal to the maximum of their 5x5x5 box clipped at the grid border (depth 1: the 5x5 window of
+ * 2-D), listed in C order. *seeds is malloc'ed as for cp_masks_seeds. Shared with masks3d.h. */
+int cp_masks_grid_seeds(const int32_t *h, const int64_t G[3], cp_seed **seeds, int64_t *nseeds,
+                        char *err);
+
 /* Grows seed s in h (11x11 window, 5 dilations through cells with count > 2) and writes `label`
  * into M over the grown region. Calling it in Cellpose's seed order with labels 1..K gives M. */
 void cp_masks_grow(const int32_t *h, int64_t Lx, cp_seed s, uint32_t label, uint32_t *M);
@@ -45,6 +51,12 @@ void cp_masks_grow(const int32_t *h, int64_t Lx, cp_seed s, uint32_t label, uint
  * 1..nlabels). */
 int cp_masks_assign(const cp_particle *p, int64_t n, int64_t Ly, int64_t Lx, const uint32_t *M,
                     uint32_t nlabels, double max_size_fraction, uint32_t *labels, char *err);
+
+/* The end of get_masks on labels (npix values, every label value in 1..nlabels): labels with more
+ * than npix*max_size_fraction pixels (f64, strict) are set to 0 and the rest renumbered 1..N by
+ * first appearance in raster order. Shared by 2-D (cp_masks_assign) and 3-D (masks3d.h). */
+int cp_masks_finish(uint32_t *labels, int64_t npix, uint32_t nlabels, double max_size_fraction,
+                    char *err);
 
 /* Whole-plane raw masks: particles (final positions, any order) of a Ly x Lx plane -> labels
  * (Ly, Lx) uint32: 0 where no particle started; renumbered by first appearance after the

@@ -154,7 +154,7 @@ static void fill_one(uint32_t *labels, int64_t Ly, int64_t Lx, int three_d, uint
 
 /* Step (b) of §4.8: boxes once, then labels in increasing order, each filled and rewritten as
  * j+1; j advances for every label that had a box, even one swallowed by an earlier fill. */
-static int fill_holes(uint32_t *labels, int64_t nz, int64_t Ly, int64_t Lx, char *err)
+static int fill_holes(uint32_t *labels, int64_t nz, int64_t Ly, int64_t Lx, int three_d, char *err)
 {
     int64_t n = nz * Ly * Lx;
     uint32_t m = max_label(labels, n);
@@ -192,15 +192,17 @@ static int fill_holes(uint32_t *labels, int64_t nz, int64_t Ly, int64_t Lx, char
     }
     uint32_t j = 0;
     for (uint32_t v = 1; v <= m; v++)
-        if (box[v].z1 > 0) fill_one(labels, Ly, Lx, nz > 1, v, &box[v], ++j, state, stack);
+        if (box[v].z1 > 0) fill_one(labels, Ly, Lx, three_d, v, &box[v], ++j, state, stack);
     free(box);
     free(state);
     free(stack);
     return 0;
 }
 
-int cp_post_fill_and_min_size(uint32_t *labels, int64_t nz, int64_t Ly, int64_t Lx,
-                              int64_t min_size, char *err)
+/* (a), (b), (c) of cp_post_fill_and_min_size with the hole rule of a volume (three_d) or of a
+ * plane. */
+static int fill_and_min_size(uint32_t *labels, int64_t nz, int64_t Ly, int64_t Lx, int three_d,
+                             int64_t min_size, char *err)
 {
     if (!labels || nz <= 0 || Ly <= 0 || Lx <= 0)
         return cp_errf(err, CP_EPARAM, "post.c: fill_and_min_size: bad arguments (%lld x %lld x %lld)",
@@ -208,9 +210,21 @@ int cp_post_fill_and_min_size(uint32_t *labels, int64_t nz, int64_t Ly, int64_t 
     int64_t n = nz * Ly * Lx;
     int rc;
     if (min_size > 0 && (rc = remove_small(labels, n, min_size, err)) != 0) return rc;
-    if ((rc = fill_holes(labels, nz, Ly, Lx, err)) != 0) return rc;
+    if ((rc = fill_holes(labels, nz, Ly, Lx, three_d, err)) != 0) return rc;
     if (min_size > 0 && (rc = remove_small(labels, n, min_size, err)) != 0) return rc;
     return 0;
+}
+
+int cp_post_fill_and_min_size(uint32_t *labels, int64_t nz, int64_t Ly, int64_t Lx,
+                              int64_t min_size, char *err)
+{
+    return fill_and_min_size(labels, nz, Ly, Lx, nz > 1, min_size, err);
+}
+
+int cp_post_fill_and_min_size_3d(uint32_t *labels, int64_t nz, int64_t Ly, int64_t Lx,
+                                 int64_t min_size, char *err)
+{
+    return fill_and_min_size(labels, nz, Ly, Lx, 1, min_size, err);
 }
 
 /* ---- stitching ---------------------------------------------------------------------------- */

@@ -23,6 +23,11 @@ int cp_post_flow_qc(uint32_t *labels, int64_t Ly, int64_t Lx, const float *dP, d
 int cp_post_fill_and_min_size(uint32_t *labels, int64_t nz, int64_t Ly, int64_t Lx,
                               int64_t min_size, char *err);
 
+/* cp_post_fill_and_min_size with the rule of a volume also when nz == 1 (do_3D, §8.9: a box one
+ * plane deep has every voxel on a z face, so nothing is filled there). */
+int cp_post_fill_and_min_size_3d(uint32_t *labels, int64_t nz, int64_t Ly, int64_t Lx,
+                                 int64_t min_size, char *err);
+
 /* Bounding box [z0, z1) x [y0, y1) x [x0, x1); z1 == 0 when a label is absent. */
 typedef struct cp_box {
     int64_t z0, z1, y0, y1, x0, x1;
