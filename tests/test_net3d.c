@@ -3,7 +3,8 @@
  *   xnet <case>                 x_norm.tif -> network scale = x_net.tif, bit-identical
  *   views <case>                the oracle's yf_*.tif summed (cp_view_add) and resized back =
  *                               dP.tif / cellprob.tif, bit-identical (the order of the sums)
- *   smooth <case>               dP.tif smoothed with flow3D_smooth 1 = dP_smooth1.tif, bit-identical
+ *   smooth <case>               dP.tif smoothed with flow3D_smooth 1 = dP_smooth1.tif,
+ *                               bit-identical
  *   net <case> [smooth1|noresample]
  *                               our network from x_norm.tif: each pass against its yf_*.tif (when
  *                               stored) and the final dP / cellprob (dP_smooth1; or, without
@@ -104,7 +105,8 @@ static int test_xnet(const char *name)
              (long long)t.nx);
     int64_t nv = Ln[0] * Ln[1] * Ln[2];
     if (t.pages == 2 * Ln[0] && t.ny == Ln[1] && t.nx == Ln[2]) {
-        float *xn = malloc(sizeof(float) * (size_t)(2 * nv)), *planar = malloc(sizeof(float) * (size_t)(2 * nv));
+        float *xn = malloc(sizeof(float) * (size_t)(2 * nv));
+        float *planar = malloc(sizeof(float) * (size_t)(2 * nv));
         TU_CHECK(cp_resize_volume(x, L[0], L[1], L[2], 2, xn, Ln[0], Ln[1], Ln[2], 0, err) == 0,
                  "%s: %s", name, err);
         for (int c = 0; c < 2; c++)
@@ -212,7 +214,8 @@ static int test_net(const char *name, const char *variant)
     float *xn = malloc(sizeof(float) * (size_t)(2 * nv));
     TU_CHECK(cp_resize_volume(x, L[0], L[1], L[2], 2, xn, Ln[0], Ln[1], Ln[2], 0, err) == 0,
              "%s: %s", name, err);
-    float *acc = calloc((size_t)(4 * nv), sizeof *acc), *view = malloc(sizeof(float) * (size_t)(3 * nv));
+    float *acc = calloc((size_t)(4 * nv), sizeof *acc);
+    float *view = malloc(sizeof(float) * (size_t)(3 * nv));
     double tnet = 0;
     for (int pass = 0; pass < 3; pass++) {
         double t0 = tu_now();
@@ -366,7 +369,8 @@ int main(int argc, char **argv)
     if (argc >= 3 && strcmp(argv[1], "xnet") == 0) return test_xnet(argv[2]);
     if (argc >= 3 && strcmp(argv[1], "views") == 0) return test_views(argv[2]);
     if (argc >= 3 && strcmp(argv[1], "smooth") == 0) return test_smooth(argv[2]);
-    if (argc >= 3 && strcmp(argv[1], "net") == 0) return test_net(argv[2], argc > 3 ? argv[3] : NULL);
+    if (argc >= 3 && strcmp(argv[1], "net") == 0)
+        return test_net(argv[2], argc > 3 ? argv[3] : NULL);
     fprintf(stderr, "usage: test_net3d unit | xnet|views|smooth <case> | net <case> "
                     "[smooth1|noresample]\n");
     return 2;
