@@ -177,7 +177,8 @@ int cp_resize_volume(const float *src, int64_t nz, int64_t ny, int64_t nx, int n
         resize_window(yxout + y * mx * nc, 0, 0, my * mx, nz, mx, nc, zp, 0, 0, mz, mx, mz, mx,
                       pairwise);
         for (int64_t k = 0; k < mz; k++)
-            memcpy(dst + k * plane + y * mx * nc, zp + k * mx * nc, sizeof(float) * (size_t)(mx * nc));
+            memcpy(dst + k * plane + y * mx * nc, zp + k * mx * nc,
+                   sizeof(float) * (size_t)(mx * nc));
     }
     free(mid);
     free(zp);

@@ -10,6 +10,8 @@
  *                               stored) and the final dP / cellprob (dP_smooth1; or, without
  *                               resample, the oracle's summed views at the network scale) within
  *                               1e-3, printing the max errors and the time per voxel
+ *   tiling <case>               each pass's padding, tile size and tile starts at bsize 224 =
+ *                               case.json run_3D.views[].tiling (Z as image rows, §8.11.5)
  *   unit                        the 4-channel area order, the views' geometry, bad parameters
  * Tolerances: bit-identical where the oracle's arithmetic is reproduced, 1e-3 for our network
  * (reference/README.md). A missing oracle file skips (exit 77). */
@@ -19,11 +21,22 @@
 #include "resize.h"
 #include "smooth3d.h"
 #include "testutil.h"
+#include "tiles.h"
 
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* CPU seconds of the process (all threads): the machine is shared, wall time is not the cost. */
+static double cpu_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
 
 static json_object *kwarg(json_object *j, const char *key)
 {
@@ -90,14 +103,37 @@ static void compare(const char *name, const char *what, const float *mine, const
         TU_CHECK(e <= tol, "%s: %s: max abs error %.3g > %g", name, what, e, tol);
 }
 
+/* A 3-D case: its case.json, run parameters, x_norm (Z, Y, X, 2) of shape L, network scale Ln. */
+typedef struct tcase {
+    json_object *j;
+    cp_net3d_params p;
+    int64_t L[3], Ln[3];
+    float *x;
+} tcase;
+
+static tcase open_case(const char *name, const char *variant)
+{
+    tcase c;
+    c.j = tu_case_json(name);
+    c.p = case_params(c.j, variant);
+    c.x = read_xnorm(name, c.L);
+    char err[CP_ERR_LEN] = "";
+    TU_CHECK(cp_net3d_scale(c.L, c.p.rescale, c.p.anisotropy, c.Ln, err) == 0, "%s: %s", name,
+             err);
+    return c;
+}
+
+static void close_case(tcase *c)
+{
+    free(c->x);
+    json_object_put(c->j);
+}
+
 static int test_xnet(const char *name)
 {
-    json_object *j = tu_case_json(name);
-    cp_net3d_params p = case_params(j, NULL);
-    int64_t L[3], Ln[3];
-    float *x = read_xnorm(name, L);
+    tcase tc = open_case(name, NULL);
+    const int64_t *L = tc.L, *Ln = tc.Ln;
     char err[CP_ERR_LEN] = "";
-    TU_CHECK(cp_net3d_scale(L, p.rescale, p.anisotropy, Ln, err) == 0, "%s: %s", name, err);
     tu_tiff t = tu_read_tiff(ref(name, "x_net.tif"));
     TU_CHECK(t.pages == 2 * Ln[0] && t.ny == Ln[1] && t.nx == Ln[2],
              "%s: network scale %lldx%lldx%lld vs x_net %lldx%lldx%lld", name, (long long)Ln[0],
@@ -107,8 +143,8 @@ static int test_xnet(const char *name)
     if (t.pages == 2 * Ln[0] && t.ny == Ln[1] && t.nx == Ln[2]) {
         float *xn = malloc(sizeof(float) * (size_t)(2 * nv));
         float *planar = malloc(sizeof(float) * (size_t)(2 * nv));
-        TU_CHECK(cp_resize_volume(x, L[0], L[1], L[2], 2, xn, Ln[0], Ln[1], Ln[2], 0, err) == 0,
-                 "%s: %s", name, err);
+        TU_CHECK(cp_resize_volume(tc.x, L[0], L[1], L[2], 2, xn, Ln[0], Ln[1], Ln[2], 0, err) ==
+                     0, "%s: %s", name, err);
         for (int c = 0; c < 2; c++)
             for (int64_t i = 0; i < nv; i++) planar[c * nv + i] = xn[2 * i + c];
         compare(name, "x_net", planar, t.f32, 2 * nv, -1);
@@ -116,9 +152,68 @@ static int test_xnet(const char *name)
         free(planar);
     }
     tu_tiff_free(&t);
-    free(x);
-    json_object_put(j);
+    close_case(&tc);
     return tu_finish();
+}
+
+/* JSON array of integers as int64 values; returns the count (at most max). */
+static int json_ints(json_object *a, int64_t *v, int max)
+{
+    int n = a ? (int)json_object_array_length(a) : 0;
+    for (int i = 0; i < n && i < max; i++)
+        v[i] = json_object_get_int64(json_object_array_get_idx(a, (size_t)i));
+    return n;
+}
+
+/* One pass's tiling record `what` against n values of ours. */
+static void check_ints(const char *name, int pass, const char *what, json_object *t,
+                       const int64_t *mine, int n)
+{
+    int64_t o[64];
+    int no = json_ints(tu_json_get(t, what), o, 64);
+    int same = no == n;
+    for (int i = 0; same && i < n; i++) same = o[i] == mine[i];
+    printf("%s: pass %d %s:", name, pass, what);
+    for (int i = 0; i < n; i++) printf(" %lld", (long long)mine[i]);
+    printf("%s\n", same ? " (= oracle)" : " (oracle differs)");
+    TU_CHECK(same, "%s: pass %d: %s differs from case.json", name, pass, what);
+}
+
+static int test_tiling(const char *name)
+{
+    tcase tc = open_case(name, NULL);
+    const int64_t *Ln = tc.Ln;
+    char err[CP_ERR_LEN] = "";
+    json_object *views = tu_json_get(tc.j, "run_3D.views");
+    TU_CHECK(views && json_object_array_length(views) == 3, "%s: run_3D.views", name);
+    for (int pass = 0; views && pass < 3; pass++) {
+        json_object *t = tu_json_get(json_object_array_get_idx(views, (size_t)pass), "tiling");
+        cp_view v = cp_view_of(pass, Ln[0], Ln[1], Ln[2]);
+        int64_t py[2], px[2];
+        cp_pad_amounts(v.rows, &py[0], &py[1]);
+        cp_pad_amounts(v.cols, &px[0], &px[1]);
+        cp_tile_grid g;
+        int rc = cp_tiles_plan(py[0] + v.rows + py[1], px[0] + v.cols + px[1], 224,
+                               tc.p.tile_overlap, tc.p.augment, &g, err);
+        TU_CHECK(rc == 0, "%s: pass %d: %s", name, pass, err);
+        if (rc) continue;
+        check_ints(name, pass, "network_scale_shape_YX", t, (int64_t[]){v.rows, v.cols}, 2);
+        check_ints(name, pass, "pad_y", t, py, 2);
+        check_ints(name, pass, "pad_x", t, px, 2);
+        check_ints(name, pass, "padded_shape_YX", t, (int64_t[]){g.Ly, g.Lx}, 2);
+        check_ints(name, pass, "tile_size_YX", t, (int64_t[]){g.ty, g.tx}, 2);
+        check_ints(name, pass, "tile_ystart", t, g.ystart, (int)g.ny);
+        check_ints(name, pass, "tile_xstart", t, g.xstart, (int)g.nx);
+        cp_tiles_free(&g);
+    }
+    close_case(&tc);
+    return tu_finish();
+}
+
+/* 1 when the oracle has the file (the multitile case stores no yf_* views). */
+static int have_file(const char *path)
+{
+    return tu_have(path) && access(path, R_OK) == 0;
 }
 
 static const char *const VIEW_FILES[3] = {"yf_yx.tif", "yf_zx.tif", "yf_zy.tif"};
@@ -127,10 +222,7 @@ static const char *const VIEW_FILES[3] = {"yf_yx.tif", "yf_zx.tif", "yf_zy.tif"}
  * (multitile: not stored, size). */
 static float *oracle_sum(const char *name, const int64_t Ln[3])
 {
-    if (!tu_have(ref(name, VIEW_FILES[0]))) return NULL;
-    FILE *f = fopen(ref(name, VIEW_FILES[0]), "rb");
-    if (!f) return NULL;
-    fclose(f);
+    if (!have_file(ref(name, VIEW_FILES[0]))) return NULL;
     int64_t nv = Ln[0] * Ln[1] * Ln[2];
     float *acc = calloc((size_t)(4 * nv), sizeof *acc);
     for (int pass = 0; pass < 3; pass++) {
@@ -166,20 +258,16 @@ static void compare_final(const char *name, const cp_net3d_out *o, const char *d
 
 static int test_views(const char *name)
 {
-    json_object *j = tu_case_json(name);
-    cp_net3d_params p = case_params(j, NULL);
-    int64_t L[3], Ln[3];
-    free(read_xnorm(name, L));
+    tcase tc = open_case(name, NULL);
     char err[CP_ERR_LEN] = "";
-    TU_CHECK(cp_net3d_scale(L, p.rescale, p.anisotropy, Ln, err) == 0, "%s: %s", name, err);
-    float *acc = oracle_sum(name, Ln);
+    float *acc = oracle_sum(name, tc.Ln);
     if (!acc) tu_skip(ref(name, VIEW_FILES[0]));
     cp_net3d_out o;
-    int rc = cp_net3d_finish(acc, Ln, L, &p, &o, err);
+    int rc = cp_net3d_finish(acc, tc.Ln, tc.L, &tc.p, &o, err);
     TU_CHECK(rc == 0, "%s: %s", name, err);
     if (!rc) compare_final(name, &o, "dP.tif", -1);
     cp_net3d_out_free(&o);
-    json_object_put(j);
+    close_case(&tc);
     return tu_finish();
 }
 
@@ -197,66 +285,78 @@ static int test_smooth(const char *name)
     return tu_finish();
 }
 
+/* Our network's three passes over x_norm, each against its yf_*.tif within 1e-3, summed into a
+ * (4, Ln) field (returned); *cpu gets the network's CPU seconds. */
+static float *net_views(const char *name, const cp_model *m, const tcase *tc, double *cpu)
+{
+    const int64_t *L = tc->L, *Ln = tc->Ln;
+    int64_t nv = Ln[0] * Ln[1] * Ln[2];
+    char err[CP_ERR_LEN] = "";
+    float *xn = malloc(sizeof(float) * (size_t)(2 * nv));
+    TU_CHECK(cp_resize_volume(tc->x, L[0], L[1], L[2], 2, xn, Ln[0], Ln[1], Ln[2], 0, err) == 0,
+             "%s: %s", name, err);
+    float *acc = calloc((size_t)(4 * nv), sizeof *acc);
+    float *view = malloc(sizeof(float) * (size_t)(3 * nv));
+    *cpu = 0;
+    for (int pass = 0; pass < 3; pass++) {
+        double c0 = cpu_now();
+        int rc = cp_net3d_pass(m, xn, Ln, pass, tc->p.tile_overlap, tc->p.augment,
+                               tc->p.batch_size, acc, view, NULL, err);
+        *cpu += cpu_now() - c0;
+        TU_CHECK(rc == 0, "%s: pass %d: %s", name, pass, err);
+        tu_tiff t = tu_read_tiff(ref(name, VIEW_FILES[pass]));
+        TU_CHECK(t.n == 3 * nv, "%s: %s size", name, VIEW_FILES[pass]);
+        if (t.n == 3 * nv) compare(name, VIEW_FILES[pass], view, t.f32, 3 * nv, 1e-3);
+        tu_tiff_free(&t);
+    }
+    free(view);
+    free(xn);
+    return acc;
+}
+
+/* Main run with stored views: the passes one by one (net_views), then cp_net3d_finish. Otherwise
+ * (multitile: no views; the smooth1 / noresample runs) the engine's entry cp_run_net3d, whose
+ * result is compared with dP / dP_smooth1 / the oracle's summed views at the network scale. */
 static int test_net(const char *name, const char *variant)
 {
-    json_object *j = tu_case_json(name);
-    cp_net3d_params p = case_params(j, variant);
-    const char *mpath = json_object_get_string(tu_json_get(j, "model.path"));
+    tcase tc = open_case(name, variant);
+    const int64_t *Ln = tc.Ln;
+    const char *mpath = json_object_get_string(tu_json_get(tc.j, "model.path"));
     cp_model *m = NULL;
     char err[CP_ERR_LEN] = "";
     int rc = cp_model_load(tu_need(tu_path("%s/%s", tu_shared(), mpath + 7)), &m, err);
     TU_CHECK(rc == 0, "%s: %s", name, err);
     if (rc) return tu_finish();
-    int64_t L[3], Ln[3];
-    float *x = read_xnorm(name, L);
-    TU_CHECK(cp_net3d_scale(L, p.rescale, p.anisotropy, Ln, err) == 0, "%s: %s", name, err);
     int64_t nv = Ln[0] * Ln[1] * Ln[2];
-    float *xn = malloc(sizeof(float) * (size_t)(2 * nv));
-    TU_CHECK(cp_resize_volume(x, L[0], L[1], L[2], 2, xn, Ln[0], Ln[1], Ln[2], 0, err) == 0,
-             "%s: %s", name, err);
-    float *acc = calloc((size_t)(4 * nv), sizeof *acc);
-    float *view = malloc(sizeof(float) * (size_t)(3 * nv));
-    double tnet = 0;
-    for (int pass = 0; pass < 3; pass++) {
-        double t0 = tu_now();
-        rc = cp_net3d_pass(m, xn, Ln, pass, p.tile_overlap, p.augment, p.batch_size, acc, view,
-                           NULL, err);
-        tnet += tu_now() - t0;
-        TU_CHECK(rc == 0, "%s: pass %d: %s", name, pass, err);
-        const char *vf = ref(name, VIEW_FILES[pass]);
-        FILE *f = tu_have(vf) ? fopen(vf, "rb") : NULL;
-        if (!f) {
-            printf("%s: pass %d: no %s in the oracle (not stored)\n", name, pass, VIEW_FILES[pass]);
-            continue;
-        }
-        fclose(f);
-        tu_tiff t = tu_read_tiff(vf);
-        TU_CHECK(t.n == 3 * nv, "%s: %s size", name, VIEW_FILES[pass]);
-        if (t.n == 3 * nv) compare(name, VIEW_FILES[pass], view, t.f32, 3 * nv, 1e-3);
-        tu_tiff_free(&t);
+    double t0 = tu_now(), cpu = cpu_now();
+    cp_net3d_out o;
+    if (!variant && have_file(ref(name, VIEW_FILES[0]))) {
+        float *acc = net_views(name, m, &tc, &cpu);
+        rc = cp_net3d_finish(acc, Ln, tc.L, &tc.p, &o, err);
+    } else {
+        printf("%s: %s: the whole stage (cp_run_net3d)\n", name, variant ? variant : "main");
+        rc = cp_run_net3d(m, tc.x, tc.L, &tc.p, &o, err);
+        cpu = cpu_now() - cpu;
     }
-    printf("%s: network, 3 passes over %lldx%lldx%lld voxels: %.2f s, %.3g us per voxel "
-           "(%d OpenMP threads)\n", name, (long long)Ln[0], (long long)Ln[1], (long long)Ln[2],
-           tnet, 1e6 * tnet / (double)nv, omp_get_max_threads());
-    free(view);
-    free(xn);
-    free(x);
-    if (!p.resample) {
+    printf("%s: network, 3 passes over %lldx%lldx%lld voxels: %.2f s wall, %.2f CPU s "
+           "(%d OpenMP threads): %.3g CPU us per voxel\n", name, (long long)Ln[0],
+           (long long)Ln[1], (long long)Ln[2], tu_now() - t0, cpu, omp_get_max_threads(),
+           1e6 * cpu / (double)nv);
+    TU_CHECK(rc == 0, "%s: %s", name, err);
+    if (!rc && !tc.p.resample) {
         float *oracle = oracle_sum(name, Ln);
         if (!oracle) tu_skip(ref(name, VIEW_FILES[0]));
-        compare(name, "summed views at the network scale (dZ, dY, dX, cellprob)", acc, oracle,
+        TU_CHECK(o.nz == Ln[0] && o.ny == Ln[1] && o.nx == Ln[2], "%s: not at the network scale",
+                 name);
+        compare(name, "summed views at the network scale (dZ, dY, dX, cellprob)", o.dP, oracle,
                 4 * nv, 1e-3);
         free(oracle);
-        free(acc);
-    } else {
-        cp_net3d_out o;
-        rc = cp_net3d_finish(acc, Ln, L, &p, &o, err);
-        TU_CHECK(rc == 0, "%s: %s", name, err);
-        if (!rc) compare_final(name, &o, p.smooth > 0 ? "dP_smooth1.tif" : "dP.tif", 1e-3);
-        cp_net3d_out_free(&o);
+    } else if (!rc) {
+        compare_final(name, &o, tc.p.smooth > 0 ? "dP_smooth1.tif" : "dP.tif", 1e-3);
     }
+    if (!rc) cp_net3d_out_free(&o);
     cp_model_free(m);
-    json_object_put(j);
+    close_case(&tc);
     return tu_finish();
 }
 
@@ -368,10 +468,11 @@ int main(int argc, char **argv)
     }
     if (argc >= 3 && strcmp(argv[1], "xnet") == 0) return test_xnet(argv[2]);
     if (argc >= 3 && strcmp(argv[1], "views") == 0) return test_views(argv[2]);
+    if (argc >= 3 && strcmp(argv[1], "tiling") == 0) return test_tiling(argv[2]);
     if (argc >= 3 && strcmp(argv[1], "smooth") == 0) return test_smooth(argv[2]);
     if (argc >= 3 && strcmp(argv[1], "net") == 0)
         return test_net(argv[2], argc > 3 ? argv[3] : NULL);
-    fprintf(stderr, "usage: test_net3d unit | xnet|views|smooth <case> | net <case> "
+    fprintf(stderr, "usage: test_net3d unit | xnet|views|tiling|smooth <case> | net <case> "
                     "[smooth1|noresample]\n");
     return 2;
 }

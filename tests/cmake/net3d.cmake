@@ -6,6 +6,9 @@ cp_add_test(NAME net3d_xnet_synth_trained_nbase16_vol3d_aniso SOURCE test_net3d.
 foreach(c tiny_nbase8_vol3d synth_trained_nbase16_vol3d_aniso)
   cp_add_test(NAME net3d_views_${c} SOURCE test_net3d.c LINK net3d ARGS views ${c} TIMEOUT 120)
 endforeach()
+foreach(c tiny_nbase8_vol3d tiny_nbase8_vol3d_multitile synth_trained_nbase16_vol3d_aniso)
+  cp_add_test(NAME net3d_tiling_${c} SOURCE test_net3d.c LINK net3d ARGS tiling ${c} TIMEOUT 120)
+endforeach()
 cp_add_test(NAME net3d_smooth_tiny_nbase8_vol3d_multitile SOURCE test_net3d.c LINK net3d
             ARGS smooth tiny_nbase8_vol3d_multitile TIMEOUT 120)
 foreach(c tiny_nbase8_vol3d tiny_nbase8_vol3d_multitile synth_trained_nbase16_vol3d_aniso)
