@@ -53,17 +53,27 @@ int cp_net3d_pass(const cp_model *m, const float *x, const int64_t L[3], int pas
 {
     cp_view v = cp_view_of(pass, L[0], L[1], L[2]);
     int64_t npix = v.rows * v.cols, nvox = L[0] * L[1] * L[2];
-    float *x2 = malloc(sizeof(float) * (size_t)(2 * npix));
-    float *y = malloc(sizeof(float) * (size_t)(3 * npix));
-    int rc = (x2 && y) ? 0 : cp_errf(err, CP_ENOMEM, "network 3-D: out of memory for an image");
-    for (int64_t i = 0; !rc && i < v.planes; i++) {
-        cp_view_image(&v, x, i, x2);
-        rc = cp_net_image(m, x2, v.rows, v.cols, NET3D_BSIZE, tile_overlap, augment, batch, y,
-                          pr, err);
-        if (rc) break;
-        cp_view_add(&v, i, y, npix, acc, nvox);
-        for (int k = 0; view && k < 3; k++)
-            memcpy(view + (k * v.planes + i) * npix, y + k * npix, sizeof(float) * (size_t)npix);
+    /* images per network call: enough to fill a batch of tiles */
+    int64_t per = cp_net_image_tiles(v.rows, v.cols, NET3D_BSIZE, tile_overlap, augment);
+    int64_t group = per > 0 && per < batch ? batch / per : 1;
+    if (group > v.planes) group = v.planes;
+    float *x2 = malloc(sizeof(float) * (size_t)(group * 2 * npix));
+    float *y = malloc(sizeof(float) * (size_t)(group * 3 * npix));
+    int rc = (x2 && y) ? 0 : cp_errf(err, CP_ENOMEM, "network 3-D: out of memory for %lld "
+                                     "images of %lldx%lld", (long long)group,
+                                     (long long)v.rows, (long long)v.cols);
+    for (int64_t i0 = 0; !rc && i0 < v.planes; i0 += group) {
+        int64_t n = v.planes - i0 < group ? v.planes - i0 : group;
+        for (int64_t i = 0; i < n; i++) cp_view_image(&v, x, i0 + i, x2 + i * 2 * npix);
+        rc = cp_net_images(m, x2, n, v.rows, v.cols, NET3D_BSIZE, tile_overlap, augment, batch,
+                           y, pr, err);
+        for (int64_t i = 0; !rc && i < n; i++) {
+            const float *yi = y + i * 3 * npix;
+            cp_view_add(&v, i0 + i, yi, npix, acc, nvox);
+            for (int k = 0; view && k < 3; k++)
+                memcpy(view + (k * v.planes + i0 + i) * npix, yi + k * npix,
+                       sizeof(float) * (size_t)npix);
+        }
     }
     free(x2);
     free(y);

@@ -9,8 +9,9 @@
  *   x_net (V' x 2 f32) only when the scale differs (else the caller's x_norm is read in place);
  *   the accumulator (4 x V' f32), which is the result when nothing is resized back;
  *   resize back: the result (4 x V f32) plus one channel of scratch (Z' x Y x X f32) at a time;
- *   per image: the image (2 channels) and its output (3), the padded canvas and one tile batch
- *   (run_net.h) -- O(largest slice), never a volume. */
+ *   per group of images run together (at most batch_size images): the images (2 channels), their
+ *   outputs (3), padded inputs and canvases (run_net.h), one tile batch -- O(batch_size slices),
+ *   never a volume. */
 #ifndef CP_NET3D_H
 #define CP_NET3D_H
 
@@ -53,7 +54,9 @@ void cp_view_add(const cp_view *v, int64_t i, const float *y, int64_t cstride, f
  * outputs to acc (cp_view_add). bsize 224 always (§8.1: eval's bsize is not used in 3-D).
  * view: if not NULL, also receives the pass's raw output (3, planes, rows, cols), the layout of
  * the oracle's yf_* files (tests, diagnostics: a 3 x V' copy). Tiles are counted in pr (may be
- * NULL). Errors: those of cp_net_image. */
+ * NULL). The images go to the network in groups of max(1, batch / tiles per image), so that
+ * small images (one or two tiles, e.g. Z x X slices of a thin volume) fill a batch as in
+ * Cellpose, which batches the tiles of the whole stack. Errors: those of cp_net_images. */
 int cp_net3d_pass(const cp_model *m, const float *x, const int64_t L[3], int pass,
                   double tile_overlap, int augment, int64_t batch, float *acc, float *view,
                   cp_progress *pr, char *err);
