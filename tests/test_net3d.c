@@ -12,12 +12,14 @@
  *                               1e-3, printing the max errors and the time per voxel
  *   tiling <case>               each pass's padding, tile size and tile starts at bsize 224 =
  *                               case.json run_3D.views[].tiling (Z as image rows, §8.11.5)
- *   unit                        the 4-channel area order, the views' geometry, bad parameters
+ *   unit                        the 4-channel area order, the views' geometry, bad parameters,
+ *                               tile batches that span images (cp_net_images)
  * Tolerances: bit-identical where the oracle's arithmetic is reproduced, 1e-3 for our network
  * (reference/README.md). A missing oracle file skips (exit 77). */
 #include "net3d.h"
 
 #include "cp_err.h"
+#include "run_net.h"
 #include "resize.h"
 #include "smooth3d.h"
 #include "testutil.h"
@@ -439,6 +441,42 @@ static void unit_views(void)
                  acc[3 * NV] == 1.0f, "views: sum order");
 }
 
+/* cp_net_images: images run together, with batches that span images (2 tiles per image, batch
+ * 3), give each image the bits it gets alone. */
+static void unit_batch_across_images(void)
+{
+    cp_model *m = NULL;
+    char err[CP_ERR_LEN] = "";
+    int rc = cp_model_load(tu_need(tu_path("%s/models/tiny_random_nbase8_seed7.pth", tu_shared())),
+                           &m, err);
+    TU_CHECK(rc == 0, "%s", err);
+    if (rc) return;
+    enum { N = 3, R = 6, C = 225 }; /* a Z x X slice of the multitile case: 2 tiles of 32x224 */
+    float *x = malloc(sizeof(float) * N * R * C * 2), *all = malloc(sizeof(float) * N * 3 * R * C);
+    float *one = malloc(sizeof(float) * 3 * R * C);
+    unsigned s = 7;
+    for (int i = 0; i < N * R * C * 2; i++) {
+        s = s * 1103515245u + 12345u;
+        x[i] = (float)((s >> 8) % 1000) / 500.0f;
+    }
+    TU_CHECK(cp_net_image_tiles(R, C, 224, 0.1, 0) == 2, "tiles per image");
+    rc = cp_net_images(m, x, N, R, C, 224, 0.1, 0, 3, all, NULL, err);
+    TU_CHECK(rc == 0, "%s", err);
+    int64_t differ = 0;
+    for (int i = 0; !rc && i < N; i++) {
+        rc = cp_net_images(m, x + i * R * C * 2, 1, R, C, 224, 0.1, 0, 8, one, NULL, err);
+        TU_CHECK(rc == 0, "%s", err);
+        differ += nbits_differ(one, all + i * 3 * R * C, 3 * R * C);
+    }
+    printf("batch across images: %lld of %d values differ from one image at a time\n",
+           (long long)differ, N * 3 * R * C);
+    TU_CHECK(differ == 0, "batch across images: %lld values differ", (long long)differ);
+    free(x);
+    free(all);
+    free(one);
+    cp_model_free(m);
+}
+
 static void unit_errors(void)
 {
     char err[CP_ERR_LEN] = "";
@@ -464,6 +502,7 @@ int main(int argc, char **argv)
         unit_area_order();
         unit_views();
         unit_errors();
+        unit_batch_across_images();
         return tu_finish();
     }
     if (argc >= 3 && strcmp(argv[1], "xnet") == 0) return test_xnet(argv[2]);
