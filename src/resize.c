@@ -5,7 +5,10 @@
 #include "resize.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "cp_err.h"
 
 /* OpenCV's source coordinate of output index d: f = (float)((d + 0.5) * scale - 0.5),
  * s = floor(f), f -= s. */
@@ -94,9 +97,10 @@ static void bilinear(const float *src, int64_t sy0, int64_t sx0, int64_t src_nx,
     }
 }
 
-/* INTER_AREA with scale 2 (OpenCV's resizeAreaFast: sum = 0 + (((a + b) + c) + d), * 0.25f). */
+/* INTER_AREA with scale 2 (OpenCV's resizeAreaFast: sum = 0 + (((a + b) + c) + d), * 0.25f;
+ * pairwise: ((a + b) + (c + d)) * 0.25f, its order for 4 channels). */
 static void area2(const float *src, int64_t sy0, int64_t sx0, int64_t src_nx, int nc, float *dst,
-                  int64_t oy0, int64_t ox0, int64_t ony, int64_t onx)
+                  int64_t oy0, int64_t ox0, int64_t ony, int64_t onx, int pairwise)
 {
 #pragma omp parallel for schedule(static)
     for (int64_t y = 0; y < ony; y++) {
@@ -106,17 +110,18 @@ static void area2(const float *src, int64_t sy0, int64_t sx0, int64_t src_nx, in
         for (int64_t x = 0; x < onx; x++) {
             int64_t c0 = (2 * (ox0 + x) - sx0) * nc;
             for (int k = 0; k < nc; k++) {
+                float a = r0[c0 + k], b = r0[c0 + nc + k], c = r1[c0 + k], d = r1[c0 + nc + k];
                 float sum = 0.0f;
-                sum += ((r0[c0 + k] + r0[c0 + nc + k]) + r1[c0 + k]) + r1[c0 + nc + k];
+                sum += pairwise ? (a + b) + (c + d) : ((a + b) + c) + d;
                 o[x * nc + k] = sum * 0.25f;
             }
         }
     }
 }
 
-void cp_resize_bilinear_window(const float *src, int64_t sy0, int64_t sx0, int64_t src_nx,
-                               int64_t sny, int64_t snx, int nc, float *dst, int64_t oy0,
-                               int64_t ox0, int64_t ony, int64_t onx, int64_t dny, int64_t dnx)
+static void resize_window(const float *src, int64_t sy0, int64_t sx0, int64_t src_nx,
+                          int64_t sny, int64_t snx, int nc, float *dst, int64_t oy0, int64_t ox0,
+                          int64_t ony, int64_t onx, int64_t dny, int64_t dnx, int pairwise)
 {
     if (ony <= 0 || onx <= 0) return;
     if (sny == dny && snx == dnx) {
@@ -124,16 +129,60 @@ void cp_resize_bilinear_window(const float *src, int64_t sy0, int64_t sx0, int64
             memcpy(dst + y * onx * nc, src + ((oy0 + y - sy0) * src_nx + (ox0 - sx0)) * nc,
                    (size_t)(onx * nc) * sizeof *dst);
     } else if (sny == 2 * dny && snx == 2 * dnx) {
-        area2(src, sy0, sx0, src_nx, nc, dst, oy0, ox0, ony, onx);
+        area2(src, sy0, sx0, src_nx, nc, dst, oy0, ox0, ony, onx, pairwise);
     } else {
         bilinear(src, sy0, sx0, src_nx, sny, snx, nc, dst, oy0, ox0, ony, onx, dny, dnx);
     }
+}
+
+void cp_resize_bilinear_window(const float *src, int64_t sy0, int64_t sx0, int64_t src_nx,
+                               int64_t sny, int64_t snx, int nc, float *dst, int64_t oy0,
+                               int64_t ox0, int64_t ony, int64_t onx, int64_t dny, int64_t dnx)
+{
+    resize_window(src, sy0, sx0, src_nx, sny, snx, nc, dst, oy0, ox0, ony, onx, dny, dnx, 0);
 }
 
 void cp_resize_bilinear(const float *src, int64_t sny, int64_t snx, int nc, float *dst,
                         int64_t dny, int64_t dnx)
 {
     cp_resize_bilinear_window(src, 0, 0, snx, sny, snx, nc, dst, 0, 0, dny, dnx, dny, dnx);
+}
+
+int cp_resize_volume(const float *src, int64_t nz, int64_t ny, int64_t nx, int nc, float *dst,
+                     int64_t mz, int64_t my, int64_t mx, int pairwise, char *err)
+{
+    int yx = ny != my || nx != mx, z = nz != mz;
+    int64_t plane = my * mx * nc;
+    /* the Y, X pass writes to dst directly unless the Z pass follows */
+    float *mid = z && yx ? malloc(sizeof(float) * (size_t)(nz * plane)) : NULL;
+    float *zp = z ? malloc(sizeof(float) * (size_t)(mz * mx * nc)) : NULL;
+    if ((z && yx && !mid) || (z && !zp)) {
+        free(mid);
+        free(zp);
+        return cp_errf(err, CP_ENOMEM, "resize: out of memory for a %lldx%lldx%lld volume of %d "
+                       "channels", (long long)nz, (long long)my, (long long)mx, nc);
+    }
+    const float *yxout = src;
+    if (yx) {
+        float *to = z ? mid : dst;
+        for (int64_t k = 0; k < nz; k++)
+            resize_window(src + k * ny * nx * nc, 0, 0, nx, ny, nx, nc, to + k * plane, 0, 0, my,
+                          mx, my, mx, pairwise);
+        yxout = to;
+    } else if (!z) {
+        memcpy(dst, src, sizeof(float) * (size_t)(nz * plane));
+    }
+    /* Y plane y of a (Z, Y, X, nc) volume: rows z at a stride of my * mx pixels */
+    for (int64_t y = 0; z && y < my; y++) {
+        resize_window(yxout + y * mx * nc, 0, 0, my * mx, nz, mx, nc, zp, 0, 0, mz, mx, mz, mx,
+                      pairwise);
+        for (int64_t k = 0; k < mz; k++)
+            memcpy(dst + k * plane + y * mx * nc, zp + k * mx * nc,
+                   sizeof(float) * (size_t)(mx * nc));
+    }
+    free(mid);
+    free(zp);
+    return 0;
 }
 
 void cp_resize_nearest_u32(const uint32_t *src, int64_t sny, int64_t snx, uint32_t *dst,

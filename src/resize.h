@@ -28,6 +28,17 @@ void cp_resize_bilinear_window(const float *src, int64_t sy0, int64_t sx0, int64
                                int64_t sny, int64_t snx, int nc, float *dst, int64_t oy0,
                                int64_t ox0, int64_t ony, int64_t onx, int64_t dny, int64_t dnx);
 
+/* A volume src (nz, ny, nx, nc) interleaved -> dst (mz, my, mx, nc), as Cellpose's 3-D code
+ * resizes with cv2.resize (CELLPOSE_ALGORITHM.md §8.4, §8.6): first every Z plane
+ * (ny, nx) -> (my, mx), then every Y plane (nz, mx) -> (mz, mx) (columns keep their size, so only
+ * Z is interpolated); a pass whose sizes are equal is skipped (OpenCV copies). pairwise: the
+ * exact-2x area path sums (a + b) + (c + d), OpenCV's order for 4 channels (the 3-D network
+ * output, which the caller may resize one channel at a time, nc = 1); else the 2- and 3-channel
+ * order of cp_resize_bilinear. Scratch: one (nz, my, mx, nc) volume when both passes run, plus
+ * one (mz, mx, nc) plane. Errors: CP_ENOMEM. */
+int cp_resize_volume(const float *src, int64_t nz, int64_t ny, int64_t nx, int nc, float *dst,
+                     int64_t mz, int64_t my, int64_t mx, int pairwise, char *err);
+
 /* INTER_NEAREST's source index of destination index i, for n source and m destination pixels
  * on an axis: min(floor(i * (1 / (m / n))), n - 1). */
 static inline int64_t cp_nearest_source(int64_t i, int64_t n, int64_t m)

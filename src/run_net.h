@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "cpnet.h"
+#include "progress.h"
 
 typedef struct cp_net_out {
     int64_t ny, nx;  /* dynamics scale: the image size, or the network scale without resample */
@@ -22,6 +23,21 @@ int cp_run_net(const cp_model *m, const float *x2, int64_t Ly, int64_t Lx, doubl
                int resample, int64_t bsize, double tile_overlap, int augment, int64_t batch_size,
                cp_net_out *out, char *err);
 void cp_net_out_free(cp_net_out *o);
+
+/* The network on nimg images of one size at their own scale (§2.4-3.5, no resize): x2 holds the
+ * images (Lyr, Lxr, 2) normalized one after another -> zero padding to the 16-grid -> tiles of
+ * bsize through CPnet in batches of `batch` tiles (a batch may span images, as Cellpose batches
+ * the tiles of a stack) -> taper-weighted blend per image -> crop -> out: per image (3, Lyr, Lxr)
+ * channel-first (dY, dX, cellprob; for the 3-D passes the rows and columns of whatever plane the
+ * image is), allocated by the caller. An image's bits do not depend on nimg or batch. Tiles are
+ * counted in pr (may be NULL). Memory besides out, per image: the padded input (2 f32) and the
+ * canvas (3 f32 + 1 f64) per padded pixel; plus one batch of tiles in and out. Errors:
+ * CP_ENOMEM; CP_EINTR when a stop was requested. */
+int cp_net_images(const cp_model *m, const float *x2, int64_t nimg, int64_t Lyr, int64_t Lxr,
+                  int64_t bsize, double overlap, int augment, int64_t batch, float *out,
+                  cp_progress *pr, char *err);
+/* Tiles cp_net_images runs per image of Lyr x Lxr (0 if the parameters are invalid). */
+int64_t cp_net_image_tiles(int64_t Lyr, int64_t Lxr, int64_t bsize, double overlap, int augment);
 
 /* rescale of §1.2: diameter > 0 -> (double)diam_mean / diameter in f64; diameter 0 -> the model's
  * (float)(diam_mean / diam_labels), one f32 division, widened. */

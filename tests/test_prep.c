@@ -1,6 +1,6 @@
 /* Tests of src/prep.c: x_norm parity against the oracle (one run per reference case, bit-exact,
- * percentiles equal to case.json), the axis decisions of §2.1, percentile selection against a
- * full sort, and the channel mean.
+ * percentiles equal to case.json; 3-D cases: over the whole volume, §8.3), the axis decisions
+ * of §2.1, percentile selection against a full sort, and the channel mean.
  * Usage: test_prep xnorm <case> | test_prep unit */
 #include "prep.h"
 
@@ -40,7 +40,9 @@ static int test_xnorm(const char *name)
     }
     int z_axis = json_int(kw, "z_axis", -1), channel_axis = json_int(kw, "channel_axis", -1);
     double st = json_object_get_double(tu_json_get(kw, "stitch_threshold"));
-    int stitch = st > 0, invert = json_object_get_boolean(tu_json_get(kw, "invert"));
+    /* do_3D (§8.2-8.3): convert_image's 3-D flag as with stitching, norm over the volume */
+    int do3d = json_object_get_boolean(tu_json_get(kw, "do_3D"));
+    int stitch = st > 0 || do3d, invert = json_object_get_boolean(tu_json_get(kw, "invert"));
     int normalize = json_object_get_boolean(tu_json_get(kw, "normalize"));
 
     json_object *shp = tu_json_get(j, "input.shape");
@@ -118,7 +120,7 @@ static int test_xnorm(const char *name)
                  c, nm->p1, nm->p99, e1, e99);
     }
 
-    /* x_norm (CYX, or ZCYX for stacks) */
+    /* x_norm (CYX, ZCYX for stacks, CZYX for volumes) */
     json_object *xf = NULL, *xp = NULL; /* "x_norm.tif" has a dot: no dotted lookup */
     if (json_object_object_get_ex(tu_json_get(j, "files"), "x_norm.tif", &xf))
         xp = tu_json_get(xf, "path");
@@ -131,7 +133,8 @@ static int test_xnorm(const char *name)
         for (int64_t z = 0; z < nz; z++)
             for (int c = 0; c < 2; c++)
                 for (int64_t i = 0; i < npix; i++)
-                    mine[(z * 2 + c) * npix + i] = x2[(z * npix + i) * 2 + c];
+                    mine[(do3d ? c * nz + z : z * 2 + c) * npix + i] =
+                        x2[(z * npix + i) * 2 + c];
         int64_t where = 0;
         double e = tu_maxabs(mine, ref.f32, nz * npix * 2, &where);
         int64_t nbits = 0;
@@ -323,33 +326,36 @@ static void test_percentiles(void)
              "tiny range: zeroed then inverted, second channel untouched");
 }
 
-/* The 224^3 subsampling: a 3 x 2300 x 2300 stack (> 224^3) uses strides (1, 10, 10). */
-static void test_subsample(void)
+/* The 224^3 subsampling (§2.2, §8.3): a stack or volume of more than 224^3 voxels uses the
+ * strides (sz, sy, sx) given here (max(1, nz // 50), max(1, ny // 224), max(1, nx // 224)). */
+static void test_subsample(int64_t nz, int64_t ny, int64_t nx, int64_t sz, int64_t sy, int64_t sx)
 {
-    int64_t nz = 3, ny = 2300, nx = 2300, npix = nz * ny * nx;
+    int64_t npix = nz * ny * nx;
     float *x2 = malloc((size_t)npix * 2 * sizeof *x2);
     for (int64_t i = 0; i < npix; i++) {
         int64_t z = i / (ny * nx), y = (i / nx) % ny, x = i % nx;
         /* values on the sampled grid are small, others large: the percentiles show the grid */
-        int on = (y % 10 == 0) && (x % 10 == 0);
+        int on = (z % sz == 0) && (y % sy == 0) && (x % sx == 0);
         x2[2 * i] = on ? (float)((z * 7 + y + x) % 1000) : 5000.0f + (float)(i % 13);
         x2[2 * i + 1] = 0;
     }
-    int64_t n = nz * 230 * 230;
+    int64_t n = ((nz + sz - 1) / sz) * ((ny + sy - 1) / sy) * ((nx + sx - 1) / sx);
     double *v = malloc((size_t)n * sizeof *v);
     int64_t k = 0;
-    for (int64_t z = 0; z < nz; z++)
-        for (int64_t y = 0; y < ny; y += 10)
-            for (int64_t x = 0; x < nx; x += 10) v[k++] = x2[2 * ((z * ny + y) * nx + x)];
+    for (int64_t z = 0; z < nz; z += sz)
+        for (int64_t y = 0; y < ny; y += sy)
+            for (int64_t x = 0; x < nx; x += sx) v[k++] = x2[2 * ((z * ny + y) * nx + x)];
     qsort(v, (size_t)n, sizeof *v, cmpd);
     cp_norm nm;
     char err[CP_ERR_LEN];
     cp_norm_compute_stack(x2, nz, ny, nx, 0, 1, 99, &nm, err);
     TU_CHECK(nm.good && nm.p1 == cp_percentile_sorted(v, n, 1) &&
                  nm.p99 == cp_percentile_sorted(v, n, 99),
-             "subsampled stack percentiles %g %g", nm.p1, nm.p99);
-    /* one plane of it has 5.29e6 < 224^3 pixels: no subsampling */
-    cp_norm_compute(x2, ny, nx, 0, 1, 99, &nm, err);
+             "subsampled %lldx%lldx%lld percentiles %g %g", (long long)nz, (long long)ny,
+             (long long)nx, nm.p1, nm.p99);
+    /* one plane of it (plane 1: off the Z grid when sz > 1) has fewer than 224^3 pixels: no
+     * subsampling */
+    cp_norm_compute(x2 + 2 * ny * nx, ny, nx, 0, 1, 99, &nm, err);
     TU_CHECK(nm.good && nm.p99 > 4999.0, "single plane is not subsampled (p99 %g)", nm.p99);
     free(v);
     free(x2);
@@ -362,7 +368,8 @@ int main(int argc, char **argv)
         test_layouts();
         test_channels();
         test_percentiles();
-        test_subsample();
+        test_subsample(3, 2300, 2300, 1, 10, 10);
+        test_subsample(150, 300, 300, 3, 1, 1); /* a volume: Z strided (§8.3) */
         return tu_finish();
     }
     fprintf(stderr, "usage: test_prep xnorm <case> | test_prep unit\n");

@@ -1,0 +1,167 @@
+/* The 3-D network stage: three orthogonal passes summed (see net3d.h). */
+#include "net3d.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "cp_err.h"
+#include "resize.h"
+#include "run_net.h"
+#include "smooth3d.h"
+
+/* Tile size of the three passes: run_3D never receives eval's bsize (§8.1). */
+enum { NET3D_BSIZE = 224 };
+
+cp_view cp_view_of(int pass, int64_t Lz, int64_t Ly, int64_t Lx)
+{
+    int64_t sz = Ly * Lx, sy = Lx;
+    switch (pass) {
+    case 0: return (cp_view){Lz, Ly, Lx, sz, sy, 1, {CP_V3_DY, CP_V3_DX}};
+    case 1: return (cp_view){Ly, Lz, Lx, sy, sz, 1, {CP_V3_DZ, CP_V3_DX}};
+    default: return (cp_view){Lx, Lz, Ly, 1, sz, sy, {CP_V3_DZ, CP_V3_DY}};
+    }
+}
+
+void cp_view_image(const cp_view *v, const float *x, int64_t i, float *x2)
+{
+    for (int64_t r = 0; r < v->rows; r++)
+        for (int64_t c = 0; c < v->cols; c++) {
+            const float *s = x + 2 * (i * v->plane_st + r * v->row_st + c * v->col_st);
+            float *d = x2 + 2 * (r * v->cols + c);
+            d[0] = s[0];
+            d[1] = s[1];
+        }
+}
+
+void cp_view_add(const cp_view *v, int64_t i, const float *y, int64_t cstride, float *acc,
+                 int64_t nvox)
+{
+    float *cp = acc + CP_V3_CELLPROB * nvox, *f0 = acc + v->flow[0] * nvox,
+          *f1 = acc + v->flow[1] * nvox;
+    for (int64_t r = 0; r < v->rows; r++)
+        for (int64_t c = 0; c < v->cols; c++) {
+            int64_t o = i * v->plane_st + r * v->row_st + c * v->col_st, k = r * v->cols + c;
+            cp[o] += y[2 * cstride + k];
+            f0[o] += y[k];
+            f1[o] += y[cstride + k];
+        }
+}
+
+int cp_net3d_pass(const cp_model *m, const float *x, const int64_t L[3], int pass,
+                  double tile_overlap, int augment, int64_t batch, float *acc, float *view,
+                  cp_progress *pr, char *err)
+{
+    cp_view v = cp_view_of(pass, L[0], L[1], L[2]);
+    int64_t npix = v.rows * v.cols, nvox = L[0] * L[1] * L[2];
+    /* images per network call: enough to fill a batch of tiles */
+    int64_t per = cp_net_image_tiles(v.rows, v.cols, NET3D_BSIZE, tile_overlap, augment);
+    int64_t group = per > 0 && per < batch ? batch / per : 1;
+    if (group > v.planes) group = v.planes;
+    float *x2 = malloc(sizeof(float) * (size_t)(group * 2 * npix));
+    float *y = malloc(sizeof(float) * (size_t)(group * 3 * npix));
+    int rc = (x2 && y) ? 0 : cp_errf(err, CP_ENOMEM, "network 3-D: out of memory for %lld "
+                                     "images of %lldx%lld", (long long)group,
+                                     (long long)v.rows, (long long)v.cols);
+    for (int64_t i0 = 0; !rc && i0 < v.planes; i0 += group) {
+        int64_t n = v.planes - i0 < group ? v.planes - i0 : group;
+        for (int64_t i = 0; i < n; i++) cp_view_image(&v, x, i0 + i, x2 + i * 2 * npix);
+        rc = cp_net_images(m, x2, n, v.rows, v.cols, NET3D_BSIZE, tile_overlap, augment, batch,
+                           y, pr, err);
+        for (int64_t i = 0; !rc && i < n; i++) {
+            const float *yi = y + i * 3 * npix;
+            cp_view_add(&v, i0 + i, yi, npix, acc, nvox);
+            for (int k = 0; view && k < 3; k++)
+                memcpy(view + (k * v.planes + i0 + i) * npix, yi + k * npix,
+                       sizeof(float) * (size_t)npix);
+        }
+    }
+    free(x2);
+    free(y);
+    return rc;
+}
+
+int cp_net3d_scale(const int64_t L[3], double rescale, double anisotropy, int64_t Ln[3],
+                   char *err)
+{
+    Ln[0] = (int64_t)(((double)L[0] * anisotropy) * rescale);
+    Ln[1] = (int64_t)((double)L[1] * rescale);
+    Ln[2] = (int64_t)((double)L[2] * rescale);
+    if (Ln[0] < 1 || Ln[1] < 1 || Ln[2] < 1)
+        return cp_errf(err, CP_EPARAM, "volume %lldx%lldx%lld is empty at the network scale "
+                       "(rescale %g, anisotropy %g): %lldx%lldx%lld", (long long)L[0],
+                       (long long)L[1], (long long)L[2], rescale, anisotropy, (long long)Ln[0],
+                       (long long)Ln[1], (long long)Ln[2]);
+    return 0;
+}
+
+int cp_net3d_finish(float *acc, const int64_t Ln[3], const int64_t L[3],
+                    const cp_net3d_params *p, cp_net3d_out *out, char *err)
+{
+    memset(out, 0, sizeof *out);
+    const int64_t *G = Ln;
+    int rc = 0;
+    if (p->resample && (Ln[0] != L[0] || Ln[1] != L[1] || Ln[2] != L[2])) {
+        int64_t nv = Ln[0] * Ln[1] * Ln[2], mv = L[0] * L[1] * L[2];
+        float *back = malloc(sizeof(float) * (size_t)(4 * mv));
+        rc = back ? 0 : cp_errf(err, CP_ENOMEM, "network 3-D: out of memory to resize back");
+        for (int c = 0; !rc && c < 4; c++)
+            rc = cp_resize_volume(acc + c * nv, Ln[0], Ln[1], Ln[2], 1, back + c * mv, L[0],
+                                  L[1], L[2], 1, err);
+        free(acc);
+        acc = back;
+        G = L;
+    }
+    int64_t nv = G[0] * G[1] * G[2];
+    for (int c = 0; !rc && p->smooth > 0 && c < 3; c++)
+        rc = cp_smooth3d_gaussian(acc + c * nv, G[0], G[1], G[2], p->smooth, err);
+    if (rc) {
+        free(acc);
+        return rc;
+    }
+    *out = (cp_net3d_out){G[0], G[1], G[2], acc, acc + CP_V3_CELLPROB * nv};
+    return 0;
+}
+
+int cp_run_net3d(const cp_model *m, const float *x, const int64_t L[3], const cp_net3d_params *p,
+                 cp_net3d_out *out, char *err)
+{
+    memset(out, 0, sizeof *out);
+    int64_t Ln[3];
+    int rc = cp_net3d_scale(L, p->rescale, p->anisotropy, Ln, err);
+    if (rc) return rc;
+    int64_t nv = Ln[0] * Ln[1] * Ln[2];
+    float *xn = NULL;
+    if (Ln[0] != L[0] || Ln[1] != L[1] || Ln[2] != L[2]) {
+        xn = malloc(sizeof(float) * (size_t)(2 * nv));
+        rc = xn ? cp_resize_volume(x, L[0], L[1], L[2], 2, xn, Ln[0], Ln[1], Ln[2], 0, err)
+                : cp_errf(err, CP_ENOMEM, "network 3-D: out of memory for the network input");
+    }
+    float *acc = rc ? NULL : calloc((size_t)(4 * nv), sizeof *acc);
+    if (!rc && !acc) rc = cp_errf(err, CP_ENOMEM, "network 3-D: out of memory for the flows");
+    if (!rc) {
+        int64_t ntiles = 0;
+        for (int pass = 0; pass < 3; pass++) {
+            cp_view v = cp_view_of(pass, Ln[0], Ln[1], Ln[2]);
+            ntiles += v.planes * cp_net_image_tiles(v.rows, v.cols, NET3D_BSIZE, p->tile_overlap,
+                                                    p->augment);
+        }
+        cp_progress pr;
+        cp_progress_begin(&pr, "network", "tiles", ntiles);
+        for (int pass = 0; !rc && pass < 3; pass++)
+            rc = cp_net3d_pass(m, xn ? xn : x, Ln, pass, p->tile_overlap, p->augment,
+                               p->batch_size, acc, NULL, &pr, err);
+        cp_progress_end(&pr);
+    }
+    free(xn);
+    if (rc) {
+        free(acc);
+        return rc;
+    }
+    return cp_net3d_finish(acc, Ln, L, p, out, err);
+}
+
+void cp_net3d_out_free(cp_net3d_out *o)
+{
+    free(o->dP);
+    memset(o, 0, sizeof *o);
+}

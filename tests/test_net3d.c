@@ -1,0 +1,517 @@
+/* Tests of the 3-D network stage (src/net3d.c, src/smooth3d.c, cp_resize_volume) against the 3-D
+ * reference cases (CELLPOSE_ALGORITHM.md §8.4-8.6):
+ *   xnet <case>                 x_norm.tif -> network scale = x_net.tif, bit-identical
+ *   views <case>                the oracle's yf_*.tif summed (cp_view_add) and resized back =
+ *                               dP.tif / cellprob.tif, bit-identical (the order of the sums)
+ *   smooth <case>               dP.tif smoothed with flow3D_smooth 1 = dP_smooth1.tif,
+ *                               bit-identical
+ *   net <case> [smooth1|noresample]
+ *                               our network from x_norm.tif: each pass against its yf_*.tif (when
+ *                               stored) and the final dP / cellprob (dP_smooth1; or, without
+ *                               resample, the oracle's summed views at the network scale) within
+ *                               1e-3, printing the max errors and the time per voxel
+ *   tiling <case>               each pass's padding, tile size and tile starts at bsize 224 =
+ *                               case.json run_3D.views[].tiling (Z as image rows, §8.11.5)
+ *   unit                        the 4-channel area order, the views' geometry, bad parameters,
+ *                               tile batches that span images (cp_net_images)
+ * Tolerances: bit-identical where the oracle's arithmetic is reproduced, 1e-3 for our network
+ * (reference/README.md). A missing oracle file skips (exit 77). */
+#include "net3d.h"
+
+#include "cp_err.h"
+#include "run_net.h"
+#include "resize.h"
+#include "smooth3d.h"
+#include "testutil.h"
+#include "tiles.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* CPU seconds of the process (all threads): the machine is shared, wall time is not the cost. */
+static double cpu_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static json_object *kwarg(json_object *j, const char *key)
+{
+    return tu_json_get(tu_json_get(j, "call.eval_kwargs"), key);
+}
+
+/* The case's run_3D parameters (main run; variant "smooth1" / "noresample" as its second run). */
+static cp_net3d_params case_params(json_object *j, const char *variant)
+{
+    json_object *an = tu_json_get(j, "run_3D.anisotropy");
+    cp_net3d_params p = {
+        .rescale = json_object_get_double(tu_json_get(j, "rescale")),
+        .anisotropy = (an && !json_object_is_type(an, json_type_null))
+                          ? json_object_get_double(an) : 1.0,
+        .resample = json_object_get_boolean(kwarg(j, "resample")),
+        .tile_overlap = json_object_get_double(kwarg(j, "tile_overlap")),
+        .augment = json_object_get_boolean(kwarg(j, "augment")),
+        .batch_size = json_object_get_int(kwarg(j, "batch_size")),
+        .smooth = json_object_get_double(kwarg(j, "flow3D_smooth")),
+    };
+    if (variant && strcmp(variant, "smooth1") == 0) p.smooth = 1.0;
+    if (variant && strcmp(variant, "noresample") == 0) p.resample = 0;
+    return p;
+}
+
+static const char *ref(const char *name, const char *file)
+{
+    return tu_path("%s/reference/%s/%s", tu_shared(), name, file);
+}
+
+/* x_norm.tif (C, Z, Y, X) as the engine's (Z, Y, X, 2) interleaved; L gets its shape. */
+static float *read_xnorm(const char *name, int64_t L[3])
+{
+    tu_tiff t = tu_read_tiff(ref(name, "x_norm.tif"));
+    L[0] = t.pages / 2, L[1] = t.ny, L[2] = t.nx;
+    int64_t nv = L[0] * L[1] * L[2];
+    float *x = malloc(sizeof(float) * (size_t)(2 * nv));
+    for (int c = 0; c < 2; c++)
+        for (int64_t i = 0; i < nv; i++) x[2 * i + c] = t.f32[c * nv + i];
+    tu_tiff_free(&t);
+    return x;
+}
+
+/* Number of values whose bits differ. */
+static int64_t nbits_differ(const float *a, const float *b, int64_t n)
+{
+    int64_t d = 0;
+    for (int64_t i = 0; i < n; i++) d += memcmp(a + i, b + i, sizeof(float)) != 0;
+    return d;
+}
+
+/* Compares n values: bit-identical when tol < 0, else within tol; prints the result. */
+static void compare(const char *name, const char *what, const float *mine, const float *oracle,
+                    int64_t n, double tol)
+{
+    int64_t where = 0;
+    double e = tu_maxabs(mine, oracle, n, &where);
+    int64_t nb = nbits_differ(mine, oracle, n);
+    printf("%s: %s: max abs error %.3g (at %lld), %lld of %lld values not bit-identical\n", name,
+           what, e, (long long)where, (long long)nb, (long long)n);
+    if (tol < 0)
+        TU_CHECK(nb == 0, "%s: %s: %lld values differ (max %.3g)", name, what, (long long)nb, e);
+    else
+        TU_CHECK(e <= tol, "%s: %s: max abs error %.3g > %g", name, what, e, tol);
+}
+
+/* A 3-D case: its case.json, run parameters, x_norm (Z, Y, X, 2) of shape L, network scale Ln. */
+typedef struct tcase {
+    json_object *j;
+    cp_net3d_params p;
+    int64_t L[3], Ln[3];
+    float *x;
+} tcase;
+
+static tcase open_case(const char *name, const char *variant)
+{
+    tcase c;
+    c.j = tu_case_json(name);
+    c.p = case_params(c.j, variant);
+    c.x = read_xnorm(name, c.L);
+    char err[CP_ERR_LEN] = "";
+    TU_CHECK(cp_net3d_scale(c.L, c.p.rescale, c.p.anisotropy, c.Ln, err) == 0, "%s: %s", name,
+             err);
+    return c;
+}
+
+static void close_case(tcase *c)
+{
+    free(c->x);
+    json_object_put(c->j);
+}
+
+static int test_xnet(const char *name)
+{
+    tcase tc = open_case(name, NULL);
+    const int64_t *L = tc.L, *Ln = tc.Ln;
+    char err[CP_ERR_LEN] = "";
+    tu_tiff t = tu_read_tiff(ref(name, "x_net.tif"));
+    TU_CHECK(t.pages == 2 * Ln[0] && t.ny == Ln[1] && t.nx == Ln[2],
+             "%s: network scale %lldx%lldx%lld vs x_net %lldx%lldx%lld", name, (long long)Ln[0],
+             (long long)Ln[1], (long long)Ln[2], (long long)t.pages / 2, (long long)t.ny,
+             (long long)t.nx);
+    int64_t nv = Ln[0] * Ln[1] * Ln[2];
+    if (t.pages == 2 * Ln[0] && t.ny == Ln[1] && t.nx == Ln[2]) {
+        float *xn = malloc(sizeof(float) * (size_t)(2 * nv));
+        float *planar = malloc(sizeof(float) * (size_t)(2 * nv));
+        TU_CHECK(cp_resize_volume(tc.x, L[0], L[1], L[2], 2, xn, Ln[0], Ln[1], Ln[2], 0, err) ==
+                     0, "%s: %s", name, err);
+        for (int c = 0; c < 2; c++)
+            for (int64_t i = 0; i < nv; i++) planar[c * nv + i] = xn[2 * i + c];
+        compare(name, "x_net", planar, t.f32, 2 * nv, -1);
+        free(xn);
+        free(planar);
+    }
+    tu_tiff_free(&t);
+    close_case(&tc);
+    return tu_finish();
+}
+
+/* JSON array of integers as int64 values; returns the count (at most max). */
+static int json_ints(json_object *a, int64_t *v, int max)
+{
+    int n = a ? (int)json_object_array_length(a) : 0;
+    for (int i = 0; i < n && i < max; i++)
+        v[i] = json_object_get_int64(json_object_array_get_idx(a, (size_t)i));
+    return n;
+}
+
+/* One pass's tiling record `what` against n values of ours. */
+static void check_ints(const char *name, int pass, const char *what, json_object *t,
+                       const int64_t *mine, int n)
+{
+    int64_t o[64];
+    int no = json_ints(tu_json_get(t, what), o, 64);
+    int same = no == n;
+    for (int i = 0; same && i < n; i++) same = o[i] == mine[i];
+    printf("%s: pass %d %s:", name, pass, what);
+    for (int i = 0; i < n; i++) printf(" %lld", (long long)mine[i]);
+    printf("%s\n", same ? " (= oracle)" : " (oracle differs)");
+    TU_CHECK(same, "%s: pass %d: %s differs from case.json", name, pass, what);
+}
+
+static int test_tiling(const char *name)
+{
+    tcase tc = open_case(name, NULL);
+    const int64_t *Ln = tc.Ln;
+    char err[CP_ERR_LEN] = "";
+    json_object *views = tu_json_get(tc.j, "run_3D.views");
+    TU_CHECK(views && json_object_array_length(views) == 3, "%s: run_3D.views", name);
+    for (int pass = 0; views && pass < 3; pass++) {
+        json_object *t = tu_json_get(json_object_array_get_idx(views, (size_t)pass), "tiling");
+        cp_view v = cp_view_of(pass, Ln[0], Ln[1], Ln[2]);
+        int64_t py[2], px[2];
+        cp_pad_amounts(v.rows, &py[0], &py[1]);
+        cp_pad_amounts(v.cols, &px[0], &px[1]);
+        cp_tile_grid g;
+        int rc = cp_tiles_plan(py[0] + v.rows + py[1], px[0] + v.cols + px[1], 224,
+                               tc.p.tile_overlap, tc.p.augment, &g, err);
+        TU_CHECK(rc == 0, "%s: pass %d: %s", name, pass, err);
+        if (rc) continue;
+        check_ints(name, pass, "network_scale_shape_YX", t, (int64_t[]){v.rows, v.cols}, 2);
+        check_ints(name, pass, "pad_y", t, py, 2);
+        check_ints(name, pass, "pad_x", t, px, 2);
+        check_ints(name, pass, "padded_shape_YX", t, (int64_t[]){g.Ly, g.Lx}, 2);
+        check_ints(name, pass, "tile_size_YX", t, (int64_t[]){g.ty, g.tx}, 2);
+        check_ints(name, pass, "tile_ystart", t, g.ystart, (int)g.ny);
+        check_ints(name, pass, "tile_xstart", t, g.xstart, (int)g.nx);
+        cp_tiles_free(&g);
+    }
+    close_case(&tc);
+    return tu_finish();
+}
+
+/* 1 when the oracle has the file (the multitile case stores no yf_* views). */
+static int have_file(const char *path)
+{
+    return tu_have(path) && access(path, R_OK) == 0;
+}
+
+static const char *const VIEW_FILES[3] = {"yf_yx.tif", "yf_zx.tif", "yf_zy.tif"};
+
+/* The oracle's three views summed into a (4, Ln) field, or NULL when the case has no yf_* files
+ * (multitile: not stored, size). */
+static float *oracle_sum(const char *name, const int64_t Ln[3])
+{
+    if (!have_file(ref(name, VIEW_FILES[0]))) return NULL;
+    int64_t nv = Ln[0] * Ln[1] * Ln[2];
+    float *acc = calloc((size_t)(4 * nv), sizeof *acc);
+    for (int pass = 0; pass < 3; pass++) {
+        cp_view v = cp_view_of(pass, Ln[0], Ln[1], Ln[2]);
+        tu_tiff t = tu_read_tiff(ref(name, VIEW_FILES[pass]));
+        TU_CHECK(t.pages == 3 * v.planes && t.ny == v.rows && t.nx == v.cols,
+                 "%s: %s shape %lld pages %lldx%lld, expected 3x%lld of %lldx%lld", name,
+                 VIEW_FILES[pass], (long long)t.pages, (long long)t.ny, (long long)t.nx,
+                 (long long)v.planes, (long long)v.rows, (long long)v.cols);
+        if (t.pages == 3 * v.planes && t.ny == v.rows && t.nx == v.cols)
+            for (int64_t i = 0; i < v.planes; i++)
+                cp_view_add(&v, i, t.f32 + i * v.rows * v.cols, nv, acc, nv);
+        tu_tiff_free(&t);
+    }
+    return acc;
+}
+
+/* dP (3, L) and cellprob of out against the case's files (dP_file: dP.tif or dP_smooth1.tif). */
+static void compare_final(const char *name, const cp_net3d_out *o, const char *dP_file,
+                          double tol)
+{
+    tu_tiff d = tu_read_tiff(ref(name, dP_file)), c = tu_read_tiff(ref(name, "cellprob.tif"));
+    int64_t nv = o->nz * o->ny * o->nx;
+    TU_CHECK(d.n == 3 * nv && c.n == nv, "%s: %s has %lld values, ours %lld", name, dP_file,
+             (long long)d.n, (long long)(3 * nv));
+    if (d.n == 3 * nv && c.n == nv) {
+        compare(name, dP_file, o->dP, d.f32, 3 * nv, tol);
+        compare(name, "cellprob", o->cellprob, c.f32, nv, tol);
+    }
+    tu_tiff_free(&d);
+    tu_tiff_free(&c);
+}
+
+static int test_views(const char *name)
+{
+    tcase tc = open_case(name, NULL);
+    char err[CP_ERR_LEN] = "";
+    float *acc = oracle_sum(name, tc.Ln);
+    if (!acc) tu_skip(ref(name, VIEW_FILES[0]));
+    cp_net3d_out o;
+    int rc = cp_net3d_finish(acc, tc.Ln, tc.L, &tc.p, &o, err);
+    TU_CHECK(rc == 0, "%s: %s", name, err);
+    if (!rc) compare_final(name, &o, "dP.tif", -1);
+    cp_net3d_out_free(&o);
+    close_case(&tc);
+    return tu_finish();
+}
+
+static int test_smooth(const char *name)
+{
+    tu_tiff d = tu_read_tiff(ref(name, "dP.tif")), s = tu_read_tiff(ref(name, "dP_smooth1.tif"));
+    int64_t nz = d.pages / 3, nv = nz * d.ny * d.nx;
+    char err[CP_ERR_LEN] = "";
+    for (int c = 0; c < 3; c++)
+        TU_CHECK(cp_smooth3d_gaussian(d.f32 + c * nv, nz, d.ny, d.nx, 1.0, err) == 0, "%s: %s",
+                 name, err);
+    compare(name, "dP smoothed (sigma 1) vs dP_smooth1", d.f32, s.f32, 3 * nv, -1);
+    tu_tiff_free(&d);
+    tu_tiff_free(&s);
+    return tu_finish();
+}
+
+/* Our network's three passes over x_norm, each against its yf_*.tif within 1e-3, summed into a
+ * (4, Ln) field (returned); *cpu gets the network's CPU seconds. */
+static float *net_views(const char *name, const cp_model *m, const tcase *tc, double *cpu)
+{
+    const int64_t *L = tc->L, *Ln = tc->Ln;
+    int64_t nv = Ln[0] * Ln[1] * Ln[2];
+    char err[CP_ERR_LEN] = "";
+    float *xn = malloc(sizeof(float) * (size_t)(2 * nv));
+    TU_CHECK(cp_resize_volume(tc->x, L[0], L[1], L[2], 2, xn, Ln[0], Ln[1], Ln[2], 0, err) == 0,
+             "%s: %s", name, err);
+    float *acc = calloc((size_t)(4 * nv), sizeof *acc);
+    float *view = malloc(sizeof(float) * (size_t)(3 * nv));
+    *cpu = 0;
+    for (int pass = 0; pass < 3; pass++) {
+        double c0 = cpu_now();
+        int rc = cp_net3d_pass(m, xn, Ln, pass, tc->p.tile_overlap, tc->p.augment,
+                               tc->p.batch_size, acc, view, NULL, err);
+        *cpu += cpu_now() - c0;
+        TU_CHECK(rc == 0, "%s: pass %d: %s", name, pass, err);
+        tu_tiff t = tu_read_tiff(ref(name, VIEW_FILES[pass]));
+        TU_CHECK(t.n == 3 * nv, "%s: %s size", name, VIEW_FILES[pass]);
+        if (t.n == 3 * nv) compare(name, VIEW_FILES[pass], view, t.f32, 3 * nv, 1e-3);
+        tu_tiff_free(&t);
+    }
+    free(view);
+    free(xn);
+    return acc;
+}
+
+/* Main run with stored views: the passes one by one (net_views), then cp_net3d_finish. Otherwise
+ * (multitile: no views; the smooth1 / noresample runs) the engine's entry cp_run_net3d, whose
+ * result is compared with dP / dP_smooth1 / the oracle's summed views at the network scale. */
+static int test_net(const char *name, const char *variant)
+{
+    tcase tc = open_case(name, variant);
+    const int64_t *Ln = tc.Ln;
+    const char *mpath = json_object_get_string(tu_json_get(tc.j, "model.path"));
+    cp_model *m = NULL;
+    char err[CP_ERR_LEN] = "";
+    int rc = cp_model_load(tu_need(tu_path("%s/%s", tu_shared(), mpath + 7)), &m, err);
+    TU_CHECK(rc == 0, "%s: %s", name, err);
+    if (rc) return tu_finish();
+    int64_t nv = Ln[0] * Ln[1] * Ln[2];
+    double t0 = tu_now(), cpu = cpu_now();
+    cp_net3d_out o;
+    if (!variant && have_file(ref(name, VIEW_FILES[0]))) {
+        float *acc = net_views(name, m, &tc, &cpu);
+        rc = cp_net3d_finish(acc, Ln, tc.L, &tc.p, &o, err);
+    } else {
+        printf("%s: %s: the whole stage (cp_run_net3d)\n", name, variant ? variant : "main");
+        rc = cp_run_net3d(m, tc.x, tc.L, &tc.p, &o, err);
+        cpu = cpu_now() - cpu;
+    }
+    printf("%s: network, 3 passes over %lldx%lldx%lld voxels: %.2f s wall, %.2f CPU s "
+           "(%d OpenMP threads): %.3g CPU us per voxel\n", name, (long long)Ln[0],
+           (long long)Ln[1], (long long)Ln[2], tu_now() - t0, cpu, omp_get_max_threads(),
+           1e6 * cpu / (double)nv);
+    TU_CHECK(rc == 0, "%s: %s", name, err);
+    if (!rc && !tc.p.resample) {
+        float *oracle = oracle_sum(name, Ln);
+        if (!oracle) tu_skip(ref(name, VIEW_FILES[0]));
+        TU_CHECK(o.nz == Ln[0] && o.ny == Ln[1] && o.nx == Ln[2], "%s: not at the network scale",
+                 name);
+        compare(name, "summed views at the network scale (dZ, dY, dX, cellprob)", o.dP, oracle,
+                4 * nv, 1e-3);
+        free(oracle);
+    } else if (!rc) {
+        compare_final(name, &o, tc.p.smooth > 0 ? "dP_smooth1.tif" : "dP.tif", 1e-3);
+    }
+    if (!rc) cp_net3d_out_free(&o);
+    cp_model_free(m);
+    close_case(&tc);
+    return tu_finish();
+}
+
+/* ---- unit tests ---------------------------------------------------------------------------- */
+
+/* The exact-2x area path: (a + b) + (c + d) with pairwise (OpenCV's 4-channel order, §8.6), else
+ * ((a + b) + c) + d; values chosen so that the two orders differ. */
+static void unit_area_order(void)
+{
+    enum { NY = 6, NX = 8 };
+    float src[NY * NX], pw[NY * NX / 4], seq[NY * NX / 4];
+    unsigned s = 12345;
+    for (int i = 0; i < NY * NX; i++) {
+        s = s * 1103515245u + 12345u;
+        src[i] = (float)((s >> 8) % 100000) * ((i % 3) ? 1e-3f : 7.1e3f);
+    }
+    char err[CP_ERR_LEN];
+    TU_CHECK(cp_resize_volume(src, 1, NY, NX, 1, pw, 1, NY / 2, NX / 2, 1, err) == 0, "%s", err);
+    TU_CHECK(cp_resize_volume(src, 1, NY, NX, 1, seq, 1, NY / 2, NX / 2, 0, err) == 0, "%s", err);
+    int bad = 0, differ = 0;
+    for (int y = 0; y < NY / 2; y++)
+        for (int x = 0; x < NX / 2; x++) {
+            float a = src[2 * y * NX + 2 * x], b = src[2 * y * NX + 2 * x + 1];
+            float c = src[(2 * y + 1) * NX + 2 * x], d = src[(2 * y + 1) * NX + 2 * x + 1];
+            float ep = ((a + b) + (c + d)) * 0.25f, es = (((a + b) + c) + d) * 0.25f;
+            int k = y * (NX / 2) + x;
+            bad += memcmp(&pw[k], &ep, 4) != 0 || memcmp(&seq[k], &es, 4) != 0;
+            differ += ep != es;
+        }
+    printf("area 2x: %d values off the two orders; the orders differ on %d of %d\n", bad, differ,
+           NY * NX / 4);
+    TU_CHECK(bad == 0, "area 2x order: %d values", bad);
+    TU_CHECK(differ > 0, "area 2x: the test values do not separate the orders");
+}
+
+/* Each view reads the voxel its (plane, row, column) names (§8.5: Z as image rows in passes 1
+ * and 2), and the sums follow Cellpose's order. */
+static void unit_views(void)
+{
+    enum { LZ = 3, LY = 4, LX = 5, NV = LZ * LY * LX };
+    float x[2 * NV];
+    for (int i = 0; i < NV; i++) x[2 * i] = (float)i, x[2 * i + 1] = (float)-i;
+    int bad = 0;
+    for (int pass = 0; pass < 3; pass++) {
+        cp_view v = cp_view_of(pass, LZ, LY, LX);
+        float img[2 * NV];
+        for (int64_t i = 0; i < v.planes; i++) {
+            cp_view_image(&v, x, i, img);
+            for (int64_t r = 0; r < v.rows; r++)
+                for (int64_t c = 0; c < v.cols; c++) {
+                    int64_t zyx[3][3] = {{i, r, c}, {r, i, c}, {r, c, i}};
+                    int64_t *p = zyx[pass];
+                    float want = (float)((p[0] * LY + p[1]) * LX + p[2]);
+                    const float *g = img + 2 * (r * v.cols + c);
+                    bad += g[0] != want || g[1] != -want;
+                }
+        }
+    }
+    TU_CHECK(bad == 0, "views: %d image values from the wrong voxel", bad);
+    cp_view v0 = cp_view_of(0, LZ, LY, LX), v1 = cp_view_of(1, LZ, LY, LX),
+            v2 = cp_view_of(2, LZ, LY, LX);
+    TU_CHECK(v0.planes == LZ && v0.rows == LY && v0.cols == LX && v1.planes == LY &&
+                 v1.rows == LZ && v1.cols == LX && v2.planes == LX && v2.rows == LZ &&
+                 v2.cols == LY, "views: sizes");
+
+    /* one voxel, three passes: cellprob (1e8 + -1e8) + 1 = 1, not 1e8 + (-1e8 + 1) = 0 */
+    float acc[4 * NV] = {0}, y[3 * NV];
+    float vals[3][3] = {{2e8f, 1e8f, 1e8f}, {-2e8f, -1e8f, -1e8f}, {1.0f, 1.0f, 1.0f}};
+    const cp_view *vs[3] = {&v0, &v1, &v2};
+    for (int pass = 0; pass < 3; pass++) {
+        int64_t npix = vs[pass]->rows * vs[pass]->cols;
+        for (int k = 0; k < 3; k++)
+            for (int64_t i = 0; i < npix; i++) y[k * npix + i] = vals[pass][k];
+        for (int64_t i = 0; i < vs[pass]->planes; i++) cp_view_add(vs[pass], i, y, npix, acc, NV);
+    }
+    /* dZ = zx + zy = -2e8 + 1, dY = yx + zy = 2e8 + 1, dX = yx + zx = 1e8 - 1e8 */
+    printf("views: summed field at voxel 0: dZ %.9g dY %.9g dX %.9g cellprob %.9g\n", acc[0],
+           acc[NV], acc[2 * NV], acc[3 * NV]);
+    TU_CHECK(acc[0] == -2e8f + 1.0f && acc[NV] == 2e8f + 1.0f && acc[2 * NV] == 0.0f &&
+                 acc[3 * NV] == 1.0f, "views: sum order");
+}
+
+/* cp_net_images: images run together, with batches that span images (2 tiles per image, batch
+ * 3), give each image the bits it gets alone. */
+static void unit_batch_across_images(void)
+{
+    cp_model *m = NULL;
+    char err[CP_ERR_LEN] = "";
+    int rc = cp_model_load(tu_need(tu_path("%s/models/tiny_random_nbase8_seed7.pth", tu_shared())),
+                           &m, err);
+    TU_CHECK(rc == 0, "%s", err);
+    if (rc) return;
+    enum { N = 3, R = 6, C = 225 }; /* a Z x X slice of the multitile case: 2 tiles of 32x224 */
+    float *x = malloc(sizeof(float) * N * R * C * 2), *all = malloc(sizeof(float) * N * 3 * R * C);
+    float *one = malloc(sizeof(float) * 3 * R * C);
+    unsigned s = 7;
+    for (int i = 0; i < N * R * C * 2; i++) {
+        s = s * 1103515245u + 12345u;
+        x[i] = (float)((s >> 8) % 1000) / 500.0f;
+    }
+    TU_CHECK(cp_net_image_tiles(R, C, 224, 0.1, 0) == 2, "tiles per image");
+    rc = cp_net_images(m, x, N, R, C, 224, 0.1, 0, 3, all, NULL, err);
+    TU_CHECK(rc == 0, "%s", err);
+    int64_t differ = 0;
+    for (int i = 0; !rc && i < N; i++) {
+        rc = cp_net_images(m, x + i * R * C * 2, 1, R, C, 224, 0.1, 0, 8, one, NULL, err);
+        TU_CHECK(rc == 0, "%s", err);
+        differ += nbits_differ(one, all + i * 3 * R * C, 3 * R * C);
+    }
+    printf("batch across images: %lld of %d values differ from one image at a time\n",
+           (long long)differ, N * 3 * R * C);
+    TU_CHECK(differ == 0, "batch across images: %lld values differ", (long long)differ);
+    free(x);
+    free(all);
+    free(one);
+    cp_model_free(m);
+}
+
+static void unit_errors(void)
+{
+    char err[CP_ERR_LEN] = "";
+    int64_t L[3] = {12, 80, 88}, Ln[3];
+    TU_CHECK(cp_net3d_scale(L, 0.75, 2.0, Ln, err) == 0 && Ln[0] == 18 && Ln[1] == 60 &&
+                 Ln[2] == 66, "scale (12,80,88) r 0.75 a 2: %lld %lld %lld", (long long)Ln[0],
+             (long long)Ln[1], (long long)Ln[2]);
+    int rc = cp_net3d_scale(L, 0.01, 1.0, Ln, err);
+    printf("empty network scale: %s\n", err);
+    TU_CHECK(rc == CP_EPARAM && strstr(err, "volume 12x80x88 is empty at the network scale"),
+             "empty scale: %d %s", rc, err);
+    float v[8] = {0};
+    rc = cp_smooth3d_gaussian(v, 2, 2, 2, 0.0, err);
+    TU_CHECK(rc == CP_EPARAM && strstr(err, "flow3D_smooth 0: need a positive number"),
+             "smooth 0: %d %s", rc, err);
+    rc = cp_smooth3d_gaussian(v, 2, 2, 2, NAN, err);
+    TU_CHECK(rc == CP_EPARAM, "smooth NaN: %d %s", rc, err);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 2 && strcmp(argv[1], "unit") == 0) {
+        unit_area_order();
+        unit_views();
+        unit_errors();
+        unit_batch_across_images();
+        return tu_finish();
+    }
+    if (argc >= 3 && strcmp(argv[1], "xnet") == 0) return test_xnet(argv[2]);
+    if (argc >= 3 && strcmp(argv[1], "views") == 0) return test_views(argv[2]);
+    if (argc >= 3 && strcmp(argv[1], "tiling") == 0) return test_tiling(argv[2]);
+    if (argc >= 3 && strcmp(argv[1], "smooth") == 0) return test_smooth(argv[2]);
+    if (argc >= 3 && strcmp(argv[1], "net") == 0)
+        return test_net(argv[2], argc > 3 ? argv[3] : NULL);
+    fprintf(stderr, "usage: test_net3d unit | xnet|views|tiling|smooth <case> | net <case> "
+                    "[smooth1|noresample]\n");
+    return 2;
+}
