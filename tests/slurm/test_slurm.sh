@@ -150,7 +150,10 @@ grep -h "^  total\|^  network\|^== " "cellpose-large-$jid.out" | sed 's/^/      
 t0=$(elapsed)
 jid=$(CP_JOB=big.cfg CP_OUTPUT=big_requeue.h5 sbatch --parsable -n 2 -c 1 --time=1 \
       --signal=B:USR1@20 "$src/slurm/large_image.sbatch") || exit 1
-st=$(wait_job "$jid" 720)
+# each 1-minute run computes ~40 s minus its start: allow 3x the uninterrupted run plus the
+# requeue delays (more than 720 s only on a loaded machine, where t_ref grows too)
+budget=$(( 3 * t_ref + 300 > 720 ? 3 * t_ref + 300 : 720 ))
+st=$(wait_job "$jid" "$budget")
 echo "$st"
 restarts=$(scontrol -o show job "$jid" | grep -o 'Restarts=[0-9]*' | cut -d= -f2)
 log=cellpose-large-$jid.out
