@@ -16,6 +16,7 @@
 
 #include "agree.h"
 #include "cp_err.h"
+#include "exchange.h"
 #include "flows.h"
 #include "post.h"
 
@@ -41,20 +42,14 @@ struct stats {
     int64_t *area, *mn;
 };
 
-/* Outgoing records, one byte buffer per destination rank. */
-struct obuf {
-    char *p;
-    size_t n, cap;
-};
-
-/* What every stage needs: the plane, this rank's blocks, block-sized scratch, outgoing buffers. */
+/* What every stage needs: the plane, this rank's blocks, block-sized scratch, outboxes. */
 struct run {
     const cp_dplane *d;
     const cp_grid *g;
     int64_t b0, b1, bmax; /* own blocks [b0, b1); bmax = B*B */
     uint32_t *blk, *out;  /* one block */
     float *dp;            /* one "dp" block */
-    struct obuf *ob;      /* nranks */
+    cp_outbox qpx, kpx, ed; /* struct qpix, kpix, edit bound for other ranks */
     char *err;
 };
 
@@ -66,68 +61,10 @@ static int oom(char *err, const char *what)
     return cp_errf(err, CP_ENOMEM, "dpost.c: out of memory for %s", what);
 }
 
-static int ob_push(struct obuf *o, const void *rec, size_t sz)
+/* Queues record rec for rank dst in outbox o; what: what is sent, for the message. */
+static int send(struct run *r, cp_outbox *o, int dst, const void *rec, const char *what)
 {
-    if (o->n + sz > o->cap) {
-        size_t cap = o->cap ? 2 * o->cap : 4096;
-        while (cap < o->n + sz) cap *= 2;
-        char *p = realloc(o->p, cap);
-        if (!p) return CP_ENOMEM;
-        o->p = p, o->cap = cap;
-    }
-    memcpy(o->p + o->n, rec, sz);
-    o->n += sz;
-    return 0;
-}
-
-/* Collective: agrees on rc first (all return on any failure), then sends every rank's records of
- * size sz in r->ob (emptied) and returns those received, in source-rank order, in *recv (malloc'ed,
- * *n records). */
-static int exchange(struct run *r, int rc, size_t sz, void **recv, int64_t *n)
-{
-    MPI_Comm comm = r->d->comm;
-    int np = r->d->nranks;
-    *recv = NULL, *n = 0;
-    int *sc = calloc((size_t)np * 4, sizeof(int));
-    if (!rc && !sc) rc = oom(r->err, "exchange counts");
-    for (int k = 0; !rc && k < np; k++) {
-        if (r->ob[k].n / sz > INT_MAX)
-            rc = cp_errf(r->err, CP_EDATA, "dpost.c: %zu records for one rank", r->ob[k].n / sz);
-        else
-            sc[k] = (int)(r->ob[k].n / sz);
-    }
-    if ((rc = cp_agree(comm, rc, r->err)) != 0) goto out;
-    int *rcnt = sc + np, *sd = sc + 2 * np, *rd = sc + 3 * np;
-    MPI_Alltoall(sc, 1, MPI_INT, rcnt, 1, MPI_INT, comm);
-    int64_t tot = 0, stot = 0;
-    for (int k = 0; k < np; k++) sd[k] = (int)stot, stot += sc[k], rd[k] = (int)tot, tot += rcnt[k];
-    if (tot > INT_MAX || stot > INT_MAX)
-        rc = cp_errf(r->err, CP_EDATA, "dpost.c: %lld records in one exchange", (long long)tot);
-    char *sbuf = NULL;
-    if (!rc) {
-        *recv = malloc(sz * (size_t)(tot ? tot : 1));
-        sbuf = malloc(sz * (size_t)(stot ? stot : 1));
-        if (!*recv || !sbuf) rc = oom(r->err, "an exchange");
-    }
-    for (int k = 0; !rc && k < np; k++)
-        if (r->ob[k].n) memcpy(sbuf + sz * (size_t)sd[k], r->ob[k].p, r->ob[k].n);
-    if ((rc = cp_agree(comm, rc, r->err)) == 0) {
-        MPI_Datatype t;
-        MPI_Type_contiguous((int)sz, MPI_BYTE, &t);
-        MPI_Type_commit(&t);
-        MPI_Alltoallv(sbuf, sc, sd, t, *recv, rcnt, rd, t, comm);
-        MPI_Type_free(&t);
-        *n = tot;
-    }
-    free(sbuf);
-out:
-    for (int k = 0; k < np; k++) r->ob[k].n = 0;
-    if (rc) {
-        free(*recv);
-        *recv = NULL;
-    }
-    free(sc);
-    return rc;
+    return cp_outbox_push(o, dst, rec, 1) ? oom(r->err, what) : 0;
 }
 
 /* In-place allreduce of n int64 in chunks that fit an int count. */
@@ -284,8 +221,8 @@ static int qc_block(struct run *r, const struct stats *s, int64_t b, double thr,
                 memset(&rec, 0, sizeof rec);
                 rec.idx = (br.y0 + y) * r->g->Lx + br.x0 + x, rec.v = v;
                 rec.dy = r->dp[q], rec.dx = r->dp[gn + q];
-                if (ob_push(&r->ob[label_owner(r, s, v)], &rec, sizeof rec))
-                    return oom(r->err, "QC pixels in transit");
+                if ((rc = send(r, &r->qpx, label_owner(r, s, v), &rec, "QC pixels in transit")))
+                    return rc;
             } else if (v) {
                 if (!cid[v]) cid[v] = ++k, list[k] = v;
                 canvas[p] = cid[v];
@@ -356,7 +293,7 @@ static int qc_stage(struct run *r, const struct stats *s, double thr, unsigned c
     free(sum);
     struct qpix *px;
     int64_t npx;
-    if ((rc = exchange(r, rc, sizeof *px, (void **)&px, &npx)) != 0) return rc;
+    if ((rc = cp_exchange(&r->qpx, rc, INT64_MAX, (void **)&px, &npx, r->err)) != 0) return rc;
     rc = qc_owned(r, s, px, npx, thr, bad);
     free(px);
     if ((rc = cp_agree(r->d->comm, rc, r->err)) != 0) return rc;
@@ -483,12 +420,12 @@ static int find_edges(struct run *r, const struct stats *s, const uint32_t *map,
             cp_rect bx = label_box(s, xl[j]);
             int64_t y0 = max64(bx.y0, br.y0), y1 = min64(bx.y0 + bx.ny, br.y0 + br.ny);
             int64_t x0 = max64(bx.x0, br.x0), x1 = min64(bx.x0 + bx.nx, br.x0 + br.nx);
-            struct obuf *o = &r->ob[label_owner(r, s, xl[j])];
+            int dst = label_owner(r, s, xl[j]);
             for (int64_t y = y0; !rc && y < y1; y++)
                 for (int64_t x = x0; !rc && x < x1; x++) {
                     uint32_t u = r->blk[(y - br.y0) * br.nx + x - br.x0];
                     struct kpix p = {y * r->g->Lx + x, xl[j], u};
-                    if (u && ob_push(o, &p, sizeof p)) rc = oom(r->err, "box pixels in transit");
+                    if (u) rc = send(r, &r->kpx, dst, &p, "box pixels in transit");
                 }
         }
     }
@@ -498,7 +435,7 @@ static int find_edges(struct run *r, const struct stats *s, const uint32_t *map,
     free(stack);
     struct kpix *px;
     int64_t npx;
-    if ((rc = exchange(r, rc, sizeof *px, (void **)&px, &npx)) != 0) return rc;
+    if ((rc = cp_exchange(&r->kpx, rc, INT64_MAX, (void **)&px, &npx, r->err)) != 0) return rc;
     qsort(px, (size_t)npx, sizeof *px, cmp_kpix);
     for (int64_t i = 0; !rc && i < npx;) {
         uint32_t v = px[i].key;
@@ -612,7 +549,7 @@ static int fill_groups(struct run *r, const struct stats *s, const uint32_t *jma
             memset(&ed, 0, sizeof ed);
             ed.idx = (y0 + q / w) * Lx + x0 + q % w, ed.v = nv;
             int dst = cp_grid_owner(r->g, cp_grid_block_at(r->g, y0 + q / w, x0 + q % w));
-            if (ob_push(&r->ob[dst], &ed, sizeof ed)) rc = oom(err, "edits in transit");
+            rc = send(r, &r->ed, dst, &ed, "edits in transit");
         }
         free(canvas);
         free(init);
@@ -651,8 +588,7 @@ static int fill_stage(struct run *r, const struct stats *s, const uint32_t *map,
             uint32_t v = r->blk[p];
             if (!v || single[v]) continue;
             struct kpix px = {(br.y0 + p / br.nx) * r->g->Lx + br.x0 + p % br.nx, root[v], v};
-            if (ob_push(&r->ob[label_owner(r, s, root[v])], &px, sizeof px))
-                rc = oom(r->err, "group pixels in transit");
+            rc = send(r, &r->kpx, label_owner(r, s, root[v]), &px, "group pixels in transit");
         }
         if (!rc) rc = store(r, "fh", b, r->out, br);
     }
@@ -662,13 +598,13 @@ static int fill_stage(struct run *r, const struct stats *s, const uint32_t *map,
     free(stack);
     struct kpix *px;
     int64_t npx;
-    if ((rc = exchange(r, rc, sizeof *px, (void **)&px, &npx)) != 0) return rc;
+    if ((rc = cp_exchange(&r->kpx, rc, INT64_MAX, (void **)&px, &npx, r->err)) != 0) return rc;
     qsort(px, (size_t)npx, sizeof *px, cmp_kpix);
     rc = fill_groups(r, s, jmap, px, npx);
     free(px);
     struct edit *ed;
     int64_t ned;
-    if ((rc = exchange(r, rc, sizeof *ed, (void **)&ed, &ned)) != 0) return rc;
+    if ((rc = cp_exchange(&r->ed, rc, INT64_MAX, (void **)&ed, &ned, r->err)) != 0) return rc;
     for (int64_t i = 0; i < ned; i++)
         ed[i].blk = cp_grid_block_at(r->g, ed[i].idx / r->g->Lx, ed[i].idx % r->g->Lx);
     qsort(ed, (size_t)ned, sizeof *ed, cmp_edit);
@@ -798,10 +734,12 @@ int cp_dpost_run(const cp_dplane *d, double flow_threshold, int64_t min_size, in
     r.blk = malloc(sizeof(uint32_t) * (size_t)r.bmax);
     r.out = malloc(sizeof(uint32_t) * (size_t)r.bmax);
     r.dp = malloc(sizeof(float) * 3 * (size_t)gb);
-    r.ob = calloc((size_t)d->nranks, sizeof *r.ob);
     struct stats s0 = {0};
     unsigned char *bad = NULL;
-    int rc = r.blk && r.out && r.dp && r.ob ? 0 : oom(err, "block buffers");
+    int rc = r.blk && r.out && r.dp ? 0 : oom(err, "block buffers");
+    if (!rc) rc = cp_outbox_init(&r.qpx, d->comm, sizeof(struct qpix), err);
+    if (!rc) rc = cp_outbox_init(&r.kpx, d->comm, sizeof(struct kpix), err);
+    if (!rc) rc = cp_outbox_init(&r.ed, d->comm, sizeof(struct edit), err);
     *nlabels = 0;
     /* the largest label, then the per-label tables of "m0" */
     uint32_t M = 0;
@@ -825,8 +763,9 @@ int cp_dpost_run(const cp_dplane *d, double flow_threshold, int64_t min_size, in
 out:
     stats_free(&s0);
     free(bad);
-    for (int k = 0; r.ob && k < d->nranks; k++) free(r.ob[k].p);
-    free(r.ob);
+    cp_outbox_free(&r.qpx);
+    cp_outbox_free(&r.kpx);
+    cp_outbox_free(&r.ed);
     free(r.blk);
     free(r.out);
     free(r.dp);
