@@ -36,6 +36,7 @@
 #include "cp_err.h"
 #include "exchange.h"
 #include "masks.h"
+#include "renumber.h"
 
 enum {
     SEED_R = 2,        /* seeds: maximum of the 5x5 window */
@@ -506,27 +507,16 @@ static int write_block(const dm *m, const seedtab *t, int64_t b, int64_t *count,
     return rc;
 }
 
-/* New ids (the same on every rank): the labels with pixels and count <= Ly*Lx*fraction (f64;
- * removal is strict >) numbered 1..N by increasing first raster index (Cellpose's renumbering
- * by first appearance), the others 0. *n gets N. */
+/* New ids (the same on every rank): the labels not too big (cp_masks_too_big) numbered 1..N by
+ * first appearance (cp_renumber_ids), the others 0. *n gets N. */
 static int renumber(const dm *m, double max_size_fraction, const int64_t *count,
                     const int64_t *first, int64_t K, uint32_t *to, int64_t *n, char *err)
 {
-    const double big = (double)(m->g->Ly * m->g->Lx) * max_size_fraction;
-    int64_t *kept = malloc(sizeof *kept * (size_t)(2 * K + 2)); /* (first raster index, label) */
-    if (!kept)
+    for (int64_t v = 1; v <= K; v++)
+        to[v] = !cp_masks_too_big(count[v], m->g->Ly, m->g->Lx, max_size_fraction);
+    if ((*n = cp_renumber_ids(first, 1, K, to)) < 0)
         return cp_errf(err, CP_ENOMEM, "dmasks: cannot allocate the ids of %lld labels",
                        (long long)K);
-    *n = 0;
-    to[0] = 0;
-    for (int64_t v = 1; v <= K; v++) {
-        to[v] = 0;
-        if (count[v] > 0 && !((double)count[v] > big))
-            kept[2 * *n] = first[v], kept[2 * *n + 1] = v, ++*n;
-    }
-    qsort(kept, (size_t)*n, 2 * sizeof *kept, cmp_first);
-    for (int64_t k = 0; k < *n; k++) to[kept[2 * k + 1]] = (uint32_t)(k + 1);
-    free(kept);
     return 0;
 }
 

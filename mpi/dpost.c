@@ -19,6 +19,7 @@
 #include "exchange.h"
 #include "flows.h"
 #include "post.h"
+#include "renumber.h"
 
 /* Records moved between ranks (memset before filling: padding travels too). */
 struct qpix { /* a pixel of a crossing label with its network flow, for the QC */
@@ -303,36 +304,15 @@ static int qc_stage(struct run *r, const struct stats *s, double thr, unsigned c
     return 0;
 }
 
-struct v_at {
-    int64_t first;
-    uint32_t v;
-};
-
-static int cmp_v_at(const void *a, const void *b)
-{
-    const struct v_at *x = a, *y = b;
-    return (x->first > y->first) - (x->first < y->first);
-}
-
 /* The corrected min_size rule with renumbering by first appearance: map[v] (s->n + 1 entries) =
- * new id of label v, 0 for a label with area < min_size, absent, or flagged in drop (may be NULL).
- * *count: the labels kept. */
+ * new id of label v, 0 for a label too small (cp_post_too_small), absent, or flagged in drop (may
+ * be NULL). *count: the labels kept. */
 static int renumber_map(const struct stats *s, int64_t min_size, const unsigned char *drop,
                         uint32_t *map, int64_t *count, char *err)
 {
-    struct v_at *k = malloc(sizeof *k * ((size_t)s->n + 1));
-    if (!k) return oom(err, "renumbering");
-    int64_t m = 0;
-    map[0] = 0;
-    for (int64_t v = 1; v <= s->n; v++) {
-        map[v] = 0;
-        if (s->area[v] > 0 && s->area[v] >= min_size && !(drop && drop[v]))
-            k[m++] = (struct v_at){s->mn[5 * v], (uint32_t)v};
-    }
-    qsort(k, (size_t)m, sizeof *k, cmp_v_at);
-    for (int64_t i = 0; i < m; i++) map[k[i].v] = (uint32_t)(i + 1);
-    *count = m;
-    free(k);
+    for (int64_t v = 1; v <= s->n; v++)
+        map[v] = !cp_post_too_small(s->area[v], min_size) && !(drop && drop[v]);
+    if ((*count = cp_renumber_ids(s->mn, 5, s->n, map)) < 0) return oom(err, "renumbering");
     return 0;
 }
 

@@ -46,6 +46,10 @@ void cp_masks_grow(const int32_t *h, int64_t Lx, cp_seed s, uint32_t label, uint
 int cp_masks_assign(const cp_particle *p, int64_t n, int64_t Ly, int64_t Lx, const uint32_t *M,
                     uint32_t nlabels, double max_size_fraction, uint32_t *labels, char *err);
 
+/* The big-mask rule: a mask of count pixels is removed when count > Ly*Lx*max_size_fraction
+ * (strict, in f64). */
+int cp_masks_too_big(int64_t count, int64_t Ly, int64_t Lx, double max_size_fraction);
+
 /* Whole-plane raw masks: particles (final positions, any order) of a Ly x Lx plane -> labels
  * (Ly, Lx) uint32: 0 where no particle started; renumbered by first appearance after the
  * removal of masks larger than max_size_fraction * Ly * Lx. *nseeds gets the seed count. */

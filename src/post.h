@@ -5,9 +5,9 @@
 
 #include <stdint.h>
 
-/* Renumbers labels (n values) in order of first appearance, in place; returns the new maximum,
- * or CP_ENOMEM (negative, labels unchanged) if a table of max_label+1 entries cannot be had. */
-int64_t cp_renumber(uint32_t *labels, int64_t n);
+/* The corrected min_size rule (DESIGN.md §2.8): a mask of area pixels is removed when
+ * area < min_size, whatever its label. */
+int cp_post_too_small(int64_t area, int64_t min_size);
 
 /* Flow-error QC: removes (sets to 0, no renumbering) every label whose error between its ideal
  * flows and dP/5 exceeds threshold (strict). dP (2, Ly, Lx) channel-first at the dynamics scale.

@@ -4,6 +4,7 @@
  * Usage: test_post qc CASE [SUFFIX] | fill CASE [SUFFIX] | chain CASE SUFFIX | stitch CASE [SUFFIX]
  *        | gaps | noresample | unit */
 #include "post.h"
+#include "renumber.h"
 
 #include "cp_err.h"
 #include "flows.h"
