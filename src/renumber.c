@@ -23,7 +23,8 @@ int64_t cp_renumber_ids(const int64_t *first, int64_t stride, int64_t n, uint32_
     int64_t m = 0;
     to[0] = 0;
     for (int64_t v = 1; v <= n; v++) {
-        if (to[v] && first[v * stride] < INT64_MAX) k[m++] = (struct v_at){first[v * stride], (uint32_t)v};
+        const int64_t f = first[v * stride];
+        if (to[v] && f < INT64_MAX) k[m++] = (struct v_at){f, (uint32_t)v};
         to[v] = 0;
     }
     qsort(k, (size_t)m, sizeof *k, cmp_v_at);
