@@ -7,6 +7,7 @@
 #include "agree.h"
 #include "dpost_impl.h"
 #include "flows.h"
+#include "post.h"
 
 /* Records moved between ranks (memset before filling: padding travels too). */
 struct qpix { /* a pixel of a crossing label with its network flow, for the QC */
@@ -14,19 +15,6 @@ struct qpix { /* a pixel of a crossing label with its network flow, for the QC *
     uint32_t v;
     float dy, dx;
 };
-
-/* Cellpose's per-label flow error from the f64 sums of squared differences s[0], s[1]. */
-static double flow_error(const double *s, int64_t cnt)
-{
-    return (0.0 + s[0] / (double)cnt) + s[1] / (double)cnt;
-}
-
-static void error_add(double *s, double mu0, double mu1, float dy, float dx)
-{
-    double d0 = mu0 - (double)(dy / 5.0f), d1 = mu1 - (double)(dx / 5.0f);
-    s[0] += d0 * d0;
-    s[1] += d1 * d1;
-}
 
 static int cmp_qpix(const void *a, const void *b)
 {
@@ -74,10 +62,12 @@ static int qc_block(struct run *r, const struct stats *s, int64_t b, double thr,
     for (int64_t y = 0; y < br.ny; y++)
         for (int64_t x = 0; x < br.nx; x++) {
             int64_t p = y * br.nx + x, q = (br.y0 - gr.y0 + y) * gr.nx + br.x0 - gr.x0 + x;
-            if (canvas[p]) error_add(sum + 2 * canvas[p], mu[p], mu[n + p], r->dp[q], r->dp[gn + q]);
+            if (canvas[p])
+                cp_post_flow_error_add(sum + 2 * canvas[p], mu[p], mu[n + p], r->dp[q],
+                                       r->dp[gn + q]);
         }
     for (uint32_t c = 1; c <= k; c++) {
-        bad[list[c]] = flow_error(sum + 2 * c, s->area[list[c]]) > thr;
+        bad[list[c]] = cp_post_flow_error(sum + 2 * c, s->area[list[c]]) > thr;
         cid[list[c]] = 0;
     }
     return 0;
@@ -104,9 +94,9 @@ static int qc_owned(struct run *r, const struct stats *s, struct qpix *px, int64
         double sum[2] = {0, 0};
         for (int64_t k = i; !rc && k < e; k++) {
             int64_t p = (px[k].idx / Lx - bx.y0) * bx.nx + px[k].idx % Lx - bx.x0;
-            error_add(sum, mu[p], mu[n + p], px[k].dy, px[k].dx);
+            cp_post_flow_error_add(sum, mu[p], mu[n + p], px[k].dy, px[k].dx);
         }
-        if (!rc) bad[v] = flow_error(sum, e - i) > thr;
+        if (!rc) bad[v] = cp_post_flow_error(sum, e - i) > thr;
         free(canvas);
         free(mu);
         if (rc) return rc;

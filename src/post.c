@@ -43,15 +43,12 @@ int cp_post_flow_qc(uint32_t *labels, int64_t Ly, int64_t Lx, const float *dP, d
     for (int64_t i = 0; i < n; i++) {
         uint32_t v = labels[i];
         if (!v) continue;
-        double d0 = mu[i] - (double)(dP[i] / 5.0f);
-        double d1 = mu[n + i] - (double)(dP[n + i] / 5.0f);
-        sum[2 * v] += d0 * d0;
-        sum[2 * v + 1] += d1 * d1;
+        cp_post_flow_error_add(sum + 2 * v, mu[i], mu[n + i], dP[i], dP[n + i]);
         cnt[v]++;
     }
     for (uint32_t v = 1; v <= m; v++) {
         /* A label value with no pixel gives 0/0 = NaN, as in scipy; NaN is never > threshold. */
-        double e = (0.0 + sum[2 * v] / (double)cnt[v]) + sum[2 * v + 1] / (double)cnt[v];
+        double e = cp_post_flow_error(sum + 2 * v, cnt[v]);
         if (errors) errors[v] = e;
         bad[v] = threshold > 0 && e > threshold;
     }
