@@ -41,13 +41,13 @@ int cp_outbox_push(cp_outbox *o, int dst, const void *rec, int64_t n);
 int64_t cp_outbox_longest(const cp_outbox *o);
 
 /* Collective over o->comm. rc: this rank's status so far (a failed rank sends nothing). Sends
- * up to max records from the front of each queue to its rank, every rank taking part with its
- * own max; *recv (malloc'ed, at least one record long, the caller frees it) gets what every rank
- * sent here, in source-rank order and in each source's queue order, *nrecv records. Counts in
- * records beyond MPI's int range (for one rank pair, or in all sent or received by a rank) are
- * CP_EDATA, an allocation failure CP_ENOMEM. The status is agreed (cp_agree) before the data
- * moves: unless every rank succeeded, every rank returns the failure, with *recv NULL and
- * nothing moved, and every queue is emptied. Records sent leave their queue; the others stay
+ * up to max (>= 1) records from the front of each queue to its rank, every rank taking part
+ * with its own max; *recv (malloc'ed, at least one record long, the caller frees it) gets what
+ * every rank sent here, in source-rank order and in each source's queue order, *nrecv records.
+ * Counts in records beyond MPI's int range (for one rank pair, or in all sent or received by a
+ * rank) are CP_EDATA, an allocation failure CP_ENOMEM. The status is agreed (cp_agree) before
+ * the data moves: unless every rank succeeded, every rank returns the failure, with *recv NULL
+ * and nothing moved, and every queue is emptied. Records sent leave their queue; the others stay
  * (max smaller than a queue: the caller exchanges again, as often as the longest queue of any
  * rank needs). */
 int cp_exchange(cp_outbox *o, int rc, int64_t max, void **recv, int64_t *nrecv, char *err);
