@@ -12,12 +12,12 @@
 #include "dfollow.h"
 
 #include <limits.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "agree.h"
 #include "cp_err.h"
+#include "exchange.h"
 #include "follow.h"
 #include "progress.h"
 
@@ -38,8 +38,7 @@ typedef struct rounds_ctx {
     int64_t b0, b1;     /* this rank's blocks */
     pbuf *held;         /* (b - b0) * 3 + array: in memory, not yet in the store */
     int64_t nheld, max_held;
-    pbuf *out;          /* per destination rank */
-    MPI_Datatype ptype; /* one cp_particle as bytes */
+    cp_outbox out;      /* particles bound for other ranks */
 } rounds_ctx;
 
 enum { ARR_FIN = 0, ARR_QUEUE = 1 };
@@ -51,7 +50,7 @@ static int pbuf_push(pbuf *b, const cp_particle *q, int64_t n, char *err)
         while (cap < b->n + n) cap *= 2;
         cp_particle *p = realloc(b->p, sizeof *p * (size_t)cap);
         if (!p)
-            return cp_errf(err, CP_ENOMEM, "dfollow.c: out of memory for %lld outgoing particles",
+            return cp_errf(err, CP_ENOMEM, "dfollow.c: out of memory for %lld held particles",
                            (long long)cap);
         b->p = p, b->cap = cap;
     }
@@ -164,7 +163,10 @@ static int route(rounds_ctx *c, int next, cp_particle *q, int64_t n, int may_sen
         if (owner == c->d->rank)
             rc = hold(c, k[i].key % 2 ? next : ARR_FIN, b, q + i, j - i, err);
         else if (may_send)
-            rc = pbuf_push(&c->out[owner], q + i, j - i, err);
+            rc = cp_outbox_push(&c->out, owner, q + i, j - i)
+                     ? cp_errf(err, CP_ENOMEM, "dfollow.c: out of memory for %lld outgoing "
+                               "particles", (long long)(j - i))
+                     : 0;
         else
             rc = cp_errf(err, CP_EMPI, "dfollow.c: received %lld particles of block %lld, owned by "
                          "rank %d", (long long)(j - i), (long long)b, owner);
@@ -235,58 +237,21 @@ done:
     return rc;
 }
 
-/* Moves the send buffers to their ranks (collective; a failed rank, rc != 0, sends nothing and
- * drops what it receives) in messages of at most max_msg particles per rank pair; received
- * particles are routed to this rank's blocks (queue array `next` or "fin"). Returns rc or the first
- * failure. */
+/* Moves the particles bound for other ranks there (collective; a failed rank, rc != 0, sends
+ * nothing; the status is agreed at each message) in messages of at most max_msg particles per rank
+ * pair; received particles are routed to this rank's blocks (queue array `next` or "fin"). Returns
+ * rc or the first failure. */
 static int exchange(rounds_ctx *c, int next, int64_t max_msg, int rc, char *err)
 {
-    const int P = c->d->nranks;
-    MPI_Comm comm = c->d->comm;
-    int64_t *scount = calloc((size_t)P, sizeof *scount), *rcount = calloc((size_t)P, sizeof *rcount);
-    int *sc = calloc((size_t)P, sizeof *sc), *sd = calloc((size_t)P, sizeof *sd);
-    int *rcn = calloc((size_t)P, sizeof *rcn), *rd = calloc((size_t)P, sizeof *rd);
-    int64_t *sdone = calloc((size_t)P, sizeof *sdone), pieces = 0;
-    if (!scount || !rcount || !sc || !sd || !rcn || !rd || !sdone) {
-        /* this rank can take part no further: abort rather than leave the others waiting */
-        fprintf(stderr, "dfollow.c: rank %d: out of memory for the exchange counts\n", c->d->rank);
-        MPI_Abort(comm, 1);
-    }
-    for (int j = 0; j < P; j++) scount[j] = rc ? 0 : c->out[j].n;
-    MPI_Alltoall(scount, 1, MPI_INT64_T, rcount, 1, MPI_INT64_T, comm);
-    for (int j = 0; j < P; j++) {
-        int64_t m = scount[j] > rcount[j] ? scount[j] : rcount[j];
-        m = (m + max_msg - 1) / max_msg;
-        pieces = m > pieces ? m : pieces;
-    }
-    MPI_Allreduce(MPI_IN_PLACE, &pieces, 1, MPI_INT64_T, MPI_MAX, comm);
+    int64_t pieces = rc ? 0 : (cp_outbox_longest(&c->out) + max_msg - 1) / max_msg;
+    MPI_Allreduce(MPI_IN_PLACE, &pieces, 1, MPI_INT64_T, MPI_MAX, c->d->comm);
     for (int64_t k = 0; k < pieces; k++) {
-        int64_t ns = 0, nr = 0;
-        for (int j = 0; j < P; j++) {
-            int64_t s = scount[j] - k * max_msg, r = rcount[j] - k * max_msg;
-            sc[j] = (int)(s <= 0 ? 0 : s < max_msg ? s : max_msg);
-            rcn[j] = (int)(r <= 0 ? 0 : r < max_msg ? r : max_msg);
-            sd[j] = (int)ns, rd[j] = (int)nr;
-            ns += sc[j], nr += rcn[j];
-        }
-        cp_particle *sbuf = malloc(sizeof *sbuf * (size_t)(ns ? ns : 1));
-        cp_particle *rbuf = malloc(sizeof *rbuf * (size_t)(nr ? nr : 1));
-        if (!sbuf || !rbuf) {
-            fprintf(stderr, "dfollow.c: rank %d: out of memory for %lld + %lld particles in transit\n",
-                    c->d->rank, (long long)ns, (long long)nr);
-            MPI_Abort(comm, 1);
-        }
-        for (int j = 0; j < P; j++) {
-            if (sc[j]) memcpy(sbuf + sd[j], c->out[j].p + sdone[j], sizeof *sbuf * (size_t)sc[j]);
-            sdone[j] += sc[j];
-        }
-        MPI_Alltoallv(sbuf, sc, sd, c->ptype, rbuf, rcn, rd, c->ptype, comm);
+        cp_particle *rbuf;
+        int64_t nr;
+        rc = cp_exchange(&c->out, rc, max_msg, (void **)&rbuf, &nr, err);
         if (!rc) rc = route(c, next, rbuf, nr, 0, err);
-        free(sbuf);
         free(rbuf);
     }
-    for (int j = 0; j < P; j++) c->out[j].n = 0;
-    free(scount), free(rcount), free(sc), free(sd), free(rcn), free(rd), free(sdone);
     return rc;
 }
 
@@ -322,26 +287,23 @@ int cp_dfollow_run_opts(const cp_dplane *d, int32_t steps, int interp, float thr
     cp_dname(d, "fq0", c.names[ARR_QUEUE]);
     cp_dname(d, "fq1", c.names[ARR_QUEUE + 1]);
     cp_grid_range(&d->grid, d->rank, &c.b0, &c.b1);
-    int rc = 0;
+    int rc = cp_outbox_init(&c.out, d->comm, sizeof(cp_particle), err);
     *rounds = 0;
     if (max_msg < 1 || max_held < 0)
         rc = cp_errf(err, CP_EPARAM, "dfollow.c: max_msg %lld, max_held %lld: need max_msg >= 1 "
                      "and max_held >= 0", (long long)max_msg, (long long)max_held);
     if (max_msg > INT_MAX / d->nranks) max_msg = INT_MAX / d->nranks;
-    c.out = calloc((size_t)d->nranks, sizeof *c.out);
     c.held = calloc((size_t)(3 * (c.b1 - c.b0) + 1), sizeof *c.held);
-    if ((!c.out || !c.held) && !rc)
+    if (!c.held && !rc)
         rc = cp_errf(err, CP_ENOMEM, "dfollow.c: out of memory for the particle buffers");
     rc = cp_agree(d->comm, rc, err);
     if (rc) {
-        free(c.out);
+        cp_outbox_free(&c.out);
         free(c.held);
         return rc;
     }
     for (int64_t b = c.b0; b < c.b1; b++)
         for (int a = 0; a < 3; a++) cp_bstore_remove(d->store, c.names[a], b);
-    MPI_Type_contiguous((int)sizeof(cp_particle), MPI_BYTE, &c.ptype);
-    MPI_Type_commit(&c.ptype);
     int64_t state[2]; /* summed over ranks: particles still travelling, ranks that failed */
     /* progress: the own blocks of round 0, where every particle starts and most finish (the later
      * rounds, particles crossing blocks, are in the elapsed time but not counted) */
@@ -366,10 +328,8 @@ int cp_dfollow_run_opts(const cp_dplane *d, int32_t steps, int interp, float thr
         cp_bstore_remove(d->store, c.names[ARR_QUEUE], b);
         cp_bstore_remove(d->store, c.names[ARR_QUEUE + 1], b);
     }
-    MPI_Type_free(&c.ptype);
-    for (int j = 0; j < d->nranks; j++) free(c.out[j].p);
+    cp_outbox_free(&c.out);
     for (int64_t i = 0; i < 3 * (c.b1 - c.b0); i++) free(c.held[i].p);
-    free(c.out);
     free(c.held);
     return cp_agree(d->comm, rc, err);
 }

@@ -34,7 +34,9 @@
 
 #include "agree.h"
 #include "cp_err.h"
+#include "exchange.h"
 #include "masks.h"
+#include "renumber.h"
 
 enum {
     SEED_R = 2,        /* seeds: maximum of the 5x5 window */
@@ -76,7 +78,7 @@ typedef struct dm {
     const cp_dplane *d;
     const cp_grid *g;
     int64_t b0, b1; /* own blocks */
-    int *cnt;       /* 4 * nranks: send counts, displacements, receive counts, displacements */
+    int *cnt;       /* 2 * nranks: receive counts, displacements of the seed gather */
     char fin[64], mh[64], mhq[64], mlq[64], m0[64];
 } dm;
 
@@ -177,53 +179,27 @@ static int deliver(const dm *m, int64_t *rec, int64_t n, const char *queue, char
     return rc;
 }
 
+/* Queues the record (target block, raster index, value) for the owner of the block. */
+static int send_rec(const dm *m, cp_outbox *out, int64_t blk, int64_t idx, int64_t v, char *err)
+{
+    const int64_t rec[REC] = {blk, idx, v};
+    if (cp_outbox_push(out, cp_grid_owner(m->g, blk), rec, 1))
+        return cp_errf(err, CP_ENOMEM, "dmasks: cannot allocate %lld records to send",
+                       (long long)out->queued + 1);
+    return 0;
+}
+
 /* One round of all-to-all (collective): the records of out go to the owners of their target
  * blocks, which queue them (deliver). rc: this rank's status so far. Statuses are agreed on
  * before the data moves and after it is queued, so every rank returns the same status after the
  * same collectives (a failure anywhere: all ranks return it). Empties out. */
-static int send_to_blocks(const dm *m, int rc, recs *out, const char *queue, char *err)
+static int send_to_blocks(const dm *m, int rc, cp_outbox *out, const char *queue, char *err)
 {
-    const cp_dplane *d = m->d;
-    const int nr = d->nranks;
-    int *scount = m->cnt, *sdispl = scount + nr, *rcount = sdispl + nr, *rdispl = rcount + nr;
-    int64_t *sbuf = NULL, *rbuf = NULL, total = 0;
-    memset(scount, 0, sizeof(int) * (size_t)nr);
-    if (!rc && out->n > INT_MAX / REC)
-        rc = cp_errf(err, CP_EDATA, "dmasks: %lld records in one round exceed MPI's int counts",
-                     (long long)out->n);
-    if (!rc && !(sbuf = malloc(sizeof(int64_t) * (size_t)(REC * out->n + 1))))
-        rc = cp_errf(err, CP_ENOMEM, "dmasks: cannot allocate %lld records to send",
-                     (long long)out->n);
-    if (!rc) {
-        for (int64_t i = 0; i < out->n; i++) scount[cp_grid_owner(m->g, out->v[REC * i])] += REC;
-        for (int r = 0, s = 0; r < nr; s += scount[r], r++) sdispl[r] = rdispl[r] = s;
-        for (int64_t i = 0; i < out->n; i++) {
-            int *at = &rdispl[cp_grid_owner(m->g, out->v[REC * i])]; /* rdispl: cursors for now */
-            memcpy(sbuf + *at, out->v + REC * i, sizeof(int64_t) * REC);
-            *at += REC;
-        }
-    }
-    MPI_Alltoall(scount, 1, MPI_INT, rcount, 1, MPI_INT, d->comm);
-    for (int r = 0; r < nr; r++) total += rcount[r];
-    if (!rc && total > INT_MAX)
-        rc = cp_errf(err, CP_EDATA,
-                     "dmasks: %lld values to receive in one round exceed MPI's int counts",
-                     (long long)total);
-    if (!rc && !(rbuf = malloc(sizeof(int64_t) * (size_t)(total + 1))))
-        rc = cp_errf(err, CP_ENOMEM, "dmasks: cannot allocate %lld values to receive",
-                     (long long)total);
-    for (int r = 0, s = 0; !rc && r < nr; s += rcount[r], r++) rdispl[r] = s;
-    rc = cp_agree(d->comm, rc, err);
-    if (!rc) {
-        MPI_Alltoallv(sbuf, scount, sdispl, MPI_INT64_T, rbuf, rcount, rdispl, MPI_INT64_T,
-                      d->comm);
-        rc = deliver(m, rbuf, total / REC, queue, err);
-        rc = cp_agree(d->comm, rc, err);
-    }
-    free(sbuf);
-    free(rbuf);
-    out->n = 0;
-    return rc;
+    int64_t *rec, n;
+    if ((rc = cp_exchange(out, rc, INT64_MAX, (void **)&rec, &n, err)) != 0) return rc;
+    rc = deliver(m, rec, n, queue, err);
+    free(rec);
+    return cp_agree(m->d->comm, rc, err);
 }
 
 /* What a rank sends in one round beyond the records of its last block: bounds the memory of a
@@ -234,26 +210,25 @@ enum { ROUND_RECORDS = 1 << 20 };
  * rounds: a rank steps through blocks until ROUND_RECORDS are pending, then every rank exchanges
  * (send_to_blocks); rounds go on while any rank has blocks left. Collective; the returned status
  * is agreed. */
-typedef int (*block_step)(const dm *m, const seedtab *t, int64_t b, recs *out, char *err);
+typedef int (*block_step)(const dm *m, const seedtab *t, int64_t b, cp_outbox *out, char *err);
 
-static int rounds(const dm *m, const seedtab *t, block_step step, const char *queue, char *err)
+static int rounds(const dm *m, const seedtab *t, cp_outbox *out, block_step step,
+                  const char *queue, char *err)
 {
-    recs out = {0};
     int rc = 0, more = 1;
     for (int64_t b = m->b0; !rc && more;) {
         int lrc = 0;
-        while (!lrc && b < m->b1 && out.n < ROUND_RECORDS) lrc = step(m, t, b++, &out, err);
-        rc = send_to_blocks(m, lrc, &out, queue, err);
+        while (!lrc && b < m->b1 && out->queued < ROUND_RECORDS) lrc = step(m, t, b++, out, err);
+        rc = send_to_blocks(m, lrc, out, queue, err);
         int mine = b < m->b1;
         if (!rc) MPI_Allreduce(&mine, &more, 1, MPI_INT, MPI_MAX, m->d->comm);
     }
-    free(out.v);
     return rc;
 }
 
 /* ---- phase 1: histogram of own end points; the counts within HALO of other blocks sent ---- */
 
-static int hist_block(const dm *m, const seedtab *t, int64_t b, recs *out, char *err)
+static int hist_block(const dm *m, const seedtab *t, int64_t b, cp_outbox *out, char *err)
 {
     (void)t;
     const cp_grid *g = m->g;
@@ -291,7 +266,7 @@ static int hist_block(const dm *m, const seedtab *t, int64_t b, recs *out, char 
         for (int64_t y = y0; !rc && y < y1; y++)
             for (int64_t x = x0; !rc && x < x1; x++) {
                 int32_t v = h[ext_at(&e, y, x)];
-                if (v) rc = recs_push(out, nbrs[k], y * g->Lx + x, v, err);
+                if (v) rc = send_rec(m, out, nbrs[k], y * g->Lx + x, v, err);
             }
     }
     free(nbrs);
@@ -390,7 +365,7 @@ static int seedtab_alloc(seedtab *t, char *err)
 static int seeds_phase(const dm *m, seedtab *t, char *err)
 {
     const cp_dplane *d = m->d;
-    int *rcount = m->cnt + 2 * d->nranks, *rdispl = rcount + d->nranks;
+    int *rcount = m->cnt, *rdispl = rcount + d->nranks;
     recs own = {0};
     int64_t *all = NULL, total = 0;
     int rc = 0;
@@ -480,7 +455,7 @@ static int paint_block(const dm *m, const seedtab *t, int64_t b, const ext *e, u
     return rc;
 }
 
-static int label_block(const dm *m, const seedtab *t, int64_t b, recs *out, char *err)
+static int label_block(const dm *m, const seedtab *t, int64_t b, cp_outbox *out, char *err)
 {
     const ext e = ext_of(m->g, b);
     uint32_t *M = NULL;
@@ -491,8 +466,8 @@ static int label_block(const dm *m, const seedtab *t, int64_t b, recs *out, char
     for (int64_t i = 0; !rc && i < n; i++) {
         uint32_t v = M[ext_at(&e, (int64_t)p[i].py, (int64_t)p[i].px)];
         if (v) /* "m0" starts at 0: label 0 needs no message */
-            rc = recs_push(out, cp_grid_block_at(m->g, p[i].src / m->g->Lx, p[i].src % m->g->Lx),
-                           p[i].src, v, err);
+            rc = send_rec(m, out, cp_grid_block_at(m->g, p[i].src / m->g->Lx, p[i].src % m->g->Lx),
+                          p[i].src, v, err);
     }
     free(M);
     free(p);
@@ -532,27 +507,16 @@ static int write_block(const dm *m, const seedtab *t, int64_t b, int64_t *count,
     return rc;
 }
 
-/* New ids (the same on every rank): the labels with pixels and count <= Ly*Lx*fraction (f64;
- * removal is strict >) numbered 1..N by increasing first raster index (Cellpose's renumbering
- * by first appearance), the others 0. *n gets N. */
+/* New ids (the same on every rank): the labels not too big (cp_masks_too_big) numbered 1..N by
+ * first appearance (cp_renumber_ids), the others 0. *n gets N. */
 static int renumber(const dm *m, double max_size_fraction, const int64_t *count,
                     const int64_t *first, int64_t K, uint32_t *to, int64_t *n, char *err)
 {
-    const double big = (double)(m->g->Ly * m->g->Lx) * max_size_fraction;
-    int64_t *kept = malloc(sizeof *kept * (size_t)(2 * K + 2)); /* (first raster index, label) */
-    if (!kept)
+    for (int64_t v = 1; v <= K; v++)
+        to[v] = !cp_masks_too_big(count[v], m->g->Ly * m->g->Lx, max_size_fraction);
+    if ((*n = cp_renumber_ids(first, 1, K, to)) < 0)
         return cp_errf(err, CP_ENOMEM, "dmasks: cannot allocate the ids of %lld labels",
                        (long long)K);
-    *n = 0;
-    to[0] = 0;
-    for (int64_t v = 1; v <= K; v++) {
-        to[v] = 0;
-        if (count[v] > 0 && !((double)count[v] > big))
-            kept[2 * *n] = first[v], kept[2 * *n + 1] = v, ++*n;
-    }
-    qsort(kept, (size_t)*n, 2 * sizeof *kept, cmp_first);
-    for (int64_t k = 0; k < *n; k++) to[kept[2 * k + 1]] = (uint32_t)(k + 1);
-    free(kept);
     return 0;
 }
 
@@ -588,6 +552,7 @@ int cp_dmasks_run(const cp_dplane *d, double max_size_fraction, int64_t *nlabels
 {
     dm m = {.d = d, .g = &d->grid};
     seedtab t = {0};
+    cp_outbox out;
     int64_t *count = NULL, *first = NULL, n = 0;
     uint32_t *to = NULL;
     int rc = 0;
@@ -598,12 +563,13 @@ int cp_dmasks_run(const cp_dplane *d, double max_size_fraction, int64_t *nlabels
     /* queues left by an interrupted run (only this rank appends to its blocks' queues) */
     for (int64_t b = m.b0; b < m.b1; b++)
         cp_bstore_remove(d->store, m.mhq, b), cp_bstore_remove(d->store, m.mlq, b);
-    if (!(m.cnt = malloc(sizeof *m.cnt * (size_t)(4 * d->nranks))))
+    rc = cp_outbox_init(&out, d->comm, sizeof(int64_t) * REC, err);
+    if (!rc && !(m.cnt = malloc(sizeof *m.cnt * (size_t)(2 * d->nranks))))
         rc = cp_errf(err, CP_ENOMEM, "dmasks: cannot allocate the counts of %d ranks", d->nranks);
     if ((rc = cp_agree(d->comm, rc, err))) goto done;
-    if ((rc = rounds(&m, &t, hist_block, m.mhq, err))) goto done;
+    if ((rc = rounds(&m, &t, &out, hist_block, m.mhq, err))) goto done;
     if ((rc = seeds_phase(&m, &t, err))) goto done;
-    if ((rc = rounds(&m, &t, label_block, m.mlq, err))) goto done;
+    if ((rc = rounds(&m, &t, &out, label_block, m.mlq, err))) goto done;
 
     count = calloc((size_t)(t.K + 1), sizeof *count);
     first = malloc(sizeof *first * (size_t)(t.K + 1));
@@ -621,6 +587,7 @@ int cp_dmasks_run(const cp_dplane *d, double max_size_fraction, int64_t *nlabels
     if ((rc = cp_agree(d->comm, rc, err))) goto done;
     *nlabels = n;
 done:
+    cp_outbox_free(&out);
     free(m.cnt);
     free(t.idx);
     free(t.label);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cp_err.h"
+#include "renumber.h"
 
 /* ---- seed order: libstdc++ std::sort on (count, index) pairs compared by count only ---- */
 
@@ -283,19 +284,21 @@ int cp_masks_finish(uint32_t *labels, int64_t npix, uint32_t nlabels, double max
                        (unsigned long)nlabels);
     }
     for (int64_t i = 0; i < npix; i++) count[labels[i]]++;
-    /* big masks: strict > in f64; then ids by first appearance (UINT32_MAX: not seen yet) */
-    const double big = (double)npix * max_size_fraction;
+    /* big masks removed, then ids by first appearance */
     to[0] = 0;
-    for (uint32_t v = 1; v <= nlabels; v++) to[v] = (double)count[v] > big ? 0 : UINT32_MAX;
-    uint32_t next = 1;
-    for (int64_t i = 0; i < npix; i++) {
-        uint32_t v = labels[i];
-        if (to[v] == UINT32_MAX) to[v] = next++;
-        labels[i] = to[v];
-    }
+    for (int64_t v = 1; v <= nlabels; v++)
+        to[v] = !cp_masks_too_big(count[v], npix, max_size_fraction);
+    int64_t kept = cp_renumber_array(labels, npix, nlabels, to);
     free(count);
     free(to);
-    return 0;
+    return kept < 0 ? cp_errf(err, CP_ENOMEM, "masks: cannot allocate the ids of %lu labels",
+                              (unsigned long)nlabels)
+                    : 0;
+}
+
+int cp_masks_too_big(int64_t count, int64_t npix, double max_size_fraction)
+{
+    return (double)count > (double)npix * max_size_fraction;
 }
 
 int cp_masks_raw(const cp_particle *p, int64_t n, int64_t Ly, int64_t Lx,

@@ -52,11 +52,14 @@ void cp_masks_grow(const int32_t *h, int64_t Lx, cp_seed s, uint32_t label, uint
 int cp_masks_assign(const cp_particle *p, int64_t n, int64_t Ly, int64_t Lx, const uint32_t *M,
                     uint32_t nlabels, double max_size_fraction, uint32_t *labels, char *err);
 
-/* The end of get_masks on labels (npix values, every label value in 1..nlabels): labels with more
- * than npix*max_size_fraction pixels (f64, strict) are set to 0 and the rest renumbered 1..N by
- * first appearance in raster order. Shared by 2-D (cp_masks_assign) and 3-D (masks3d.h). */
+/* The end of get_masks on labels (npix values, every label value in 1..nlabels): labels that
+ * are too big (cp_masks_too_big) are set to 0 and the rest renumbered 1..N by first appearance
+ * in raster order. Shared by 2-D (cp_masks_assign) and 3-D (masks3d.h). */
 int cp_masks_finish(uint32_t *labels, int64_t npix, uint32_t nlabels, double max_size_fraction,
                     char *err);
+/* The big-mask rule: a mask of count pixels (or voxels) out of npix is removed when
+ * count > npix * max_size_fraction (strict, in f64). */
+int cp_masks_too_big(int64_t count, int64_t npix, double max_size_fraction);
 
 /* Whole-plane raw masks: particles (final positions, any order) of a Ly x Lx plane -> labels
  * (Ly, Lx) uint32: 0 where no particle started; renumbered by first appearance after the

@@ -6,6 +6,7 @@
 
 #include "cp_err.h"
 #include "flows.h"
+#include "renumber.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -15,25 +16,6 @@ static uint32_t max_label(const uint32_t *l, int64_t n)
     uint32_t m = 0;
     for (int64_t i = 0; i < n; i++) m = l[i] > m ? l[i] : m;
     return m;
-}
-
-/* Returns the new maximum, or CP_ENOMEM (negative) if the table of max_label+1 entries cannot be
- * allocated (labels unchanged then). */
-int64_t cp_renumber(uint32_t *labels, int64_t n)
-{
-    uint32_t m = max_label(labels, n);
-    if (m == 0) return 0;
-    uint32_t *id = calloc((size_t)m + 1, sizeof *id);
-    if (!id) return CP_ENOMEM;
-    uint32_t next = 0;
-    for (int64_t i = 0; i < n; i++) {
-        uint32_t v = labels[i];
-        if (!v) continue;
-        if (!id[v]) id[v] = ++next;
-        labels[i] = id[v];
-    }
-    free(id);
-    return next;
 }
 
 int cp_post_flow_qc(uint32_t *labels, int64_t Ly, int64_t Lx, const float *dP, double threshold,
@@ -61,15 +43,12 @@ int cp_post_flow_qc(uint32_t *labels, int64_t Ly, int64_t Lx, const float *dP, d
     for (int64_t i = 0; i < n; i++) {
         uint32_t v = labels[i];
         if (!v) continue;
-        double d0 = mu[i] - (double)(dP[i] / 5.0f);
-        double d1 = mu[n + i] - (double)(dP[n + i] / 5.0f);
-        sum[2 * v] += d0 * d0;
-        sum[2 * v + 1] += d1 * d1;
+        cp_post_flow_error_add(sum + 2 * v, mu[i], mu[n + i], dP[i], dP[n + i]);
         cnt[v]++;
     }
     for (uint32_t v = 1; v <= m; v++) {
         /* A label value with no pixel gives 0/0 = NaN, as in scipy; NaN is never > threshold. */
-        double e = (0.0 + sum[2 * v] / (double)cnt[v]) + sum[2 * v + 1] / (double)cnt[v];
+        double e = cp_post_flow_error(sum + 2 * v, cnt[v]);
         if (errors) errors[v] = e;
         bad[v] = threshold > 0 && e > threshold;
     }
@@ -83,20 +62,23 @@ out:
     return rc;
 }
 
-/* Corrected min_size rule: every label whose pixel count is below min_size is set to 0 (by its
- * value, whatever the gaps), then labels are renumbered by first appearance. */
+int cp_post_too_small(int64_t area, int64_t min_size) { return area < min_size; }
+
+/* Corrected min_size rule: every label too small is set to 0 (by its value, whatever the gaps),
+ * then labels are renumbered by first appearance. */
 static int remove_small(uint32_t *labels, int64_t n, int64_t min_size, char *err)
 {
     uint32_t m = max_label(labels, n);
     int64_t *cnt = calloc((size_t)m + 1, sizeof *cnt);
-    if (!cnt) return cp_errf(err, CP_ENOMEM, "post.c: min_size: out of memory for %u labels", m);
-    for (int64_t i = 0; i < n; i++) cnt[labels[i]]++;
-    for (int64_t i = 0; i < n; i++)
-        if (labels[i] && cnt[labels[i]] < min_size) labels[i] = 0;
+    uint32_t *to = malloc(sizeof *to * ((size_t)m + 1));
+    int64_t kept = cnt && to ? 0 : CP_ENOMEM;
+    for (int64_t i = 0; !kept && i < n; i++) cnt[labels[i]]++;
+    for (int64_t v = 1; !kept && v <= m; v++) to[v] = !cp_post_too_small(cnt[v], min_size);
+    if (!kept) kept = cp_renumber_array(labels, n, m, to);
     free(cnt);
-    if (cp_renumber(labels, n) < 0)
-        return cp_errf(err, CP_ENOMEM, "post.c: min_size: out of memory renumbering %u labels", m);
-    return 0;
+    free(to);
+    return kept < 0 ? cp_errf(err, CP_ENOMEM, "post.c: min_size: out of memory for %u labels", m)
+                    : 0;
 }
 
 void cp_post_hole_map(const uint32_t *labels, int64_t Ly, int64_t Lx, int three_d, uint32_t v,

@@ -5,9 +5,25 @@
 
 #include <stdint.h>
 
-/* Renumbers labels (n values) in order of first appearance, in place; returns the new maximum,
- * or CP_ENOMEM (negative, labels unchanged) if a table of max_label+1 entries cannot be had. */
-int64_t cp_renumber(uint32_t *labels, int64_t n);
+/* The corrected min_size rule (DESIGN.md §2.8): a mask of area pixels is removed when
+ * area < min_size, whatever its label. */
+int cp_post_too_small(int64_t area, int64_t min_size);
+
+/* Cellpose's flow error of one label (scipy.ndimage.mean of each channel, summed): add each of
+ * its pixels, in raster order, to the f64 sums s[0], s[1] of the squared differences between its
+ * ideal flows (mu0, mu1) and the network's dP / 5 (dy, dx); the error of its cnt pixels is then
+ * cp_post_flow_error(s, cnt). The whole-plane QC and the distributed one both use these two. */
+static inline void cp_post_flow_error_add(double *s, double mu0, double mu1, float dy, float dx)
+{
+    double d0 = mu0 - (double)(dy / 5.0f), d1 = mu1 - (double)(dx / 5.0f);
+    s[0] += d0 * d0;
+    s[1] += d1 * d1;
+}
+
+static inline double cp_post_flow_error(const double *s, int64_t cnt)
+{
+    return (0.0 + s[0] / (double)cnt) + s[1] / (double)cnt;
+}
 
 /* Flow-error QC: removes (sets to 0, no renumbering) every label whose error between its ideal
  * flows and dP/5 exceeds threshold (strict). dP (2, Ly, Lx) channel-first at the dynamics scale.

@@ -18,6 +18,7 @@
 #include "dplane.h"
 #include "flows.h"
 #include "post.h"
+#include "renumber.h"
 #include "refcase.h"
 #include "testutil.h"
 

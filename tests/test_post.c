@@ -4,6 +4,7 @@
  * Usage: test_post qc CASE [SUFFIX] | fill CASE [SUFFIX] | chain CASE SUFFIX | stitch CASE [SUFFIX]
  *        | gaps | noresample | unit */
 #include "post.h"
+#include "renumber.h"
 
 #include "cp_err.h"
 #include "flows.h"
@@ -291,6 +292,13 @@ static void unit_renumber(void)
     TU_CHECK(cp_renumber(l, 8) == 3 && !memcmp(l, want, sizeof l), "renumber by first appearance");
     uint32_t z[3] = {0, 0, 0};
     TU_CHECK(cp_renumber(z, 3) == 0 && z[0] == 0, "renumber of background only");
+    /* the rule from tables, as the distributed phases use it: first raster index at stride 2
+     * (label 2 absent, label 4 not kept), ids by first index among the kept labels */
+    const int64_t first[12] = {0, 0, 40, 0, INT64_MAX, 0, 7, 0, 3, 0, 12, 0};
+    uint32_t to[6] = {9, 1, 1, 1, 0, 1}, want_to[6] = {0, 3, 0, 1, 0, 2};
+    TU_CHECK(cp_renumber_ids(first, 2, 5, to) == 3 && !memcmp(to, want_to, sizeof to),
+             "ids by first appearance from tables: %u %u %u %u %u", to[1], to[2], to[3], to[4],
+             to[5]);
 }
 
 static void unit_min_size(void)
