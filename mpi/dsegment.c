@@ -312,15 +312,17 @@ static int blocks_to_output(run *r, const cp_dplane *d, int64_t Ly0, int64_t Lx0
     rc = cp_dmasks_run(d, p->max_size_fraction, &nlabels, err);
     lap(r, CP_PH_MASKS);
     const uint32_t raw_max = (uint32_t)nlabels; /* the largest "m0" id */
-    cp_dplane o = *d;
+    cp_dplane image_plane;
+    const cp_dplane *o = d; /* the plane of the labels */
     cp_bstore image_scale;
     if (!rc && (Ly0 != Ly || Lx0 != Lx)) { /* its blocks in a folder of their own */
         char dir[sizeof image_scale.dir + 16];
         snprintf(dir, sizeof dir, "%s/image_scale", r->store.dir);
         rc = cp_agree(r->comm, cp_bstore_open(&image_scale, dir, err), err);
-        cp_dplane_init(&o, r->comm, Ly0, Lx0, d->grid.B, &image_scale, d->z);
+        cp_dplane_init(&image_plane, r->comm, Ly0, Lx0, d->grid.B, &image_scale, d->z);
+        o = &image_plane;
     }
-    if (!rc) rc = masks_to_labels(r, d, &o, raw_max, &nlabels, err);
+    if (!rc) rc = masks_to_labels(r, d, o, raw_max, &nlabels, err);
     lap(r, CP_PH_POST);
     if (rc) return rc;
     say(r, "masks: %lld", (long long)nlabels);
@@ -328,11 +330,11 @@ static int blocks_to_output(run *r, const cp_dplane *d, int64_t Ly0, int64_t Lx0
     cp_h5_backend be = cp_h5par_backend(&r->comm);
     rc = cp_h5_create(r->out_path, &be, 1, Ly0, Lx0, 0, p->save_flows ? Ly : 0,
                       p->save_flows ? Lx : 0, &h, err);
-    if (!rc) rc = write_blocks(r, h, &o, 0, err);
+    if (!rc) rc = write_blocks(r, h, o, 0, err);
     if (!rc && p->save_flows) rc = write_blocks(r, h, d, 1, err);
     cp_cell *cells = NULL;
     int64_t ncells = 0;
-    if (!rc) rc = cp_dcells_plane(&o, nlabels, &cells, &ncells, err);
+    if (!rc) rc = cp_dcells_plane(o, nlabels, &cells, &ncells, err);
     int64_t nmasks = ncells; /* ids may have gaps (swallowed masks, --protrusions) */
     if (!rc) MPI_Bcast(&nmasks, 1, MPI_INT64_T, 0, r->comm);
     if (!rc) rc = finish_output(r, h, cells, ncells, nmasks, rescale, err);
@@ -340,7 +342,7 @@ static int blocks_to_output(run *r, const cp_dplane *d, int64_t Ly0, int64_t Lx0
     free(cells);
     if (!rc && p->save_tif) {
         uint32_t *all = r->rank == 0 ? malloc(sizeof *all * (size_t)(Ly0 * Lx0)) : NULL;
-        rc = cp_dplane_gather_u32(&o, "lab", all, err);
+        rc = cp_dplane_gather_u32(o, "lab", all, err);
         char tif[CP_PATH_LEN + 64];
         if (!rc && r->rank == 0) {
             cp_masks_tif_path(r->out_path, r->image, tif, sizeof tif);
