@@ -150,20 +150,41 @@ static void ctx_free(dctx *x)
     memset(x, 0, sizeof *x);
 }
 
-/* The rank owning tile k: the owner of the block holding the tile's centre (DESIGN.md §4), the
- * centre clamped into the image and taken to the dynamics scale; rank 0 without a grid. */
-static int tile_owner(const plan *p, const cp_grid *grid, int64_t k)
+/* The owners: each tile the windows need goes to one of the ranks needing it, the one with the
+ * fewest tiles so far: first every tile needed by one rank only, then the shared ones in
+ * increasing index (ties to the lowest rank). The positions needing a tile are increasing, so
+ * its ranks come in increasing order. load: nranks zeros. */
+static void plan_owners(dctx *x, int64_t *load)
 {
-    if (!grid) return 0;
-    const cp_tile_grid *g = &p->g;
-    int64_t cy = min64(max64(g->ystart[k / g->nx] + g->ty / 2 - p->by, 0), p->Lyr - 1);
-    int64_t cx = min64(max64(g->xstart[k % g->nx] + g->tx / 2 - p->bx, 0), p->Lxr - 1);
-    return cp_grid_owner(grid, cp_grid_block_at(grid, cy * p->Dy / p->Lyr, cx * p->Dx / p->Lxr));
+    int64_t nt = x->p.g.ny * x->p.g.nx;
+    for (int shared = 0; shared < 2; shared++)
+        for (int64_t k = 0; k < nt; k++) {
+            int64_t e0 = x->tw_off[k], e1 = x->tw_off[k + 1];
+            if (e0 == e1) {
+                x->owner[k] = 0; /* needed by no window: never evaluated */
+                continue;
+            }
+            int first = x->wrank[x->pwin[x->towin[e0]]], last = x->wrank[x->pwin[x->towin[e1 - 1]]];
+            if ((first != last) != shared) continue;
+            int best = first;
+            for (int64_t e = e0; e < e1; e++) {
+                int r = x->wrank[x->pwin[x->towin[e]]];
+                if (load[r] < load[best]) best = r;
+            }
+            x->owner[k] = best;
+            load[best]++;
+        }
 }
 
-/* The parts' routes: towin (positions by tile), the order of evaluations and the receive queues
- * of this rank. done: ntiles bytes of zeros. */
-static void plan_routes(dctx *x, char *done)
+/* Rank r's window of round t, -1 if it has none. */
+static int64_t round_window(const dctx *x, int r, int64_t t)
+{
+    return x->start[r] + t < x->start[r + 1] ? x->start[r] + t : -1;
+}
+
+/* The parts' routes: towin (positions by tile), the owners, the order of evaluations and the
+ * receive queues of this rank. done: ntiles bytes of zeros; load: nranks zeros. */
+static void plan_routes(dctx *x, char *done, int64_t *load)
 {
     int64_t nt = x->p.g.ny * x->p.g.nx, m = x->off[x->nwin];
     for (int64_t i = 0; i < x->nwin; i++)
@@ -173,11 +194,11 @@ static void plan_routes(dctx *x, char *done)
     for (int64_t q = 0; q < m; q++) x->towin[x->tw_off[x->tiles[q]]++] = q;
     for (int64_t k = nt; k > 0; k--) x->tw_off[k] = x->tw_off[k - 1];
     x->tw_off[0] = 0;
+    plan_owners(x, load);
     for (int64_t t = 0; t < x->nround; t++)
         for (int r = 0; r < x->nranks; r++) {
-            int64_t i = x->start[r] + t;
-            for (int64_t q = i < x->start[r + 1] ? x->off[i] : 0; i < x->start[r + 1] &&
-                 q < x->off[i + 1]; q++)
+            int64_t i = round_window(x, r, t);
+            for (int64_t q = i < 0 ? 0 : x->off[i]; i >= 0 && q < x->off[i + 1]; q++)
                 if (!done[x->tiles[q]]) {
                     done[x->tiles[q]] = 1;
                     x->order[x->norder] = x->tiles[q];
@@ -201,10 +222,9 @@ static void plan_routes(dctx *x, char *done)
 }
 
 /* Plans the plane and windows wins[0..nwin) (inside the dynamics plane) of ranks 0..nranks-1,
- * rank r's being start[r] .. start[r+1] (start: nranks + 1 entries, copied); grid: the block
- * grid whose owners own the tiles (NULL with one rank). */
+ * rank r's being start[r] .. start[r+1] (start: nranks + 1 entries, copied). */
 static int ctx_init(dctx *x, const cp_dnet *net, MPI_Comm comm, int rank, int nranks,
-                    const cp_grid *grid, const cp_rect *wins, const int64_t *start, char *err)
+                    const cp_rect *wins, const int64_t *start, char *err)
 {
     memset(x, 0, sizeof *x);
     x->net = net;
@@ -258,18 +278,20 @@ static int ctx_init(dctx *x, const cp_dnet *net, MPI_Comm comm, int rank, int nr
     x->rcur = calloc((size_t)nranks, sizeof(int64_t));
     x->scratch = malloc(sizeof(float) * (size_t)(x->p.nout * g->ty * g->tx));
     char *done = calloc((size_t)nt, 1);
-    if (!x->tiles || !x->pwin || !x->towin || !x->rq || !x->part || !x->got || !x->tw_off ||
+    int64_t *load = calloc((size_t)nranks, sizeof *load);
+    if (!load || !x->tiles || !x->pwin || !x->towin || !x->rq || !x->part || !x->got || !x->tw_off ||
         !x->order || !x->owin || !x->owner || !x->rq_off || !x->rcur || !x->scratch || !done) {
         free(done);
+        free(load);
         goto oom;
     }
     for (int64_t i = 0; i < x->nwin; i++) {
         cp_rect c = canvas_rect(&x->p, wins[i]);
         cp_tiles_touching(g, c.y0, c.x0, c.ny, c.nx, x->tiles + x->off[i]);
     }
-    for (int64_t k = 0; k < nt; k++) x->owner[k] = tile_owner(&x->p, grid, k);
-    plan_routes(x, done);
+    plan_routes(x, done, load);
     free(done);
+    free(load);
     return 0;
 oom:
     ctx_free(x);
@@ -510,8 +532,8 @@ static int run_plan(dctx *x, cp_dnet_emit emit, void *arg, float *v, int64_t *ks
     x->quit = rc != 0;
     for (int64_t t = 0; t < x->nround; t++) {
         for (int r = 0; r < x->nranks; r++) {
-            int64_t i = x->start[r] + t, q1 = q;
-            while (q1 < x->norder && x->owin[q1] == i) q1++;
+            int64_t i = round_window(x, r, t), q1 = q;
+            while (i >= 0 && q1 < x->norder && x->owin[q1] == i) q1++;
             int rc2 = q1 > q ? evaluate(x, q, q1, ks, rc ? e2 : err) : 0;
             if (!rc) rc = rc2;
             x->quit |= rc != 0;
@@ -541,12 +563,12 @@ static int run_plan(dctx *x, cp_dnet_emit emit, void *arg, float *v, int64_t *ks
 /* Windows wins[0..start[nranks]) of ranks 0..nranks-1 (see ctx_init), this rank's handed to
  * emit in order, with a progress line of this rank's tile evaluations (in `unit`) unless unit is
  * NULL. st (may be NULL) gets this rank's counts. Collective over comm with several ranks. */
-static int windows(const cp_dnet *net, MPI_Comm comm, int rank, int nranks, const cp_grid *grid,
-                   const cp_rect *wins, const int64_t *start, cp_dnet_emit emit, void *arg,
-                   cp_dnet_stats *st, const char *unit, char *err)
+static int windows(const cp_dnet *net, MPI_Comm comm, int rank, int nranks, const cp_rect *wins,
+                   const int64_t *start, cp_dnet_emit emit, void *arg, cp_dnet_stats *st,
+                   const char *unit, char *err)
 {
     dctx x;
-    int rc = ctx_init(&x, net, comm, rank, nranks, grid, wins, start, err);
+    int rc = ctx_init(&x, net, comm, rank, nranks, wins, start, err);
     if (nranks > 1) rc = cp_agree(comm, rc, err); /* the plan is the same everywhere, or none */
     if (rc) {
         ctx_free(&x);
@@ -599,7 +621,7 @@ int cp_dnet_windows(const cp_dnet *net, const cp_rect *wins, int64_t n, cp_dnet_
                     void *arg, cp_dnet_stats *st, char *err)
 {
     int64_t start[2] = {0, n};
-    return windows(net, MPI_COMM_NULL, 0, 1, NULL, wins, start, emit, arg, st, NULL, err);
+    return windows(net, MPI_COMM_NULL, 0, 1, wins, start, emit, arg, st, NULL, err);
 }
 
 /* cp_dnet_windows' sink in a distributed run: window i is block todo[i], stored as "dp". */
@@ -623,7 +645,7 @@ static int store_block(void *arg, int64_t i, const float *out3, char *err)
 }
 
 /* The blocks to compute (all, or those without a complete "dp" file when resuming), every
- * rank's in order, gathered on all ranks (todo: rank r's are start[r] .. start[r+1]), the tiles
+ * rank's in the order it computes them, gathered on all ranks (todo: rank r's are start[r] .. start[r+1]), the tiles
  * evaluated once over them, and this rank's stored as they come. */
 static int run_blocks(const cp_dplane *d, const cp_dnet *net, cp_dnet_stats *st, char *err)
 {
@@ -644,7 +666,10 @@ static int run_blocks(const cp_dplane *d, const cp_dnet *net, cp_dnet_stats *st,
     if (!todo || !start || !cnt || !wins)
         rc = cp_errf(err, CP_ENOMEM, "dnet: out of memory for %lld blocks", (long long)nb);
     int64_t ntodo = 0, reused = 0, damaged = 0, *mine = todo ? todo + nb : NULL;
-    for (int64_t b = b0; !rc && b < b1; b++) {
+    /* odd ranks go through their blocks backwards: neighbouring ranks reach the blocks they
+     * share tiles with in the same rounds, so neither waits long for the other's parts */
+    for (int64_t j = 0; !rc && j < b1 - b0; j++) {
+        int64_t b = d->rank % 2 ? b1 - 1 - j : b0 + j;
         cp_rect r = cp_rect_grow(&d->grid, cp_grid_block(&d->grid, b), 1);
         int64_t bytes = (int64_t)sizeof(float) * 3 * r.ny * r.nx;
         if (net->resume && cp_bstore_size(d->store, name, b) == bytes) {
@@ -678,7 +703,7 @@ static int run_blocks(const cp_dplane *d, const cp_dnet *net, cp_dnet_stats *st,
         /* a communicator of its own: the parts' messages meet no other */
         MPI_Comm_dup(d->comm, &comm);
         block_sink k = {d, net, name, todo + start[d->rank], wins + start[d->rank]};
-        rc = windows(net, comm, d->rank, d->nranks, &d->grid, wins, start, store_block, &k, st,
+        rc = windows(net, comm, d->rank, d->nranks, wins, start, store_block, &k, st,
                      !net->progress ? NULL : d->nranks > 1 ? "tiles of rank 0" : "tiles", err);
         MPI_Comm_free(&comm);
     }

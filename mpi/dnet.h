@@ -4,8 +4,8 @@
  * global tile grid touching that span (blended in increasing tile index), and for those tiles the
  * normalized, resized, zero-padded image over their regions: exactly that image window is read.
  * The distributed run writes the "dp" array of every own block; each tile is evaluated once, by
- * the rank owning the block that holds its centre, which sends each other rank needing it the
- * tile's part over that rank's blocks. */
+ * one of the ranks needing it (balancing the ranks' counts), which sends each other rank needing
+ * it the tile's part over that rank's blocks. */
 #ifndef CP_DNET_H
 #define CP_DNET_H
 
