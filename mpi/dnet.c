@@ -279,8 +279,9 @@ static int ctx_init(dctx *x, const cp_dnet *net, MPI_Comm comm, int rank, int nr
     x->scratch = malloc(sizeof(float) * (size_t)(x->p.nout * g->ty * g->tx));
     char *done = calloc((size_t)nt, 1);
     int64_t *load = calloc((size_t)nranks, sizeof *load);
-    if (!load || !x->tiles || !x->pwin || !x->towin || !x->rq || !x->part || !x->got || !x->tw_off ||
-        !x->order || !x->owin || !x->owner || !x->rq_off || !x->rcur || !x->scratch || !done) {
+    if (!load || !x->tiles || !x->pwin || !x->towin || !x->rq || !x->part || !x->got ||
+        !x->tw_off || !x->order || !x->owin || !x->owner || !x->rq_off || !x->rcur ||
+        !x->scratch || !done) {
         free(done);
         free(load);
         goto oom;
@@ -645,8 +646,8 @@ static int store_block(void *arg, int64_t i, const float *out3, char *err)
 }
 
 /* The blocks to compute (all, or those without a complete "dp" file when resuming), every
- * rank's in the order it computes them, gathered on all ranks (todo: rank r's are start[r] .. start[r+1]), the tiles
- * evaluated once over them, and this rank's stored as they come. */
+ * rank's in the order it computes them, gathered on all ranks (todo: rank r's are start[r] ..
+ * start[r+1]); the tiles evaluated once over them; this rank's blocks stored as they come. */
 static int run_blocks(const cp_dplane *d, const cp_dnet *net, cp_dnet_stats *st, char *err)
 {
     int64_t Dy, Dx, b0, b1, nb = d->grid.nblocks;

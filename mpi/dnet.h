@@ -67,8 +67,9 @@ int cp_dnet_windows(const cp_dnet *net, const cp_rect *wins, int64_t n, cp_dnet_
  * (summed over ranks). A file of the right size that fails its checksum is recomputed, and its
  * owner prints "resume: block (by,bx) 'dp': checksum mismatch, recomputed". d's grid must be the
  * plane of cp_dnet_size. The ranks go through their blocks in rounds (the t-th block of every
- * rank in round t); a tile is evaluated in the round of the first block needing it, by its owner,
- * and its parts travel point to point (nonblocking sends, receives in an order every rank
+ * rank in round t; odd ranks take theirs backwards, so that neighbours reach the blocks they share
+ * tiles with together); a tile is evaluated in the round of the first block needing it, by its
+ * owner, and its parts travel point to point (nonblocking sends, receives in an order every rank
  * plans alike). A rank that fails or stops (net->stop) evaluates nothing more and sends empty
  * messages in place of its parts; a rank receiving one stops too (no error of its own), so no
  * rank waits for ever. Every rank returns the agreed status (cp_agree). */

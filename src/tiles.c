@@ -207,8 +207,8 @@ void cp_tiles_crop(const cp_tile_grid *g, int64_t k, const float *out, int nout,
     int64_t ty0 = g->ystart[k / g->nx], tx0 = g->xstart[k % g->nx], n = x1 - x0;
     for (int c = 0; c < nout; c++)
         for (int64_t y = y0; y < y1; y++)
-            memcpy(part + (c * (y1 - y0) + y - y0) * n, out + (c * g->ty + y - ty0) * g->tx + x0 - tx0,
-                   sizeof(float) * (size_t)n);
+            memcpy(part + (c * (y1 - y0) + y - y0) * n,
+                   out + (c * g->ty + y - ty0) * g->tx + x0 - tx0, sizeof(float) * (size_t)n);
 }
 
 void cp_tiles_accumulate_part(const cp_tile_grid *g, int64_t k, const float *part, int nout,

@@ -43,7 +43,8 @@ static int tiles_once(const char *log, int np)
     char line[4096];
     while (f && fgets(line, sizeof line, f)) {
         const char *at = strstr(line, "reused from the checkpoint; ");
-        if (at) sscanf(at, "reused from the checkpoint; %lld tile evaluations for %lld tiles", &n, &m);
+        if (at)
+            sscanf(at, "reused from the checkpoint; %lld tile evaluations for %lld tiles", &n, &m);
     }
     if (f) fclose(f);
     printf("%d rank(s): %lld tile evaluations for %lld tiles\n", np, n, m);
