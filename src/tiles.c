@@ -158,9 +158,8 @@ void cp_tiles_unflip(const cp_tile_grid *g, int64_t k, float *out, int nout)
     }
 }
 
-/* Intersection of tile k with a canvas window: rows [*y0, *y1), columns [*x0, *x1); 0 if empty. */
-static int tile_clip(const cp_tile_grid *g, int64_t k, int64_t wy0, int64_t wx0, int64_t wny,
-                     int64_t wnx, int64_t *y0, int64_t *y1, int64_t *x0, int64_t *x1)
+int cp_tiles_clip(const cp_tile_grid *g, int64_t k, int64_t wy0, int64_t wx0, int64_t wny,
+                  int64_t wnx, int64_t *y0, int64_t *y1, int64_t *x0, int64_t *x1)
 {
     int64_t ty0 = g->ystart[k / g->nx], tx0 = g->xstart[k % g->nx];
     *y0 = ty0 > wy0 ? ty0 : wy0;
@@ -170,25 +169,55 @@ static int tile_clip(const cp_tile_grid *g, int64_t k, int64_t wy0, int64_t wx0,
     return *y0 < *y1 && *x0 < *x1;
 }
 
-void cp_tiles_accumulate(const cp_tile_grid *g, int64_t k, const float *out, int nout,
-                         float *acc, double *w, int64_t wy0, int64_t wx0, int64_t wny,
-                         int64_t wnx)
+/* Tile k's output over canvas rows [oy0, oy0+ony) x columns [ox0, ox0+onx) in src (nout, ony,
+ * onx), added over its intersection with the window (which src must cover): §3.4. */
+static void accumulate_from(const cp_tile_grid *g, int64_t k, const float *src, int64_t oy0,
+                            int64_t ox0, int64_t ony, int64_t onx, int nout, float *acc,
+                            double *w, int64_t wy0, int64_t wx0, int64_t wny, int64_t wnx)
 {
     int64_t y0, y1, x0, x1;
-    if (!tile_clip(g, k, wy0, wx0, wny, wnx, &y0, &y1, &x0, &x1)) return;
+    if (!cp_tiles_clip(g, k, wy0, wx0, wny, wnx, &y0, &y1, &x0, &x1)) return;
     int64_t ty0 = g->ystart[k / g->nx], tx0 = g->xstart[k % g->nx];
     for (int64_t y = y0; y < y1; y++) {
         const double *tp = g->taper + (y - ty0) * g->tx;
         double *wr = w + (y - wy0) * wnx;
         for (int64_t x = x0; x < x1; x++) wr[x - wx0] += tp[x - tx0];
         for (int c = 0; c < nout; c++) {
-            const float *src = out + (c * g->ty + (y - ty0)) * g->tx;
+            const float *s = src + (c * ony + (y - oy0)) * onx;
             float *dst = acc + (c * wny + (y - wy0)) * wnx;
             for (int64_t x = x0; x < x1; x++)
-                dst[x - wx0] =
-                    (float)((double)dst[x - wx0] + (double)src[x - tx0] * tp[x - tx0]);
+                dst[x - wx0] = (float)((double)dst[x - wx0] + (double)s[x - ox0] * tp[x - tx0]);
         }
     }
+}
+
+void cp_tiles_accumulate(const cp_tile_grid *g, int64_t k, const float *out, int nout,
+                         float *acc, double *w, int64_t wy0, int64_t wx0, int64_t wny,
+                         int64_t wnx)
+{
+    accumulate_from(g, k, out, g->ystart[k / g->nx], g->xstart[k % g->nx], g->ty, g->tx, nout,
+                    acc, w, wy0, wx0, wny, wnx);
+}
+
+void cp_tiles_crop(const cp_tile_grid *g, int64_t k, const float *out, int nout, int64_t wy0,
+                   int64_t wx0, int64_t wny, int64_t wnx, float *part)
+{
+    int64_t y0, y1, x0, x1;
+    if (!cp_tiles_clip(g, k, wy0, wx0, wny, wnx, &y0, &y1, &x0, &x1)) return;
+    int64_t ty0 = g->ystart[k / g->nx], tx0 = g->xstart[k % g->nx], n = x1 - x0;
+    for (int c = 0; c < nout; c++)
+        for (int64_t y = y0; y < y1; y++)
+            memcpy(part + (c * (y1 - y0) + y - y0) * n,
+                   out + (c * g->ty + y - ty0) * g->tx + x0 - tx0, sizeof(float) * (size_t)n);
+}
+
+void cp_tiles_accumulate_part(const cp_tile_grid *g, int64_t k, const float *part, int nout,
+                              float *acc, double *w, int64_t wy0, int64_t wx0, int64_t wny,
+                              int64_t wnx)
+{
+    int64_t y0, y1, x0, x1;
+    if (!cp_tiles_clip(g, k, wy0, wx0, wny, wnx, &y0, &y1, &x0, &x1)) return;
+    accumulate_from(g, k, part, y0, x0, y1 - y0, x1 - x0, nout, acc, w, wy0, wx0, wny, wnx);
 }
 
 void cp_tiles_finish(float *acc, const double *w, int nout, int64_t npix)
@@ -202,10 +231,17 @@ void cp_tiles_finish(float *acc, const double *w, int nout, int64_t npix)
 int64_t cp_tiles_touching(const cp_tile_grid *g, int64_t wy0, int64_t wx0, int64_t wny,
                           int64_t wnx, int64_t *list)
 {
-    int64_t n = 0, y0, y1, x0, x1;
-    for (int64_t k = 0; k < g->ny * g->nx; k++)
-        if (tile_clip(g, k, wy0, wx0, wny, wnx, &y0, &y1, &x0, &x1)) {
-            if (list) list[n] = k;
+    /* a tile meets the window when its rows and its columns do: row-major over both ranges */
+    int64_t ky0 = g->ny, ky1 = 0, kx0 = g->nx, kx1 = 0, n = 0, y0, y1, x0, x1;
+    for (int64_t ky = 0; ky < g->ny; ky++)
+        if (cp_tiles_clip(g, ky * g->nx, wy0, g->xstart[0], wny, 1, &y0, &y1, &x0, &x1))
+            ky0 = ky < ky0 ? ky : ky0, ky1 = ky + 1;
+    for (int64_t kx = 0; kx < g->nx; kx++)
+        if (cp_tiles_clip(g, kx, g->ystart[0], wx0, 1, wnx, &y0, &y1, &x0, &x1))
+            kx0 = kx < kx0 ? kx : kx0, kx1 = kx + 1;
+    for (int64_t ky = ky0; ky < ky1; ky++)
+        for (int64_t kx = kx0; kx < kx1; kx++) {
+            if (list) list[n] = ky * g->nx + kx;
             n++;
         }
     return n;

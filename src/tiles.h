@@ -42,6 +42,18 @@ void cp_tiles_unflip(const cp_tile_grid *g, int64_t k, float *out, int nout);
 void cp_tiles_accumulate(const cp_tile_grid *g, int64_t k, const float *out, int nout,
                          float *acc, double *w, int64_t wy0, int64_t wx0, int64_t wny,
                          int64_t wnx);
+/* Tile k's intersection with canvas window [wy0, wy0+wny) x [wx0, wx0+wnx): rows [*y0, *y1),
+ * columns [*x0, *x1); 0 if empty. */
+int cp_tiles_clip(const cp_tile_grid *g, int64_t k, int64_t wy0, int64_t wx0, int64_t wny,
+                  int64_t wnx, int64_t *y0, int64_t *y1, int64_t *x0, int64_t *x1);
+/* Tile k's part for a window: its output (nout, ty, tx) over the intersection with the window
+ * (cp_tiles_clip) into part (nout, y1-y0, x1-x0). Nothing when they do not meet. */
+void cp_tiles_crop(const cp_tile_grid *g, int64_t k, const float *out, int nout, int64_t wy0,
+                   int64_t wx0, int64_t wny, int64_t wnx, float *part);
+/* cp_tiles_accumulate from tile k's part for the window (cp_tiles_crop): the same bits. */
+void cp_tiles_accumulate_part(const cp_tile_grid *g, int64_t k, const float *part, int nout,
+                              float *acc, double *w, int64_t wy0, int64_t wx0, int64_t wny,
+                              int64_t wnx);
 /* acc = (float)((double)acc / w) over the window (w > 0 everywhere on the canvas). */
 void cp_tiles_finish(float *acc, const double *w, int nout, int64_t npix);
 

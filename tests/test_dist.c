@@ -7,6 +7,9 @@
  *        test_dist tiny_4mpx         tiny model on a generated 2048x2048 image
  *        test_dist thin_cells        generated long thin branching cells -> ideal flows, niter 2000,
  *                                    also with --protrusions
+ *        test_dist tiles_once        the trained model on synth_1024, blocks of 256: the run
+ *                                    summary's tile evaluations equal the plane's tiles on 1-4
+ *                                    ranks (each tile evaluated once, DESIGN.md §2.2)
  * Each run prints the number of differing pixels per rank count. */
 #include <math.h>
 #include <stdlib.h>
@@ -22,14 +25,33 @@
 
 static char dir[1024];
 
-/* Runs the CLI (np = 0: plain single-process, no mpirun) with args, output out. */
-static int cli(int np, const char *args, const char *out)
+/* Runs the CLI (np = 0: plain single-process, no mpirun) with args, output out; with log, not
+ * quiet, its messages into that file. */
+static int cli(int np, const char *args, const char *out, const char *log)
 {
+    char tail[1200] = " --quiet";
+    if (log) snprintf(tail, sizeof tail, " > %s 2>&1", log);
     if (np == 0)
-        return tu_run("OMP_NUM_THREADS=2 %s/cellpose-mpi --quiet %s --output %s", tu_build_dir(),
-                      args, out);
-    return tu_run(MPIRUN " -n %d -x OMP_NUM_THREADS=1 %s/cellpose-mpi --quiet %s --output %s", np,
-                  tu_build_dir(), args, out);
+        return tu_run("OMP_NUM_THREADS=2 %s/cellpose-mpi %s --output %s%s", tu_build_dir(), args,
+                      out, tail);
+    return tu_run(MPIRUN " -n %d -x OMP_NUM_THREADS=1 %s/cellpose-mpi %s --output %s%s", np,
+                  tu_build_dir(), args, out, tail);
+}
+
+/* The run summary's "<n> tile evaluations for <m> tiles" in log: 0 if they agree. */
+static int tiles_once(const char *log, int np)
+{
+    long long n = -1, m = -2;
+    FILE *f = fopen(log, "r");
+    char line[4096];
+    while (f && fgets(line, sizeof line, f)) {
+        const char *at = strstr(line, "reused from the checkpoint; ");
+        if (at)
+            sscanf(at, "reused from the checkpoint; %lld tile evaluations for %lld tiles", &n, &m);
+    }
+    if (f) fclose(f);
+    printf("%d rank(s): %lld tile evaluations for %lld tiles\n", np, n, m);
+    return n == m ? 0 : -1;
 }
 
 /* With --save_flows: /flows and /cellprob of out bit-identical to those of ref. */
@@ -51,12 +73,13 @@ static void compare_flows(const char *ref, const char *out, int np)
 }
 
 /* Single-process reference, then 1..4 ranks with blocks of side B: bit-identical labels. If
- * oracle is not NULL the reference must equal it too. */
-static void compare_ranks(const char *args, int B, const char *oracle)
+ * oracle is not NULL the reference must equal it too; with check_tiles, each rank count's run
+ * summary says each tile was evaluated once. */
+static void compare_ranks(const char *args, int B, const char *oracle, int check_tiles)
 {
-    char ref[1100], out[1100], dargs[8192];
+    char ref[1100], out[1100], log[1100], dargs[8192];
     snprintf(ref, sizeof ref, "%s/ref.h5", dir);
-    int st = cli(0, args, ref);
+    int st = cli(0, args, ref, NULL);
     TU_CHECK(st == 0, "single-process run failed (%d): %s", st, args);
     int64_t n = 0, m = 0;
     uint32_t *want = st == 0 ? tu_h5_read_u32(ref, "labels", &n) : NULL;
@@ -73,8 +96,12 @@ static void compare_ranks(const char *args, int B, const char *oracle)
     for (int np = 1; np <= 4; np++) {
         snprintf(out, sizeof out, "%s/np%d.h5", dir, np);
         snprintf(dargs, sizeof dargs, "%s --block %d", args, B);
-        st = cli(np, dargs, out);
+        snprintf(log, sizeof log, "%s/np%d.txt", dir, np);
+        st = cli(np, dargs, out, check_tiles ? log : NULL);
         TU_CHECK(st == 0, "%d ranks: exit %d", np, st);
+        if (check_tiles)
+            TU_CHECK(tiles_once(log, np) == 0, "%d ranks: tiles evaluated more than once, or no "
+                     "summary in %s", np, log);
         uint32_t *got = st == 0 ? tu_h5_read_u32(out, "labels", &m) : NULL;
         int64_t diff = got && m == n ? tu_count_diff_u32(got, want, n) : -1;
         printf("%d rank(s), blocks of %d: %lld pixels differ\n", np, B, (long long)diff);
@@ -130,7 +157,8 @@ static void seams_case(const char *c, const char *extra, int oracle)
     const char *corrected = tu_path("%s/reference/%s/masks_corrected.tif", tu_shared(), c);
     compare_ranks(args, 128, !oracle                         ? NULL
                              : access(corrected, R_OK) == 0 ? corrected
-                             : tu_need(tu_path("%s/reference/%s/masks.tif", tu_shared(), c)));
+                             : tu_need(tu_path("%s/reference/%s/masks.tif", tu_shared(), c)),
+                  1);
     json_object_put(j);
 }
 
@@ -153,7 +181,7 @@ static void tiny_4mpx(void)
     tu_tiff_free(&s);
     snprintf(args, sizeof args, "--pretrained_model %s --image_path %s --chan 1 --chan2 2",
              tu_need(tu_path("%s/models/tiny_random_nbase8_seed7.pth", tu_shared())), img);
-    compare_ranks(args, 256, NULL);
+    compare_ranks(args, 256, NULL, 0);
 }
 
 /* A tree of 1-3 px wide processes, several blocks long, around a body; three cells that touch. */
@@ -206,13 +234,22 @@ static void thin_cells(void)
     if (cp_tiff_write_f32(dpath, dP, 2, L, L, err) || cp_tiff_write_f32(cpath, cp, 1, L, L, err))
         fprintf(stderr, "%s\n", err), exit(2);
     snprintf(args, sizeof args, "--flows %s --cellprob_in %s --niter 2000", dpath, cpath);
-    compare_ranks(args, 64, NULL);
+    compare_ranks(args, 64, NULL, 0);
     /* --protrusions: the opening releases the 3-px branches and the paths take them back, each
      * block computed on a window grown by cp_protrusions_halo(60) = 124 pixels */
     snprintf(args, sizeof args, "--flows %s --cellprob_in %s --niter 2000 --protrusions "
              "--protrusion_max_len 60", dpath, cpath);
-    compare_ranks(args, 64, NULL);
+    compare_ranks(args, 64, NULL, 0);
     free(lab), free(mu), free(dP), free(cp);
+}
+
+static void tiles_once_case(void)
+{
+    char args[4096];
+    snprintf(args, sizeof args, "--pretrained_model %s --image_path %s --chan 1 --chan2 2 "
+             "--diameter 30", tu_need(tu_path("%s/models/synth_trained_nbase16.pth", tu_shared())),
+             tu_need(tu_path("%s/data/synthetic/synth_1024.tif", tu_shared())));
+    compare_ranks(args, 256, NULL, 1);
 }
 
 int main(int argc, char **argv)
@@ -224,9 +261,9 @@ int main(int argc, char **argv)
         seams_case(argv[2], "--protrusions", 0);
     else if (argc > 1 && !strcmp(argv[1], "tiny_4mpx")) tiny_4mpx();
     else if (argc > 1 && !strcmp(argv[1], "thin_cells")) thin_cells();
+    else if (argc > 1 && !strcmp(argv[1], "tiles_once")) tiles_once_case();
     else return fprintf(stderr, "usage: test_dist seams|seams_flows|seams_protrusions CASE | "
-                        "tiny_4mpx | "
-                        "thin_cells\n"), 2;
+                        "tiny_4mpx | thin_cells | tiles_once\n"), 2;
     tu_run("rm -rf %s", dir);
     return tu_finish();
 }

@@ -127,7 +127,8 @@ static void test_taper(void)
     cp_tiles_free(&b);
 }
 
-/* Blending the whole canvas at once == blending each window of a 3x3 split separately. */
+/* Blending the whole canvas at once == blending each window of a 3x3 split separately, from whole
+ * tiles or (every other window) from the tiles' parts over the window (cp_tiles_crop). */
 static void blend_windows(int64_t Ly, int64_t Lx, int64_t bsize, double ov, int augment)
 {
     cp_tile_grid g;
@@ -143,17 +144,29 @@ static void blend_windows(int64_t Ly, int64_t Lx, int64_t bsize, double ov, int 
         cp_tiles_accumulate(&g, k, outs + k * nout * tsz, nout, acc, w, 0, 0, g.Ey, g.Ex);
     cp_tiles_finish(acc, w, nout, E);
     int64_t yc[4] = {0, g.Ey / 3 + 1, 2 * g.Ey / 3 + 5, g.Ey}, xc[4] = {0, g.Ex / 4, g.Ex / 2 + 3, g.Ex};
-    int64_t nd = 0, nw = 0;
+    int64_t nd = 0, nw = 0, nl = 0;
     for (int a = 0; a < 3; a++)
         for (int b = 0; b < 3; b++) {
             int64_t wy0 = yc[a], wny = yc[a + 1] - wy0, wx0 = xc[b], wnx = xc[b + 1] - wx0;
             float *wa = calloc((size_t)(nout * wny * wnx), sizeof *wa);
             double *ww = calloc((size_t)(wny * wnx), sizeof *ww);
             int64_t list[64];
-            int64_t n = cp_tiles_touching(&g, wy0, wx0, wny, wnx, list);
-            for (int64_t i = 0; i < n; i++)
-                cp_tiles_accumulate(&g, list[i], outs + list[i] * nout * tsz, nout, wa, ww, wy0,
-                                    wx0, wny, wnx);
+            int64_t n = cp_tiles_touching(&g, wy0, wx0, wny, wnx, list), m = 0, y0, y1, x0, x1;
+            for (int64_t k = 0; k < nt; k++) /* the tiles meeting the window, one by one */
+                if (cp_tiles_clip(&g, k, wy0, wx0, wny, wnx, &y0, &y1, &x0, &x1))
+                    nl += m >= n || list[m++] != k;
+            nl += m != n;
+            float *part = malloc((size_t)(nout * tsz) * sizeof *part);
+            for (int64_t i = 0; i < n; i++) {
+                const float *o = outs + list[i] * nout * tsz;
+                if ((a + b) % 2 == 0) {
+                    cp_tiles_accumulate(&g, list[i], o, nout, wa, ww, wy0, wx0, wny, wnx);
+                    continue;
+                }
+                cp_tiles_crop(&g, list[i], o, nout, wy0, wx0, wny, wnx, part);
+                cp_tiles_accumulate_part(&g, list[i], part, nout, wa, ww, wy0, wx0, wny, wnx);
+            }
+            free(part);
             cp_tiles_finish(wa, ww, nout, wny * wnx);
             for (int c = 0; c < nout; c++)
                 for (int64_t y = 0; y < wny; y++)
@@ -167,9 +180,10 @@ static void blend_windows(int64_t Ly, int64_t Lx, int64_t bsize, double ov, int 
             free(ww);
         }
     printf("blend %lldx%lld (bsize %lld, augment %d, %lldx%lld tiles): window vs whole: %lld "
-           "values, %lld weights differ\n", (long long)Ly, (long long)Lx, (long long)bsize,
-           augment, (long long)g.ny, (long long)g.nx, (long long)nd, (long long)nw);
-    TU_CHECK(nd == 0 && nw == 0, "window blending differs");
+           "values, %lld weights differ; %lld tile lists differ from one by one\n", (long long)Ly,
+           (long long)Lx, (long long)bsize, augment, (long long)g.ny, (long long)g.nx,
+           (long long)nd, (long long)nw, (long long)nl);
+    TU_CHECK(nd == 0 && nw == 0 && nl == 0, "window blending or tile lists differ");
     free(outs);
     free(acc);
     free(w);

@@ -18,6 +18,7 @@ cp_add_test(NAME dist_seams_tiny_nbase8_augment_diam60 SOURCE test_dist.c ARGS s
             tiny_nbase8_augment_diam60)
 cp_add_test(NAME dist_seams_tiny_4mpx SOURCE test_dist.c ARGS tiny_4mpx LABELS heavy)
 cp_add_test(NAME dist_seams_thin_cells_niter2000 SOURCE test_dist.c ARGS thin_cells)
+cp_add_test(NAME dist_tiles_once SOURCE test_dist.c ARGS tiles_once)
 foreach(t dataset bad_block h5py)
   cp_add_test(NAME dist_${t} SOURCE test_dist_ops.c LINK tiff_io ARGS ${t})
 endforeach()
