@@ -20,7 +20,7 @@ int cp_dcells_plane(const cp_dplane *d, int64_t nlabels, cp_cell **cells, int64_
     for (int64_t b = b0; !rc && b < b1; b++) {
         cp_rect q = cp_grid_block(&d->grid, b);
         uint32_t *v = malloc(sizeof *v * (size_t)(q.ny * q.nx));
-        rc = v ? cp_bstore_get(d->store, cp_dname(d, "lab", name), b, v,
+        rc = v ? cp_bstore_get(d->store, cp_dname(d, CP_SLOT_LAB, name), b, v,
                                sizeof *v * (size_t)(q.ny * q.nx), err)
                : cp_errf(err, CP_ENOMEM, "cells: out of memory");
         for (int64_t y = 0; !rc && y < q.ny; y++)

@@ -197,7 +197,7 @@ static int advance_block(rounds_ctx *c, int64_t b, int64_t r, int64_t *travellin
                      (long long)b);
         goto done;
     }
-    rc = cp_bstore_get(d->store, cp_dname(d, "dp", name), b, dp, sizeof(float) * (size_t)(3 * npix),
+    rc = cp_bstore_get(d->store, cp_dname(d, CP_SLOT_DP, name), b, dp, sizeof(float) * (size_t)(3 * npix),
                        err);
     if (rc) {
         char why[CP_ERR_LEN];
@@ -283,9 +283,9 @@ int cp_dfollow_run_opts(const cp_dplane *d, int32_t steps, int interp, float thr
 {
     rounds_ctx c = {.d = d, .steps = steps, .interp = interp, .threshold = threshold,
                     .max_held = max_held};
-    cp_dname(d, "fin", c.names[ARR_FIN]);
-    cp_dname(d, "fq0", c.names[ARR_QUEUE]);
-    cp_dname(d, "fq1", c.names[ARR_QUEUE + 1]);
+    cp_dname(d, CP_SLOT_FIN, c.names[ARR_FIN]);
+    cp_dname(d, CP_SLOT_FQ0, c.names[ARR_QUEUE]);
+    cp_dname(d, CP_SLOT_FQ1, c.names[ARR_QUEUE + 1]);
     cp_grid_range(&d->grid, d->rank, &c.b0, &c.b1);
     int rc = cp_outbox_init(&c.out, d->comm, sizeof(cp_particle), err);
     *rounds = 0;

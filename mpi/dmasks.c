@@ -558,8 +558,8 @@ int cp_dmasks_run(const cp_dplane *d, double max_size_fraction, int64_t *nlabels
     int rc = 0;
     *nlabels = 0;
     cp_grid_range(m.g, d->rank, &m.b0, &m.b1);
-    cp_dname(d, "fin", m.fin), cp_dname(d, "mh", m.mh), cp_dname(d, "mhq", m.mhq);
-    cp_dname(d, "mlq", m.mlq), cp_dname(d, "m0", m.m0);
+    cp_dname(d, CP_SLOT_FIN, m.fin), cp_dname(d, CP_SLOT_MH, m.mh), cp_dname(d, CP_SLOT_MHQ, m.mhq);
+    cp_dname(d, CP_SLOT_MLQ, m.mlq), cp_dname(d, CP_SLOT_M0, m.m0);
     /* queues left by an interrupted run (only this rank appends to its blocks' queues) */
     for (int64_t b = m.b0; b < m.b1; b++)
         cp_bstore_remove(d->store, m.mhq, b), cp_bstore_remove(d->store, m.mlq, b);

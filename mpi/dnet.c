@@ -659,7 +659,7 @@ static int run_blocks(const cp_dplane *d, const cp_dnet *net, cp_dnet_stats *st,
                        (long long)d->grid.Lx, (long long)Dy, (long long)Dx);
     cp_grid_range(&d->grid, d->rank, &b0, &b1);
     char name[64];
-    cp_dname(d, "dp", name);
+    cp_dname(d, CP_SLOT_DP, name);
     int64_t *todo = malloc(sizeof(int64_t) * (size_t)(2 * nb));
     int64_t *start = malloc(sizeof(int64_t) * (size_t)(d->nranks + 1));
     int *cnt = malloc(sizeof(int) * (size_t)(2 * d->nranks));

@@ -33,25 +33,26 @@ void cp_rect_paste(const void *src, cp_rect sr, size_t elem, int nch, void *dst,
                    elem * (size_t)(x1 - x0));
 }
 
-int cp_dplane_load_window(const cp_dplane *d, const char *what, cp_rect w, void *out, char *err)
+int cp_dplane_load_window(const cp_dplane *d, cp_slot what, cp_rect w, void *out, char *err)
 {
-    const int dp = strcmp(what, "dp") == 0, nch = dp ? 3 : 1;
-    const size_t elem = dp ? sizeof(float) : sizeof(uint32_t);
+    const int nch = cp_slots[what].nch;
+    const size_t elem = 4; /* uint32 and float32 arrays */
     int64_t nb = cp_grid_blocks_touching(&d->grid, w, NULL);
     int64_t *list = malloc(sizeof *list * (size_t)nb);
     size_t cap = 0;
     char *buf = NULL, name[64];
-    int rc = list ? 0 : cp_errf(err, CP_ENOMEM, "window of %s: out of memory", what);
+    int rc = list ? 0
+                  : cp_errf(err, CP_ENOMEM, "window of %s: out of memory", cp_slots[what].name);
     if (!rc) cp_grid_blocks_touching(&d->grid, w, list);
     cp_dname(d, what, name);
     for (int64_t k = 0; !rc && k < nb; k++) {
         cp_rect r = cp_grid_block(&d->grid, list[k]);
-        if (dp) r = cp_rect_grow(&d->grid, r, 1);
+        r = cp_rect_grow(&d->grid, r, cp_slots[what].grown);
         size_t bytes = elem * (size_t)(nch * r.ny * r.nx);
         if (bytes > cap) {
             free(buf);
             if (!(buf = malloc(cap = bytes)))
-                rc = cp_errf(err, CP_ENOMEM, "window of %s: out of memory", what);
+                rc = cp_errf(err, CP_ENOMEM, "window of %s: out of memory", cp_slots[what].name);
         }
         if (!rc) rc = cp_bstore_get(d->store, name, list[k], buf, bytes, err);
         if (!rc) cp_rect_paste(buf, r, elem, nch, out, w);
@@ -61,9 +62,16 @@ int cp_dplane_load_window(const cp_dplane *d, const char *what, cp_rect w, void 
     return rc;
 }
 
-const char *cp_dname(const cp_dplane *d, const char *what, char *buf)
+const cp_slot_info cp_slots[CP_NSLOTS] = {
+    [CP_SLOT_DP] = {"dp", 3, 1},    [CP_SLOT_FIN] = {"fin", 1, 0}, [CP_SLOT_M0] = {"m0", 1, 0},
+    [CP_SLOT_QC] = {"qc", 1, 0},    [CP_SLOT_LAB] = {"lab", 1, 0}, [CP_SLOT_FQ0] = {"fq0", 1, 0},
+    [CP_SLOT_FQ1] = {"fq1", 1, 0},  [CP_SLOT_MH] = {"mh", 1, 0},   [CP_SLOT_MHQ] = {"mhq", 1, 0},
+    [CP_SLOT_MLQ] = {"mlq", 1, 0},  [CP_SLOT_FH] = {"fh", 1, 0},   [CP_SLOT_PLAB] = {"plab", 1, 0},
+};
+
+const char *cp_dname(const cp_dplane *d, cp_slot what, char *buf)
 {
-    snprintf(buf, 64, "%s.z%lld", what, (long long)d->z);
+    snprintf(buf, 64, "%s.z%lld", cp_slots[what].name, (long long)d->z);
     return buf;
 }
 
@@ -87,14 +95,14 @@ int cp_dplane_put_dp(const cp_dplane *d, const float *dP, const float *cellprob,
             memcpy(v + n + y * r.nx, dP + Ly * Lx + src, sizeof(float) * (size_t)r.nx);
             memcpy(v + 2 * n + y * r.nx, cellprob + src, sizeof(float) * (size_t)r.nx);
         }
-        rc = cp_bstore_put(d->store, cp_dname(d, "dp", name), b, v, sizeof(float) * (size_t)(3 * n),
+        rc = cp_bstore_put(d->store, cp_dname(d, CP_SLOT_DP, name), b, v, sizeof(float) * (size_t)(3 * n),
                            err);
         free(v);
     }
     return cp_agree(d->comm, rc, err);
 }
 
-int cp_dplane_gather_u32(const cp_dplane *d, const char *what, uint32_t *whole, char *err)
+int cp_dplane_gather_u32(const cp_dplane *d, cp_slot what, uint32_t *whole, char *err)
 {
     char name[64];
     cp_dname(d, what, name);

@@ -47,11 +47,11 @@ static int post_stage(struct run *r, const struct stats *s0, const unsigned char
     }
     for (int64_t b = r->b0; !rc && b < r->b1; b++) {
         cp_rect br;
-        if ((rc = load(r, "fh", b, r->out, &br)) != 0) break;
+        if ((rc = load(r, CP_SLOT_FH, b, r->out, &br)) != 0) break;
         for (int64_t p = 0; p < br.ny * br.nx; p++) r->out[p] = map[r->out[p]];
-        if ((rc = store(r, "lab", b, r->out, br)) == 0) {
+        if ((rc = store(r, CP_SLOT_LAB, b, r->out, br)) == 0) {
             char name[64];
-            cp_bstore_remove(r->d->store, cp_dname(r->d, "fh", name), b);
+            cp_bstore_remove(r->d->store, cp_dname(r->d, CP_SLOT_FH, name), b);
         }
     }
     rc = cp_agree(r->d->comm, rc, r->err);
@@ -81,7 +81,7 @@ static int dpost(const cp_dplane *d, double flow_threshold, int qc_only, int64_t
     uint32_t M = 0;
     for (int64_t b = r.b0; !rc && b < r.b1; b++) {
         cp_rect br;
-        if ((rc = load(&r, "m0", b, r.blk, &br)) != 0) break;
+        if ((rc = load(&r, CP_SLOT_M0, b, r.blk, &br)) != 0) break;
         for (int64_t p = 0; p < br.ny * br.nx; p++) M = r.blk[p] > M ? r.blk[p] : M;
     }
     if ((rc = cp_agree(d->comm, rc, err)) != 0) goto out;
@@ -90,7 +90,7 @@ static int dpost(const cp_dplane *d, double flow_threshold, int qc_only, int64_t
     if (!rc && !(bad = calloc((size_t)M + 1, 1))) rc = oom(err, "QC flags");
     for (int64_t b = r.b0; !rc && b < r.b1; b++) {
         cp_rect br;
-        if ((rc = load(&r, "m0", b, r.blk, &br)) == 0) cp_dpost_stats_add(&s0, r.blk, br, r.g->Lx);
+        if ((rc = load(&r, CP_SLOT_M0, b, r.blk, &br)) == 0) cp_dpost_stats_add(&s0, r.blk, br, r.g->Lx);
     }
     if ((rc = cp_agree(d->comm, rc, err)) != 0) goto out;
     cp_dpost_stats_reduce(d->comm, &s0);

@@ -83,7 +83,7 @@ static int gather_kpix(struct run *r, int rc, struct kpix **px, int64_t *npx)
 /* The array after step (a) of block b, map["qc"], into r->blk. */
 static int load_mapped(struct run *r, int64_t b, const uint32_t *map, cp_rect *br)
 {
-    int rc = load(r, "qc", b, r->blk, br);
+    int rc = load(r, CP_SLOT_QC, b, r->blk, br);
     for (int64_t p = 0; !rc && p < br->ny * br->nx; p++) r->blk[p] = map[r->blk[p]];
     return rc;
 }
@@ -315,7 +315,7 @@ static int fill_stage(struct run *r, const struct stats *s, const uint32_t *map,
             struct kpix px = {(br.y0 + p / br.nx) * r->g->Lx + br.x0 + p % br.nx, root[v], v};
             rc = send(r, &r->kpx, label_owner(r, s, root[v]), &px, "group pixels in transit");
         }
-        if (!rc) rc = store(r, "fh", b, r->out, br);
+        if (!rc) rc = store(r, CP_SLOT_FH, b, r->out, br);
     }
     scratch_free(&w);
     struct kpix *px;
@@ -332,11 +332,11 @@ static int fill_stage(struct run *r, const struct stats *s, const uint32_t *map,
     rc = cp_dpost_stats_init(s2, s->n, r->err);
     for (int64_t b = r->b0, i = 0; !rc && b < r->b1; b++) {
         cp_rect br;
-        if ((rc = load(r, "fh", b, r->out, &br)) != 0) break;
+        if ((rc = load(r, CP_SLOT_FH, b, r->out, &br)) != 0) break;
         for (; i < ned && ed[i].blk == b; i++)
             r->out[(ed[i].idx / r->g->Lx - br.y0) * br.nx + ed[i].idx % r->g->Lx - br.x0] = ed[i].v;
         cp_dpost_stats_add(s2, r->out, br, r->g->Lx);
-        rc = store(r, "fh", b, r->out, br);
+        rc = store(r, CP_SLOT_FH, b, r->out, br);
     }
     free(ed);
     if ((rc = cp_agree(r->d->comm, rc, r->err)) != 0) return rc;

@@ -63,7 +63,7 @@ static inline int label_owner(const struct run *r, const struct stats *s, uint32
     return cp_grid_owner(r->g, cp_grid_block_at(r->g, i / r->g->Lx, i % r->g->Lx));
 }
 
-static inline int load(struct run *r, const char *what, int64_t b, uint32_t *a, cp_rect *br)
+static inline int load(struct run *r, cp_slot what, int64_t b, uint32_t *a, cp_rect *br)
 {
     char name[64];
     *br = cp_grid_block(r->g, b);
@@ -71,7 +71,7 @@ static inline int load(struct run *r, const char *what, int64_t b, uint32_t *a, 
                          sizeof(uint32_t) * (size_t)(br->ny * br->nx), r->err);
 }
 
-static inline int store(struct run *r, const char *what, int64_t b, const uint32_t *a, cp_rect br)
+static inline int store(struct run *r, cp_slot what, int64_t b, const uint32_t *a, cp_rect br)
 {
     char name[64];
     return cp_bstore_put(r->d->store, cp_dname(r->d, what, name), b, a,

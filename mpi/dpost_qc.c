@@ -32,11 +32,11 @@ static int qc_block(struct run *r, const struct stats *s, int64_t b, double thr,
 {
     cp_rect br;
     char name[64];
-    int rc = load(r, "m0", b, r->blk, &br);
+    int rc = load(r, CP_SLOT_M0, b, r->blk, &br);
     cp_rect gr = cp_rect_grow(r->g, br, 1);
     int64_t gn = gr.ny * gr.nx, n = br.ny * br.nx;
     if (!rc)
-        rc = cp_bstore_get(r->d->store, cp_dname(r->d, "dp", name), b, r->dp,
+        rc = cp_bstore_get(r->d->store, cp_dname(r->d, CP_SLOT_DP, name), b, r->dp,
                            sizeof(float) * (size_t)(3 * gn), r->err);
     if (rc) return rc;
     uint32_t k = 0;
@@ -143,10 +143,10 @@ int cp_dpost_write_qc(struct run *r, const unsigned char *bad)
     int rc = 0;
     for (int64_t b = r->b0; !rc && b < r->b1; b++) {
         cp_rect br;
-        if ((rc = load(r, "m0", b, r->blk, &br)) != 0) break;
+        if ((rc = load(r, CP_SLOT_M0, b, r->blk, &br)) != 0) break;
         for (int64_t p = 0; p < br.ny * br.nx; p++)
             if (bad[r->blk[p]]) r->blk[p] = 0;
-        rc = store(r, "qc", b, r->blk, br);
+        rc = store(r, CP_SLOT_QC, b, r->blk, br);
     }
     return cp_agree(r->d->comm, rc, r->err);
 }

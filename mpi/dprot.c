@@ -27,9 +27,9 @@ static int gather_flags(const cp_dplane *d, unsigned char *flags, uint32_t raw_m
         cp_rect in = cp_grid_block(&d->grid, b), w = cp_rect_grow(&d->grid, in, 3);
         uint32_t *lab = malloc(sizeof *lab * (size_t)(w.ny * w.nx));
         uint32_t *raw = malloc(sizeof *raw * (size_t)(w.ny * w.nx));
-        rc = lab && raw ? cp_dplane_load_window(d, "lab", w, lab, err)
+        rc = lab && raw ? cp_dplane_load_window(d, CP_SLOT_LAB, w, lab, err)
                         : cp_errf(err, CP_ENOMEM, "protrusions: out of memory");
-        if (!rc) rc = cp_dplane_load_window(d, "m0", w, raw, err);
+        if (!rc) rc = cp_dplane_load_window(d, CP_SLOT_M0, w, raw, err);
         if (!rc)
             rc = cp_protrusions_scan(lab, raw, w.ny, w.nx, in.y0 - w.y0, in.x0 - w.x0, in.ny,
                                      in.nx, flags, err);
@@ -53,16 +53,16 @@ static int block_attach(const cp_dplane *d, int64_t b, const uint32_t *map, floa
     uint32_t *lab = malloc(sizeof *lab * (size_t)n), *raw = malloc(sizeof *raw * (size_t)n);
     float *f = malloc(sizeof *f * (size_t)(3 * n));
     char name[64];
-    int rc = lab && raw && f ? cp_dplane_load_window(d, "lab", w, lab, err)
+    int rc = lab && raw && f ? cp_dplane_load_window(d, CP_SLOT_LAB, w, lab, err)
                              : cp_errf(err, CP_ENOMEM, "protrusions: block %lld: out of memory "
                                        "(%lldx%lld window)", (long long)b, (long long)w.ny,
                                        (long long)w.nx);
-    if (!rc) rc = cp_dplane_load_window(d, "m0", w, raw, err);
-    if (!rc) rc = cp_dplane_load_window(d, "dp", w, f, err);
+    if (!rc) rc = cp_dplane_load_window(d, CP_SLOT_M0, w, raw, err);
+    if (!rc) rc = cp_dplane_load_window(d, CP_SLOT_DP, w, f, err);
     if (!rc) rc = cp_protrusions_apply(lab, raw, map, f, f + 2 * n, w.ny, w.nx, threshold, max_len, err);
     if (!rc) {
         cp_rect_paste(lab, w, sizeof *lab, 1, raw, in); /* the centre, into raw */
-        rc = cp_bstore_put(d->store, cp_dname(d, "plab", name), b, raw,
+        rc = cp_bstore_put(d->store, cp_dname(d, CP_SLOT_PLAB, name), b, raw,
                            sizeof *raw * (size_t)(in.ny * in.nx), err);
     }
     free(lab);
@@ -77,8 +77,8 @@ static int commit_blocks(const cp_dplane *d, uint32_t *mx, char *err)
     int64_t b0, b1;
     cp_grid_range(&d->grid, d->rank, &b0, &b1);
     char pname[64], lname[64];
-    cp_dname(d, "plab", pname);
-    cp_dname(d, "lab", lname);
+    cp_dname(d, CP_SLOT_PLAB, pname);
+    cp_dname(d, CP_SLOT_LAB, lname);
     int rc = 0;
     *mx = 0;
     for (int64_t b = b0; !rc && b < b1; b++) {

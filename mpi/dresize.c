@@ -2,17 +2,16 @@
 #include "dresize.h"
 
 #include <stdlib.h>
-#include <string.h>
 
 #include "agree.h"
 #include "cp_err.h"
 #include "resize.h"
 
-int cp_dresize_nearest(const cp_dplane *src, const char *what, const cp_dplane *dst,
-                       const char *to, char *err)
+int cp_dresize_nearest(const cp_dplane *src, cp_slot what, const cp_dplane *dst, cp_slot to,
+                       char *err)
 {
     const cp_grid *sg = &src->grid, *dg = &dst->grid;
-    const int nch = strcmp(what, "dp") == 0 ? 3 : 1; /* 32-bit values either way */
+    const int nch = cp_slots[what].nch; /* 32-bit values either way */
     int64_t b0, b1;
     cp_grid_range(dg, dst->rank, &b0, &b1);
     char name[64];
@@ -20,7 +19,7 @@ int cp_dresize_nearest(const cp_dplane *src, const char *what, const cp_dplane *
     int rc = 0;
     for (int64_t b = b0; !rc && b < b1; b++) {
         cp_rect o = cp_grid_block(dg, b);
-        if (nch == 3) o = cp_rect_grow(dg, o, 1);
+        o = cp_rect_grow(dg, o, cp_slots[to].grown);
         /* the source rectangle: the source indices are monotone in the destination's */
         int64_t sy0 = cp_nearest_source(o.y0, sg->Ly, dg->Ly);
         int64_t sx0 = cp_nearest_source(o.x0, sg->Lx, dg->Lx);
@@ -30,7 +29,7 @@ int cp_dresize_nearest(const cp_dplane *src, const char *what, const cp_dplane *
         uint32_t *out = malloc(sizeof *out * (size_t)(nch * o.ny * o.nx));
         rc = in && out ? cp_dplane_load_window(src, what, s, in, err)
                        : cp_errf(err, CP_ENOMEM, "resize of %s: out of memory for block %lld",
-                                 what, (long long)b);
+                                 cp_slots[what].name, (long long)b);
         for (int c = 0; !rc && c < nch; c++)
             for (int64_t y = 0; y < o.ny; y++) {
                 const uint32_t *row =

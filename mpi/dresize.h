@@ -8,11 +8,11 @@
 #include "dplane.h"
 
 /* Collective. Array `what` of plane src, resized to plane dst's size, becomes array `to` of
- * dst's own blocks (read from every block it needs: the work directory is shared). A uint32
- * block array, or "dp" (3 float channels on blocks grown by 1, resized as bits, as the single
- * process resizes dP and cellprob for --protrusions). Memory: one destination block and its
+ * dst's own blocks (read from every block it needs: the work directory is shared). A block
+ * array of 32-bit values with its slot's channels and growth (CP_SLOT_DP: resized as bits, as
+ * the single process resizes dP and cellprob for --protrusions). Memory: one destination block and its
  * source window. */
-int cp_dresize_nearest(const cp_dplane *src, const char *what, const cp_dplane *dst,
-                       const char *to, char *err);
+int cp_dresize_nearest(const cp_dplane *src, cp_slot what, const cp_dplane *dst, cp_slot to,
+                       char *err);
 
 #endif

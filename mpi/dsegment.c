@@ -234,7 +234,7 @@ static int write_blocks(run *r, cp_h5out *h, const cp_dplane *d, int flows, char
             uint32_t *v = malloc(sizeof *v * (size_t)(n ? n : 1));
             int lrc = v ? 0 : cp_errf(err, CP_ENOMEM, "write: out of memory");
             if (!lrc && n)
-                lrc = cp_bstore_get(d->store, cp_dname(d, "lab", name), b, v,
+                lrc = cp_bstore_get(d->store, cp_dname(d, CP_SLOT_LAB, name), b, v,
                                     sizeof *v * (size_t)n, err);
             rc = cp_agree(r->comm, lrc, err);
             if (!rc) rc = cp_h5_write_labels(h, d->z, q.y0, q.x0, q.ny, q.nx, v, err);
@@ -247,7 +247,7 @@ static int write_blocks(run *r, cp_h5out *h, const cp_dplane *d, int flows, char
         float *c = malloc(sizeof *c * (size_t)(3 * (n ? n : 1)));
         int lrc = f && c ? 0 : cp_errf(err, CP_ENOMEM, "write: out of memory");
         if (!lrc && n)
-            lrc = cp_bstore_get(d->store, cp_dname(d, "dp", name), b, f,
+            lrc = cp_bstore_get(d->store, cp_dname(d, CP_SLOT_DP, name), b, f,
                                 sizeof *f * (size_t)(3 * g.ny * g.nx), err);
         for (int k = 0; !lrc && k < 3; k++) /* centre of the grown block, channel-first */
             for (int64_t y = 0; y < q.ny; y++)
@@ -285,11 +285,11 @@ static int masks_to_labels(run *r, const cp_dplane *d, const cp_dplane *o, uint3
         rc = cp_dpost_run(d, p->flow_threshold, p->min_size, nlabels, err);
     } else {
         rc = cp_dpost_qc(d, p->flow_threshold, err);
-        if (!rc) rc = cp_dresize_nearest(d, "qc", o, "m0", err);
+        if (!rc) rc = cp_dresize_nearest(d, CP_SLOT_QC, o, CP_SLOT_M0, err);
         if (!rc) rc = cp_dpost_run(o, 0, p->min_size, nlabels, err);
         if (!rc && p->protrusions) /* protrusions read the masks before the QC, and the flows */
-            rc = cp_dresize_nearest(d, "m0", o, "m0", err);
-        if (!rc && p->protrusions) rc = cp_dresize_nearest(d, "dp", o, "dp", err);
+            rc = cp_dresize_nearest(d, CP_SLOT_M0, o, CP_SLOT_M0, err);
+        if (!rc && p->protrusions) rc = cp_dresize_nearest(d, CP_SLOT_DP, o, CP_SLOT_DP, err);
     }
     if (!rc && p->protrusions)
         rc = cp_dprot_run(o, (float)p->cellprob_threshold, p->protrusion_max_len, raw_max,
@@ -342,7 +342,7 @@ static int blocks_to_output(run *r, const cp_dplane *d, int64_t Ly0, int64_t Lx0
     free(cells);
     if (!rc && p->save_tif) {
         uint32_t *all = r->rank == 0 ? malloc(sizeof *all * (size_t)(Ly0 * Lx0)) : NULL;
-        rc = cp_dplane_gather_u32(o, "lab", all, err);
+        rc = cp_dplane_gather_u32(o, CP_SLOT_LAB, all, err);
         char tif[CP_PATH_LEN + 64];
         if (!rc && r->rank == 0) {
             cp_masks_tif_path(r->out_path, r->image, tif, sizeof tif);
@@ -649,7 +649,7 @@ static int flows_to_blocks(run *r, const cp_dplane *d, char *err)
         } else {
             rc = cp_h5_read_flows_window(p->flows, 0, g.y0, g.x0, g.ny, g.nx, v, v + 2 * n, err);
         }
-        if (!rc) rc = cp_bstore_put(&r->store, cp_dname(d, "dp", name), b, v,
+        if (!rc) rc = cp_bstore_put(&r->store, cp_dname(d, CP_SLOT_DP, name), b, v,
                                     sizeof *v * (size_t)(3 * n), err);
         free(v);
     }

@@ -25,7 +25,7 @@ static void put_lab(const cp_dplane *d, const uint32_t *lab)
         uint32_t *v = malloc(sizeof *v * (size_t)(q.ny * q.nx));
         for (int64_t y = 0; y < q.ny; y++)
             memcpy(v + y * q.nx, lab + (q.y0 + y) * L + q.x0, sizeof *v * (size_t)q.nx);
-        int rc = cp_bstore_put(d->store, cp_dname(d, "lab", name), b, v,
+        int rc = cp_bstore_put(d->store, cp_dname(d, CP_SLOT_LAB, name), b, v,
                                sizeof *v * (size_t)(q.ny * q.nx), err);
         TU_CHECK(rc == 0, "%s", err);
         free(v);

@@ -43,7 +43,7 @@ static int64_t cell(float v, int64_t L) { return !(v > 0.0f) ? 0 : v >= (float)(
 static cp_particle *gather_fin(const cp_dplane *d, int32_t steps, int64_t *n)
 {
     char name[64];
-    cp_dname(d, "fin", name);
+    cp_dname(d, CP_SLOT_FIN, name);
     int64_t b0, b1, mine = 0, bad = 0;
     cp_grid_range(&d->grid, d->rank, &b0, &b1);
     for (int64_t b = b0; b < b1; b++) {
@@ -366,7 +366,7 @@ static int test_edges(void)
     int64_t b0, b1;
     cp_grid_range(&d.grid, nranks_ - 1, &b0, &b1);
     char name[64], path[4200], want[4400];
-    cp_bstore_path(&s, cp_dname(&d, "dp", name), b1 - 1, path, sizeof path);
+    cp_bstore_path(&s, cp_dname(&d, CP_SLOT_DP, name), b1 - 1, path, sizeof path);
     snprintf(want, sizeof want, "rank %d: dfollow.c: block %lld: %s: cannot open: No such file or "
              "directory", nranks_ - 1, (long long)(b1 - 1), path);
     MPI_Barrier(MPI_COMM_WORLD);

@@ -60,7 +60,7 @@ static int put_fin(const cp_dplane *d, const cp_particle *p, int64_t n, char *er
     for (int64_t b = b0; !rc && b < b1; b++) {
         int64_t s = b ? start[b - 1] : 0, e = start[b];
         if (e > s)
-            rc = cp_bstore_put(d->store, cp_dname(d, "fin", name), b, sorted + s,
+            rc = cp_bstore_put(d->store, cp_dname(d, CP_SLOT_FIN, name), b, sorted + s,
                                sizeof *sorted * (size_t)(e - s), err);
     }
     free(blk);
@@ -90,7 +90,7 @@ static int run_plane(const cp_particle *p, int64_t n, int64_t Ly, int64_t Lx, in
     double t0 = tu_now();
     rc = cp_dmasks_run(&d, fraction, nlabels, err);
     *seconds = tu_now() - t0;
-    if (!rc) rc = cp_dplane_gather_u32(&d, "m0", whole, err);
+    if (!rc) rc = cp_dplane_gather_u32(&d, CP_SLOT_M0, whole, err);
     MPI_Barrier(MPI_COMM_WORLD);
     if (rank_ == 0) cp_bstore_destroy(&store);
     return rc;
@@ -368,7 +368,7 @@ static const char *bad_kind;
 static void put_bad(const cp_dplane *d)
 {
     char name[64], err[CP_ERR_LEN];
-    cp_dname(d, "fin", name);
+    cp_dname(d, CP_SLOT_FIN, name);
     int64_t b = strcmp(bad_kind, "outside") == 0 || strcmp(bad_kind, "short") == 0
                     ? d->grid.nblocks - 1
                     : 0;

@@ -281,7 +281,7 @@ static void window_mode(const char *name)
 static void gather_compare(const cp_dplane *d, const cp_net_out *ref, const char *what)
 {
     char name[64], err[CP_ERR_LEN];
-    cp_dname(d, "dp", name);
+    cp_dname(d, CP_SLOT_DP, name);
     int64_t ndiff = 0;
     double worst = 0;
     for (int64_t b = 0; b < d->grid.nblocks; b++) {
@@ -344,7 +344,7 @@ static void run_mode(const char *name, int64_t B)
     char dname[64];
     int64_t gone = d.grid.nblocks / 2;
     MPI_Barrier(MPI_COMM_WORLD);
-    if (rank == 0) cp_bstore_remove(&store, cp_dname(&d, "dp", dname), gone);
+    if (rank == 0) cp_bstore_remove(&store, cp_dname(&d, CP_SLOT_DP, dname), gone);
     MPI_Barrier(MPI_COMM_WORLD);
     s.net.resume = 1;
     rc = cp_dnet_run_stats(&d, &s.net, &st, err);

@@ -39,7 +39,7 @@ static int put_m0(const cp_dplane *d, const uint32_t *whole, char *err)
         uint32_t *v = malloc(sizeof(uint32_t) * (size_t)(r.ny * r.nx));
         for (int64_t y = 0; y < r.ny; y++)
             memcpy(v + y * r.nx, whole + (r.y0 + y) * d->grid.Lx + r.x0, sizeof(uint32_t) * (size_t)r.nx);
-        rc = cp_bstore_put(d->store, cp_dname(d, "m0", name), b, v,
+        rc = cp_bstore_put(d->store, cp_dname(d, CP_SLOT_M0, name), b, v,
                            sizeof(uint32_t) * (size_t)(r.ny * r.nx), err);
         free(v);
     }
@@ -72,9 +72,9 @@ static int64_t run_once(const cp_bstore *st, int64_t z, int64_t Ly, int64_t Lx, 
     TU_CHECK(rc == 0, "%s B %lld: %s", what, (long long)B, err);
     uint32_t *qc = rank == 0 ? malloc(sizeof(uint32_t) * (size_t)n) : NULL;
     uint32_t *lab = rank == 0 ? malloc(sizeof(uint32_t) * (size_t)n) : NULL;
-    rc = cp_dplane_gather_u32(&d, "qc", qc, err);
+    rc = cp_dplane_gather_u32(&d, CP_SLOT_QC, qc, err);
     TU_CHECK(rc == 0, "%s: gather qc: %s", what, err);
-    rc = cp_dplane_gather_u32(&d, "lab", lab, err);
+    rc = cp_dplane_gather_u32(&d, CP_SLOT_LAB, lab, err);
     TU_CHECK(rc == 0, "%s: gather lab: %s", what, err);
     int64_t dq = 0, dl = 0;
     if (rank == 0) {
