@@ -1,10 +1,13 @@
 /* End-to-end parity through the real CLI: runs build/cellpose-mpi on a reference case with the
  * parameters of its case.json and compares the output file with the oracle:
  *   image mode:  dP and cellprob within 1e-3 absolute (worst error printed), final masks identical
- *                up to renumbering;
+ *                up to renumbering; 3-D cases (do_3D in case.json) run with --do_3D, their masks
+ *                identical label for label, flow_threshold recorded as unused, /cells with z;
  *   flows mode:  --flows dP.tif --cellprob_in cellprob.tif (the oracle's own network output):
  *                masks identical label for label.
- * usage: test_e2e CASE image|flows [VARIANT]   VARIANT: stitch025, niter200, recipe */
+ * usage: test_e2e CASE image|flows [VARIANT]
+ *   VARIANT: stitch025, noresample, smooth1 (the case's <variant>_run / smooth_run with its
+ *   <file>_<variant>.tif outputs), niter200, recipe */
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -78,10 +81,15 @@ static void image_flags(json_object *k)
     if ((o = tu_json_get(k, "normalize")) && json_object_is_type(o, json_type_boolean) &&
         !json_object_get_boolean(o))
         arg("--no_norm");
+    if (is_true(tu_json_get(k, "do_3D"))) {
+        arg("--do_3D");
+        if (is_set(o = tu_json_get(k, "anisotropy"))) arg("--anisotropy %.17g", json_object_get_double(o));
+        if ((o = tu_json_get(k, "flow3D_smooth"))) arg("--flow3D_smooth %.17g", json_object_get_double(o));
+    }
     dynamics_flags(k);
 }
 
-/* Our /flows is (2,Y,X) or (Z,2,Y,X); the oracle's dP is CYX or CZYX. */
+/* Our /flows is (2,Y,X) or (Z,2,Y,X), or (3,Z,Y,X) in 3-D; the oracle's dP is CYX or CZYX. */
 static void check_flows(const char *out, const char *dp_path, const char *cp_path)
 {
     int64_t n, m;
@@ -90,11 +98,12 @@ static void check_flows(const char *out, const char *dp_path, const char *cp_pat
     TU_CHECK(fl && cp && n == dp.n && m == cr.n, "flow sizes: ours %lld/%lld, oracle %lld/%lld",
              (long long)n, (long long)m, (long long)dp.n, (long long)cr.n);
     if (fl && cp && n == dp.n && m == cr.n) {
-        int64_t nz = cr.pages, npix = cr.ny * cr.nx;
+        int64_t nz = cr.pages, npix = cr.ny * cr.nx, nc = n / m;
         float *czyx = malloc(sizeof(float) * (size_t)n);
         for (int64_t z = 0; z < nz; z++)
-            for (int c = 0; c < 2; c++)
-                memcpy(czyx + (c * nz + z) * npix, fl + (z * 2 + c) * npix, sizeof(float) * (size_t)npix);
+            for (int64_t c = 0; c < nc; c++) /* (3,Z,Y,X) is the oracle's layout already */
+                memcpy(czyx + (c * nz + z) * npix, fl + (nc == 3 ? c * nz + z : z * 2 + c) * npix,
+                       sizeof(float) * (size_t)npix);
         double edp = tu_maxabs(czyx, dp.f32, n, NULL), ecp = tu_maxabs(cp, cr.f32, m, NULL);
         printf("max |dP - oracle| = %.3g, max |cellprob - oracle| = %.3g\n", edp, ecp);
         TU_CHECK(edp <= 1e-3, "dP error %.3g > 1e-3", edp);
@@ -144,7 +153,9 @@ int main(int argc, char **argv)
     snprintf(cmd, sizeof cmd, "%s/cellpose-mpi --quiet --output %s", tu_build_dir(), out);
 
     json_object *k = tu_json_get(j, "call.eval_kwargs");
-    if (!strcmp(variant, "stitch025")) k = tu_json_get(j, "stitch025_run.call.eval_kwargs");
+    if (!strcmp(variant, "stitch025") || !strcmp(variant, "noresample"))
+        k = tu_json_get(j, tu_path("%s_run.call.eval_kwargs", variant));
+    if (!strcmp(variant, "smooth1")) k = tu_json_get(j, "smooth_run.call.eval_kwargs");
     if (!k) k = tu_json_get(j, "call"); /* flows cases: the dynamics keys sit in call */
     const char *mname = tu_path("masks%s.tif", sfx);
     if (!strcmp(c, "synth_trained_nbase16_diam40_noresample"))
@@ -180,7 +191,14 @@ int main(int argc, char **argv)
         if (!strcmp(mode, "image") && tu_json_get(j, tu_path("files.dP%s.tif", sfx)))
             check_flows(out, ref_file(j, c, tu_path("dP%s.tif", sfx)),
                         tu_path("%s", ref_file(j, c, tu_path("cellprob%s.tif", sfx))));
-        check_masks(out, masks, !strcmp(mode, "flows"));
+        int do3d = is_true(tu_json_get(k, "do_3D"));
+        check_masks(out, masks, !strcmp(mode, "flows") || do3d);
+        if (do3d) { /* flow_threshold recorded as unused; /cells with z */
+            TU_CHECK(tu_run("h5dump -a unused_parameters %s | grep -q flow_threshold", out) == 0,
+                     "no attribute unused_parameters naming flow_threshold");
+            TU_CHECK(tu_run("h5dump -H -d cells %s | grep -q centroid_z", out) == 0,
+                     "/cells has no centroid_z");
+        }
     }
     json_object_put(j);
     tu_run("rm -rf %s", tu_tmpdir());
