@@ -206,7 +206,7 @@ static int finish_output(run *r, cp_h5out *h, cp_cell *cells, int64_t ncells, in
         .niter_used = cp_niter_steps(r->p->niter, rescale, !r->p->no_resample),
         .n_masks = nmasks,
     };
-    int rc = cp_h5_write_cells(h, cells, ncells, err);
+    int rc = cp_h5_write_cells(h, cells, ncells, 0, err);
     if (!rc) rc = cp_h5_write_attrs(h, r->p, &pv, err);
     if (rc) {
         cp_h5_abort(h);

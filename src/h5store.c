@@ -266,16 +266,41 @@ int cp_h5_write_flows(cp_h5out *h, int64_t z, int64_t y0, int64_t x0, int64_t ny
                        cellprob, "/cellprob", err);
 }
 
-int cp_h5_write_cells(cp_h5out *h, const cp_cell *cells, int64_t n, char *err)
+int cp_h5_create_flows3(cp_h5out *h, const int64_t n[3], char *err)
+{
+    hsize_t f4[4] = {3, (hsize_t)n[0], (hsize_t)n[1], (hsize_t)n[2]};
+    h->flows = create_dataset(h->file, "flows", H5T_NATIVE_FLOAT, 4, f4);
+    h->cellprob = create_dataset(h->file, "cellprob", H5T_NATIVE_FLOAT, 3, f4 + 1);
+    if (!all_ok(h, h->flows >= 0 && h->cellprob >= 0))
+        return cp_errf(err, CP_EIO, "%s: cannot create /flows and /cellprob", h->path);
+    return 0;
+}
+
+int cp_h5_write_flows3(cp_h5out *h, const int64_t start[3], const int64_t count[3],
+                       const float *dP, const float *cellprob, char *err)
+{
+    hsize_t any = count[0] && count[1] && count[2];
+    hsize_t s4[4] = {0, (hsize_t)start[0], (hsize_t)start[1], (hsize_t)start[2]};
+    hsize_t c4[4] = {3 * any, (hsize_t)count[0], (hsize_t)count[1], (hsize_t)count[2]};
+    int rc = write_block(h, h->flows, H5T_NATIVE_FLOAT, 4, s4, c4, dP, "/flows", err);
+    return rc ? rc
+              : write_block(h, h->cellprob, H5T_NATIVE_FLOAT, 3, s4 + 1, c4 + 1, cellprob,
+                            "/cellprob", err);
+}
+
+int cp_h5_write_cells(cp_h5out *h, const cp_cell *cells, int64_t n, int volume, char *err)
 {
     hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(cp_cell));
     H5Tinsert(t, "id", HOFFSET(cp_cell, id), H5T_NATIVE_UINT32);
-    H5Tinsert(t, "plane", HOFFSET(cp_cell, plane), H5T_NATIVE_UINT32);
+    if (!volume) H5Tinsert(t, "plane", HOFFSET(cp_cell, plane), H5T_NATIVE_UINT32);
     H5Tinsert(t, "area", HOFFSET(cp_cell, area), H5T_NATIVE_UINT64);
+    if (volume) H5Tinsert(t, "centroid_z", HOFFSET(cp_cell, cz), H5T_NATIVE_DOUBLE);
     H5Tinsert(t, "centroid_y", HOFFSET(cp_cell, cy), H5T_NATIVE_DOUBLE);
     H5Tinsert(t, "centroid_x", HOFFSET(cp_cell, cx), H5T_NATIVE_DOUBLE);
+    if (volume) H5Tinsert(t, "bbox_z0", HOFFSET(cp_cell, z0), H5T_NATIVE_INT64);
     H5Tinsert(t, "bbox_y0", HOFFSET(cp_cell, y0), H5T_NATIVE_INT64);
     H5Tinsert(t, "bbox_x0", HOFFSET(cp_cell, x0), H5T_NATIVE_INT64);
+    if (volume) H5Tinsert(t, "bbox_z1", HOFFSET(cp_cell, z1), H5T_NATIVE_INT64);
     H5Tinsert(t, "bbox_y1", HOFFSET(cp_cell, y1), H5T_NATIVE_INT64);
     H5Tinsert(t, "bbox_x1", HOFFSET(cp_cell, x1), H5T_NATIVE_INT64);
     int64_t before, total;
@@ -342,6 +367,8 @@ int cp_h5_write_attrs(cp_h5out *h, const cp_params *p, const cp_provenance *pv, 
     bad |= attr_write(h->file, "rescale", H5T_NATIVE_DOUBLE, &pv->rescale);
     bad |= attr_write(h->file, "niter_used", H5T_NATIVE_INT64, &pv->niter_used);
     bad |= attr_write(h->file, "n_masks", H5T_NATIVE_INT64, &pv->n_masks);
+    if (p->do_3D) /* accepted for Cellpose's command lines, but there is no flow QC in 3-D */
+        bad |= attr_str(h->file, "unused_parameters", "flow_threshold (no flow-error QC in 3-D)");
     return all_ok(h, !bad) ? 0 : cp_errf(err, CP_EIO, "%s: cannot write attributes", h->path);
 }
 

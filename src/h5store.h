@@ -1,6 +1,7 @@
 /* The HDF5 output file (DESIGN.md §5): /labels uint32 (Y,X) or (Z,Y,X), chunked and deflated;
- * optional /flows (2,Y,X)|(Z,2,Y,X) and /cellprob float32; /cells (per mask: id, plane, area,
- * centroid, box); provenance attributes on the root (strings: variable-length UTF-8). Written to
+ * optional /flows (2,Y,X)|(Z,2,Y,X) and /cellprob float32, or with --do_3D /flows (3,Z,Y,X) =
+ * (dZ, dY, dX) and /cellprob (Z,Y,X); /cells (per mask: id, plane, area, centroid, box; with
+ * --do_3D one row per 3-D mask with z in the centroid and the box instead of the plane); provenance attributes on the root (strings: variable-length UTF-8). Written to
  * <path>.partial.<pid> (rank 0's pid: two runs never share one) and renamed to <path> only by
  * cp_h5_commit, so a failed run never leaves a file under the final name. Also the
  * reader of saved flows for --flows FILE.h5.
@@ -25,10 +26,12 @@
 typedef struct cp_h5out cp_h5out;
 
 typedef struct cp_cell {
-    uint32_t id, plane;
-    uint64_t area;
+    uint32_t id, plane;              /* plane: 2-D masks only */
+    uint64_t area;                   /* pixels, or voxels of a 3-D mask */
     double cy, cx;                   /* centroid (row, column) */
     int64_t y0, x0, y1, x1;          /* bounding box, [y0, y1) x [x0, x1) */
+    double cz;                       /* 3-D masks only: centroid plane, */
+    int64_t z0, z1;                  /* and planes [z0, z1) of the box */
 } cp_cell;
 
 /* What the attributes record besides the parameters. */
@@ -74,8 +77,18 @@ int cp_h5_write_labels(cp_h5out *h, int64_t z, int64_t y0, int64_t x0, int64_t n
 /* A block of dP (2, ny, nx) and cellprob (ny, nx) of plane z (only if created with flows). */
 int cp_h5_write_flows(cp_h5out *h, int64_t z, int64_t y0, int64_t x0, int64_t ny, int64_t nx,
                       const float *dP, const float *cellprob, char *err);
-/* Each rank passes its rows of /cells; they are stored in rank order. */
-int cp_h5_write_cells(cp_h5out *h, const cp_cell *cells, int64_t n, char *err);
+/* --do_3D with --save_flows: adds /flows (3, n[0], n[1], n[2]) = (dZ, dY, dX) and /cellprob
+ * (n[0], n[1], n[2]) to a file created without flows (fny = fnx = 0); n is the grid of the
+ * dynamics (the network scale with --no_resample). */
+int cp_h5_create_flows3(cp_h5out *h, const int64_t n[3], char *err);
+/* A box of them: start and count (z, y, x); dP (3, count) channel-first, cellprob (count). A
+ * count with a zero writes nothing (a rank with no block in a collective write). */
+int cp_h5_write_flows3(cp_h5out *h, const int64_t start[3], const int64_t count[3],
+                       const float *dP, const float *cellprob, char *err);
+/* Each rank passes its rows of /cells; they are stored in rank order. volume: the rows are 3-D
+ * masks (cp_cells_collect3): the columns are id, area, centroid_z/y/x, bbox_z0/y0/x0/z1/y1/x1;
+ * else id, plane, area, centroid_y/x, bbox_y0/x0/y1/x1. */
+int cp_h5_write_cells(cp_h5out *h, const cp_cell *cells, int64_t n, int volume, char *err);
 int cp_h5_write_attrs(cp_h5out *h, const cp_params *p, const cp_provenance *pv, char *err);
 /* Flushes and closes the partial file, syncs it to disk and renames it to <path>; frees h. On any
  * failure (a full disk, an I/O error) the partial file is removed and <path> is untouched (a

@@ -45,6 +45,12 @@ const cp_param_def cp_param_defs[] = {
     {"min_size", CP_PT_INT, OFF(min_size), -1, BIG, "smallest mask in pixels (<= 0: off) (15)"},
     {"max_size_fraction", CP_PT_REAL, OFF(max_size_fraction), 0, 1, "largest mask (0.4)"},
     {"stitch_threshold", CP_PT_REAL, OFF(stitch_threshold), 0, 1, "stitch planes by IoU (0: off)"},
+    {"do_3D", CP_PT_FLAG, OFF(do_3D), 0, 1,
+     "segment a volume in 3-D (Cellpose's do_3D; one process for now)"},
+    {"anisotropy", CP_PT_REAL, OFF(anisotropy), 0, 1e6,
+     "--do_3D: Z spacing / XY spacing, > 0 (1.0)"},
+    {"flow3D_smooth", CP_PT_REAL, OFF(flow3D_smooth), 0, 1e3,
+     "--do_3D: Gaussian sigma of the flows before the dynamics (0: off)"},
     {"threads", CP_PT_INT, OFF(threads), 0, 4096, "OpenMP threads (0: OMP_NUM_THREADS or all)"},
     {"quiet", CP_PT_FLAG, OFF(quiet), 0, 1, "no progress output"},
     {"protrusions", CP_PT_FLAG, OFF(protrusions), 0, 1,
@@ -81,6 +87,7 @@ void cp_params_default(cp_params *p)
     p->min_size = 15;
     p->max_size_fraction = 0.4;
     p->protrusion_max_len = 400;
+    p->anisotropy = 1.0;
 }
 
 static int parse_number(const cp_param_def *d, const char *v, double *out, char *err)
@@ -133,8 +140,31 @@ int cp_param_set(cp_params *p, const cp_param_def *d, const char *value, char *e
     return cp_errf(err, CP_EPARAM, "--%s: unknown parameter type", d->name);
 }
 
+/* The flag combinations --do_3D refuses (§8.1: Cellpose's 3-D mode has no bsize, no stitching, no
+ * flow QC; protrusions are defined on planes only). flow_threshold is accepted and unused. */
+static int validate_3d(const cp_params *p, char *err)
+{
+    if (!(p->anisotropy > 0))
+        return cp_errf(err, CP_EPARAM, "--anisotropy: %g must be > 0", p->anisotropy);
+    if (!p->do_3D) return 0;
+    if (p->bsize != 224)
+        return cp_errf(err, CP_EPARAM, "--bsize %lld: not with --do_3D (Cellpose's 3-D mode "
+                       "always tiles at 224)", (long long)p->bsize);
+    if (p->stitch_threshold > 0)
+        return cp_errf(err, CP_EPARAM, "--stitch_threshold: not with --do_3D (stitching planes is "
+                       "the 2.5-D mode; give one or the other)");
+    if (p->protrusions)
+        return cp_errf(err, CP_EPARAM, "--protrusions: not with --do_3D (not defined in 3-D yet)");
+    if (p->flows[0])
+        return cp_errf(err, CP_EPARAM, "--flows: not with --do_3D (masks from saved 3-D flows "
+                       "are not done yet)");
+    return 0;
+}
+
 int cp_params_validate(const cp_params *p, char *err)
 {
+    int rc = validate_3d(p, err);
+    if (rc) return rc;
     if (p->bsize % 16)
         return cp_errf(err, CP_EPARAM, "--bsize: %lld is not a multiple of 16",
                        (long long)p->bsize);

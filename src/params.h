@@ -36,6 +36,10 @@ typedef struct cp_params {
     int64_t min_size;
     double max_size_fraction;
     double stitch_threshold;
+    /* 3-D segmentation (Cellpose's do_3D, CELLPOSE_ALGORITHM.md §8) */
+    int do_3D;
+    double anisotropy;            /* Z spacing / XY spacing (1.0) */
+    double flow3D_smooth;         /* Gaussian sigma on dP before the dynamics (0: off) */
     /* execution */
     int64_t threads;              /* 0: OMP_NUM_THREADS, else all cores */
     int quiet;

@@ -109,8 +109,8 @@ int cp_layout_decide(const int64_t *shape, int ndim, int z_axis, int channel_axi
                        channel_axis, sh);
     if (stitch && ndim == 2)
         return cp_errf(err, CP_EPARAM,
-                       "prep: image shape %s is 2-D: stitching (--stitch_threshold > 0) needs a "
-                       "stack (Cellpose: cannot process 2D images in 3D mode)", sh);
+                       "prep: image shape %s is 2-D: --do_3D and stitching (--stitch_threshold > 0) "
+                       "need a stack (Cellpose: cannot process 2D images in 3D mode)", sh);
     int channels_given = chan >= 0;
     int sax = (ndim >= 3 && shape[ndim - 1] >= 2 && shape[ndim - 1] <= 4) ? ndim - 1 : -1;
     int yax = sax >= 0 ? ndim - 3 : ndim - 2, xax = yax + 1;

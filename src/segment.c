@@ -1,6 +1,6 @@
 /* The single-process driver (see segment.h): read -> channels -> normalize -> network -> masks ->
  * (stitch) -> write, one plane at a time except where Cellpose needs the whole stack
- * (normalization over the stack and stitching). */
+ * (normalization over the stack and stitching), or the whole volume (--do_3D). */
 #include "segment.h"
 
 #include <libgen.h>
@@ -13,9 +13,11 @@
 
 #include "cells.h"
 #include "compute_masks.h"
+#include "compute_masks3d.h"
 #include "cp_err.h"
 #include "h5store.h"
 #include "image.h"
+#include "net3d.h"
 #include "post.h"
 #include "prep.h"
 #include "progress.h"
@@ -66,21 +68,37 @@ void cp_say(int quiet, const char *fmt, ...)
     va_end(ap);
 }
 
+/* Planes [z0, z0+nz) of im whole into x2 (nz, ny, nx, 2). */
+static int read_planes(cp_image *im, int64_t z0, int64_t nz, float *x2, char *err)
+{
+    int64_t npix = im->layout.ny * im->layout.nx;
+    int rc = 0;
+    for (int64_t z = 0; !rc && z < nz; z++)
+        rc = cp_image_read(im, z0 + z, 0, 0, im->layout.ny, im->layout.nx, x2 + z * npix * 2, err);
+    return rc;
+}
+
+/* The normalization constants of both channels of x2 (nz, ny, nx, 2) taken together. */
+static int norm_planes(const float *x2, int64_t nz, int64_t ny, int64_t nx, const cp_params *p,
+                       cp_norm norm[2], char *err)
+{
+    int rc = 0;
+    for (int c = 0; !rc && c < 2; c++)
+        rc = cp_norm_compute_stack(x2, nz, ny, nx, c, p->norm_percentile_lo,
+                                   p->norm_percentile_hi, &norm[c], err);
+    return rc;
+}
+
 int cp_plane_norm(cp_image *im, int64_t z0, int64_t nz, const cp_params *p, cp_norm norm[2],
                   char *err)
 {
     const cp_layout *L = &im->layout;
-    int64_t npix = L->ny * L->nx;
-    float *x2 = malloc(sizeof(float) * (size_t)(nz * npix * 2));
+    float *x2 = malloc(sizeof(float) * (size_t)(nz * L->ny * L->nx * 2));
     if (!x2)
         return cp_err_nomem(err, im->path, (int64_t[]){nz, L->ny, L->nx, 2}, 4, "float32", 4,
                             "for the normalization");
-    int rc = 0;
-    for (int64_t z = 0; !rc && z < nz; z++)
-        rc = cp_image_read(im, z0 + z, 0, 0, L->ny, L->nx, x2 + z * npix * 2, err);
-    for (int c = 0; !rc && c < 2; c++)
-        rc = cp_norm_compute_stack(x2, nz, L->ny, L->nx, c, p->norm_percentile_lo,
-                                   p->norm_percentile_hi, &norm[c], err);
+    int rc = read_planes(im, z0, nz, x2, err);
+    if (!rc) rc = norm_planes(x2, nz, L->ny, L->nx, p, norm, err);
     free(x2);
     return rc;
 }
@@ -149,13 +167,14 @@ static int write_output(const cp_params *p, cp_h5out *h, const uint32_t *labels,
     for (int64_t z = 0; !rc && z < nz; z++) {
         const uint32_t *pl = labels + z * ny * nx;
         rc = cp_h5_write_labels(h, z, 0, 0, ny, nx, pl, err);
-        if (!rc) rc = cp_cells_collect(pl, ny, nx, (uint32_t)z, &cells, &ncells, err);
+        if (!rc && !p->do_3D) rc = cp_cells_collect(pl, ny, nx, (uint32_t)z, &cells, &ncells, err);
     }
+    if (!rc && p->do_3D) rc = cp_cells_collect3(labels, nz, ny, nx, &cells, &ncells, err);
     for (int64_t i = 0; i < ncells; i++)
         if (p->stitch_threshold > 0 && nz > 1) nmasks = cells[i].id > nmasks ? cells[i].id : nmasks;
         else nmasks++;
     pv->n_masks = nmasks;
-    if (!rc) rc = cp_h5_write_cells(h, cells, ncells, err);
+    if (!rc) rc = cp_h5_write_cells(h, cells, ncells, p->do_3D, err);
     free(cells);
     if (!rc) rc = cp_h5_write_attrs(h, p, pv, err);
     if (rc) {
@@ -227,6 +246,66 @@ static int segment_planes(const cp_params *p, const cp_model *m, cp_image *im, d
     return rc;
 }
 
+/* The grids of a --do_3D run of a volume L (§8.4-8.9): the dynamics (and saved flows) at Ld, the
+ * volume or the network scale without resample, and the labels at Lm (cp_masks3_out_shape). */
+static int volume_grids(const cp_params *p, const int64_t L[3], double rescale, int64_t Ld[3],
+                        int64_t Lm[3], char *err)
+{
+    int rc = cp_net3d_scale(L, rescale, p->anisotropy, Ld, err);
+    if (rc) return rc;
+    if (!p->no_resample) memcpy(Ld, L, 3 * sizeof *Ld);
+    cp_masks3_out_shape(Ld, L, Lm);
+    return 0;
+}
+
+/* --do_3D (§8): the volume read whole, normalized over all its voxels (§8.3), the three network
+ * passes summed (cp_run_net3d), the 3-D mask phase (cp_compute_masks3) -> labels at the grid of
+ * volume_grids; with --save_flows the flows of the dynamics into h. */
+static int segment_volume(const cp_params *p, const cp_model *m, cp_image *im, double rescale,
+                          cp_h5out *h, uint32_t *labels, cp_timing *tm, char *err)
+{
+    const cp_layout *L = &im->layout;
+    const int64_t Lv[3] = {L->nz, L->ny, L->nx}, nvox = L->nz * L->ny * L->nx;
+    double t0 = cp_now();
+    float *x = malloc(sizeof(float) * (size_t)(nvox * 2));
+    if (!x)
+        return cp_err_nomem(err, im->path, (int64_t[]){L->nz, L->ny, L->nx, 2}, 4, "float32", 4,
+                            "for the volume");
+    int rc = read_planes(im, 0, L->nz, x, err);
+    cp_timing_lap(tm, CP_PH_READ, &t0);
+    cp_norm norm[2];
+    if (!rc && !p->no_norm && !(rc = norm_planes(x, L->nz, L->ny, L->nx, p, norm, err))) {
+        cp_norm_apply(x, nvox, norm, 0);
+        cp_norm_invert(x, nvox, (int[]){p->invert && norm[0].good, p->invert && norm[1].good});
+    }
+    cp_timing_lap(tm, CP_PH_PREP, &t0);
+    cp_net3d_params np = {
+        .rescale = rescale, .anisotropy = p->anisotropy, .resample = !p->no_resample,
+        .tile_overlap = p->tile_overlap, .augment = p->augment, .batch_size = p->batch_size,
+        .smooth = p->flow3D_smooth,
+    };
+    cp_net3d_out no = {0};
+    if (!rc) rc = cp_run_net3d(m, x, Lv, &np, &no, err);
+    free(x);
+    cp_timing_lap(tm, CP_PH_NET, &t0);
+    if (!rc && cp_stop_requested()) rc = cp_errf(err, CP_EINTR, "after the network phase");
+    cp_mask_params mp = {
+        .steps = cp_niter_steps(p->niter, rescale, !p->no_resample),
+        .interp = !p->no_interp,
+        .cellprob_threshold = (float)p->cellprob_threshold,
+        .max_size_fraction = p->max_size_fraction,
+        .min_size = p->min_size,
+    };
+    const int64_t Ld[3] = {no.nz, no.ny, no.nx};
+    if (!rc) rc = cp_compute_masks3(no.dP, no.cellprob, Ld, &mp, Lv, labels, tm, err);
+    t0 = cp_now();
+    if (!rc && p->save_flows)
+        rc = cp_h5_write_flows3(h, (int64_t[]){0, 0, 0}, Ld, no.dP, no.cellprob, err);
+    cp_timing_lap(tm, CP_PH_WRITE, &t0);
+    cp_net3d_out_free(&no);
+    return rc;
+}
+
 int cp_segment_image(const cp_params *p, const cp_model *m, const char *model_path,
                      const char *image, const char *out_path, const char *cmdline, cp_timing *tm,
                      char *err)
@@ -235,33 +314,45 @@ int cp_segment_image(const cp_params *p, const cp_model *m, const char *model_pa
     double t0 = cp_now();
     cp_image im;
     int rc = cp_image_open(&im, image, (int)p->z_axis, (int)p->channel_axis,
-                           p->stitch_threshold > 0, (int)p->chan, (int)p->chan2, err);
+                           p->stitch_threshold > 0 || p->do_3D, (int)p->chan, (int)p->chan2, err);
     if (rc) return rc;
     const cp_layout L = im.layout;
-    if (mi->nchan != 2) {
-        cp_image_close(&im);
-        return cp_errf(err, CP_EPARAM, "%s: the model has %d input channels; cellpose-mpi feeds "
-                       "the 2 channels of --chan/--chan2", model_path, mi->nchan);
-    }
+    if (mi->nchan != 2)
+        rc = cp_errf(err, CP_EPARAM, "%s: the model has %d input channels; cellpose-mpi feeds "
+                     "the 2 channels of --chan/--chan2", model_path, mi->nchan);
+    else if (p->do_3D && L.nz < 2)
+        rc = cp_errf(err, CP_EPARAM, "%s: --do_3D needs a volume of at least 2 planes, the image "
+                     "has %lld (give --z_axis?)", image, (long long)L.nz);
     double rescale = cp_rescale(p->diameter, mi->diam_mean, mi->diam_labels);
-    int64_t fny = L.ny, fnx = L.nx;
-    if (p->no_resample && rescale != 1.0) {
-        fny = (int64_t)((double)L.ny * rescale);
-        fnx = (int64_t)((double)L.nx * rescale);
+    /* the labels' grid Lm, and the flows' Lf (the dynamics scale) */
+    const int64_t Lv[3] = {L.nz, L.ny, L.nx};
+    int64_t Lm[3] = {L.nz, L.ny, L.nx}, Lf[3] = {L.nz, L.ny, L.nx};
+    if (p->no_resample && rescale != 1.0 && !p->do_3D) {
+        Lf[1] = (int64_t)((double)L.ny * rescale);
+        Lf[2] = (int64_t)((double)L.nx * rescale);
     }
-    cp_say(p->quiet, "%s: %lld plane(s) of %lldx%lld, %d channel(s); rescale %.6g, %lld steps", image,
-             (long long)L.nz, (long long)L.ny, (long long)L.nx, L.nc, rescale,
-             (long long)cp_niter_steps(p->niter, rescale, !p->no_resample));
+    if (!rc && p->do_3D) rc = volume_grids(p, Lv, rescale, Lf, Lm, err);
+    if (rc) {
+        cp_image_close(&im);
+        return rc;
+    }
+    cp_say(p->quiet, "%s: %lld plane(s) of %lldx%lld, %d channel(s)%s; rescale %.6g, %lld steps",
+           image, (long long)L.nz, (long long)L.ny, (long long)L.nx, L.nc,
+           p->do_3D ? ", in 3-D" : "", rescale,
+           (long long)cp_niter_steps(p->niter, rescale, !p->no_resample));
     cp_h5out *h = NULL;
-    uint32_t *labels = calloc((size_t)(L.nz * L.ny * L.nx), sizeof *labels);
+    uint32_t *labels = calloc((size_t)(Lm[0] * Lm[1] * Lm[2]), sizeof *labels);
     if (!labels)
-        rc = cp_err_nomem(err, image, (int64_t[]){L.nz, L.ny, L.nx}, 3, "uint32", 4,
-                          "for the labels");
+        rc = cp_err_nomem(err, image, Lm, 3, "uint32", 4, "for the labels");
+    int flows2 = p->save_flows && !p->do_3D;
     if (!rc)
-        rc = cp_h5_create(out_path, NULL, L.nz, L.ny, L.nx, L.nz > 1,
-                          p->save_flows ? fny : 0, p->save_flows ? fnx : 0, &h, err);
+        rc = cp_h5_create(out_path, NULL, Lm[0], Lm[1], Lm[2], Lm[0] > 1 || p->do_3D,
+                          flows2 ? Lf[1] : 0, flows2 ? Lf[2] : 0, &h, err);
+    if (!rc && p->save_flows && p->do_3D) rc = cp_h5_create_flows3(h, Lf, err);
     cp_timing_lap(tm, CP_PH_READ, &t0);
-    if (!rc) rc = segment_planes(p, m, &im, rescale, h, labels, tm, err);
+    if (!rc)
+        rc = p->do_3D ? segment_volume(p, m, &im, rescale, h, labels, tm, err)
+                      : segment_planes(p, m, &im, rescale, h, labels, tm, err);
     cp_image_close(&im);
     t0 = cp_now();
     if (!rc) rc = finish_volume(p, labels, L.nz, L.ny, L.nx, err);
@@ -278,7 +369,7 @@ int cp_segment_image(const cp_params *p, const cp_model *m, const char *model_pa
         .model_file = model_path, .model_sha256 = mi->sha256, .rescale = rescale,
         .niter_used = cp_niter_steps(p->niter, rescale, !p->no_resample),
     };
-    rc = write_output(p, h, labels, L.nz, L.ny, L.nx, &pv, out_path, err);
+    rc = write_output(p, h, labels, Lm[0], Lm[1], Lm[2], &pv, out_path, err);
     cp_timing_lap(tm, CP_PH_WRITE, &t0);
     free(labels);
     return rc;

@@ -13,6 +13,7 @@
 #include "tiff_io.h"
 
 static char dir[1024], out[2048], errf[2048];
+static const char *launch = ""; /* "mpirun ... " to run the program on several ranks */
 
 static char *slurp(const char *path)
 {
@@ -36,7 +37,7 @@ static void expect(int want, const char *needle1, const char *needle2, const cha
     va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
-    int st = tu_run("%s/cellpose-mpi %s 2>%s >/dev/null", tu_build_dir(), args, errf);
+    int st = tu_run("%s%s/cellpose-mpi %s 2>%s >/dev/null", launch, tu_build_dir(), args, errf);
     char *all = slurp(errf), *msg = strstr(all, "cellpose-mpi: error: ");
     int nerr = 0;
     for (char *q = all; (q = strstr(q, "error: ")); q++) nerr++;
@@ -157,6 +158,79 @@ static void outputs_onto_inputs(const char *model, const char *img)
     expect_kept_st(1, "with no manifest", tu_path("%s/w.h5.work/mine.tif", d), ao,
                    "--pretrained_model %s --image_path %s --output %s/w.h5 --block 64", m, a, d);
     tu_run("rm -rf %s", d);
+}
+
+/* A one-page float32 TIFF whose tifffile metadata gives the shape (1, ny, nx): a volume of one
+ * plane. */
+static void write_one_plane(const char *path, int ny, int nx)
+{
+    TIFF *t = TIFFOpen(path, "w");
+    TIFFSetField(t, TIFFTAG_IMAGEWIDTH, nx);
+    TIFFSetField(t, TIFFTAG_IMAGELENGTH, ny);
+    TIFFSetField(t, TIFFTAG_BITSPERSAMPLE, 32);
+    TIFFSetField(t, TIFFTAG_SAMPLEFORMAT, SAMPLEFORMAT_IEEEFP);
+    TIFFSetField(t, TIFFTAG_SAMPLESPERPIXEL, 1);
+    TIFFSetField(t, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_MINISBLACK);
+    TIFFSetField(t, TIFFTAG_ROWSPERSTRIP, ny);
+    char desc[64];
+    snprintf(desc, sizeof desc, "{\"shape\": [1, %d, %d]}", ny, nx);
+    TIFFSetField(t, TIFFTAG_IMAGEDESCRIPTION, desc);
+    float *v = malloc(sizeof(float) * (size_t)(ny * nx));
+    for (int i = 0; i < ny * nx; i++) v[i] = (float)(i % 97);
+    TIFFWriteEncodedStrip(t, 0, v, (tmsize_t)(sizeof(float) * (size_t)(ny * nx)));
+    TIFFClose(t);
+    free(v);
+}
+
+/* --do_3D (CELLPOSE_ALGORITHM.md §8.1): every refused value and combination, by flags, by a job
+ * file and on several ranks, each a one-line reason with no output; flow_threshold is accepted
+ * (tests/test_e2e.c checks that it is recorded as unused). */
+static void do3d_refusals(const char *base)
+{
+    char vol[2048];
+    snprintf(vol, sizeof vol, "%s",
+             tu_need(tu_path("%s/data/synthetic/synth_vol_17x61x80.tif", tu_shared())));
+    const char *bs = "--bsize 256: not with --do_3D (Cellpose's 3-D mode always tiles at 224)";
+    expect(2, bs, NULL, "%s --image_path %s --do_3D --bsize 256", base, vol);
+    expect(2, "--stitch_threshold: not with --do_3D", "2.5-D mode",
+           "%s --image_path %s --do_3D --stitch_threshold 0.25", base, vol);
+    expect(2, "--protrusions: not with --do_3D (not defined in 3-D yet)", NULL,
+           "%s --image_path %s --do_3D --protrusions", base, vol);
+    expect(2, "--flows: not with --do_3D", NULL, "--flows %s --do_3D --output %s", vol, out);
+    expect(2, "--anisotropy: 0 must be > 0", NULL, "%s --image_path %s --do_3D --anisotropy 0", base, vol);
+    expect(2, "--anisotropy", "outside", "%s --image_path %s --do_3D --anisotropy -2", base, vol);
+    expect(2, "--anisotropy", "'inf' is not a number", "%s --image_path %s --anisotropy inf", base, vol);
+    expect(2, "--anisotropy", "'nan' is not a number", "%s --image_path %s --anisotropy nan", base, vol);
+    expect(2, "--anisotropy", "'1e999' is not a number", "%s --image_path %s --anisotropy 1e999", base, vol);
+    expect(2, "--flow3D_smooth", "outside", "%s --image_path %s --do_3D --flow3D_smooth -1", base, vol);
+    /* images of fewer than 2 planes */
+    write_f32(tu_path("%s/plane.tif", dir), 64, 64, 1.0f);
+    expect(1, "plane.tif", "is 2-D: --do_3D and stitching", "%s --image_path %s/plane.tif --do_3D", base, dir);
+    write_one_plane(tu_path("%s/one.tif", dir), 64, 64);
+    expect(1, "one.tif: --do_3D needs a volume of at least 2 planes, the image has 1", NULL,
+           "%s --image_path %s/one.tif --z_axis 0 --do_3D", base, dir);
+    /* the same refusals from a job file (LeakSanitizer off in the child, as in test_jobfile.c:
+     * its tracer crashes at exit in an Open MPI program that used libconfig) */
+    launch = "ASAN_OPTIONS=$ASAN_OPTIONS:detect_leaks=0 ";
+    FILE *job = fopen(tu_path("%s/vol.cfg", dir), "w");
+    fprintf(job, "image_path = \"%s\";\ndo_3D = true;\nbsize = 256;\nflow_threshold = 0.9;\n", vol);
+    fclose(job);
+    expect(2, bs, NULL, "%s --job %s/vol.cfg", base, dir);
+    job = fopen(tu_path("%s/vol.cfg", dir), "w");
+    fprintf(job, "image_path = \"%s\";\ndo_3D = true;\nanisotropy = 0.0;\n", vol);
+    fclose(job);
+    expect(2, "--anisotropy: 0 must be > 0", NULL, "%s --job %s/vol.cfg", base, dir);
+    job = fopen(tu_path("%s/vol.cfg", dir), "w");
+    fprintf(job, "image_path = \"%s\";\ndo_3D = true;\nprotrusions = true;\n", vol);
+    fclose(job);
+    expect(2, "--protrusions: not with --do_3D", NULL, "%s --job %s/vol.cfg", base, dir);
+    launch = "";
+    /* distributed: refused on one rank with --block, and agreed on by several ranks */
+    const char *one = "--do_3D runs on one process for now; the distributed 3-D mode is not done yet";
+    expect(2, one, NULL, "%s --image_path %s --do_3D --block 64", base, vol);
+    launch = "mpirun --oversubscribe -n 2 ";
+    expect(2, one, NULL, "%s --image_path %s --do_3D", base, vol);
+    launch = "";
 }
 
 /* A deflate TIFF whose header says 65535 x 65535 uint8 in one strip that holds 64 bytes: reading
@@ -291,6 +365,7 @@ int main(void)
 
     outputs_onto_inputs(model, img);
     huge_header(model);
+    do3d_refusals(base);
 
     tu_run("rm -rf %s", dir);
     return tu_finish();

@@ -1,10 +1,14 @@
 /* End-to-end parity through the real CLI: runs build/cellpose-mpi on a reference case with the
  * parameters of its case.json and compares the output file with the oracle:
  *   image mode:  dP and cellprob within 1e-3 absolute (worst error printed), final masks identical
- *                up to renumbering;
+ *                up to renumbering; 3-D cases (do_3D in case.json) run with --do_3D, their masks
+ *                identical label for label, flow_threshold recorded as unused, /cells with z;
  *   flows mode:  --flows dP.tif --cellprob_in cellprob.tif (the oracle's own network output):
  *                masks identical label for label.
- * usage: test_e2e CASE image|flows [VARIANT]   VARIANT: stitch025, niter200, recipe */
+ * usage: test_e2e CASE image|flows [VARIANT]
+ *   VARIANT: stitch025, noresample, smooth1 (the case's <variant>_run / smooth_run with its
+ *   <file>_<variant>.tif outputs), niter200, recipe */
+#include <hdf5.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -78,10 +82,15 @@ static void image_flags(json_object *k)
     if ((o = tu_json_get(k, "normalize")) && json_object_is_type(o, json_type_boolean) &&
         !json_object_get_boolean(o))
         arg("--no_norm");
+    if (is_true(tu_json_get(k, "do_3D"))) {
+        arg("--do_3D");
+        if (is_set(o = tu_json_get(k, "anisotropy"))) arg("--anisotropy %.17g", json_object_get_double(o));
+        if ((o = tu_json_get(k, "flow3D_smooth"))) arg("--flow3D_smooth %.17g", json_object_get_double(o));
+    }
     dynamics_flags(k);
 }
 
-/* Our /flows is (2,Y,X) or (Z,2,Y,X); the oracle's dP is CYX or CZYX. */
+/* Our /flows is (2,Y,X) or (Z,2,Y,X), or (3,Z,Y,X) in 3-D; the oracle's dP is CYX or CZYX. */
 static void check_flows(const char *out, const char *dp_path, const char *cp_path)
 {
     int64_t n, m;
@@ -90,11 +99,12 @@ static void check_flows(const char *out, const char *dp_path, const char *cp_pat
     TU_CHECK(fl && cp && n == dp.n && m == cr.n, "flow sizes: ours %lld/%lld, oracle %lld/%lld",
              (long long)n, (long long)m, (long long)dp.n, (long long)cr.n);
     if (fl && cp && n == dp.n && m == cr.n) {
-        int64_t nz = cr.pages, npix = cr.ny * cr.nx;
+        int64_t nz = cr.pages, npix = cr.ny * cr.nx, nc = n / m;
         float *czyx = malloc(sizeof(float) * (size_t)n);
         for (int64_t z = 0; z < nz; z++)
-            for (int c = 0; c < 2; c++)
-                memcpy(czyx + (c * nz + z) * npix, fl + (z * 2 + c) * npix, sizeof(float) * (size_t)npix);
+            for (int64_t c = 0; c < nc; c++) /* (3,Z,Y,X) is the oracle's layout already */
+                memcpy(czyx + (c * nz + z) * npix, fl + (nc == 3 ? c * nz + z : z * 2 + c) * npix,
+                       sizeof(float) * (size_t)npix);
         double edp = tu_maxabs(czyx, dp.f32, n, NULL), ecp = tu_maxabs(cp, cr.f32, m, NULL);
         printf("max |dP - oracle| = %.3g, max |cellprob - oracle| = %.3g\n", edp, ecp);
         TU_CHECK(edp <= 1e-3, "dP error %.3g > 1e-3", edp);
@@ -129,6 +139,64 @@ static void check_masks(const char *out, const char *expect, int exact)
     tu_tiff_free(&ref);
 }
 
+/* /cells of a 3-D output against its /labels (Z, Y, X): one row per label with its voxel count,
+ * centroid and box, z included. */
+static void check_cells3(const char *out)
+{
+    int64_t n;
+    uint32_t *lab = tu_h5_read_u32(out, "labels", &n);
+    typedef struct row {
+        uint32_t id;
+        uint64_t area;
+        double cz, cy, cx;
+        int64_t z0, y0, x0, z1, y1, x1;
+    } row;
+    hid_t f = H5Fopen(out, H5F_ACC_RDONLY, H5P_DEFAULT), d = H5Dopen2(f, "cells", H5P_DEFAULT);
+    hid_t sp = H5Dget_space(d), ls = H5Dopen2(f, "labels", H5P_DEFAULT), lsp = H5Dget_space(ls);
+    hsize_t nrows = 0, dims[3] = {0, 0, 0};
+    H5Sget_simple_extent_dims(sp, &nrows, NULL);
+    H5Sget_simple_extent_dims(lsp, dims, NULL);
+    hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(row));
+    H5Tinsert(t, "id", HOFFSET(row, id), H5T_NATIVE_UINT32);
+    H5Tinsert(t, "area", HOFFSET(row, area), H5T_NATIVE_UINT64);
+    const char *names[] = {"centroid_z", "centroid_y", "centroid_x"};
+    const char *box[] = {"bbox_z0", "bbox_y0", "bbox_x0", "bbox_z1", "bbox_y1", "bbox_x1"};
+    for (int k = 0; k < 3; k++) H5Tinsert(t, names[k], HOFFSET(row, cz) + 8 * (size_t)k, H5T_NATIVE_DOUBLE);
+    for (int k = 0; k < 6; k++) H5Tinsert(t, box[k], HOFFSET(row, z0) + 8 * (size_t)k, H5T_NATIVE_INT64);
+    row *r = calloc(nrows + 1, sizeof *r);
+    herr_t st = H5Dread(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, r);
+    H5Tclose(t), H5Sclose(sp), H5Sclose(lsp), H5Dclose(ls), H5Dclose(d), H5Fclose(f);
+    uint32_t max = 0;
+    for (int64_t i = 0; lab && i < n; i++) max = lab[i] > max ? lab[i] : max;
+    TU_CHECK(st >= 0 && lab && nrows == max, "/cells: %llu rows for %u labels",
+             (unsigned long long)nrows, max);
+    row *w = calloc((size_t)max + 1, sizeof *w);
+    for (uint32_t v = 1; v <= max; v++) w[v].z0 = w[v].y0 = w[v].x0 = INT64_MAX;
+    for (int64_t i = 0; st >= 0 && lab && i < n; i++) {
+        row *q = &w[lab[i]];
+        int64_t c[3] = {i / (int64_t)(dims[1] * dims[2]), i / (int64_t)dims[2] % (int64_t)dims[1],
+                        i % (int64_t)dims[2]};
+        q->area++;
+        for (int k = 0; k < 3; k++) {
+            (&q->cz)[k] += (double)c[k];
+            if (c[k] < (&q->z0)[k]) (&q->z0)[k] = c[k];
+            if (c[k] + 1 > (&q->z1)[k]) (&q->z1)[k] = c[k] + 1;
+        }
+    }
+    int64_t bad = 0;
+    for (hsize_t j = 0; st >= 0 && nrows == max && j < nrows; j++) {
+        const row *a = &r[j], *e = &w[j + 1];
+        int ok = a->id == j + 1 && a->area == e->area;
+        for (int k = 0; k < 3; k++) ok &= fabs((&a->cz)[k] - (&e->cz)[k] / (double)e->area) < 1e-9;
+        for (int k = 0; k < 6; k++) ok &= (&a->z0)[k] == (&e->z0)[k];
+        bad += !ok;
+    }
+    printf("/cells: %llu rows, %lld differ from the labels\n", (unsigned long long)nrows,
+           (long long)bad);
+    TU_CHECK(bad == 0, "/cells: %lld rows differ from the labels", (long long)bad);
+    free(r), free(w), free(lab);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -144,7 +212,9 @@ int main(int argc, char **argv)
     snprintf(cmd, sizeof cmd, "%s/cellpose-mpi --quiet --output %s", tu_build_dir(), out);
 
     json_object *k = tu_json_get(j, "call.eval_kwargs");
-    if (!strcmp(variant, "stitch025")) k = tu_json_get(j, "stitch025_run.call.eval_kwargs");
+    if (!strcmp(variant, "stitch025") || !strcmp(variant, "noresample"))
+        k = tu_json_get(j, tu_path("%s_run.call.eval_kwargs", variant));
+    if (!strcmp(variant, "smooth1")) k = tu_json_get(j, "smooth_run.call.eval_kwargs");
     if (!k) k = tu_json_get(j, "call"); /* flows cases: the dynamics keys sit in call */
     const char *mname = tu_path("masks%s.tif", sfx);
     if (!strcmp(c, "synth_trained_nbase16_diam40_noresample"))
@@ -180,7 +250,13 @@ int main(int argc, char **argv)
         if (!strcmp(mode, "image") && tu_json_get(j, tu_path("files.dP%s.tif", sfx)))
             check_flows(out, ref_file(j, c, tu_path("dP%s.tif", sfx)),
                         tu_path("%s", ref_file(j, c, tu_path("cellprob%s.tif", sfx))));
-        check_masks(out, masks, !strcmp(mode, "flows"));
+        int do3d = is_true(tu_json_get(k, "do_3D"));
+        check_masks(out, masks, !strcmp(mode, "flows") || do3d);
+        if (do3d) { /* flow_threshold recorded as unused; /cells with z */
+            TU_CHECK(tu_run("h5dump -a unused_parameters %s | grep -q flow_threshold", out) == 0,
+                     "no attribute unused_parameters naming flow_threshold");
+            check_cells3(out);
+        }
     }
     json_object_put(j);
     tu_run("rm -rf %s", tu_tmpdir());

@@ -127,6 +127,30 @@ static void test_values_and_override(void)
     printf("ok  values of every type, flags override (before and after --job)\n");
 }
 
+/* --do_3D and its parameters from a file; flow_threshold accepted with it; a flag over the file
+ * that 3-D refuses is refused after the merge. */
+static void test_volume(void)
+{
+    static cp_params p;
+    char err[CP_ERR_LEN] = "", path[2048];
+    snprintf(path, sizeof path, "%s",
+             write_job("vol.cfg", "image_path = \"v.tif\";\npretrained_model = \"m.pth\";\n"
+                                  "do_3D = true;\nanisotropy = 2.5;\nflow3D_smooth = 1;\n"
+                                  "flow_threshold = 0.9;\n"));
+    char *a1[] = {"cellpose-mpi", "--job", path};
+    int rc = cp_cli_parse(3, a1, &p, err);
+    TU_CHECK(rc == CP_CLI_RUN && p.do_3D == 1 && p.anisotropy == 2.5 && p.flow3D_smooth == 1.0 &&
+                 p.flow_threshold == 0.9,
+             "vol.cfg: rc %d (%s) do_3D %d anisotropy %g flow3D_smooth %g flow_threshold %g", rc,
+             err, p.do_3D, p.anisotropy, p.flow3D_smooth, p.flow_threshold);
+    char *a2[] = {"cellpose-mpi", "--job", path, "--stitch_threshold", "0.3"};
+    rc = cp_cli_parse(5, a2, &p, err);
+    TU_CHECK(rc == CP_EPARAM && strstr(err, "--stitch_threshold: not with --do_3D"), "%s", err);
+    expect_bad("aniso_neg.cfg", "anisotropy = -1.0;\n", CP_EPARAM, "aniso_neg.cfg:1: key 'anisotropy'",
+               "outside", NULL);
+    printf("ok  --do_3D from a file, flow_threshold accepted, a refused flag over it\n");
+}
+
 static void test_errors(void)
 {
     expect_bad("syntax.cfg", "niter = 20;\ndiameter = 30.0;\nbsize 224;\n", CP_EPARAM,
@@ -266,6 +290,7 @@ int main(int argc, char **argv)
     snprintf(tmp, sizeof tmp, "%s", tu_tmpdir());
     test_examples(argv[1]);
     test_values_and_override();
+    test_volume();
     test_errors();
     test_cli();
     int rc = tu_finish();
