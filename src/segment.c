@@ -78,6 +78,19 @@ static int read_planes(cp_image *im, int64_t z0, int64_t nz, float *x2, char *er
     return rc;
 }
 
+/* The mask parameters both dimensions share (the niter rule, thresholds, big masks); the
+ * callers add what only 2-D has. */
+static cp_mask_params mask_params(const cp_params *p, double rescale)
+{
+    return (cp_mask_params){
+        .steps = cp_niter_steps(p->niter, rescale, !p->no_resample),
+        .interp = !p->no_interp,
+        .cellprob_threshold = (float)p->cellprob_threshold,
+        .max_size_fraction = p->max_size_fraction,
+        .min_size = p->min_size,
+    };
+}
+
 /* The normalization constants of both channels of x2 (nz, ny, nx, 2) taken together. */
 static int norm_planes(const float *x2, int64_t nz, int64_t ny, int64_t nx, const cp_params *p,
                        cp_norm norm[2], char *err)
@@ -131,15 +144,10 @@ int cp_segment_plane(const cp_params *p, const cp_model *m, cp_image *im, int64_
     }
     if (rc) return rc;
     int stitch = p->stitch_threshold > 0 && L->nz > 1;
-    cp_mask_params mp = {
-        .steps = cp_niter_steps(p->niter, rescale, !p->no_resample),
-        .interp = !p->no_interp,
-        .cellprob_threshold = (float)p->cellprob_threshold,
-        .flow_threshold = p->flow_threshold,
-        .max_size_fraction = p->max_size_fraction,
-        .min_size = stitch ? -1 : p->min_size, /* stitched stacks: min_size in 3-D afterwards */
-        .protrusions = p->protrusions, .protrusion_max_len = p->protrusion_max_len,
-    };
+    cp_mask_params mp = mask_params(p, rescale);
+    mp.flow_threshold = p->flow_threshold;
+    mp.min_size = stitch ? -1 : p->min_size; /* stitched stacks: min_size in 3-D afterwards */
+    mp.protrusions = p->protrusions, mp.protrusion_max_len = p->protrusion_max_len;
     rc = cp_compute_masks(no.dP, no.cellprob, no.ny, no.nx, &mp, L->ny, L->nx, labels, tm, err);
     if (flows && !rc) *flows = no;
     else cp_net_out_free(&no);
@@ -289,13 +297,7 @@ static int segment_volume(const cp_params *p, const cp_model *m, cp_image *im, d
     free(x);
     cp_timing_lap(tm, CP_PH_NET, &t0);
     if (!rc && cp_stop_requested()) rc = cp_errf(err, CP_EINTR, "after the network phase");
-    cp_mask_params mp = {
-        .steps = cp_niter_steps(p->niter, rescale, !p->no_resample),
-        .interp = !p->no_interp,
-        .cellprob_threshold = (float)p->cellprob_threshold,
-        .max_size_fraction = p->max_size_fraction,
-        .min_size = p->min_size,
-    };
+    cp_mask_params mp = mask_params(p, rescale); /* 3-D: no flow QC, no protrusions */
     const int64_t Ld[3] = {no.nz, no.ny, no.nx};
     if (!rc) rc = cp_compute_masks3(no.dP, no.cellprob, Ld, &mp, Lv, labels, tm, err);
     t0 = cp_now();
