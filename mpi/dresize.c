@@ -34,9 +34,9 @@ int cp_dresize_nearest(const cp_dplane *src, cp_slot what, const cp_dplane *dst,
             for (int64_t y = 0; y < o.ny; y++) {
                 const uint32_t *row =
                     in + (c * s.ny + cp_nearest_source(o.y0 + y, sg->Ly, dg->Ly) - s.y0) * s.nx;
-                uint32_t *to = out + (c * o.ny + y) * o.nx;
+                uint32_t *dst_row = out + (c * o.ny + y) * o.nx;
                 for (int64_t x = 0; x < o.nx; x++)
-                    to[x] = row[cp_nearest_source(o.x0 + x, sg->Lx, dg->Lx) - s.x0];
+                    dst_row[x] = row[cp_nearest_source(o.x0 + x, sg->Lx, dg->Lx) - s.x0];
             }
         if (!rc)
             rc = cp_bstore_put(dst->store, name, b, out, sizeof *out * (size_t)(nch * o.ny * o.nx),
