@@ -29,6 +29,13 @@ int cp_agree(MPI_Comm comm, int rc, char *err)
     return code ? code : CP_EMPI;
 }
 
+const char *cp_agree_solo(MPI_Comm comm, const char *err)
+{
+    int size;
+    MPI_Comm_size(comm, &size);
+    return size == 1 && !strncmp(err, "rank 0: ", 8) ? err + 8 : err;
+}
+
 /* Rank 0's "name=value\n" lines of every parameter but threads, into a malloc'ed buffer. */
 static char *params_text(const cp_params *p, size_t *len)
 {

@@ -14,6 +14,10 @@
  * and the agreed message (out). Returns the agreed status (0 only if every rank succeeded). */
 int cp_agree(MPI_Comm comm, int rc, char *err);
 
+/* err past the "rank 0: " that cp_agree put before it on a communicator of one process, where
+ * a rank means nothing to the user; err itself on more. */
+const char *cp_agree_solo(MPI_Comm comm, const char *err);
+
 /* Collective: 0 if every rank holds rank 0's parameters (all but --threads, which may differ per
  * node), else CP_EPARAM everywhere with "rank R: --name is V here but W on rank 0 ...": an MPMD
  * launch or a job file that differs between nodes would otherwise run mismatched ranks. */

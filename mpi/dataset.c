@@ -5,7 +5,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "agree.h"
 #include "cp_err.h"
+#include "dsegment.h"
 #include "outlock.h"
 #include "overlay.h"
 #include "progress.h"
@@ -23,8 +25,9 @@ typedef struct result {
 
 /* Segments files[i] into <image>_seg.h5. With --resume an existing output is a finished one (the
  * final name appears only by the rename of a complete file): SKIPPED. A stop requested before the
- * image starts gives CP_EINTR without touching it; during it, cp_segment_image stops (CP_EINTR,
- * nothing written). */
+ * image starts gives CP_EINTR without touching it; during it, the driver stops (CP_EINTR) with
+ * its checkpoint in <output>.work, which a rerun with --resume takes up. Each image is the one
+ * driver on a communicator of this process alone. */
 static int segment_one(const cp_params *p, const cp_model *m, const char *model_path,
                        const char *image, const char *cmdline, cp_timing *tm, char *err)
 {
@@ -34,7 +37,11 @@ static int segment_one(const cp_params *p, const cp_model *m, const char *model_
     if (cp_stop_requested()) return cp_errf(err, CP_EINTR, "%s: not started", image);
     cp_outlock lk; /* this process alone writes the image's output */
     int rc = cp_outlock_take(MPI_COMM_SELF, out, p->resume, &lk, err);
-    if (!rc) rc = cp_segment_image(p, m, model_path, image, out, cmdline, tm, err);
+    if (!rc) rc = cp_dsegment_image(MPI_COMM_SELF, p, m, model_path, image, out, cmdline, tm, err);
+    if (rc) { /* the rank that matters is this one, which the queue names */
+        const char *body = cp_agree_solo(MPI_COMM_SELF, err);
+        memmove(err, body, strlen(body) + 1);
+    }
     if (!rc && p->save_overlay) {
         char png[CP_PATH_LEN + 64];
         cp_overlay_path(out, image, png, sizeof png);

@@ -39,6 +39,7 @@ typedef struct rounds_ctx {
     pbuf *held;         /* (b - b0) * 3 + array: in memory, not yet in the store */
     int64_t nheld, max_held;
     cp_outbox out;      /* particles bound for other ranks */
+    cp_progress pr;     /* round 0's particles of the own blocks */
 } rounds_ctx;
 
 enum { ARR_FIN = 0, ARR_QUEUE = 1 };
@@ -175,6 +176,40 @@ static int route(rounds_ctx *c, int next, cp_particle *q, int64_t n, int may_sen
     return rc;
 }
 
+/* The seeds of block blk (its pixels with cellprob > threshold; cellprob on the window w),
+ * written to q unless q is NULL; returns how many. */
+static int64_t seeds(const cp_dplane *d, cp_rect blk, cp_rect w, const float *cellprob,
+                     float threshold, cp_particle *q)
+{
+    int64_t n = 0;
+    for (int64_t y = blk.y0; y < blk.y0 + blk.ny; y++)
+        for (int64_t x = blk.x0; x < blk.x0 + blk.nx; x++)
+            if (cellprob[(y - w.y0) * w.nx + x - w.x0] > threshold) {
+                if (q) q[n] = (cp_particle){.src = y * d->grid.Lx + x, .py = (float)y, .px = (float)x};
+                n++;
+            }
+    return n;
+}
+
+/* The seeds of this rank's blocks, counted for the progress line (only when it is shown: one
+ * more read of each block). */
+static int64_t own_seeds(const rounds_ctx *c)
+{
+    const cp_dplane *d = c->d;
+    int64_t n = 0;
+    char name[64], err[CP_ERR_LEN];
+    for (int64_t b = c->b0; cp_progress_on() && b < c->b1; b++) {
+        const cp_rect blk = cp_grid_block(&d->grid, b), w = cp_rect_grow(&d->grid, blk, 1);
+        const int64_t npix = w.ny * w.nx;
+        float *dp = malloc(sizeof(float) * (size_t)(3 * npix));
+        if (dp && !cp_bstore_get(d->store, cp_dname(d, CP_SLOT_DP, name), b, dp,
+                                 sizeof(float) * (size_t)(3 * npix), err))
+            n += seeds(d, blk, w, dp + 2 * npix, c->threshold, NULL);
+        free(dp); /* a failed read fails again, and is reported, in the round */
+    }
+    return n;
+}
+
 /* Advances the particles of block b for round r (in round 0, its seeds: the block's pixels with
  * cellprob > threshold), then routes them; *travelling += those not finished. */
 static int advance_block(rounds_ctx *c, int64_t b, int64_t r, int64_t *travelling, char *err)
@@ -207,10 +242,7 @@ static int advance_block(rounds_ctx *c, int64_t b, int64_t r, int64_t *travellin
     }
     const float *cellprob = dp + 2 * npix;
     if (r == 0) {
-        int64_t nseed = 0;
-        for (int64_t y = blk.y0; y < blk.y0 + blk.ny; y++)
-            for (int64_t x = blk.x0; x < blk.x0 + blk.nx; x++)
-                nseed += cellprob[(y - w.y0) * w.nx + x - w.x0] > c->threshold;
+        int64_t nseed = seeds(d, blk, w, cellprob, c->threshold, NULL);
         cp_particle *all = realloc(q, sizeof *q * (size_t)(nq + nseed ? nq + nseed : 1));
         if (!all) {
             rc = cp_errf(err, CP_ENOMEM, "dfollow.c: block %lld: out of memory for %lld particles",
@@ -218,15 +250,12 @@ static int advance_block(rounds_ctx *c, int64_t b, int64_t r, int64_t *travellin
             goto done;
         }
         q = all;
-        for (int64_t y = blk.y0; y < blk.y0 + blk.ny; y++)
-            for (int64_t x = blk.x0; x < blk.x0 + blk.nx; x++)
-                if (cellprob[(y - w.y0) * w.nx + x - w.x0] > c->threshold)
-                    q[nq++] = (cp_particle){.src = y * d->grid.Lx + x, .py = (float)y, .px = (float)x};
+        nq += seeds(d, blk, w, cellprob, c->threshold, q + nq);
     }
     cp_follow_field(dp, cellprob, npix, c->threshold, f);
     const cp_field F = {.Ly = d->grid.Ly, .Lx = d->grid.Lx, .y0 = w.y0, .x0 = w.x0, .ny = w.ny,
                         .nx = w.nx, .f = f};
-    *travelling += cp_follow_run(&F, q, nq, c->steps, c->interp);
+    *travelling += cp_follow_run_progress(&F, q, nq, c->steps, c->interp, r ? NULL : &c->pr);
     free(dp), dp = NULL;
     free(f), f = NULL;
     rc = route(c, ARR_QUEUE + (int)((r + 1) % 2), q, nq, 1, err);
@@ -305,24 +334,20 @@ int cp_dfollow_run_opts(const cp_dplane *d, int32_t steps, int interp, float thr
     for (int64_t b = c.b0; b < c.b1; b++)
         for (int a = 0; a < 3; a++) cp_bstore_remove(d->store, c.names[a], b);
     int64_t state[2]; /* summed over ranks: particles still travelling, ranks that failed */
-    /* progress: the own blocks of round 0, where every particle starts and most finish (the later
+    /* progress: the particles of round 0, where every particle starts and most finish (the later
      * rounds, particles crossing blocks, are in the elapsed time but not counted) */
-    cp_progress pr;
-    cp_progress_begin(&pr, "flow following", d->nranks > 1 ? "blocks of rank 0" : "blocks",
-                      c.b1 - c.b0);
+    cp_progress_begin(&c.pr, "flow following", d->nranks > 1 ? "particles of rank 0" : "particles",
+                      own_seeds(&c));
     do {
         const int64_t r = (*rounds)++;
         int64_t travelling = 0;
-        for (int64_t b = c.b0; !rc && b < c.b1; b++) {
-            rc = advance_block(&c, b, r, &travelling, err);
-            if (!rc && r == 0) cp_progress_add(&pr, 1);
-        }
+        for (int64_t b = c.b0; !rc && b < c.b1; b++) rc = advance_block(&c, b, r, &travelling, err);
         rc = exchange(&c, ARR_QUEUE + (int)((r + 1) % 2), max_msg, rc, err);
         state[0] = travelling, state[1] = rc != 0;
         MPI_Allreduce(MPI_IN_PLACE, state, 2, MPI_INT64_T, MPI_SUM, d->comm);
     } while (state[0] > 0 && state[1] == 0);
-    if (state[1]) cp_progress_cancel(&pr); /* a failure somewhere: no 100% line */
-    cp_progress_end(&pr);
+    if (state[1]) cp_progress_cancel(&c.pr); /* a failure somewhere: no 100% line */
+    cp_progress_end(&c.pr);
     for (int64_t b = c.b0; !state[1] && !rc && b < c.b1; b++) rc = sort_fin(&c, b, err);
     for (int64_t b = c.b0; b < c.b1; b++) {
         cp_bstore_remove(d->store, c.names[ARR_QUEUE], b);

@@ -577,6 +577,11 @@ int cp_dsegment_image(MPI_Comm comm, const cp_params *p, const cp_model *m,
              .out_path = out_path, .cmdline = cmdline, .tm = tm};
     MPI_Comm_rank(comm, &r.rank);
     MPI_Comm_size(comm, &r.nranks);
+    if (p->do_3D) /* one process until the distributed 3-D mode exists (mpi/main.c refuses more) */
+        return cp_agree(comm, r.nranks == 1 ? cp_segment_volume(p, m, model_path, image, out_path,
+                                                                cmdline, tm, err)
+                                            : cp_errf(err, CP_EPARAM, "--do_3D runs on one "
+                                                      "process"), err);
     r.t0 = MPI_Wtime(), r.c0 = cp_comm_seconds();
     cp_image im;
     int rc = cp_image_open(&im, image, (int)p->z_axis, (int)p->channel_axis,
@@ -597,24 +602,19 @@ int cp_dsegment_image(MPI_Comm comm, const cp_params *p, const cp_model *m,
 
 /* ---- masks from saved flows ------------------------------------------------------------------ */
 
-/* Sizes of a saved-flows input (TIFF pair or .h5); only single planes are distributed. */
-static int flows_size(const cp_params *p, int64_t *Ly, int64_t *Lx, char *err)
+/* Sizes of a saved-flows input (TIFF pair or .h5). */
+static int flows_size(const cp_params *p, int64_t *nz, int64_t *Ly, int64_t *Lx, char *err)
 {
-    int64_t nz = 1;
     int rc;
     if (p->cellprob_in[0]) {
         cp_tiff *t;
         cp_tiff_info in;
         if ((rc = cp_tiff_open(p->cellprob_in, &t, &in, err))) return rc;
         cp_tiff_close(t);
-        nz = in.npages, *Ly = in.ny, *Lx = in.nx;
-    } else if ((rc = cp_h5_read_flows(p->flows, &nz, Ly, Lx, NULL, NULL, err))) {
-        return rc;
+        *nz = in.npages, *Ly = in.ny, *Lx = in.nx;
+        return 0;
     }
-    if (nz != 1)
-        return cp_errf(err, CP_EUNSUPPORTED, "%s: saved flows of %lld planes: distributed runs "
-                       "take one plane (run a stack on one rank)", p->flows, (long long)nz);
-    return 0;
+    return cp_h5_read_flows(p->flows, nz, Ly, Lx, NULL, NULL, err);
 }
 
 /* "dp" of the own blocks from windows of the saved flows. */
@@ -666,9 +666,14 @@ int cp_dsegment_flows(MPI_Comm comm, const cp_params *p, const char *out_path,
     MPI_Comm_rank(comm, &r.rank);
     MPI_Comm_size(comm, &r.nranks);
     r.t0 = MPI_Wtime(), r.c0 = cp_comm_seconds();
-    int64_t Ly = 0, Lx = 0;
-    int resumed, rc = flows_size(p, &Ly, &Lx, err);
-    rc = cp_agree(comm, rc, err);
+    int64_t nz = 1, Ly = 0, Lx = 0;
+    int resumed, rc = cp_agree(comm, flows_size(p, &nz, &Ly, &Lx, err), err);
+    if (!rc && nz > 1) /* a stack of saved flows: one process, plane by plane */
+        return cp_agree(comm, r.nranks == 1 ? cp_segment_flows(p, out_path, cmdline, tm, err)
+                                            : cp_errf(err, CP_EUNSUPPORTED, "%s: saved flows of "
+                                                      "%lld planes: distributed runs take one "
+                                                      "plane (run a stack on one rank)", p->flows,
+                                                      (long long)nz), err);
     if (!rc) rc = workdir_open(&r, &resumed, err);
     if (rc) return rc;
     cp_dplane d;

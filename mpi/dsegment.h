@@ -1,9 +1,12 @@
-/* The distributed driver for one image on all ranks of a communicator (DESIGN.md §4):
- *   a 2-D plane is decomposed into owner blocks: global percentiles, network per block, particle
- *   rounds, seeds, per-mask steps at owners, then one collective HDF5 write;
- *   a stack has its planes spread over the ranks (each plane by the whole-plane engine), stitched
- *   at rank 0 when --stitch_threshold is given.
- * Labels are identical to the single-process engine for any number of ranks and any block size.
+/* The one driver for one image on all ranks of a communicator, one process included (DESIGN.md
+ * §1, §4):
+ *   a 2-D plane is decomposed into owner blocks (one block when it fits the default): global
+ *   percentiles, network per block, particle rounds, seeds, per-mask steps at owners, then one
+ *   collective HDF5 write;
+ *   a stack has its planes spread over the ranks (each plane by the per-plane engine of
+ *   src/segment.h), stitched at rank 0 when --stitch_threshold is given;
+ *   a volume with --do_3D goes to the 3-D engine of src/segment.h, on one process only for now.
+ * Labels are identical for any number of ranks and any block size.
  * Block state lives in <output>.work (resumable; removed after success unless --keep_work). */
 #ifndef CP_DSEGMENT_H
 #define CP_DSEGMENT_H
@@ -20,7 +23,8 @@ int cp_dsegment_image(MPI_Comm comm, const cp_params *p, const cp_model *m,
                       const char *model_path, const char *image, const char *out_path,
                       const char *cmdline, cp_timing *tm, char *err);
 
-/* Masks from saved flows of one plane (--flows) over blocks, collective like the above. */
+/* Masks from saved flows (--flows), collective like the above: a plane over blocks, a stack on
+ * one process (src/segment.h). */
 int cp_dsegment_flows(MPI_Comm comm, const cp_params *p, const char *out_path,
                       const char *cmdline, cp_timing *tm, char *err);
 

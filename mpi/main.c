@@ -1,11 +1,12 @@
 /* cellpose-mpi entry point: parse the command line, load the model once, then segment one image,
  * every TIFF of a folder, or a set of saved flows, in one process or on the N ranks of
- * `mpirun -n N cellpose-mpi ...` (a plane over owner blocks, planes of a stack, or images of a
- * folder spread over ranks). Exit status: 0 success; 1 a segmentation failed (in a folder, the
- * others were still done; any rank's failure ends the job); 2 bad command line (on any rank, or
- * ranks with different parameters); 3 stopped by SIGTERM/SIGUSR1 with nothing half-written: a
- * checkpoint in <output>.work (--block, several ranks), the finished images of --dir, or nothing
- * (a single image on the whole-plane path); run again with --resume. */
+ * `mpirun -n N cellpose-mpi ...`, always through the one driver (mpi/dsegment.c: a plane over
+ * owner blocks, planes of a stack, a volume in 3-D on one process), images of a folder spread
+ * over ranks. Exit status: 0 success; 1 a segmentation failed (in a folder, the others were still
+ * done; any rank's failure ends the job); 2 bad command line (on any rank, or ranks with
+ * different parameters); 3 stopped by SIGTERM/SIGUSR1 with nothing half-written: a checkpoint in
+ * <output>.work (a plane), the finished images of --dir, or nothing (a stack, a volume); run
+ * again with --resume. */
 #include <dirent.h>
 #include <mpi.h>
 #include <signal.h>
@@ -101,13 +102,13 @@ static int list_tiffs(const char *dir, char ***out, int *n, char *err)
 static void on_signal(int sig)
 {
     (void)sig;
-    cp_dsegment_request_stop(); /* the block path: checkpoint at the next block */
-    cp_stop_request();          /* the whole-plane path and --dir: stop, nothing half-written */
+    cp_dsegment_request_stop(); /* a plane: checkpoint at the next block */
+    cp_stop_request();          /* stacks, volumes and --dir: stop, nothing half-written */
 }
 
 /* SIGTERM (a SLURM time limit) and SIGUSR1 (SLURM's --signal) ask for a clean stop: at the next
- * block boundary with a checkpoint (--block, several ranks), at the next tile batch or phase of
- * the whole-plane path (nothing written), after the image in hand in --dir. Exit status 3. */
+ * block boundary with a checkpoint (a plane), at the next tile batch or plane of a stack or
+ * volume (nothing written), after the image in hand in --dir. Exit status 3. */
 static void catch_stop_signals(void)
 {
     struct sigaction sa;
@@ -123,7 +124,15 @@ static void report(int rank, const char *err)
 {
     if (rank) return;
     cp_progress_break();
-    fprintf(stderr, "cellpose-mpi: error: %s\n", err);
+    fprintf(stderr, "cellpose-mpi: error: %s\n", cp_agree_solo(MPI_COMM_WORLD, err));
+}
+
+/* The end of a run that did not succeed: its error, or where a stop left it (CP_EINTR). */
+static void report_end(int rank, int rc, const char *err)
+{
+    if (rc == CP_EINTR && rank == 0)
+        fprintf(stderr, "cellpose-mpi: %s\n", cp_agree_solo(MPI_COMM_WORLD, err));
+    else if (rc && rc != CP_EINTR) report(rank, err);
 }
 
 /* The agreement of all ranks on rc (cp_agree); a single process keeps its own message. */
@@ -212,14 +221,11 @@ static int run_images(const cp_params *p, int rank, int nranks, const char *cmdl
         }
         cp_outlock lk;
         if (!(rc = take_lock(p, rank, out, &lk, err)))
-            rc = nranks > 1 || p->block
-                     ? cp_dsegment_image(MPI_COMM_WORLD, p, m, model_path, p->image_path, out,
-                                         cmdline, tm, err)
-                     : cp_segment_image(p, m, model_path, p->image_path, out, cmdline, tm, err);
+            rc = cp_dsegment_image(MPI_COMM_WORLD, p, m, model_path, p->image_path, out, cmdline,
+                                   tm, err);
         if (!rc && p->save_overlay) rc = save_overlay(p, rank, p->image_path, out, err);
         cp_outlock_release(&lk);
-        if (rc && rc != CP_EINTR) report(rank, err);
-        if (rc == CP_EINTR && rank == 0) fprintf(stderr, "cellpose-mpi: %s\n", err);
+        report_end(rank, rc, err);
         result = rc == CP_EINTR ? CP_EINTR : rc != 0;
     }
     cp_model_free(m);
@@ -239,12 +245,10 @@ static int run_flows(const cp_params *p, int rank, int nranks, const char *cmdli
     }
     cp_outlock lk;
     if (!(rc = take_lock(p, rank, out, &lk, err)))
-        rc = nranks > 1 || p->block ? cp_dsegment_flows(MPI_COMM_WORLD, p, out, cmdline, tm, err)
-                                    : cp_segment_flows(p, out, cmdline, tm, err);
+        rc = cp_dsegment_flows(MPI_COMM_WORLD, p, out, cmdline, tm, err);
     if (!rc && p->save_overlay) rc = save_overlay(p, rank, NULL, out, err);
     cp_outlock_release(&lk);
-    if (rc && rc != CP_EINTR) report(rank, err);
-    if (rc == CP_EINTR && rank == 0) fprintf(stderr, "cellpose-mpi: %s\n", err);
+    report_end(rank, rc, err);
     return rc == CP_EINTR ? CP_EINTR : rc != 0;
 }
 

@@ -20,9 +20,9 @@
  *
  * What each phase counts: "network" the tiles run through the network (per batch; on blocks,
  * the tile evaluations the cache will need, counted before the first block); "flow following"
- * the particles (per chunk of 32 or more: nothing per step), on blocks the own blocks of the
- * first particle round, where every particle starts and most finish (later rounds are in the
- * elapsed time, not in the count); "planes" the planes of a stack; "images" those of a --dir.
+ * the particles (per chunk of 32 or more: nothing per step), on blocks those of the first
+ * particle round of the own blocks, where every particle starts and most finish (later rounds
+ * are in the elapsed time, not in the count); "planes" the planes of a stack; "images" those of a --dir.
  * CELLPOSE_MPI_PROGRESS=tty|log|off overrides the mode (cp_progress_detect).
  *
  * A phase's state is a cp_progress of the caller; cp_progress_add may be called from any thread

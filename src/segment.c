@@ -1,6 +1,6 @@
-/* The single-process driver (see segment.h): read -> channels -> normalize -> network -> masks ->
- * (stitch) -> write, one plane at a time except where Cellpose needs the whole stack
- * (normalization over the stack and stitching), or the whole volume (--do_3D). */
+/* The engines below the driver (mpi/dsegment.c; see segment.h): one plane through the network and
+ * the masks (the planes of a stack), a volume in 3-D (--do_3D) and a stack of saved flows on one
+ * process, and the paths and messages every driver shares. */
 #include "segment.h"
 
 #include <libgen.h>
@@ -205,53 +205,8 @@ static void stopped_message(const char *input, char *err)
 {
     char where[CP_ERR_LEN];
     snprintf(where, sizeof where, "%s", err);
-    cp_errf(err, CP_EINTR, "%s: stopped by a signal %s: nothing was written (the whole-plane path "
-            "keeps no checkpoint); run again, or with --block to checkpoint", input, where);
-}
-
-/* Everything of one image once it is open and its output created: the normalization of every
- * plane first (a stack with stitching is normalized as a whole; a channel good in any plane is
- * inverted in all, §2.2), then plane by plane. */
-static int segment_planes(const cp_params *p, const cp_model *m, cp_image *im, double rescale,
-                          cp_h5out *h, uint32_t *labels, cp_timing *tm, char *err)
-{
-    const cp_layout *L = &im->layout;
-    int stitch = p->stitch_threshold > 0 && L->nz > 1;
-    cp_norm *norms = calloc((size_t)(2 * L->nz), sizeof *norms);
-    if (!norms) return cp_errf(err, CP_ENOMEM, "%s: out of memory", im->path);
-    int rc = 0, inv[2] = {0, 0};
-    double t0 = cp_now();
-    for (int64_t z = 0; !rc && !p->no_norm && z < L->nz; z++) {
-        if (stitch && z > 0) memcpy(norms + 2 * z, norms, 2 * sizeof *norms);
-        else rc = cp_plane_norm(im, z, stitch ? L->nz : 1, p, norms + 2 * z, err);
-        for (int c = 0; c < 2; c++) inv[c] |= p->invert && norms[2 * z + c].good;
-    }
-    cp_timing_lap(tm, CP_PH_PREP, &t0);
-    cp_progress pr;
-    cp_progress_begin(&pr, "planes", "planes", L->nz > 1 ? L->nz : 0);
-    for (int64_t z = 0; !rc && z < L->nz; z++) {
-        if (cp_stop_requested()) {
-            rc = cp_errf(err, CP_EINTR, "before plane %lld of %lld", (long long)z + 1,
-                         (long long)L->nz);
-            break;
-        }
-        cp_net_out no;
-        rc = cp_segment_plane(p, m, im, z, rescale, p->no_norm ? NULL : norms + 2 * z, inv,
-                              labels + z * L->ny * L->nx, p->save_flows ? &no : NULL, tm, err);
-        t0 = cp_now();
-        if (!rc && p->save_flows) {
-            rc = cp_h5_write_flows(h, z, 0, 0, no.ny, no.nx, no.dP, no.cellprob, err);
-            cp_net_out_free(&no);
-        }
-        cp_timing_lap(tm, CP_PH_WRITE, &t0);
-        if (!rc)
-            cp_say(p->quiet, "%s: plane %lld/%lld done", im->path, (long long)z + 1,
-                   (long long)L->nz);
-        cp_progress_add(&pr, !rc);
-    }
-    cp_progress_end(&pr);
-    free(norms);
-    return rc;
+    cp_errf(err, CP_EINTR, "%s: stopped by a signal %s: nothing was written (this path keeps no "
+            "checkpoint); run again", input, where);
 }
 
 /* The grids of a --do_3D run of a volume L (§8.4-8.9): the dynamics (and saved flows) at Ld, the
@@ -308,64 +263,52 @@ static int segment_volume(const cp_params *p, const cp_model *m, cp_image *im, d
     return rc;
 }
 
-int cp_segment_image(const cp_params *p, const cp_model *m, const char *model_path,
-                     const char *image, const char *out_path, const char *cmdline, cp_timing *tm,
-                     char *err)
+int cp_segment_volume(const cp_params *p, const cp_model *m, const char *model_path,
+                      const char *image, const char *out_path, const char *cmdline, cp_timing *tm,
+                      char *err)
 {
     const cp_model_info *mi = cp_model_get_info(m);
     double t0 = cp_now();
     cp_image im;
-    int rc = cp_image_open(&im, image, (int)p->z_axis, (int)p->channel_axis,
-                           p->stitch_threshold > 0 || p->do_3D, (int)p->chan, (int)p->chan2, err);
+    int rc = cp_image_open(&im, image, (int)p->z_axis, (int)p->channel_axis, 1, (int)p->chan,
+                           (int)p->chan2, err);
     if (rc) return rc;
     const cp_layout L = im.layout;
     if (mi->nchan != 2)
         rc = cp_errf(err, CP_EPARAM, "%s: the model has %d input channels; cellpose-mpi feeds "
                      "the 2 channels of --chan/--chan2", model_path, mi->nchan);
-    else if (p->do_3D && L.nz < 2)
+    else if (L.nz < 2)
         rc = cp_errf(err, CP_EPARAM, "%s: --do_3D needs a volume of at least 2 planes, the image "
                      "has %lld (give --z_axis?)", image, (long long)L.nz);
     double rescale = cp_rescale(p->diameter, mi->diam_mean, mi->diam_labels);
     /* the labels' grid Lm, and the flows' Lf (the dynamics scale) */
     const int64_t Lv[3] = {L.nz, L.ny, L.nx};
-    int64_t Lm[3] = {L.nz, L.ny, L.nx}, Lf[3] = {L.nz, L.ny, L.nx};
-    if (p->no_resample && rescale != 1.0 && !p->do_3D) {
-        Lf[1] = (int64_t)((double)L.ny * rescale);
-        Lf[2] = (int64_t)((double)L.nx * rescale);
-    }
-    if (!rc && p->do_3D) rc = volume_grids(p, Lv, rescale, Lf, Lm, err);
+    int64_t Lm[3], Lf[3];
+    if (!rc) rc = volume_grids(p, Lv, rescale, Lf, Lm, err);
     if (rc) {
         cp_image_close(&im);
         return rc;
     }
-    cp_say(p->quiet, "%s: %lld plane(s) of %lldx%lld, %d channel(s)%s; rescale %.6g, %lld steps",
-           image, (long long)L.nz, (long long)L.ny, (long long)L.nx, L.nc,
-           p->do_3D ? ", in 3-D" : "", rescale,
+    cp_say(p->quiet, "%s: %lld plane(s) of %lldx%lld, %d channel(s), in 3-D; rescale %.6g, "
+           "%lld steps", image, (long long)L.nz, (long long)L.ny, (long long)L.nx, L.nc, rescale,
            (long long)cp_niter_steps(p->niter, rescale, !p->no_resample));
     cp_h5out *h = NULL;
     uint32_t *labels = calloc((size_t)(Lm[0] * Lm[1] * Lm[2]), sizeof *labels);
     if (!labels)
         rc = cp_err_nomem(err, image, Lm, 3, "uint32", 4, "for the labels");
-    int flows2 = p->save_flows && !p->do_3D;
-    if (!rc)
-        rc = cp_h5_create(out_path, NULL, Lm[0], Lm[1], Lm[2], Lm[0] > 1 || p->do_3D,
-                          flows2 ? Lf[1] : 0, flows2 ? Lf[2] : 0, &h, err);
-    if (!rc && p->save_flows && p->do_3D) rc = cp_h5_create_flows3(h, Lf, err);
+    if (!rc) rc = cp_h5_create(out_path, NULL, Lm[0], Lm[1], Lm[2], 1, 0, 0, &h, err);
+    if (!rc && p->save_flows) rc = cp_h5_create_flows3(h, Lf, err);
     cp_timing_lap(tm, CP_PH_READ, &t0);
-    if (!rc)
-        rc = p->do_3D ? segment_volume(p, m, &im, rescale, h, labels, tm, err)
-                      : segment_planes(p, m, &im, rescale, h, labels, tm, err);
+    if (!rc) rc = segment_volume(p, m, &im, rescale, h, labels, tm, err);
     cp_image_close(&im);
-    t0 = cp_now();
-    if (!rc) rc = finish_volume(p, labels, L.nz, L.ny, L.nx, err);
     if (!rc && cp_stop_requested()) rc = cp_errf(err, CP_EINTR, "before writing the output");
-    cp_timing_lap(tm, CP_PH_POST, &t0);
     if (rc) {
         cp_h5_abort(h);
         free(labels);
         if (rc == CP_EINTR) stopped_message(image, err);
         return rc;
     }
+    t0 = cp_now();
     cp_provenance pv = {
         .command_line = cmdline, .input_file = image, .input_bytes = file_size(image),
         .model_file = model_path, .model_sha256 = mi->sha256, .rescale = rescale,

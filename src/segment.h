@@ -1,5 +1,6 @@
-/* The single-process driver (DESIGN.md §3): one image file, or a set of saved flows, to one HDF5
- * output (plus the optional _cp_masks.tif), plane by plane, with progress and a timing summary. */
+/* The engines under the one driver (mpi/dsegment.c, DESIGN.md §3): a plane of a stack whole, a
+ * volume in 3-D and a stack of saved flows on one process, and what every driver shares (output
+ * paths, progress lines). */
 #ifndef CP_SEGMENT_H
 #define CP_SEGMENT_H
 
@@ -11,13 +12,15 @@
 #include "run_net.h"
 #include "timing.h"
 
-/* Segments `image` with the loaded model into out_path (written atomically). model_path is
- * recorded in the output; cmdline too. Timing is added to *tm. */
-int cp_segment_image(const cp_params *p, const cp_model *m, const char *model_path,
-                     const char *image, const char *out_path, const char *cmdline, cp_timing *tm,
-                     char *err);
+/* --do_3D on one process: segments the volume `image` with the loaded model into out_path
+ * (written atomically). model_path is recorded in the output; cmdline too. Timing is added to
+ * *tm. */
+int cp_segment_volume(const cp_params *p, const cp_model *m, const char *model_path,
+                      const char *image, const char *out_path, const char *cmdline, cp_timing *tm,
+                      char *err);
 
-/* Masks from saved flows (--flows FILE.h5, or --flows dP.tif --cellprob_in cellprob.tif). */
+/* Masks from saved flows of a stack (--flows FILE.h5, or --flows dP.tif --cellprob_in
+ * cellprob.tif) on one process, plane by plane (a single plane goes over blocks). */
 int cp_segment_flows(const cp_params *p, const char *out_path, const char *cmdline, cp_timing *tm,
                      char *err);
 

@@ -8,8 +8,9 @@
  *                  with --block, on 1 process and 2 ranks; the same checks.
  *   rank_fails     one rank fails alone (MPMD mpirun: a bad model, a bad flag, other parameters):
  *                  the job ends with `error: rank R: ...` and a non-zero exit instead of hanging.
- *   signal_single  SIGTERM / SIGUSR1 on the whole-plane path: exit 3, nothing under the final name,
- *                  no .partial, a message saying so; the rerun completes.
+ *   signal_single  SIGTERM / SIGUSR1 on one process: exit 3, nothing under the final name, no
+ *                  .partial, the checkpoint kept and a message saying to --resume; the rerun with
+ *                  --resume completes.
  *   signal_dir_1, signal_dir_2   SIGTERM in --dir on 1 and 2 ranks while the second of three
  *                  images is in hand: exit 3, the first output kept, no output for the others; a
  *                  rerun with --resume skips the first and does the rest. */
@@ -266,7 +267,7 @@ static void signal_single(void)
     const int sigs[] = {SIGTERM, SIGUSR1};
     for (int k = 0; k < 2; k++) {
         for (int prev = 0; prev < 2; prev++) {
-            tu_run("rm -f %s %s.partial*", out, out);
+            tu_run("rm -rf %s %s.partial* %s.work", out, out, out);
             if (prev) put_previous(out);
             unlink(errf); /* wait_line must not read the previous run's lines */
             char cmd[8192];
@@ -274,7 +275,7 @@ static void signal_single(void)
                      "--chan2 2 --diameter 30 --output %s > /dev/null 2> %s", exe, trained, img,
                      out, errf);
             pid_t pid = start(cmd);
-            int started = wait_line(pid, errf, "plane(s) of"); /* the network is next */
+            int started = wait_line(pid, errf, "on 1 rank(s)"); /* the network is next */
             TU_CHECK(started == 0, "the run ended before the signal: %s", slurp(errf));
             if (started) return;
             kill(pid, sigs[k]);
@@ -283,9 +284,10 @@ static void signal_single(void)
             const char *name = k ? "SIGUSR1" : "SIGTERM";
             TU_CHECK(st == 3, "[%s] exit %d, expected 3:\n%s", name, st, all);
             TU_CHECK(count(all, "error: ") == 0, "[%s] an error line:\n%s", name, all);
-            TU_CHECK(strstr(all, "nothing was written") && strstr(all, "--block"),
-                     "[%s] the message must say nothing was written and mention --block:\n%s",
+            TU_CHECK(strstr(all, " kept in ") && strstr(all, "--resume"),
+                     "[%s] the message must say the checkpoint is kept and mention --resume:\n%s",
                      name, all);
+            TU_CHECK(tu_run("test -d %s.work", out) == 0, "[%s] no checkpoint folder", name);
             if (prev)
                 TU_CHECK(!strcmp(slurp(out), previous), "[%s] the previous output was not kept",
                          name);
@@ -293,12 +295,13 @@ static void signal_single(void)
                 TU_CHECK(access(out, F_OK) != 0, "[%s] a file under the final name", name);
             TU_CHECK(tu_run("ls %s.partial* > /dev/null 2>&1", out) != 0, "[%s] .partial left",
                      name);
-            printf("ok  %s, whole plane%s: exit %d\n", name, prev ? ", previous output" : "", st);
+            printf("ok  %s, one process%s: exit %d\n", name, prev ? ", previous output" : "", st);
         }
     }
     int st = tu_run("%s --quiet --pretrained_model %s --image_path %s --chan 1 --chan2 2 "
-                    "--diameter 30 --output %s", exe, trained, img, out);
+                    "--diameter 30 --output %s --resume", exe, trained, img, out);
     TU_CHECK(st == 0 && tu_h5_attr(out, "n_masks") > 0, "the rerun failed (%d)", st);
+    TU_CHECK(tu_run("test -e %s.work", out) != 0, "the checkpoint stayed after the rerun");
 }
 
 static time_t mtime_ns(const char *path, long *ns)

@@ -330,7 +330,7 @@ static void mpi(void)
     TU_CHECK(!strchr(s, '\r'), "mpi log: a \\r in the log");
     check_log_phase("mpi log", s, "network", 0);
     check_log_phase("mpi log", s, "flow following", 0);
-    TU_CHECK(strstr(s, " tiles of rank 0)") && strstr(s, " blocks of rank 0)"),
+    TU_CHECK(strstr(s, " tiles of rank 0)") && strstr(s, " particles of rank 0)"),
              "mpi log: the lines do not say they count rank 0's share: %s", s);
     check_fresh_lines("mpi log", s);
     free(s);
