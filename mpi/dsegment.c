@@ -412,27 +412,36 @@ static int plane_blocks(run *r, cp_image *im, char *err)
 
 /* ---- a stack: contiguous planes per rank, in the work folder (dstack.h) ---------------------- */
 
-static int stack_planes(run *r, cp_image *im, char *err)
+/* A stack of nz > 1 planes of ny x nx (im NULL: the saved flows of r->p) into the output. */
+static int stack_run(run *r, cp_image *im, int64_t nz, int64_t ny, int64_t nx, double rescale,
+                     char *err)
 {
-    const cp_model_info *mi = cp_model_get_info(r->m);
     int resumed;
     int rc = workdir_open(r, &resumed, err);
     lap(r, CP_PH_READ);
     if (rc) return rc;
-    cp_dstack s = {.comm = r->comm, .p = r->p, .m = r->m, .im = im, .store = &r->store,
-                   .out_path = r->out_path, .tm = r->tm,
-                   .rescale = cp_rescale(r->p->diameter, mi->diam_mean, mi->diam_labels)};
+    cp_dstack s = {.comm = r->comm, .p = r->p, .m = r->m, .im = im, .nz = nz, .ny = ny, .nx = nx,
+                   .input = r->image, .rescale = rescale, .store = &r->store,
+                   .out_path = r->out_path, .tm = r->tm};
     cp_h5out *h;
     cp_cell *cells;
     int64_t ncells, nmasks;
     rc = cp_dstack_run(&s, &h, &cells, &ncells, &nmasks, err);
     r->t0 = MPI_Wtime(), r->c0 = cp_comm_seconds(); /* the stack timed its phases */
-    if (!rc) rc = finish_output(r, h, cells, ncells, nmasks, s.rescale, err);
+    if (!rc) rc = finish_output(r, h, cells, ncells, nmasks, rescale, err);
     free(cells);
     lap(r, CP_PH_WRITE);
     if (!rc && !r->p->keep_work && r->rank == 0) cp_bstore_destroy(&r->store);
     if (!rc) say(r, "wrote %s (%lld masks)", r->out_path, (long long)nmasks);
     return rc;
+}
+
+static int stack_planes(run *r, cp_image *im, char *err)
+{
+    const cp_model_info *mi = cp_model_get_info(r->m);
+    const cp_layout *L = &im->layout;
+    return stack_run(r, im, L->nz, L->ny, L->nx,
+                     cp_rescale(r->p->diameter, mi->diam_mean, mi->diam_labels), err);
 }
 
 int cp_dsegment_image(MPI_Comm comm, const cp_params *p, const cp_model *m,
@@ -463,23 +472,16 @@ int cp_dsegment_image(MPI_Comm comm, const cp_params *p, const cp_model *m,
 
 /* ---- masks from saved flows ------------------------------------------------------------------ */
 
-/* Sizes of a saved-flows input (TIFF pair or .h5); only single planes are distributed. */
-static int flows_size(const cp_params *p, int64_t *Ly, int64_t *Lx, char *err)
+/* Sizes of a saved-flows input (TIFF pair or .h5). */
+static int flows_size(const cp_params *p, int64_t *nz, int64_t *Ly, int64_t *Lx, char *err)
 {
-    int64_t nz = 1;
-    int rc;
-    if (p->cellprob_in[0]) {
-        cp_tiff *t;
-        cp_tiff_info in;
-        if ((rc = cp_tiff_open(p->cellprob_in, &t, &in, err))) return rc;
-        cp_tiff_close(t);
-        nz = in.npages, *Ly = in.ny, *Lx = in.nx;
-    } else if ((rc = cp_h5_read_flows(p->flows, &nz, Ly, Lx, NULL, NULL, err))) {
-        return rc;
-    }
-    if (nz != 1)
-        return cp_errf(err, CP_EUNSUPPORTED, "%s: saved flows of %lld planes: distributed runs "
-                       "take one plane (run a stack on one rank)", p->flows, (long long)nz);
+    if (!p->cellprob_in[0]) return cp_h5_read_flows(p->flows, nz, Ly, Lx, NULL, NULL, err);
+    cp_tiff *t;
+    cp_tiff_info in;
+    int rc = cp_tiff_open(p->cellprob_in, &t, &in, err);
+    if (rc) return rc;
+    cp_tiff_close(t);
+    *nz = in.npages, *Ly = in.ny, *Lx = in.nx;
     return 0;
 }
 
@@ -532,9 +534,10 @@ int cp_dsegment_flows(MPI_Comm comm, const cp_params *p, const char *out_path,
     MPI_Comm_rank(comm, &r.rank);
     MPI_Comm_size(comm, &r.nranks);
     r.t0 = MPI_Wtime(), r.c0 = cp_comm_seconds();
-    int64_t Ly = 0, Lx = 0;
-    int resumed, rc = flows_size(p, &Ly, &Lx, err);
+    int64_t nz = 1, Ly = 0, Lx = 0;
+    int resumed, rc = flows_size(p, &nz, &Ly, &Lx, err);
     rc = cp_agree(comm, rc, err);
+    if (!rc && nz > 1) return stack_run(&r, NULL, nz, Ly, Lx, 1.0, err);
     if (!rc) rc = workdir_open(&r, &resumed, err);
     if (rc) return rc;
     cp_dplane d;

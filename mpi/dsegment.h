@@ -1,8 +1,8 @@
 /* The distributed driver for one image on all ranks of a communicator (DESIGN.md §4):
  *   a 2-D plane is decomposed into owner blocks: global percentiles, network per block, particle
  *   rounds, seeds, per-mask steps at owners, then one collective HDF5 write;
- *   a stack has its planes spread over the ranks (each plane by the whole-plane engine), stitched
- *   at rank 0 when --stitch_threshold is given.
+ *   a stack has contiguous planes per rank (each plane by the whole-plane engine), kept in the
+ *   work folder and stitched where they are when --stitch_threshold is given (dstack.h).
  * Labels are identical to the single-process engine for any number of ranks and any block size.
  * Block state lives in <output>.work (resumable; removed after success unless --keep_work). */
 #ifndef CP_DSEGMENT_H
@@ -20,7 +20,8 @@ int cp_dsegment_image(MPI_Comm comm, const cp_params *p, const cp_model *m,
                       const char *model_path, const char *image, const char *out_path,
                       const char *cmdline, cp_timing *tm, char *err);
 
-/* Masks from saved flows of one plane (--flows) over blocks, collective like the above. */
+/* Masks from saved flows (--flows), collective like the above: one plane over blocks, a stack by
+ * planes (dstack.h). */
 int cp_dsegment_flows(MPI_Comm comm, const cp_params *p, const char *out_path,
                       const char *cmdline, cp_timing *tm, char *err);
 

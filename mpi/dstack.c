@@ -9,12 +9,14 @@
 #include "agree.h"
 #include "cells.h"
 #include "commtime.h"
+#include "compute_masks.h"
 #include "cp_err.h"
 #include "dnorm.h"
 #include "dstitch.h"
 #include "h5par.h"
 #include "progress.h"
 #include "segment.h"
+#include "tiff_io.h"
 
 #define LABELS "stack_lab"
 #define FLOWS "stack_flows"
@@ -54,41 +56,85 @@ static int norms_of(struct stk *k, cp_norm *norms, int inv[2], char *err)
     return rc;
 }
 
-/* The own planes through the whole-plane engine, labels into the store as LABELS z, flows (with
- * --save_flows) as FLOWS z: dP (2, fny, fnx) then cellprob; *fny, *fnx (every rank) their size. */
+/* Plane z of the saved flows (--flows: a --save_flows .h5, or the TIFF pair dP with dY then dX
+ * pages and cellprob) into f: dP (2, ny, nx) then cellprob. */
+static int read_flows(const cp_dstack *s, int64_t z, float *f, char *err)
+{
+    const cp_params *p = s->p;
+    int64_t n = s->ny * s->nx;
+    if (!p->cellprob_in[0])
+        return cp_h5_read_flows_window(p->flows, z, 0, 0, s->ny, s->nx, f, f + 2 * n, err);
+    cp_tiff *td = NULL, *tc = NULL;
+    cp_tiff_info id, ic;
+    int rc = cp_tiff_open(p->flows, &td, &id, err);
+    if (!rc) rc = cp_tiff_open(p->cellprob_in, &tc, &ic, err);
+    if (!rc && (id.spp != 1 || ic.spp != 1 || id.npages != 2 * s->nz || id.ny != s->ny ||
+                id.nx != s->nx))
+        rc = cp_errf(err, CP_EFORMAT, "%s: expected 2 pages per page of %s with the same size "
+                     "(dP as (2,Z,Y,X), cellprob as (Z,Y,X))", p->flows, p->cellprob_in);
+    for (int c = 0; !rc && c < 2; c++)
+        rc = cp_tiff_read_f32(td, c * s->nz + z, 0, 0, s->ny, s->nx, f + c * n, err);
+    if (!rc) rc = cp_tiff_read_f32(tc, z, 0, 0, s->ny, s->nx, f + 2 * n, err);
+    if (td) cp_tiff_close(td);
+    if (tc) cp_tiff_close(tc);
+    return rc;
+}
+
+/* The labels (into lab) and flows (into *f: dP then cellprob, *fny x *fnx) of own plane z, from
+ * the whole-plane engine or the saved flows. */
+static int plane_masks(struct stk *k, int64_t z, const cp_norm *norms, const int inv[2],
+                       uint32_t *lab, float **f, int64_t *fny, int64_t *fnx, char *err)
+{
+    const cp_dstack *s = k->s;
+    const cp_params *p = s->p;
+    int64_t n = s->ny * s->nx;
+    if (!s->m) {
+        cp_mask_params mp = cp_flows_mask_params(p, k->stitch);
+        *f = malloc(sizeof **f * (size_t)(3 * n));
+        *fny = s->ny, *fnx = s->nx;
+        int rc = *f ? read_flows(s, z, *f, err) : cp_errf(err, CP_ENOMEM, "%s: out of memory",
+                                                            s->input);
+        return rc ? rc : cp_compute_masks(*f, *f + 2 * n, s->ny, s->nx, &mp, s->ny, s->nx, lab,
+                                          s->tm, err);
+    }
+    cp_net_out o = {0};
+    int rc = cp_segment_plane(p, s->m, s->im, z, s->rescale, p->no_norm ? NULL : norms + 2 * z,
+                              inv, lab, p->save_flows ? &o : NULL, s->tm, err);
+    if (!rc && p->save_flows) {
+        size_t m = (size_t)(o.ny * o.nx);
+        *fny = o.ny, *fnx = o.nx;
+        *f = malloc(sizeof **f * 3 * m);
+        if (!*f) rc = cp_errf(err, CP_ENOMEM, "%s: out of memory", s->input);
+        if (!rc) memcpy(*f, o.dP, sizeof **f * 2 * m), memcpy(*f + 2 * m, o.cellprob, sizeof **f * m);
+    }
+    cp_net_out_free(&o);
+    return rc;
+}
+
+/* The own planes one at a time, labels into the store as LABELS z, flows (with --save_flows) as
+ * FLOWS z: dP (2, fny, fnx) then cellprob; *fny, *fnx (every rank) their size. */
 static int segment_planes(struct stk *k, int64_t *fny, int64_t *fnx, char *err)
 {
     const cp_params *p = k->s->p;
     const cp_dvol *v = &k->v;
     cp_norm *norms = calloc((size_t)(2 * v->nz), sizeof *norms);
     uint32_t *lab = malloc(sizeof *lab * (size_t)(v->ny * v->nx));
-    int inv[2], rc = norms && lab ? 0 : cp_errf(err, CP_ENOMEM, "%s: out of memory", k->s->im->path);
-    if (!(rc = cp_agree(v->comm, rc, err))) rc = norms_of(k, norms, inv, err);
+    int inv[2] = {0, 0};
+    int rc = norms && lab ? 0 : cp_errf(err, CP_ENOMEM, "%s: out of memory", k->s->input);
+    if (!(rc = cp_agree(v->comm, rc, err)) && k->s->m) rc = norms_of(k, norms, inv, err);
     lap(k, CP_PH_PREP);
     cp_progress pr;
     cp_progress_begin(&pr, "planes", v->nranks > 1 ? "planes of rank 0" : "planes",
                       v->z1 - v->z0);
     *fny = *fnx = 0;
     for (int64_t z = v->z0; !rc && z < v->z1; z++) {
-        cp_net_out f = {0};
-        rc = cp_segment_plane(p, k->s->m, k->s->im, z, k->s->rescale,
-                              p->no_norm ? NULL : norms + 2 * z, inv, lab,
-                              p->save_flows ? &f : NULL, k->s->tm, err);
+        float *f = NULL;
+        rc = plane_masks(k, z, norms, inv, lab, &f, fny, fnx, err);
         if (!rc) rc = cp_dvol_put(v, z, lab, err);
-        if (!rc && p->save_flows) {
-            size_t n = (size_t)(f.ny * f.nx);
-            float *all = malloc(sizeof *all * 3 * n);
-            *fny = f.ny, *fnx = f.nx;
-            if (!all) rc = cp_errf(err, CP_ENOMEM, "%s: out of memory", k->s->im->path);
-            if (!rc) {
-                memcpy(all, f.dP, sizeof *all * 2 * n);
-                memcpy(all + 2 * n, f.cellprob, sizeof *all * n);
-                rc = cp_bstore_put(v->store, FLOWS, z, all, sizeof *all * 3 * n, err);
-            }
-            free(all);
-        }
-        cp_net_out_free(&f);
-        if (!rc) say(k, "%s: plane %lld done (rank 0's share)", k->s->im->path, (long long)z + 1);
+        if (!rc && p->save_flows)
+            rc = cp_bstore_put(v->store, FLOWS, z, f, sizeof *f * (size_t)(3 * *fny * *fnx), err);
+        free(f);
+        if (!rc) say(k, "%s: plane %lld done (rank 0's share)", k->s->input, (long long)z + 1);
         cp_progress_add(&pr, !rc);
     }
     cp_progress_end(&pr);
@@ -135,15 +181,14 @@ int cp_dstack_run(cp_dstack *s, cp_h5out **h, cp_cell **cells, int64_t *ncells,
                   int64_t *nmasks, char *err)
 {
     const cp_params *p = s->p;
-    const cp_layout *L = &s->im->layout;
     struct stk k = {.s = s, .stitch = p->stitch_threshold > 0, .t0 = MPI_Wtime(),
                     .c0 = cp_comm_seconds()};
-    cp_dvol_init(&k.v, s->comm, s->store, LABELS, L->nz, L->ny, L->nx);
+    cp_dvol_init(&k.v, s->comm, s->store, LABELS, s->nz, s->ny, s->nx);
     k.rank = k.v.rank;
     *h = NULL, *cells = NULL, *ncells = 0, *nmasks = 0;
     say(&k, "%s: stack of %lld planes of %lldx%lld over %d rank(s), %lld-%lld planes each",
-        s->im->path, (long long)L->nz, (long long)L->ny, (long long)L->nx, k.v.nranks,
-        (long long)(L->nz / k.v.nranks), (long long)((L->nz + k.v.nranks - 1) / k.v.nranks));
+        s->input, (long long)s->nz, (long long)s->ny, (long long)s->nx, k.v.nranks,
+        (long long)(s->nz / k.v.nranks), (long long)((s->nz + k.v.nranks - 1) / k.v.nranks));
     int64_t fny, fnx, nl = 0;
     int rc = segment_planes(&k, &fny, &fnx, err);
     if (!rc && k.stitch) {
@@ -153,7 +198,7 @@ int cp_dstack_run(cp_dstack *s, cp_h5out **h, cp_cell **cells, int64_t *ncells,
     }
     cp_h5_backend be = cp_h5par_backend(&s->comm); /* s outlives the file */
     if (!rc)
-        rc = cp_h5_create(s->out_path, &be, L->nz, L->ny, L->nx, 1, p->save_flows ? fny : 0,
+        rc = cp_h5_create(s->out_path, &be, s->nz, s->ny, s->nx, 1, p->save_flows ? fny : 0,
                           p->save_flows ? fnx : 0, h, err);
     if (!rc) rc = write_planes(&k, *h, fny, fnx, cells, ncells, err);
     if (rc) {

@@ -1,5 +1,6 @@
 /* A stack on all ranks of a communicator (issue 18): rank r takes the contiguous planes
- * [z0, z1) of cp_dvol_range, segments them one at a time with the whole-plane engine and keeps
+ * [z0, z1) of cp_dvol_range, segments them one at a time with the whole-plane engine (or makes
+ * the masks of their saved flows) and keeps
  * each plane's labels (and flows) in the block store, never the stack; with --stitch_threshold
  * the planes are stitched and hole-filled in 3-D where they are (dstitch.h). Labels are those of
  * the single process on any number of ranks. */
@@ -19,8 +20,10 @@
 typedef struct cp_dstack {
     MPI_Comm comm;
     const cp_params *p;
-    const cp_model *m;       /* the model */
-    cp_image *im;            /* the stack (nz > 1) */
+    const cp_model *m;       /* the model; NULL: masks from the saved flows of p (--flows) */
+    cp_image *im;            /* the stack (with a model) */
+    int64_t nz, ny, nx;      /* its size (nz > 1) */
+    const char *input;       /* the image or flows file, for messages */
     double rescale;          /* of the network input, cp_rescale() */
     const cp_bstore *store;  /* the work folder: planes and their flows, scratch of stitching */
     const char *out_path;

@@ -422,6 +422,16 @@ static int read_flows(const cp_params *p, int64_t *nz, int64_t *ny, int64_t *nx,
     return cp_h5_read_flows(p->flows, nz, ny, nx, *dP, *cellprob, err);
 }
 
+cp_mask_params cp_flows_mask_params(const cp_params *p, int stitch)
+{
+    return (cp_mask_params){
+        .steps = p->niter > 0 ? p->niter : 200, .interp = !p->no_interp,
+        .cellprob_threshold = (float)p->cellprob_threshold, .flow_threshold = p->flow_threshold,
+        .max_size_fraction = p->max_size_fraction, .min_size = stitch ? -1 : p->min_size,
+        .protrusions = p->protrusions, .protrusion_max_len = p->protrusion_max_len,
+    };
+}
+
 int cp_segment_flows(const cp_params *p, const char *out_path, const char *cmdline, cp_timing *tm,
                      char *err)
 {
@@ -431,13 +441,7 @@ int cp_segment_flows(const cp_params *p, const char *out_path, const char *cmdli
     uint32_t *labels = NULL;
     cp_h5out *h = NULL;
     int rc = read_flows(p, &nz, &ny, &nx, &dP, &cellprob, err);
-    int stitch = p->stitch_threshold > 0 && nz > 1;
-    cp_mask_params mp = {
-        .steps = p->niter > 0 ? p->niter : 200, .interp = !p->no_interp,
-        .cellprob_threshold = (float)p->cellprob_threshold, .flow_threshold = p->flow_threshold,
-        .max_size_fraction = p->max_size_fraction, .min_size = stitch ? -1 : p->min_size,
-        .protrusions = p->protrusions, .protrusion_max_len = p->protrusion_max_len,
-    };
+    cp_mask_params mp = cp_flows_mask_params(p, p->stitch_threshold > 0 && nz > 1);
     if (!rc) {
         labels = calloc((size_t)(nz * ny * nx), sizeof *labels);
         rc = labels ? cp_h5_create(out_path, NULL, nz, ny, nx, nz > 1,

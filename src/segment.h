@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 
+#include "compute_masks.h"
 #include "cpnet.h"
 #include "image.h"
 #include "params.h"
@@ -20,6 +21,10 @@ int cp_segment_image(const cp_params *p, const cp_model *m, const char *model_pa
 /* Masks from saved flows (--flows FILE.h5, or --flows dP.tif --cellprob_in cellprob.tif). */
 int cp_segment_flows(const cp_params *p, const char *out_path, const char *cmdline, cp_timing *tm,
                      char *err);
+
+/* The mask parameters of saved flows (the dynamics at their scale, niter 200 unless given;
+ * stitch: planes of a stitched stack, min_size left to the 3-D step). */
+cp_mask_params cp_flows_mask_params(const cp_params *p, int stitch);
 
 /* Normalization constants of planes [z0, z0+nz) taken together (nz = 1: a plane alone; all
  * planes: a stack with stitching, §5), reading them whole. */

@@ -2,7 +2,8 @@
  *   stack        a 3-plane stack spread over ranks, per plane and stitched: identical to one process
  *   stack8       an 8-plane stack (a blank plane inside) stitched on 1-4 ranks (--block: the
  *                distributed driver also on one rank): /labels, /cells, /flows identical to one
- *                process; per-plane labels on 3 ranks too
+ *                process; per-plane labels on 3 ranks too; masks of its saved flows (--flows)
+ *                stitched on 1-3 ranks as by one process
  *   dataset      a folder with one corrupt image: reported and skipped, the others identical
  *   kill_network kill -9 of a rank during the network phase, then --resume: identical labels,
  *                finished network blocks reused
@@ -167,6 +168,18 @@ static void stack8(void)
             TU_CHECK(same_cells(ref, out), "stack8 on %d ranks: /cells differ", np);
             TU_CHECK(same_f32(ref, out, "flows") && same_f32(ref, out, "cellprob"),
                      "stack8 on %d ranks: /flows or /cellprob differ", np);
+        }
+        if (!stitch) continue;
+        /* the saved flows of the stack (--flows): masks per plane, stitched, on 1-3 ranks */
+        const char *fref = tu_path("%s/flows8.h5", dir);
+        st = tu_run("%s --quiet --flows %s --stitch_threshold 0.25 --output %s", exe, ref, fref);
+        TU_CHECK(st == 0, "single process from the saved flows failed");
+        for (int np = 1; np <= 3; np++) {
+            const char *out = tu_path("%s/flows8_%d.h5", dir, np);
+            st = tu_run(MPIRUN " -n %d %s --quiet --flows %s --stitch_threshold 0.25 --block 256 "
+                        "--output %s", np, exe, ref, out);
+            TU_CHECK(st == 0 && same_labels(fref, out) && same_cells(fref, out),
+                     "stack8 from its saved flows on %d ranks differs", np);
         }
     }
 }
