@@ -175,6 +175,12 @@ static int cmp_kpix(const void *a, const void *b)
     return (x->idx > y->idx) - (x->idx < y->idx);
 }
 
+static int cmp_edit(const void *a, const void *b)
+{
+    const struct edit *x = a, *y = b;
+    return (x->idx > y->idx) - (x->idx < y->idx);
+}
+
 /* The end of the batch of keys i.. (boxes box[]): boxes adding up to at most the budget, at
  * least one; [*zlo, *zhi): the planes they span. */
 static int64_t batch_end(const struct fill *f, const cp_box *box,
@@ -443,8 +449,12 @@ static int fill_stage(struct fill *f, const struct vstats *a, const unsigned cha
         rc = fill_groups(f, gbox, gidx, jmap, px, npx, &ed);
         free(px);
         if ((rc = cp_exchange(&ed, rc, INT64_MAX, (void **)&e, &ne, f->err))) break;
-        for (int64_t k = 0; !rc && k < ne; k++)
-            rc = cp_bstore_append(v->store, edname, e[k].idx / f->npix, &e[k], sizeof *e, f->err);
+        qsort(e, (size_t)ne, sizeof *e, cmp_edit);
+        for (int64_t k = 0, end; !rc && k < ne; k = end) { /* one append per plane */
+            for (end = k; end < ne && e[end].idx / f->npix == e[k].idx / f->npix; end++) continue;
+            rc = cp_bstore_append(v->store, edname, e[k].idx / f->npix, e + k,
+                                  sizeof *e * (size_t)(end - k), f->err);
+        }
         free(e);
         if ((rc = cp_agree(v->comm, rc, f->err))) break;
     }
