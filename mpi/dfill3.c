@@ -13,7 +13,6 @@
  * (c) min_size again on the filled array, renumbered by first appearance.
  * Boxes and groups are moved in batches of about one plane of voxels, so memory does not grow
  * with the depth of the stack. */
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +21,7 @@
 #include "cp_err.h"
 #include "dstitch.h"
 #include "exchange.h"
+#include "holding.h"
 #include "post.h"
 #include "renumber.h"
 
@@ -30,11 +30,6 @@
 struct vstats {
     int64_t n;
     int64_t *area, *mn;
-};
-
-struct kpix { /* voxel idx (value v) sent for label or group `key` */
-    int64_t idx;
-    uint32_t key, v;
 };
 
 struct edit { /* new value of voxel idx (memset: the padding travels) */
@@ -161,18 +156,10 @@ static int candidates(struct fill *f, const struct vstats *a, const uint32_t *ma
     return 0;
 }
 
-static int cmp_u32_key(const void *a, const void *b)
+static int cmp_u32(const void *a, const void *b)
 {
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
     return (x > y) - (x < y);
-}
-
-static int cmp_kpix(const void *a, const void *b)
-{
-    const struct kpix *x = a, *y = b;
-    if (x->key != y->key) return x->key < y->key ? -1 : 1;
-    if (x->v != y->v) return x->v < y->v ? -1 : 1;
-    return (x->idx > y->idx) - (x->idx < y->idx);
 }
 
 static int cmp_edit(const void *a, const void *b)
@@ -197,15 +184,15 @@ static int64_t batch_end(const struct fill *f, const cp_box *box,
 }
 
 /* Collective: the records queued in o, received sorted by (key, v, idx). */
-static int gather(struct fill *f, cp_outbox *o, int rc, struct kpix **px, int64_t *npx)
+static int gather(struct fill *f, cp_outbox *o, int rc, cp_kpix **px, int64_t *npx)
 {
     if ((rc = cp_exchange(o, rc, INT64_MAX, (void **)px, npx, f->err)) == 0)
-        qsort(*px, (size_t)*npx, sizeof **px, cmp_kpix);
+        qsort(*px, (size_t)*npx, sizeof **px, cp_kpix_cmp);
     return rc;
 }
 
 /* A canvas of box b (zeroed) with the records px[i..e) written in, and box-sized scratch. */
-static int canvas_of(const struct fill *f, cp_box b, const struct kpix *px, int64_t i, int64_t e,
+static int canvas_of(const struct fill *f, cp_box b, const cp_kpix *px, int64_t i, int64_t e,
                      uint32_t **canvas, unsigned char **st, int64_t **stk)
 {
     int64_t n = box_vol(b), by = b.y1 - b.y0, bx = b.x1 - b.x0;
@@ -235,26 +222,13 @@ static int send_boxes(struct fill *f, cp_outbox *o, const uint32_t *keys, const 
             if (z < box[k].z0 || z >= box[k].z1) continue;
             for (int64_t y = box[k].y0; !rc && y < box[k].y1; y++)
                 for (int64_t x = box[k].x0; !rc && x < box[k].x1; x++) {
-                    struct kpix p = {z * f->npix + y * v->nx + x, keys[k], f->pl[y * v->nx + x]};
+                    cp_kpix p = {z * f->npix + y * v->nx + x, keys[k], f->pl[y * v->nx + x]};
                     if (p.v && cp_outbox_push(o, (int)(keys[k] % (uint32_t)v->nranks), &p, 1))
                         rc = oom(f->err, "box voxels in transit");
                 }
         }
     }
     return rc;
-}
-
-static int push_edge(uint32_t **e, int64_t *n, int64_t *cap, uint32_t a, uint32_t b)
-{
-    if (*n + 2 > *cap) {
-        int64_t c = *cap ? 2 * *cap : 1024;
-        uint32_t *p = realloc(*e, sizeof *p * (size_t)c);
-        if (!p) return CP_ENOMEM;
-        *e = p, *cap = c;
-    }
-    (*e)[(*n)++] = a;
-    (*e)[(*n)++] = b;
-    return 0;
 }
 
 /* The "holds" edges (w, u) of the candidates owned here, from their boxes (collective). */
@@ -264,14 +238,14 @@ static int find_edges(struct fill *f, const struct vstats *a, const uint32_t *cl
     cp_box *box = malloc(sizeof *box * (size_t)(ncl ? ncl : 1));
     cp_outbox o = {0};
     int64_t cap = 0;
-    int rc = box ? cp_outbox_init(&o, f->v->comm, sizeof(struct kpix), f->err)
+    int rc = box ? cp_outbox_init(&o, f->v->comm, sizeof(cp_kpix), f->err)
                  : oom(f->err, "boxes");
     for (int64_t k = 0; box && k < ncl; k++) box[k] = box_of(a, cl[k]);
     if ((rc = cp_agree(f->v->comm, rc, f->err))) goto out;
     for (int64_t i = 0, nb; i < ncl; i = nb) {
         int64_t zlo, zhi;
         nb = batch_end(f, box, i, ncl, &zlo, &zhi);
-        struct kpix *px = NULL;
+        cp_kpix *px = NULL;
         int64_t npx = 0;
         rc = send_boxes(f, &o, cl, box, i, nb, zlo, zhi, map_a, ns);
         if ((rc = gather(f, &o, rc, &px, &npx))) break;
@@ -285,7 +259,7 @@ static int find_edges(struct fill *f, const struct vstats *a, const uint32_t *cl
             rc = canvas_of(f, b, px, k, end, &cv, &st, &stk);
             if (!rc) cp_post_hole_map(cv, whole.y1, whole.x1, 1, w, &whole, st, stk);
             for (int64_t q = 0; !rc && q < box_vol(b); q++)
-                if (st[q] == 0 && cv[q] && push_edge(e, ne, &cap, w, cv[q]))
+                if (st[q] == 0 && cv[q] && cp_holding_push(e, ne, &cap, w, cv[q]))
                     rc = oom(f->err, "edges");
             free(cv);
             free(st);
@@ -301,46 +275,10 @@ out:
     return rc;
 }
 
-/* Collective: every rank's edges to all; root[w] = the smallest label of w's group. */
-static int make_groups(struct fill *f, const uint32_t *e, int64_t ne, uint32_t *root, int64_t n)
-{
-    MPI_Comm comm = f->v->comm;
-    int np = f->v->nranks, mine = (int)ne;
-    int *cnt = malloc(sizeof *cnt * 2 * (size_t)np);
-    int rc = cnt && ne <= INT_MAX ? 0 : oom(f->err, "edge counts");
-    if ((rc = cp_agree(comm, rc, f->err))) {
-        free(cnt);
-        return rc;
-    }
-    MPI_Allgather(&mine, 1, MPI_INT, cnt, 1, MPI_INT, comm);
-    int64_t tot = 0;
-    for (int k = 0; k < np; k++) cnt[np + k] = (int)tot, tot += cnt[k];
-    uint32_t *all = tot > INT_MAX ? NULL : malloc(sizeof *all * (size_t)(tot ? tot : 1));
-    if ((rc = cp_agree(comm, all ? 0 : oom(f->err, "the edges of all ranks"), f->err))) {
-        free(cnt);
-        free(all);
-        return rc;
-    }
-    MPI_Allgatherv(e, mine, MPI_UINT32_T, all, cnt, cnt + np, MPI_UINT32_T, comm);
-    free(cnt);
-    for (int64_t l = 0; l <= n; l++) root[l] = (uint32_t)l;
-    for (int64_t i = 0; i < tot; i += 2) {
-        uint32_t x = all[i], y = all[i + 1];
-        while (root[x] != x) x = root[x] = root[root[x]];
-        while (root[y] != y) y = root[y] = root[root[y]];
-        if (x < y) root[y] = x;
-        else root[x] = y;
-    }
-    free(all);
-    /* parents are smaller labels, so in increasing order root[root[w]] is already final */
-    for (int64_t l = 1; l <= n; l++) root[l] = root[root[l]];
-    return 0;
-}
-
 /* Fills the groups received here on canvases of their boxes and queues the edits (voxels whose
  * value differs from jmap[A]) for the planes' owners. */
 static int fill_groups(struct fill *f, const cp_box *gbox, const uint32_t *gidx,
-                       const uint32_t *jmap, const struct kpix *px, int64_t npx, cp_outbox *ed)
+                       const uint32_t *jmap, const cp_kpix *px, int64_t npx, cp_outbox *ed)
 {
     int rc = 0;
     for (int64_t i = 0; !rc && i < npx;) {
@@ -358,7 +296,7 @@ static int fill_groups(struct fill *f, const cp_box *gbox, const uint32_t *gidx,
             if (k == i || px[k].v != px[k - 1].v) mem[nm++] = px[k].v;
         for (int64_t q = 0; !rc && q < n; q++) {
             if (cv[q]) {
-                uint32_t *m = bsearch(&cv[q], mem, (size_t)nm, sizeof *mem, cmp_u32_key);
+                uint32_t *m = bsearch(&cv[q], mem, (size_t)nm, sizeof *mem, cmp_u32);
                 cv[q] = (uint32_t)(m - mem) + 1;
             }
             init[q] = cv[q];
@@ -395,7 +333,7 @@ static int send_groups(struct fill *f, cp_outbox *o, const uint32_t *root,
         if ((rc = load(f, z, map_a, ns))) break;
         for (int64_t i = 0; !rc && i < f->npix; i++) {
             uint32_t w = f->pl[i];
-            struct kpix p = {z * f->npix + i, root[w], w};
+            cp_kpix p = {z * f->npix + i, root[w], w};
             if (w && in[root[w]] && cp_outbox_push(o, (int)(root[w] % (uint32_t)v->nranks), &p, 1))
                 rc = oom(f->err, "group voxels in transit");
         }
@@ -433,14 +371,14 @@ static int fill_stage(struct fill *f, const struct vstats *a, const unsigned cha
         u->y0 = min64(u->y0, b.y0), u->y1 = max64(u->y1, b.y1);
         u->x0 = min64(u->x0, b.x0), u->x1 = max64(u->x1, b.x1);
     }
-    if (!rc) rc = cp_outbox_init(&o, v->comm, sizeof(struct kpix), f->err);
+    if (!rc) rc = cp_outbox_init(&o, v->comm, sizeof(cp_kpix), f->err);
     if (!rc) rc = cp_outbox_init(&ed, v->comm, sizeof(struct edit), f->err);
     if ((rc = cp_agree(v->comm, rc, f->err))) goto out;
     for (int64_t i = 0, nb; i < ng; i = nb) {
         int64_t zlo, zhi;
         nb = batch_end(f, gbox + 1, i, ng, &zlo, &zhi);
         for (int64_t k = i; k < nb; k++) in[gl[k]] = 1;
-        struct kpix *px = NULL;
+        cp_kpix *px = NULL;
         struct edit *e = NULL;
         int64_t npx = 0, ne = 0;
         rc = send_groups(f, &o, root, in, zlo, zhi, map_a, ns);
@@ -559,7 +497,7 @@ int cp_dfill3_run(const cp_dvol *v, int64_t nlabels, int64_t min_size, int64_t *
         for (int64_t l = 1, k = 0; !rc && l <= a.n; l++)
             if (cand[l]) cl[k++] = (uint32_t)l;
         if (!rc) rc = find_edges(&f, &a, cl, ncl, map_a, nlabels, &e, &ne);
-        if (!rc) rc = make_groups(&f, e, ne, root, a.n);
+        if (!rc) rc = cp_holding_groups(v->comm, e, ne, root, a.n, err);
         if (!rc) rc = fill_stage(&f, &a, cand, root, jmap, map_a, nlabels, edname);
         if (rc) goto out;
     }
