@@ -5,7 +5,7 @@
  * between two columns decided by id order, a hollow shell swallowing a label in its 3-D hole, a
  * shell with an empty hole, a tube open at both ends (2-D holes, no 3-D hole), masks below
  * min_size, label gaps, a column through every plane and so across every rank boundary) and
- * random blobs and shells over 6-12 planes of 64x80.
+ * random blobs and shells over 6-12 planes of 64x80, and over 2-3 planes (ranks without planes).
  * Usage: test_dstack */
 #include <mpi.h>
 #include <stdlib.h>
@@ -128,7 +128,7 @@ static void random_blobs(uint32_t *vol, int64_t nz)
         o++;
         double cz = rnd((uint32_t)nz), cy = rnd(NY), cx = rnd(NX);
         double rz = 1 + rnd(4), ry = 3 + rnd(10), rx = 3 + rnd(10);
-        if (rnd(6) == 0 && o + 1 < nobj) { /* a shell with a label inside */
+        if (nz >= 3 && rnd(6) == 0 && o + 1 < nobj) { /* a shell with a label inside */
             int64_t z0 = rnd((uint32_t)(nz - 2)), y0 = rnd(NY - 12), x0 = rnd(NX - 12);
             int64_t dz = 3 + rnd((uint32_t)(nz - z0 - 2)), d = 6 + rnd(6);
             if (z0 + dz > nz) dz = nz - z0;
@@ -279,6 +279,17 @@ int main(int argc, char **argv)
             }
         for (int seed = 1; seed <= 12; seed++) {
             rng_state = (uint64_t)seed * 1000 + (uint64_t)nz;
+            random_blobs(vol, nz);
+            snprintf(what, sizeof what, "random seed %d nz %lld", seed, (long long)nz);
+            check(&st, vol, nz, thr[seed % 3], ms[seed % 3], what);
+        }
+        free(vol);
+    }
+    for (int64_t nz = 2; nz <= 3; nz++) { /* fewer planes than ranks: ranks without planes */
+        uint32_t *vol = malloc(sizeof *vol * (size_t)(nz * NY * NX));
+        char what[64];
+        for (int seed = 1; seed <= 4; seed++) {
+            rng_state = (uint64_t)seed * 7000 + (uint64_t)nz;
             random_blobs(vol, nz);
             snprintf(what, sizeof what, "random seed %d nz %lld", seed, (long long)nz);
             check(&st, vol, nz, thr[seed % 3], ms[seed % 3], what);
