@@ -303,7 +303,8 @@ static int fill_groups(struct fill *f, const cp_box *gbox, const uint32_t *gidx,
         }
         if (!rc) rc = cp_post_fill_and_min_size_3d(cv, bz, by, bx, -1, f->err);
         for (int64_t q = 0; !rc && q < n; q++) {
-            uint32_t nv = cv[q] ? jmap[mem[cv[q] - 1]] : 0, dv = init[q] ? jmap[mem[init[q] - 1]] : 0;
+            uint32_t nv = cv[q] ? jmap[mem[cv[q] - 1]] : 0;
+            uint32_t dv = init[q] ? jmap[mem[init[q] - 1]] : 0;
             if (nv == dv) continue;
             int64_t z = b.z0 + q / (by * bx), y = b.y0 + q / bx % by, x = b.x0 + q % bx;
             struct edit d;
@@ -361,7 +362,8 @@ static int fill_stage(struct fill *f, const struct vstats *a, const unsigned cha
         gbox = malloc(sizeof *gbox * (size_t)(ng + 1));
         if (!gl || !gbox) rc = oom(f->err, "group tables");
     }
-    for (int64_t g = 0; !rc && g <= ng; g++) gbox[g] = (cp_box){INT64_MAX, 0, INT64_MAX, 0, INT64_MAX, 0};
+    for (int64_t g = 0; !rc && g <= ng; g++)
+        gbox[g] = (cp_box){INT64_MAX, 0, INT64_MAX, 0, INT64_MAX, 0};
     for (int64_t l = 1; !rc && l <= n; l++) {
         uint32_t g = gidx[root[l]];
         if (!g || !a->area[l]) continue;
@@ -419,7 +421,8 @@ static int write_filled(struct fill *f, const uint32_t *map_a, int64_t ns, const
         size_t bytes = 0;
         rc = cp_bstore_take(v->store, edname, z, &data, &bytes, f->err);
         const struct edit *e = data;
-        for (size_t k = 0; !rc && k < bytes / sizeof *e; k++) f->pl[e[k].idx - z * f->npix] = e[k].v;
+        for (size_t k = 0; !rc && k < bytes / sizeof *e; k++)
+            f->pl[e[k].idx - z * f->npix] = e[k].v;
         free(data);
         if (!rc && sb) rc = stats_add(sb, f, z);
         if (!rc) rc = cp_dvol_put(v, z, f->pl, f->err);

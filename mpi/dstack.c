@@ -105,7 +105,10 @@ static int plane_masks(struct stk *k, int64_t z, const cp_norm *norms, const int
         *fny = o.ny, *fnx = o.nx;
         *f = malloc(sizeof **f * 3 * m);
         if (!*f) rc = cp_errf(err, CP_ENOMEM, "%s: out of memory", s->input);
-        if (!rc) memcpy(*f, o.dP, sizeof **f * 2 * m), memcpy(*f + 2 * m, o.cellprob, sizeof **f * m);
+        if (!rc) {
+            memcpy(*f, o.dP, sizeof **f * 2 * m);
+            memcpy(*f + 2 * m, o.cellprob, sizeof **f * m);
+        }
     }
     cp_net_out_free(&o);
     return rc;
@@ -156,12 +159,14 @@ static int write_planes(struct stk *k, cp_h5out *h, int64_t fny, int64_t fnx, cp
     MPI_Allreduce(&mine, &most, 1, MPI_INT64_T, MPI_MAX, v->comm);
     uint32_t *lab = malloc(sizeof *lab * (size_t)npix);
     float *f = k->s->p->save_flows ? malloc(sizeof *f * (size_t)(3 * fny * fnx)) : NULL;
-    int rc = lab && (f || !k->s->p->save_flows) ? 0 : cp_errf(err, CP_ENOMEM, "write: out of memory");
+    int rc = lab && (f || !k->s->p->save_flows)
+                 ? 0 : cp_errf(err, CP_ENOMEM, "%s: out of memory for a plane", k->s->input);
     if ((rc = cp_agree(v->comm, rc, err))) most = 0;
     for (int64_t i = 0; !rc && i < most; i++) {
         int64_t z = v->z0 + i, here = i < mine;
         int lrc = here ? cp_dvol_get(v, z, lab, err) : 0;
-        if (!lrc && here) lrc = cp_cells_collect(lab, v->ny, v->nx, (uint32_t)z, cells, ncells, err);
+        if (!lrc && here)
+            lrc = cp_cells_collect(lab, v->ny, v->nx, (uint32_t)z, cells, ncells, err);
         if ((rc = cp_agree(v->comm, lrc, err))) break;
         rc = cp_h5_write_labels(h, here ? z : 0, 0, 0, here ? v->ny : 0, here ? v->nx : 0, lab,
                                 err);

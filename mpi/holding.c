@@ -42,7 +42,8 @@ int cp_holding_groups(MPI_Comm comm, uint32_t *e, int64_t ne, uint32_t *root, in
     if (ne) qsort(e, (size_t)(ne / 2), 2 * sizeof *e, cmp_pair);
     int64_t nu = 0;
     for (int64_t i = 0; i < ne; i += 2)
-        if (nu == 0 || e[i] != e[nu - 2] || e[i + 1] != e[nu - 1]) e[nu++] = e[i], e[nu++] = e[i + 1];
+        if (nu == 0 || e[i] != e[nu - 2] || e[i + 1] != e[nu - 1])
+            e[nu++] = e[i], e[nu++] = e[i + 1];
     ne = nu;
     int np, rc = 0;
     MPI_Comm_size(comm, &np);

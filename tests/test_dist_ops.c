@@ -155,8 +155,8 @@ static void stack8(void)
             for (int64_t i = 0; l && i < plane; i++) /* ids of plane 1 still there on plane 4 */
                 for (int64_t j = 0; l[plane + i] && j < plane; j += 97)
                     if (l[4 * plane + j] == l[plane + i]) { deep++; break; }
-            printf("stitched reference: %u masks, %lld pixels of plane 1 whose id reaches plane 4\n",
-                   most, (long long)deep);
+            printf("stitched reference: %u masks, %lld pixels of plane 1 whose id reaches "
+                   "plane 4\n", most, (long long)deep);
             TU_CHECK(l && most > 10 && deep > 0, "the stitched reference is trivial");
             free(l);
         }
