@@ -5,7 +5,8 @@
  * between two columns decided by id order, a hollow shell swallowing a label in its 3-D hole, a
  * shell with an empty hole, a tube open at both ends (2-D holes, no 3-D hole), masks below
  * min_size, label gaps, a column through every plane and so across every rank boundary) and
- * random blobs and shells over 6-12 planes of 64x80, and over 2-3 planes (ranks without planes).
+ * random blobs and shells over 6-12 planes of 64x80, and over 2-3 planes (ranks without planes);
+ * a missing plane and labels out of range fail on every rank with one message.
  * Usage: test_dstack */
 #include <mpi.h>
 #include <stdlib.h>
@@ -250,6 +251,30 @@ static void crafted_sanity(const uint32_t *vol, int64_t nz)
     free(w);
 }
 
+/* Failures are agreed, never hangs: a plane missing from the store stops the stitching on every
+ * rank with the store's message; a label above the ids the stitching gave stops the filling with
+ * "out of range". */
+static void failures(const cp_bstore *st)
+{
+    const int64_t nz = 6, n = nz * NY * NX;
+    uint32_t *vol = malloc(sizeof *vol * (size_t)n);
+    char err[CP_ERR_LEN] = "";
+    rng_state = 99;
+    crafted(vol, nz);
+    cp_dvol v;
+    cp_dvol_init(&v, MPI_COMM_WORLD, st, "bad", nz, NY, NX);
+    put_planes(&v, vol);
+    if (v.z0 <= nz - 1 && nz - 1 < v.z1) cp_bstore_remove(st, "bad", nz - 1);
+    int64_t nl = 0, nf = 0;
+    int rc = cp_dstitch_planes(&v, 0.25, &nl, err);
+    TU_CHECK(rc == CP_EIO && strstr(err, "bad.5"), "missing plane: rc %d, message '%s'", rc, err);
+    put_planes(&v, vol);
+    rc = cp_dfill3_run(&v, 1, 15, &nf, err);
+    TU_CHECK(rc == CP_EFORMAT && strstr(err, "out of range [0, 1]"),
+             "labels beyond the ids: rc %d, message '%s'", rc, err);
+    free(vol);
+}
+
 int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
@@ -285,6 +310,7 @@ int main(int argc, char **argv)
         }
         free(vol);
     }
+    failures(&st);
     for (int64_t nz = 2; nz <= 3; nz++) { /* fewer planes than ranks: ranks without planes */
         uint32_t *vol = malloc(sizeof *vol * (size_t)(nz * NY * NX));
         char what[64];
