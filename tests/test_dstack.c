@@ -176,6 +176,7 @@ static void gather_planes(const cp_dvol *v, uint32_t *out)
         }
     }
     free(pl);
+    MPI_Barrier(v->comm); /* the next volume may give plane z to another rank, which rewrites it */
 }
 
 static uint32_t vmax(const uint32_t *a, int64_t n)
