@@ -3,7 +3,7 @@
  *   stack8       an 8-plane stack (a blank plane inside) stitched on 1-4 ranks (--block: the
  *                distributed driver also on one rank): /labels, /cells, /flows identical to one
  *                process; per-plane labels on 3 ranks too; masks of its saved flows (--flows)
- *                stitched on 1-3 ranks as by one process
+ *                stitched on 1-3 ranks as by one process, also read as the TIFF pair
  *   dataset      a folder with one corrupt image: reported and skipped, the others identical
  *   kill_network kill -9 of a rank during the network phase, then --resume: identical labels,
  *                finished network blocks reused
@@ -181,6 +181,25 @@ static void stack8(void)
             TU_CHECK(st == 0 && same_labels(fref, out) && same_cells(fref, out),
                      "stack8 from its saved flows on %d ranks differs", np);
         }
+        /* the same flows as the TIFF pair: dP (2, Z, Y, X) pages dY then dX, cellprob (Z, Y, X) */
+        int64_t n = 0, m = 0, plane = 256 * 256;
+        float *fl = tu_h5_read_f32(ref, "flows", &n), *cp = tu_h5_read_f32(ref, "cellprob", &m);
+        float *dp = malloc(sizeof *dp * (size_t)(n ? n : 1));
+        for (int64_t z = 0; fl && z < 8; z++) /* (Z, 2, Y, X) -> (2, Z, Y, X) */
+            for (int c = 0; c < 2; c++)
+                memcpy(dp + (c * 8 + z) * plane, fl + (z * 2 + c) * plane, sizeof *dp * plane);
+        char err[CP_ERR_LEN];
+        const char *dpt = tu_path("%s/dP8.tif", dir), *cpt = tu_path("%s/cellprob8.tif", dir);
+        TU_CHECK(fl && cp && n == 16 * plane && m == 8 * plane &&
+                     !cp_tiff_write_f32(dpt, dp, 16, 256, 256, err) &&
+                     !cp_tiff_write_f32(cpt, cp, 8, 256, 256, err),
+                 "cannot write the flows of the stack as TIFFs");
+        free(fl), free(cp), free(dp);
+        const char *tout = tu_path("%s/flows8_tif.h5", dir);
+        st = tu_run(MPIRUN " -n 3 %s --quiet --flows %s --cellprob_in %s --stitch_threshold 0.25 "
+                    "--output %s", exe, dpt, cpt, tout);
+        TU_CHECK(st == 0 && same_labels(fref, tout) && same_cells(fref, tout),
+                 "stack8 from its flows as TIFFs on 3 ranks differs");
     }
 }
 
