@@ -7,6 +7,14 @@ static double spent;
 
 double cp_comm_seconds(void) { return spent; }
 
+void cp_comm_lap(cp_timing *tm, cp_phase ph, double *t0, double *c0)
+{
+    double now = PMPI_Wtime(), c = spent;
+    tm->sec[ph] += now - *t0;
+    tm->comm[ph] += c - *c0;
+    *t0 = now, *c0 = c;
+}
+
 #define TIMED(call)                   \
     do {                              \
         double t0_ = PMPI_Wtime();    \

@@ -5,19 +5,15 @@
  * alone in its group with its box in one block is filled in place; every other group is filled
  * at its owner with cp_post_fill_and_min_size on a canvas of the group's box, which keeps
  * Cellpose's order and swallowing exact; the differences go back to the block owners as edits. */
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "agree.h"
 #include "dpost_impl.h"
+#include "holding.h"
 #include "post.h"
 
 /* Records moved between ranks (memset an edit before filling: its padding travels too). */
-struct kpix { /* a pixel (value v) sent for label or group `key` */
-    int64_t idx;
-    uint32_t key, v;
-};
 struct edit { /* new value of a pixel; blk is set by the receiver */
     int64_t idx, blk;
     uint32_t v;
@@ -30,14 +26,6 @@ static void holes(const uint32_t *a, int64_t stride, cp_rect box, uint32_t v, un
 {
     cp_box b = {0, 1, box.y0, box.y0 + box.ny, box.x0, box.x0 + box.nx};
     cp_post_hole_map(a, 1, stride, 0, v, &b, state, stack);
-}
-
-static int cmp_kpix(const void *a, const void *b)
-{
-    const struct kpix *x = a, *y = b;
-    if (x->key != y->key) return x->key < y->key ? -1 : 1;
-    if (x->v != y->v) return x->v < y->v ? -1 : 1;
-    return (x->idx > y->idx) - (x->idx < y->idx);
 }
 
 static int cmp_edit(const void *a, const void *b)
@@ -72,11 +60,11 @@ static int scratch_init(struct run *r, const struct stats *s, struct scratch *w,
     return w->mark && w->state && w->list && w->stack ? 0 : oom(r->err, what);
 }
 
-/* Collective (cp_exchange): the struct kpix sent to this rank, sorted by (key, v, idx). */
-static int gather_kpix(struct run *r, int rc, struct kpix **px, int64_t *npx)
+/* Collective (cp_exchange): the cp_kpix sent to this rank, sorted by (key, v, idx). */
+static int gather_kpix(struct run *r, int rc, cp_kpix **px, int64_t *npx)
 {
     if ((rc = cp_exchange(&r->kpx, rc, INT64_MAX, (void **)px, npx, r->err)) == 0)
-        qsort(*px, (size_t)*npx, sizeof **px, cmp_kpix);
+        qsort(*px, (size_t)*npx, sizeof **px, cp_kpix_cmp);
     return rc;
 }
 
@@ -100,28 +88,6 @@ static int64_t local_labels(const struct run *r, const struct stats *s, const ui
     return k;
 }
 
-static int cmp_pair(const void *a, const void *b)
-{
-    const uint32_t *x = a, *y = b;
-    if (x[0] != y[0]) return x[0] < y[0] ? -1 : 1;
-    return (x[1] > y[1]) - (x[1] < y[1]);
-}
-
-/* Appends the pair (v, u) unless it repeats the last one (a hole holds many pixels of a label). */
-static int push_edge(uint32_t **e, int64_t *n, int64_t *cap, uint32_t v, uint32_t u)
-{
-    if (*n >= 2 && (*e)[*n - 2] == v && (*e)[*n - 1] == u) return 0;
-    if (*n + 2 > *cap) {
-        int64_t c = *cap ? 2 * *cap : 1024;
-        uint32_t *p = realloc(*e, sizeof(uint32_t) * (size_t)c);
-        if (!p) return CP_ENOMEM;
-        *e = p, *cap = c;
-    }
-    (*e)[(*n)++] = v;
-    (*e)[(*n)++] = u;
-    return 0;
-}
-
 /* The "holds" edges (v, u) of the labels decided here: local labels of own blocks on the block,
  * crossing labels at their owner from the nonzero pixels of their box sent by every rank.
  * xb/xl: per own block (CSR), the crossing labels whose box touches it. Fills *e (pairs). */
@@ -142,7 +108,7 @@ static int find_edges(struct run *r, const struct stats *s, const uint32_t *map,
             holes(r->blk, br.nx, bx, v, w.state, w.stack);
             for (int64_t q = 0; !rc && q < bx.ny * bx.nx; q++) {
                 uint32_t u = r->blk[(bx.y0 + q / bx.nx) * br.nx + bx.x0 + q % bx.nx];
-                if (w.state[q] == 0 && u && push_edge(e, ne, cap, v, u)) rc = oom(r->err, "edges");
+                if (w.state[q] == 0 && u && cp_holding_push(e, ne, cap, v, u)) rc = oom(r->err, "edges");
             }
         }
         for (int64_t j = xb[b - r->b0]; !rc && j < xb[b - r->b0 + 1]; j++) {
@@ -153,13 +119,13 @@ static int find_edges(struct run *r, const struct stats *s, const uint32_t *map,
             for (int64_t y = y0; !rc && y < y1; y++)
                 for (int64_t x = x0; !rc && x < x1; x++) {
                     uint32_t u = r->blk[(y - br.y0) * br.nx + x - br.x0];
-                    struct kpix p = {y * r->g->Lx + x, xl[j], u};
+                    cp_kpix p = {y * r->g->Lx + x, xl[j], u};
                     if (u) rc = send(r, &r->kpx, dst, &p, "box pixels in transit");
                 }
         }
     }
     scratch_free(&w);
-    struct kpix *px;
+    cp_kpix *px;
     int64_t npx;
     if ((rc = gather_kpix(r, rc, &px, &npx)) != 0) return rc;
     for (int64_t i = 0; !rc && i < npx;) {
@@ -176,7 +142,7 @@ static int find_edges(struct run *r, const struct stats *s, const uint32_t *map,
             canvas[(px[k].idx / Lx - bx.y0) * bx.nx + px[k].idx % Lx - bx.x0] = px[k].v;
         if (!rc) holes(canvas, bx.nx, (cp_rect){0, 0, bx.ny, bx.nx}, v, st, stk);
         for (int64_t q = 0; !rc && q < n; q++)
-            if (st[q] == 0 && canvas[q] && push_edge(e, ne, cap, v, canvas[q]))
+            if (st[q] == 0 && canvas[q] && cp_holding_push(e, ne, cap, v, canvas[q]))
                 rc = oom(r->err, "edges");
         free(canvas);
         free(st);
@@ -192,45 +158,9 @@ static int find_edges(struct run *r, const struct stats *s, const uint32_t *map,
 static int make_groups(struct run *r, const struct stats *s, uint32_t *e, int64_t ne,
                        uint32_t *root, unsigned char *single)
 {
-    /* the distinct local pairs to every rank */
-    if (ne) qsort(e, (size_t)(ne / 2), 2 * sizeof(uint32_t), cmp_pair);
-    int64_t nu = 0;
-    for (int64_t i = 0; i < ne; i += 2)
-        if (nu == 0 || e[i] != e[nu - 2] || e[i + 1] != e[nu - 1]) e[nu++] = e[i], e[nu++] = e[i + 1];
-    ne = nu;
-    int np = r->d->nranks, rc = 0;
-    int *cnt = malloc(sizeof(int) * 2 * (size_t)np);
-    if (!cnt) rc = oom(r->err, "edge counts");
-    if ((rc = cp_agree(r->d->comm, rc, r->err)) != 0) {
-        free(cnt);
-        return rc;
-    }
-    int mine = (int)ne;
-    MPI_Allgather(&mine, 1, MPI_INT, cnt, 1, MPI_INT, r->d->comm);
-    int64_t tot = 0;
-    for (int k = 0; k < np; k++) cnt[np + k] = (int)tot, tot += cnt[k];
-    uint32_t *all = tot > INT_MAX ? NULL : malloc(sizeof(uint32_t) * (size_t)(tot ? tot : 1));
-    if (!all) rc = oom(r->err, "the edges of all ranks");
-    if ((rc = cp_agree(r->d->comm, rc, r->err)) != 0) {
-        free(cnt);
-        return rc;
-    }
-    MPI_Allgatherv(e, mine, MPI_UINT32_T, all, cnt, cnt + np, MPI_UINT32_T, r->d->comm);
-    free(cnt);
-    for (int64_t v = 0; v <= s->n; v++) root[v] = (uint32_t)v;
-    for (int64_t i = 0; i < tot; i += 2) {
-        uint32_t a = all[i], b = all[i + 1];
-        while (root[a] != a) a = root[a] = root[root[a]];
-        while (root[b] != b) b = root[b] = root[root[b]];
-        if (a < b) root[b] = a;
-        else root[a] = b;
-    }
-    free(all);
-    /* parents are smaller labels, so in increasing order root[root[v]] is already final */
-    for (int64_t v = 1; v <= s->n; v++) {
-        root[v] = root[root[v]];
-        single[v] = 1;
-    }
+    int rc = cp_holding_groups(r->d->comm, e, ne, root, s->n, r->err);
+    if (rc) return rc;
+    for (int64_t v = 1; v <= s->n; v++) single[v] = 1;
     for (int64_t v = 1; v <= s->n; v++)
         if (root[v] != v) single[v] = single[root[v]] = 0;
     for (int64_t v = 1; v <= s->n; v++)
@@ -241,7 +171,7 @@ static int make_groups(struct run *r, const struct stats *s, uint32_t *e, int64_
 /* Fills the groups owned here (pixels gathered, sorted by (root, label, index)) on a canvas of
  * the group's box with the whole-plane routine, and sends the changed pixels to their blocks. */
 static int fill_groups(struct run *r, const struct stats *s, const uint32_t *jmap,
-                       const struct kpix *px, int64_t npx)
+                       const cp_kpix *px, int64_t npx)
 {
     int64_t Lx = r->g->Lx;
     char *err = r->err;
@@ -312,13 +242,13 @@ static int fill_stage(struct run *r, const struct stats *s, const uint32_t *map,
         for (int64_t p = 0; !rc && p < n; p++) {
             uint32_t v = r->blk[p];
             if (!v || single[v]) continue;
-            struct kpix px = {(br.y0 + p / br.nx) * r->g->Lx + br.x0 + p % br.nx, root[v], v};
+            cp_kpix px = {(br.y0 + p / br.nx) * r->g->Lx + br.x0 + p % br.nx, root[v], v};
             rc = send(r, &r->kpx, label_owner(r, s, root[v]), &px, "group pixels in transit");
         }
         if (!rc) rc = store(r, CP_SLOT_FH, b, r->out, br);
     }
     scratch_free(&w);
-    struct kpix *px;
+    cp_kpix *px;
     int64_t npx;
     if ((rc = gather_kpix(r, rc, &px, &npx)) != 0) return rc;
     rc = fill_groups(r, s, jmap, px, npx);
@@ -382,7 +312,7 @@ int cp_dpost_fill_holes(struct run *r, const struct stats *s, const uint32_t *ma
     uint32_t *xl = NULL, *e = NULL;
     int64_t *xb = NULL, ne = 0, cap = 0;
     int rc = root && jmap && single ? 0 : oom(r->err, "group tables");
-    if (!rc) rc = cp_outbox_init(&r->kpx, r->d->comm, sizeof(struct kpix), r->err);
+    if (!rc) rc = cp_outbox_init(&r->kpx, r->d->comm, sizeof(cp_kpix), r->err);
     if (!rc) rc = cp_outbox_init(&r->ed, r->d->comm, sizeof(struct edit), r->err);
     if (!rc) { /* Cellpose's counter j: labels with a box, in label order */
         uint32_t j = 0;

@@ -27,9 +27,9 @@
 #include "dpost.h"
 #include "dprot.h"
 #include "dresize.h"
+#include "dstack.h"
 #include "h5par.h"
 #include "image.h"
-#include "post.h"
 #include "progress.h"
 #include "segment.h"
 #include "tiff_io.h"
@@ -56,13 +56,7 @@ typedef struct run {
 #define say(r, ...) cp_say((r)->rank || (r)->p->quiet, __VA_ARGS__)
 
 /* Closes the current phase: wall and MPI time into ph. */
-static void lap(run *r, cp_phase ph)
-{
-    double now = MPI_Wtime(), c = cp_comm_seconds();
-    r->tm->sec[ph] += now - r->t0;
-    r->tm->comm[ph] += c - r->c0;
-    r->t0 = now, r->c0 = c;
-}
+static void lap(run *r, cp_phase ph) { cp_comm_lap(r->tm, ph, &r->t0, &r->c0); }
 
 /* 1 if any rank was asked to stop (collective). */
 static int stop_agreed(const run *r)
@@ -416,157 +410,38 @@ static int plane_blocks(run *r, cp_image *im, char *err)
     return blocks_to_output(r, &d, im->layout.ny, im->layout.nx, steps, rescale, err);
 }
 
-/* ---- a stack: planes spread over the ranks ------------------------------------------------- */
+/* ---- a stack: contiguous planes per rank, in the work folder (dstack.h) ---------------------- */
 
-/* Plane z belongs to rank z % nranks; own[i] is the i-th own plane's labels. */
-static int stack_segment(run *r, cp_image *im, double rescale, uint32_t **own, cp_net_out *flows,
-                         char *err)
+/* A stack of nz > 1 planes of ny x nx (im NULL: the saved flows of r->p) into the output. */
+static int stack_run(run *r, cp_image *im, int64_t nz, int64_t ny, int64_t nx, double rescale,
+                     char *err)
 {
-    const cp_params *p = r->p;
-    const cp_layout *L = &im->layout;
-    int stitch = p->stitch_threshold > 0;
-    cp_norm *norms = calloc((size_t)(2 * L->nz), sizeof *norms);
-    int rc = norms ? 0 : cp_errf(err, CP_ENOMEM, "%s: out of memory", r->image);
-    int inv[2] = {0, 0};
-    if (!rc && !p->no_norm && stitch) { /* norm3D over the whole stack, computed by all ranks */
-        rc = cp_dnorm_compute(r->comm, im, 0, L->nz, p->norm_percentile_lo,
-                              p->norm_percentile_hi, norms, err);
-        for (int64_t z = 1; !rc && z < L->nz; z++) memcpy(norms + 2 * z, norms, 2 * sizeof *norms);
-    } else if (!p->no_norm) {
-        for (int64_t z = r->rank; !rc && z < L->nz; z += r->nranks)
-            rc = cp_plane_norm(im, z, 1, p, norms + 2 * z, err);
-        rc = cp_agree(r->comm, rc, err);
-    }
-    for (int64_t z = 0; norms && z < L->nz; z++)
-        for (int c = 0; c < 2; c++) inv[c] |= p->invert && norms[2 * z + c].good;
-    MPI_Allreduce(MPI_IN_PLACE, inv, 2, MPI_INT, MPI_MAX, r->comm);
-    lap(r, CP_PH_PREP);
-    int64_t i = 0;
-    cp_progress pr;
-    cp_progress_begin(&pr, "planes", r->nranks > 1 ? "planes of rank 0" : "planes",
-                      (L->nz - r->rank + r->nranks - 1) / r->nranks);
-    for (int64_t z = r->rank; !rc && z < L->nz; z += r->nranks, i++) {
-        own[i] = calloc((size_t)(L->ny * L->nx), sizeof **own);
-        rc = own[i] ? cp_segment_plane(p, r->m, im, z, rescale, p->no_norm ? NULL : norms + 2 * z,
-                                       inv, own[i], p->save_flows ? &flows[i] : NULL, r->tm, err)
-                    : cp_errf(err, CP_ENOMEM, "%s: out of memory", r->image);
-        if (!rc) say(r, "%s: plane %lld done (rank 0's share)", r->image, (long long)z + 1);
-        cp_progress_add(&pr, !rc);
-    }
-    cp_progress_end(&pr);
-    free(norms);
-    r->t0 = MPI_Wtime(), r->c0 = cp_comm_seconds();
-    return cp_agree(r->comm, rc, err);
-}
-
-/* Stitching needs the planes in order: rank 0 gathers the volume, stitches, fills holes in 3-D
- * and then holds every plane (own[] of the other ranks are freed). */
-static int stack_stitch(run *r, const cp_layout *L, uint32_t **own, uint32_t **vol, char *err)
-{
-    int64_t npix = L->ny * L->nx;
-    int rc = 0;
-    if (r->rank == 0) {
-        *vol = malloc(sizeof **vol * (size_t)(L->nz * npix));
-        rc = *vol ? 0 : cp_errf(err, CP_ENOMEM, "stitching: out of memory for the stack");
-    }
-    if ((rc = cp_agree(r->comm, rc, err))) return rc;
-    for (int64_t z = 0; z < L->nz; z++) {
-        int owner = (int)(z % r->nranks);
-        uint32_t *mine = own[z / r->nranks];
-        if (owner == 0 && r->rank == 0) memcpy(*vol + z * npix, mine, sizeof *mine * (size_t)npix);
-        else if (r->rank == owner) MPI_Send(mine, (int)npix, MPI_UINT32_T, 0, 1, r->comm);
-        else if (r->rank == 0)
-            MPI_Recv(*vol + z * npix, (int)npix, MPI_UINT32_T, owner, 1, r->comm, MPI_STATUS_IGNORE);
-    }
-    if (r->rank == 0) {
-        rc = cp_post_stitch(*vol, L->nz, L->ny, L->nx, r->p->stitch_threshold, err);
-        if (!rc) rc = cp_post_fill_and_min_size(*vol, L->nz, L->ny, L->nx, r->p->min_size, err);
-    }
-    lap(r, CP_PH_POST);
-    return cp_agree(r->comm, rc, err);
-}
-
-static int by_plane_then_id(const void *a, const void *b)
-{
-    const cp_cell *x = a, *y = b;
-    if (x->plane != y->plane) return x->plane < y->plane ? -1 : 1;
-    return (x->id > y->id) - (x->id < y->id);
-}
-
-/* /cells of the whole stack on rank 0, in plane then label order. */
-static int gather_cells(run *r, cp_cell *mine, int64_t n, cp_cell **all, int64_t *nall)
-{
-    int bytes = (int)(n * (int64_t)sizeof *mine), *counts = NULL, *displs = NULL;
-    if (r->rank == 0) counts = calloc((size_t)r->nranks, sizeof *counts),
-                      displs = calloc((size_t)r->nranks, sizeof *displs);
-    MPI_Gather(&bytes, 1, MPI_INT, counts, 1, MPI_INT, 0, r->comm);
-    int64_t total = 0;
-    for (int k = 0; r->rank == 0 && k < r->nranks; k++) displs[k] = (int)total, total += counts[k];
-    *all = r->rank == 0 ? malloc(total ? (size_t)total : 1) : NULL;
-    MPI_Gatherv(mine, bytes, MPI_BYTE, *all, counts, displs, MPI_BYTE, 0, r->comm);
-    *nall = r->rank == 0 ? total / (int64_t)sizeof **all : 0;
-    if (r->rank == 0) qsort(*all, (size_t)*nall, sizeof **all, by_plane_then_id);
-    free(counts);
-    free(displs);
-    return 0;
+    int resumed;
+    int rc = workdir_open(r, &resumed, err);
+    lap(r, CP_PH_READ);
+    if (rc) return rc;
+    cp_dstack s = {.comm = r->comm, .p = r->p, .m = r->m, .im = im, .nz = nz, .ny = ny, .nx = nx,
+                   .input = r->image, .rescale = rescale, .store = &r->store,
+                   .out_path = r->out_path, .tm = r->tm};
+    cp_h5out *h;
+    cp_cell *cells;
+    int64_t ncells, nmasks;
+    rc = cp_dstack_run(&s, &h, &cells, &ncells, &nmasks, err);
+    r->t0 = MPI_Wtime(), r->c0 = cp_comm_seconds(); /* the stack timed its phases */
+    if (!rc) rc = finish_output(r, h, cells, ncells, nmasks, rescale, err);
+    free(cells);
+    lap(r, CP_PH_WRITE);
+    if (!rc && !r->p->keep_work && r->rank == 0) cp_bstore_destroy(&r->store);
+    if (!rc) say(r, "wrote %s (%lld masks)", r->out_path, (long long)nmasks);
+    return rc;
 }
 
 static int stack_planes(run *r, cp_image *im, char *err)
 {
-    const cp_params *p = r->p;
-    const cp_layout *L = &im->layout;
     const cp_model_info *mi = cp_model_get_info(r->m);
-    double rescale = cp_rescale(p->diameter, mi->diam_mean, mi->diam_labels);
-    int64_t nown = (L->nz - r->rank + r->nranks - 1) / r->nranks, npix = L->ny * L->nx;
-    uint32_t **own = calloc((size_t)(nown + 1), sizeof *own), *vol = NULL;
-    cp_net_out *flows = calloc((size_t)(nown + 1), sizeof *flows);
-    int stitch = p->stitch_threshold > 0;
-    say(r, "%s: stack of %lld planes of %lldx%lld spread over %d rank(s)", r->image,
-        (long long)L->nz, (long long)L->ny, (long long)L->nx, r->nranks);
-    int rc = cp_agree(r->comm, own && flows ? 0 : cp_errf(err, CP_ENOMEM, "out of memory"), err);
-    if (!rc) rc = stack_segment(r, im, rescale, own, flows, err);
-    if (!rc && stitch) rc = stack_stitch(r, L, own, &vol, err);
-    int64_t fny = flows[0].ny, fnx = flows[0].nx;
-    MPI_Allreduce(MPI_IN_PLACE, &fny, 1, MPI_INT64_T, MPI_MAX, r->comm);
-    MPI_Allreduce(MPI_IN_PLACE, &fnx, 1, MPI_INT64_T, MPI_MAX, r->comm);
-    cp_h5out *h = NULL;
-    cp_h5_backend be = cp_h5par_backend(&r->comm);
-    if (!rc)
-        rc = cp_h5_create(r->out_path, &be, L->nz, L->ny, L->nx, 1, p->save_flows ? fny : 0,
-                          p->save_flows ? fnx : 0, &h, err);
-    cp_cell *cells = NULL, *all = NULL;
-    int64_t ncells = 0, nall = 0, nmasks = 0;
-    /* round i: with stitching rank 0 writes plane i; otherwise every rank its i-th plane */
-    int64_t rounds = stitch ? L->nz : (L->nz + r->nranks - 1) / r->nranks;
-    for (int64_t i = 0; !rc && i < rounds; i++) {
-        int64_t z = stitch ? i : i * r->nranks + r->rank;
-        const uint32_t *lab = stitch ? (r->rank == 0 ? vol + z * npix : NULL)
-                                     : (z < L->nz ? own[i] : NULL);
-        int64_t ny = lab ? L->ny : 0, nx = lab ? L->nx : 0;
-        rc = cp_h5_write_labels(h, lab ? z : 0, 0, 0, ny, nx, lab, err);
-        if (!rc && lab) rc = cp_cells_collect(lab, L->ny, L->nx, (uint32_t)z, &cells, &ncells, err);
-        rc = cp_agree(r->comm, rc, err);
-        if (rc || !p->save_flows) continue;
-        int64_t zf = i * r->nranks + r->rank; /* flows stay with the plane's owner */
-        const cp_net_out *f = zf < L->nz && i < nown ? &flows[i] : NULL;
-        rc = cp_h5_write_flows(h, f ? zf : 0, 0, 0, f ? f->ny : 0, f ? f->nx : 0,
-                               f ? f->dP : NULL, f ? f->cellprob : NULL, err);
-    }
-    if (!rc) gather_cells(r, cells, ncells, &all, &nall);
-    for (int64_t k = 0; k < nall; k++)
-        nmasks = stitch ? (all[k].id > nmasks ? all[k].id : nmasks) : nmasks + 1;
-    MPI_Bcast(&nmasks, 1, MPI_INT64_T, 0, r->comm);
-    if (!rc) rc = finish_output(r, h, all, nall, nmasks, rescale, err);
-    else if (h) cp_h5_abort(h);
-    lap(r, CP_PH_WRITE);
-    for (int64_t i = 0; i < nown; i++) free(own ? own[i] : NULL), cp_net_out_free(&flows[i]);
-    free(own);
-    free(flows);
-    free(vol);
-    free(cells);
-    free(all);
-    if (!rc) say(r, "wrote %s (%lld masks)", r->out_path, (long long)nmasks);
-    return rc;
+    const cp_layout *L = &im->layout;
+    return stack_run(r, im, L->nz, L->ny, L->nx,
+                     cp_rescale(r->p->diameter, mi->diam_mean, mi->diam_labels), err);
 }
 
 int cp_dsegment_image(MPI_Comm comm, const cp_params *p, const cp_model *m,
@@ -605,16 +480,14 @@ int cp_dsegment_image(MPI_Comm comm, const cp_params *p, const cp_model *m,
 /* Sizes of a saved-flows input (TIFF pair or .h5). */
 static int flows_size(const cp_params *p, int64_t *nz, int64_t *Ly, int64_t *Lx, char *err)
 {
-    int rc;
-    if (p->cellprob_in[0]) {
-        cp_tiff *t;
-        cp_tiff_info in;
-        if ((rc = cp_tiff_open(p->cellprob_in, &t, &in, err))) return rc;
-        cp_tiff_close(t);
-        *nz = in.npages, *Ly = in.ny, *Lx = in.nx;
-        return 0;
-    }
-    return cp_h5_read_flows(p->flows, nz, Ly, Lx, NULL, NULL, err);
+    if (!p->cellprob_in[0]) return cp_h5_read_flows(p->flows, nz, Ly, Lx, NULL, NULL, err);
+    cp_tiff *t;
+    cp_tiff_info in;
+    int rc = cp_tiff_open(p->cellprob_in, &t, &in, err);
+    if (rc) return rc;
+    cp_tiff_close(t);
+    *nz = in.npages, *Ly = in.ny, *Lx = in.nx;
+    return 0;
 }
 
 /* "dp" of the own blocks from windows of the saved flows. */
@@ -667,13 +540,9 @@ int cp_dsegment_flows(MPI_Comm comm, const cp_params *p, const char *out_path,
     MPI_Comm_size(comm, &r.nranks);
     r.t0 = MPI_Wtime(), r.c0 = cp_comm_seconds();
     int64_t nz = 1, Ly = 0, Lx = 0;
-    int resumed, rc = cp_agree(comm, flows_size(p, &nz, &Ly, &Lx, err), err);
-    if (!rc && nz > 1) /* a stack of saved flows: one process, plane by plane */
-        return cp_agree(comm, r.nranks == 1 ? cp_segment_flows(p, out_path, cmdline, tm, err)
-                                            : cp_errf(err, CP_EUNSUPPORTED, "%s: saved flows of "
-                                                      "%lld planes: distributed runs take one "
-                                                      "plane (run a stack on one rank)", p->flows,
-                                                      (long long)nz), err);
+    int resumed, rc = flows_size(p, &nz, &Ly, &Lx, err);
+    rc = cp_agree(comm, rc, err);
+    if (!rc && nz > 1) return stack_run(&r, NULL, nz, Ly, Lx, 1.0, err);
     if (!rc) rc = workdir_open(&r, &resumed, err);
     if (rc) return rc;
     cp_dplane d;

@@ -3,8 +3,9 @@
  *   a 2-D plane is decomposed into owner blocks (one block when it fits the default): global
  *   percentiles, network per block, particle rounds, seeds, per-mask steps at owners, then one
  *   collective HDF5 write;
- *   a stack has its planes spread over the ranks (each plane by the per-plane engine of
- *   src/segment.h), stitched at rank 0 when --stitch_threshold is given;
+ *   a stack has contiguous planes per rank (each plane by the per-plane engine of
+ *   src/segment.h), kept in the work folder and stitched where they are when --stitch_threshold
+ *   is given (dstack.h);
  *   a volume with --do_3D goes to the 3-D engine of src/segment.h, on one process only for now.
  * Labels are identical for any number of ranks and any block size.
  * Block state lives in <output>.work (resumable; removed after success unless --keep_work). */
@@ -23,8 +24,8 @@ int cp_dsegment_image(MPI_Comm comm, const cp_params *p, const cp_model *m,
                       const char *model_path, const char *image, const char *out_path,
                       const char *cmdline, cp_timing *tm, char *err);
 
-/* Masks from saved flows (--flows), collective like the above: a plane over blocks, a stack on
- * one process (src/segment.h). */
+/* Masks from saved flows (--flows), collective like the above: one plane over blocks, a stack by
+ * planes (dstack.h). */
 int cp_dsegment_flows(MPI_Comm comm, const cp_params *p, const char *out_path,
                       const char *cmdline, cp_timing *tm, char *err);
 

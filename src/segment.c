@@ -1,6 +1,6 @@
 /* The engines below the driver (mpi/dsegment.c; see segment.h): one plane through the network and
- * the masks (the planes of a stack), a volume in 3-D (--do_3D) and a stack of saved flows on one
- * process, and the paths and messages every driver shares. */
+ * the masks (the planes of a stack), a volume in 3-D (--do_3D) on one process, and the paths and
+ * messages every driver shares. */
 #include "segment.h"
 
 #include <libgen.h>
@@ -18,7 +18,6 @@
 #include "h5store.h"
 #include "image.h"
 #include "net3d.h"
-#include "post.h"
 #include "prep.h"
 #include "progress.h"
 #include "run_net.h"
@@ -154,16 +153,6 @@ int cp_segment_plane(const cp_params *p, const cp_model *m, cp_image *im, int64_
     return rc;
 }
 
-/* Stitching of a stack, then hole filling and min_size in 3-D (§5); per-plane labels otherwise
- * are final already. */
-static int finish_volume(const cp_params *p, uint32_t *labels, int64_t nz, int64_t ny,
-                         int64_t nx, char *err)
-{
-    if (!(p->stitch_threshold > 0 && nz > 1)) return 0;
-    int rc = cp_post_stitch(labels, nz, ny, nx, p->stitch_threshold, err);
-    return rc ? rc : cp_post_fill_and_min_size(labels, nz, ny, nx, p->min_size, err);
-}
-
 /* Labels, cells and attributes into the open output, then commit; the optional TIFF after. */
 static int write_output(const cp_params *p, cp_h5out *h, const uint32_t *labels, int64_t nz,
                         int64_t ny, int64_t nx, cp_provenance *pv, const char *out_path,
@@ -205,8 +194,8 @@ static void stopped_message(const char *input, char *err)
 {
     char where[CP_ERR_LEN];
     snprintf(where, sizeof where, "%s", err);
-    cp_errf(err, CP_EINTR, "%s: stopped by a signal %s: nothing was written (this path keeps no "
-            "checkpoint); run again", input, where);
+    cp_errf(err, CP_EINTR, "%s: stopped by a signal %s: nothing was written (a --do_3D run keeps "
+            "no checkpoint); run again", input, where);
 }
 
 /* The grids of a --do_3D run of a volume L (§8.4-8.9): the dynamics (and saved flows) at Ld, the
@@ -320,100 +309,12 @@ int cp_segment_volume(const cp_params *p, const cp_model *m, const char *model_p
     return rc;
 }
 
-/* Reads dP (CZYX pages, as the oracle stores them) and cellprob (ZYX pages) TIFFs into
- * dP (nz, 2, ny, nx) and cellprob (nz, ny, nx). */
-static int read_flow_tiffs(const char *dpath, const char *cpath, int64_t *nz, int64_t *ny,
-                           int64_t *nx, float **dP, float **cellprob, char *err)
+cp_mask_params cp_flows_mask_params(const cp_params *p, int stitch)
 {
-    cp_tiff *td = NULL, *tc = NULL;
-    cp_tiff_info id, ic;
-    int rc = cp_tiff_open(dpath, &td, &id, err);
-    if (!rc) rc = cp_tiff_open(cpath, &tc, &ic, err);
-    if (!rc && (id.spp != 1 || ic.spp != 1 || id.npages != 2 * ic.npages || id.ny != ic.ny ||
-                id.nx != ic.nx))
-        rc = cp_errf(err, CP_EFORMAT, "%s: expected 2 pages per page of %s with the same size "
-                     "(dP as (2,[Z,]Y,X), cellprob as ([Z,]Y,X))", dpath, cpath);
-    if (!rc) {
-        *nz = ic.npages, *ny = ic.ny, *nx = ic.nx;
-        int64_t npix = *ny * *nx;
-        *dP = malloc(sizeof(float) * (size_t)(*nz * 2 * npix));
-        *cellprob = malloc(sizeof(float) * (size_t)(*nz * npix));
-        if (!*dP || !*cellprob) rc = cp_errf(err, CP_ENOMEM, "%s: out of memory", dpath);
-        for (int64_t z = 0; !rc && z < *nz; z++) {
-            for (int c = 0; !rc && c < 2; c++)
-                rc = cp_tiff_read_f32(td, c * *nz + z, 0, 0, *ny, *nx,
-                                      *dP + (z * 2 + c) * npix, err);
-            if (!rc) rc = cp_tiff_read_f32(tc, z, 0, 0, *ny, *nx, *cellprob + z * npix, err);
-        }
-    }
-    if (td) cp_tiff_close(td);
-    if (tc) cp_tiff_close(tc);
-    return rc;
-}
-
-static int read_flows(const cp_params *p, int64_t *nz, int64_t *ny, int64_t *nx, float **dP,
-                      float **cellprob, char *err)
-{
-    *dP = *cellprob = NULL;
-    if (p->cellprob_in[0]) return read_flow_tiffs(p->flows, p->cellprob_in, nz, ny, nx, dP,
-                                                  cellprob, err);
-    int rc = cp_h5_read_flows(p->flows, nz, ny, nx, NULL, NULL, err);
-    if (rc) return rc;
-    *dP = malloc(sizeof(float) * (size_t)(*nz * 2 * *ny * *nx));
-    *cellprob = malloc(sizeof(float) * (size_t)(*nz * *ny * *nx));
-    if (!*dP || !*cellprob) return cp_errf(err, CP_ENOMEM, "%s: out of memory", p->flows);
-    return cp_h5_read_flows(p->flows, nz, ny, nx, *dP, *cellprob, err);
-}
-
-int cp_segment_flows(const cp_params *p, const char *out_path, const char *cmdline, cp_timing *tm,
-                     char *err)
-{
-    double t0 = cp_now();
-    int64_t nz, ny, nx;
-    float *dP, *cellprob;
-    uint32_t *labels = NULL;
-    cp_h5out *h = NULL;
-    int rc = read_flows(p, &nz, &ny, &nx, &dP, &cellprob, err);
-    int stitch = p->stitch_threshold > 0 && nz > 1;
-    cp_mask_params mp = {
+    return (cp_mask_params){
         .steps = p->niter > 0 ? p->niter : 200, .interp = !p->no_interp,
         .cellprob_threshold = (float)p->cellprob_threshold, .flow_threshold = p->flow_threshold,
         .max_size_fraction = p->max_size_fraction, .min_size = stitch ? -1 : p->min_size,
         .protrusions = p->protrusions, .protrusion_max_len = p->protrusion_max_len,
     };
-    if (!rc) {
-        labels = calloc((size_t)(nz * ny * nx), sizeof *labels);
-        rc = labels ? cp_h5_create(out_path, NULL, nz, ny, nx, nz > 1,
-                                   p->save_flows ? ny : 0, p->save_flows ? nx : 0, &h, err)
-                    : cp_errf(err, CP_ENOMEM, "%s: out of memory", p->flows);
-    }
-    cp_timing_lap(tm, CP_PH_READ, &t0);
-    for (int64_t z = 0; !rc && z < nz; z++) {
-        if (cp_stop_requested()) {
-            rc = cp_errf(err, CP_EINTR, "before plane %lld of %lld", (long long)z + 1,
-                         (long long)nz);
-            break;
-        }
-        const float *dz = dP + z * 2 * ny * nx, *cz = cellprob + z * ny * nx;
-        if (p->save_flows) rc = cp_h5_write_flows(h, z, 0, 0, ny, nx, dz, cz, err);
-        if (!rc) rc = cp_compute_masks(dz, cz, ny, nx, &mp, ny, nx, labels + z * ny * nx, tm, err);
-        t0 = cp_now();
-    }
-    free(dP);
-    free(cellprob);
-    if (!rc) rc = finish_volume(p, labels, nz, ny, nx, err);
-    if (!rc && cp_stop_requested()) rc = cp_errf(err, CP_EINTR, "before writing the output");
-    cp_timing_lap(tm, CP_PH_POST, &t0);
-    if (!rc) {
-        cp_provenance pv = {.command_line = cmdline, .input_file = p->flows,
-                            .input_bytes = file_size(p->flows), .model_file = "",
-                            .model_sha256 = "", .rescale = 1.0, .niter_used = mp.steps};
-        rc = write_output(p, h, labels, nz, ny, nx, &pv, out_path, err);
-        h = NULL;
-    }
-    if (h) cp_h5_abort(h);
-    if (rc == CP_EINTR) stopped_message(p->flows, err);
-    cp_timing_lap(tm, CP_PH_WRITE, &t0);
-    free(labels);
-    return rc;
 }

@@ -1,11 +1,11 @@
 /* The engines under the one driver (mpi/dsegment.c, DESIGN.md §3): a plane of a stack whole, a
- * volume in 3-D and a stack of saved flows on one process, and what every driver shares (output
- * paths, progress lines). */
+ * volume in 3-D on one process, and what every driver shares (output paths, progress lines). */
 #ifndef CP_SEGMENT_H
 #define CP_SEGMENT_H
 
 #include <stddef.h>
 
+#include "compute_masks.h"
 #include "cpnet.h"
 #include "image.h"
 #include "params.h"
@@ -19,10 +19,9 @@ int cp_segment_volume(const cp_params *p, const cp_model *m, const char *model_p
                       const char *image, const char *out_path, const char *cmdline, cp_timing *tm,
                       char *err);
 
-/* Masks from saved flows of a stack (--flows FILE.h5, or --flows dP.tif --cellprob_in
- * cellprob.tif) on one process, plane by plane (a single plane goes over blocks). */
-int cp_segment_flows(const cp_params *p, const char *out_path, const char *cmdline, cp_timing *tm,
-                     char *err);
+/* The mask parameters of saved flows (the dynamics at their scale, niter 200 unless given;
+ * stitch: planes of a stitched stack, min_size left to the 3-D step). */
+cp_mask_params cp_flows_mask_params(const cp_params *p, int stitch);
 
 /* Normalization constants of planes [z0, z0+nz) taken together (nz = 1: a plane alone; all
  * planes: a stack with stitching, §5), reading them whole. */

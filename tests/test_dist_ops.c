@@ -1,5 +1,9 @@
 /* Operational behaviour of distributed runs through the CLI under mpirun (issue 3):
  *   stack        a 3-plane stack spread over ranks, per plane and stitched: identical to one process
+ *   stack8       an 8-plane stack (a blank plane inside) stitched on 1-4 ranks (--block: the
+ *                distributed driver also on one rank): /labels, /cells, /flows identical to one
+ *                process; per-plane labels on 3 ranks too; masks of its saved flows (--flows)
+ *                stitched on 1-3 ranks as by one process, also read as the TIFF pair
  *   dataset      a folder with one corrupt image: reported and skipped, the others identical
  *   kill_network kill -9 of a rank during the network phase, then --resume: identical labels,
  *                finished network blocks reused
@@ -20,6 +24,7 @@
 #include "testutil.h"
 #include "tiff_io.h"
 
+#include <hdf5.h>
 #include <tiffio.h>
 
 #define MPIRUN "mpirun --oversubscribe -x OMP_NUM_THREADS=1"
@@ -61,6 +66,140 @@ static void stack(void)
             TU_CHECK(st == 0 && same_labels(tu_path("%s/ref.h5", dir), tu_path("%s/np.h5", dir)),
                      "stack%s on %d ranks differs", stitch ? " (stitched)" : "", np);
         }
+    }
+}
+
+/* An 8-plane stack of 2 x 256 x 256 float pages (ZCYX, tifffile's JSON shape): crops of
+ * synth_1024 moving 8 pixels right per plane (cells continue over the planes), plane 5 blank. */
+static void write_stack8(const char *path)
+{
+    tu_tiff s = tu_read_tiff(tu_path("%s/data/synthetic/synth_1024.tif", tu_shared()));
+    TIFF *t = TIFFOpen(path, "w");
+    float row[256];
+    for (int z = 0; t && z < 8; z++)
+        for (int c = 0; c < 2; c++) {
+            TIFFSetField(t, TIFFTAG_IMAGEWIDTH, 256);
+            TIFFSetField(t, TIFFTAG_IMAGELENGTH, 256);
+            TIFFSetField(t, TIFFTAG_BITSPERSAMPLE, 32);
+            TIFFSetField(t, TIFFTAG_SAMPLEFORMAT, SAMPLEFORMAT_IEEEFP);
+            TIFFSetField(t, TIFFTAG_SAMPLESPERPIXEL, 1);
+            TIFFSetField(t, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_MINISBLACK);
+            TIFFSetField(t, TIFFTAG_PLANARCONFIG, PLANARCONFIG_CONTIG);
+            TIFFSetField(t, TIFFTAG_ROWSPERSTRIP, 256);
+            if (z == 0 && c == 0)
+                TIFFSetField(t, TIFFTAG_IMAGEDESCRIPTION, "{\"shape\": [8, 2, 256, 256]}");
+            for (int y = 0; y < 256; y++) {
+                for (int x = 0; x < 256; x++)
+                    row[x] = z == 5 ? 0 : s.f32[(c * s.ny + 300 + y) * s.nx + 300 + 8 * z + x];
+                TIFFWriteScanline(t, row, (uint32_t)y, 0);
+            }
+            TIFFWriteDirectory(t);
+        }
+    if (t) TIFFClose(t);
+    TU_CHECK(t != NULL, "%s: cannot write", path);
+    tu_tiff_free(&s);
+}
+
+/* /cells of two outputs: the same rows, byte for byte (native layout). */
+static int same_cells(const char *a, const char *b)
+{
+    unsigned char *v[2] = {NULL, NULL};
+    hsize_t rows[2] = {0, 0};
+    size_t size[2] = {0, 0};
+    const char *path[2] = {a, b};
+    for (int k = 0; k < 2; k++) {
+        hid_t f = H5Fopen(path[k], H5F_ACC_RDONLY, H5P_DEFAULT);
+        hid_t d = H5Dopen2(f, "cells", H5P_DEFAULT), sp = H5Dget_space(d);
+        hid_t ft = H5Dget_type(d), nt = H5Tget_native_type(ft, H5T_DIR_ASCEND);
+        H5Sget_simple_extent_dims(sp, &rows[k], NULL);
+        size[k] = H5Tget_size(nt);
+        v[k] = calloc(rows[k] + 1, size[k]);
+        if (H5Dread(d, nt, H5S_ALL, H5S_ALL, H5P_DEFAULT, v[k]) < 0) rows[k] = (hsize_t)-k - 1;
+        H5Tclose(nt), H5Tclose(ft), H5Sclose(sp), H5Dclose(d), H5Fclose(f);
+    }
+    int same = rows[0] == rows[1] && size[0] == size[1] && rows[0] > 0 &&
+               !memcmp(v[0], v[1], rows[0] * size[0]);
+    printf("%s vs %s: /cells %llu and %llu rows, %s\n", a, b, (unsigned long long)rows[0],
+           (unsigned long long)rows[1], same ? "identical" : "differ");
+    free(v[0]), free(v[1]);
+    return same;
+}
+
+/* The float dataset `set` of two outputs, bit for bit. */
+static int same_f32(const char *a, const char *b, const char *set)
+{
+    int64_t n = 0, m = 0;
+    float *x = tu_h5_read_f32(a, set, &n), *y = tu_h5_read_f32(b, set, &m);
+    int same = x && y && n == m && n > 0 && !memcmp(x, y, sizeof *x * (size_t)n);
+    free(x), free(y);
+    return same;
+}
+
+static void stack8(void)
+{
+    const char *model = tu_need(tu_path("%s/models/synth_trained_nbase16.pth", tu_shared()));
+    const char *img = tu_path("%s/stack8.tif", dir), *ref = tu_path("%s/ref8.h5", dir);
+    char args[4096];
+    write_stack8(img);
+    for (int stitch = 1; stitch >= 0; stitch--) {
+        snprintf(args, sizeof args, "--quiet --pretrained_model %s --image_path %s --z_axis 0 "
+                 "--chan 1 --chan2 2 --diameter 30 --save_flows%s", model, img,
+                 stitch ? " --stitch_threshold 0.25" : "");
+        int st = tu_run("%s %s --output %s", exe, args, ref);
+        TU_CHECK(st == 0, "single process failed");
+        if (stitch) { /* the stack is a real test: many masks, some through several planes */
+            int64_t n;
+            uint32_t *l = tu_h5_read_u32(ref, "labels", &n), most = 0, deep = 0;
+            for (int64_t i = 0; l && i < n; i++) most = l[i] > most ? l[i] : most;
+            int64_t plane = 256 * 256;
+            for (int64_t i = 0; l && i < plane; i++) /* ids of plane 1 still there on plane 4 */
+                for (int64_t j = 0; l[plane + i] && j < plane; j += 97)
+                    if (l[4 * plane + j] == l[plane + i]) { deep++; break; }
+            printf("stitched reference: %u masks, %lld pixels of plane 1 whose id reaches "
+                   "plane 4\n", most, (long long)deep);
+            TU_CHECK(l && most > 10 && deep > 0, "the stitched reference is trivial");
+            free(l);
+        }
+        for (int np = stitch ? 1 : 3; np <= (stitch ? 4 : 3); np++) {
+            const char *out = tu_path("%s/np8_%d.h5", dir, np);
+            st = tu_run(MPIRUN " -n %d %s %s --block 256 --output %s", np, exe, args, out);
+            TU_CHECK(st == 0 && same_labels(ref, out), "stack8%s on %d ranks: /labels differ",
+                     stitch ? " (stitched)" : "", np);
+            TU_CHECK(same_cells(ref, out), "stack8 on %d ranks: /cells differ", np);
+            TU_CHECK(same_f32(ref, out, "flows") && same_f32(ref, out, "cellprob"),
+                     "stack8 on %d ranks: /flows or /cellprob differ", np);
+        }
+        if (!stitch) continue;
+        /* the saved flows of the stack (--flows): masks per plane, stitched, on 1-3 ranks */
+        const char *fref = tu_path("%s/flows8.h5", dir);
+        st = tu_run("%s --quiet --flows %s --stitch_threshold 0.25 --output %s", exe, ref, fref);
+        TU_CHECK(st == 0, "single process from the saved flows failed");
+        for (int np = 1; np <= 3; np++) {
+            const char *out = tu_path("%s/flows8_%d.h5", dir, np);
+            st = tu_run(MPIRUN " -n %d %s --quiet --flows %s --stitch_threshold 0.25 --block 256 "
+                        "--output %s", np, exe, ref, out);
+            TU_CHECK(st == 0 && same_labels(fref, out) && same_cells(fref, out),
+                     "stack8 from its saved flows on %d ranks differs", np);
+        }
+        /* the same flows as the TIFF pair: dP (2, Z, Y, X) pages dY then dX, cellprob (Z, Y, X) */
+        int64_t n = 0, m = 0, plane = 256 * 256;
+        float *fl = tu_h5_read_f32(ref, "flows", &n), *cp = tu_h5_read_f32(ref, "cellprob", &m);
+        float *dp = malloc(sizeof *dp * (size_t)(n ? n : 1));
+        for (int64_t z = 0; fl && z < 8; z++) /* (Z, 2, Y, X) -> (2, Z, Y, X) */
+            for (int c = 0; c < 2; c++)
+                memcpy(dp + (c * 8 + z) * plane, fl + (z * 2 + c) * plane, sizeof *dp * plane);
+        char err[CP_ERR_LEN];
+        const char *dpt = tu_path("%s/dP8.tif", dir), *cpt = tu_path("%s/cellprob8.tif", dir);
+        TU_CHECK(fl && cp && n == 16 * plane && m == 8 * plane &&
+                     !cp_tiff_write_f32(dpt, dp, 16, 256, 256, err) &&
+                     !cp_tiff_write_f32(cpt, cp, 8, 256, 256, err),
+                 "cannot write the flows of the stack as TIFFs");
+        free(fl), free(cp), free(dp);
+        const char *tout = tu_path("%s/flows8_tif.h5", dir);
+        st = tu_run(MPIRUN " -n 3 %s --quiet --flows %s --cellprob_in %s --stitch_threshold 0.25 "
+                    "--output %s", exe, dpt, cpt, tout);
+        TU_CHECK(st == 0 && same_labels(fref, tout) && same_cells(fref, tout),
+                 "stack8 from its flows as TIFFs on 3 ranks differs");
     }
 }
 
@@ -264,13 +403,14 @@ int main(int argc, char **argv)
     snprintf(exe, sizeof exe, "%s/cellpose-mpi", tu_build_dir());
     const char *what = argc > 1 ? argv[1] : "";
     if (!strcmp(what, "stack")) stack();
+    else if (!strcmp(what, "stack8")) stack8();
     else if (!strcmp(what, "dataset")) dataset();
     else if (!strcmp(what, "bad_block")) bad_block();
     else if (!strcmp(what, "h5py")) h5py();
     else if (!strcmp(what, "kill_network") || !strcmp(what, "kill_dynamics") ||
              !strcmp(what, "signal"))
         interrupted(what);
-    else return fprintf(stderr, "usage: test_dist_ops stack|dataset|kill_network|kill_dynamics|"
+    else return fprintf(stderr, "usage: test_dist_ops stack|stack8|dataset|kill_network|kill_dynamics|"
                                 "signal|bad_block|h5py\n"), 2;
     if (!tu_failed) tu_run("rm -rf %s", dir);
     return tu_finish();
