@@ -1,6 +1,6 @@
 /* The all-to-all round of the distributed driver, written once: records of one fixed size are
  * queued per destination rank in an outbox, and cp_exchange moves them (counts by MPI_Alltoall,
- * displacements, one MPI_Alltoallv) into one receive buffer. The particle rounds (dfollow.c), the
+ * displacements, one MPI_Alltoallv) into one receive buffer. The particle rounds (prounds.c), the
  * records of the raw masks (dmasks.c) and the per-mask steps (dpost*.c) all move their data
  * through it. Records travel as bytes: callers memset records with padding before filling them. */
 #ifndef CP_EXCHANGE_H

@@ -1,20 +1,50 @@
-/* Block decomposition of a plane (see grid.h). */
+/* Block decomposition of a plane or a volume (see grid.h). */
 #include "grid.h"
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
-void cp_grid_init(cp_grid *g, int64_t Ly, int64_t Lx, int64_t B, int nranks)
+void cp_grid_init3(cp_grid *g, int64_t Lz, int64_t Ly, int64_t Lx, int64_t B, int nranks)
 {
-    g->Ly = Ly, g->Lx = Lx, g->B = B, g->nranks = nranks;
+    g->Lz = Lz, g->Ly = Ly, g->Lx = Lx, g->B = B, g->nranks = nranks;
+    g->nbz = (Lz + B - 1) / B;
     g->nby = (Ly + B - 1) / B;
     g->nbx = (Lx + B - 1) / B;
-    g->nblocks = g->nby * g->nbx;
+    g->nblocks = g->nbz * g->nby * g->nbx;
+}
+
+void cp_grid_init(cp_grid *g, int64_t Ly, int64_t Lx, int64_t B, int nranks)
+{
+    cp_grid_init3(g, 1, Ly, Lx, B, nranks);
+}
+
+cp_box3 cp_grid_box(const cp_grid *g, int64_t b)
+{
+    const int64_t L[3] = {g->Lz, g->Ly, g->Lx};
+    const int64_t i[3] = {b / (g->nby * g->nbx), b / g->nbx % g->nby, b % g->nbx};
+    cp_box3 r;
+    for (int k = 0; k < 3; k++) r.o[k] = i[k] * g->B, r.n[k] = min64(g->B, L[k] - r.o[k]);
+    return r;
+}
+
+int64_t cp_grid_block_at3(const cp_grid *g, int64_t z, int64_t y, int64_t x)
+{
+    return ((z / g->B) * g->nby + y / g->B) * g->nbx + x / g->B;
+}
+
+cp_box3 cp_box3_grow(const cp_grid *g, cp_box3 r, int64_t h)
+{
+    const int64_t L[3] = {g->Lz, g->Ly, g->Lx};
+    for (int k = 0; k < 3; k++) {
+        const int64_t lo = max64(0, r.o[k] - h), hi = min64(L[k], r.o[k] + r.n[k] + h);
+        r.o[k] = lo, r.n[k] = hi - lo;
+    }
+    return r;
 }
 
 cp_rect cp_grid_block(const cp_grid *g, int64_t b)
 {
-    int64_t by = b / g->nbx, bx = b % g->nbx;
+    int64_t by = b / g->nbx % g->nby, bx = b % g->nbx;
     cp_rect r = {by * g->B, bx * g->B, 0, 0};
     r.ny = min64(g->B, g->Ly - r.y0);
     r.nx = min64(g->B, g->Lx - r.x0);

@@ -1,6 +1,7 @@
-/* The block decomposition of a plane (DESIGN.md §4): square owner blocks of side B at the
- * dynamics scale, numbered row-major, owned by ranks in contiguous ranges. Blocks are the unit of
- * ownership, memory and checkpointing. */
+/* The block decomposition of a plane or a volume (DESIGN.md §4): owner blocks of side B in every
+ * axis at the dynamics scale, numbered in C order (z, y, x), owned by ranks in contiguous ranges.
+ * Blocks are the unit of ownership, memory and checkpointing. A plane is the volume with Lz = 1
+ * (one block in Z): the 2-D functions (cp_rect) see only y and x. */
 #ifndef CP_GRID_H
 #define CP_GRID_H
 
@@ -10,15 +11,29 @@ typedef struct cp_rect {
     int64_t y0, x0, ny, nx;
 } cp_rect;
 
+/* A box of a volume: origin and size in (z, y, x). */
+typedef struct cp_box3 {
+    int64_t o[3], n[3];
+} cp_box3;
+
 typedef struct cp_grid {
     int64_t Ly, Lx;        /* the plane */
     int64_t B;             /* block side */
     int64_t nby, nbx, nblocks;
     int nranks;
+    int64_t Lz, nbz;       /* 1 for a plane */
 } cp_grid;
 
 void cp_grid_init(cp_grid *g, int64_t Ly, int64_t Lx, int64_t B, int nranks);
-/* The pixels of block b. */
+/* A volume Lz x Ly x Lx in cubic blocks of side B. */
+void cp_grid_init3(cp_grid *g, int64_t Lz, int64_t Ly, int64_t Lx, int64_t B, int nranks);
+/* The voxels of block b. */
+cp_box3 cp_grid_box(const cp_grid *g, int64_t b);
+/* The block holding voxel (z, y, x) (inside the volume). */
+int64_t cp_grid_block_at3(const cp_grid *g, int64_t z, int64_t y, int64_t x);
+/* r grown by h voxels on every side, clipped to the volume. */
+cp_box3 cp_box3_grow(const cp_grid *g, cp_box3 r, int64_t h);
+/* The pixels (y, x) of block b. */
 cp_rect cp_grid_block(const cp_grid *g, int64_t b);
 /* The block holding pixel (y, x) (inside the plane). */
 int64_t cp_grid_block_at(const cp_grid *g, int64_t y, int64_t x);

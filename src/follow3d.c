@@ -56,28 +56,45 @@ static float start_coord(int64_t i, int64_t L, int interp)
     return interp ? (((float)i / (float)(L - 1)) * 2.0f) - 1.0f : (float)i;
 }
 
+int64_t cp_follow3_particles_box(const float *cellprob, const int64_t L[3], const int64_t o[3],
+                                 const int64_t n[3], float threshold, int interp, cp_particle3 *p)
+{
+    int64_t np = 0, i = 0;
+    for (int64_t z = o[0]; z < o[0] + n[0]; z++)
+        for (int64_t y = o[1]; y < o[1] + n[1]; y++)
+            for (int64_t x = o[2]; x < o[2] + n[2]; x++, i++) {
+                if (!(cellprob[i] > threshold)) continue;
+                if (p)
+                    p[np] = (cp_particle3){.src = (z * L[1] + y) * L[2] + x,
+                                           .c = {start_coord(z, L[0], interp),
+                                                 start_coord(y, L[1], interp),
+                                                 start_coord(x, L[2], interp)}};
+                np++;
+            }
+    return np;
+}
+
 int64_t cp_follow3_particles(const float *cellprob, const int64_t L[3], float threshold,
                              int interp, cp_particle3 *p)
 {
-    int64_t n = 0, i = 0;
-    for (int64_t z = 0; z < L[0]; z++)
-        for (int64_t y = 0; y < L[1]; y++)
-            for (int64_t x = 0; x < L[2]; x++, i++) {
-                if (!(cellprob[i] > threshold)) continue;
-                if (p)
-                    p[n] = (cp_particle3){.src = i,
-                                          .c = {start_coord(z, L[0], interp),
-                                                start_coord(y, L[1], interp),
-                                                start_coord(x, L[2], interp)}};
-                n++;
-            }
-    return n;
+    static const int64_t o[3] = {0, 0, 0};
+    return cp_follow3_particles_box(cellprob, L, o, L, threshold, interp, p);
 }
 
 void cp_follow3_to_voxels(cp_particle3 *p, int64_t n, const int64_t L[3], int interp)
 {
     for (int64_t i = 0; interp && i < n; i++)
         for (int k = 0; k < 3; k++) p[i].c[k] = ((p[i].c[k] + 1.0f) * 0.5f) * (float)(L[k] - 1);
+}
+
+void cp_follow3_cell(const cp_particle3 *p, const int64_t L[3], int interp, int64_t cell[3])
+{
+    for (int k = 0; k < 3; k++) {
+        const float Lf = (float)L[k], g = p->c[k];
+        /* interp_axis's u and floor; positions stay within [-1, 1] (u within [-0.5, L - 0.5]) */
+        const float v = interp ? floorf((((g + 1.0f) * Lf) - 1.0f) / 2.0f) : g;
+        cell[k] = !(v > 0.0f) ? 0 : v >= (float)(L[k] - 1) ? L[k] - 1 : (int64_t)v;
+    }
 }
 
 /* ---- one step of one particle ---- */

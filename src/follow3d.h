@@ -44,6 +44,10 @@ void cp_follow3_field(const float *dP, const float *cellprob, int64_t nvox, cons
  * Returns the count. */
 int64_t cp_follow3_particles(const float *cellprob, const int64_t L[3], float threshold,
                              int interp, cp_particle3 *p);
+/* cp_follow3_particles for the box of origin o and size n of the volume L only (a block of a
+ * distributed run): cellprob on the box (C order), src and positions of the volume. */
+int64_t cp_follow3_particles_box(const float *cellprob, const int64_t L[3], const int64_t o[3],
+                                 const int64_t n[3], float threshold, int interp, cp_particle3 *p);
 
 /* Advances each particle until it has done `steps` iterations or a corner of its stencil that lies
  * inside the volume is outside the window (corners outside the volume are zero padding and need
@@ -60,6 +64,12 @@ int64_t cp_follow3_run(const cp_field3 *F, cp_particle3 *p, int64_t n, int32_t s
  * offsets within int32), else "scalar"; CP_FOLLOW_KERNEL=scalar|avx2|avx512 in the environment
  * picks one where available (as for follow.h). All give the same bits. */
 const char *cp_follow3_kernel(const cp_field3 *F);
+
+/* The voxel whose neighbourhood of 1 voxel holds every corner inside the volume of p's stencil
+ * (cp_follow3_run): with interp the lower corner a_k clamped into [0, L_k - 1], without trunc(p)
+ * clamped likewise; 0 on an axis where the position is NaN. A window holding that voxel grown by
+ * 1 advances p at least one step (a distributed run sends a stopped particle to its block). */
+void cp_follow3_cell(const cp_particle3 *p, const int64_t L[3], int interp, int64_t cell[3]);
 
 /* Ends the run of p[0..n) of a volume L: c becomes the end point (z, y, x) in voxel units, with
  * interp p_k = ((g_k + 1) * 0.5f) * (float)(L_k - 1) (what Cellpose returns), without it c is

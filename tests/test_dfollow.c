@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <mpi.h>
 
@@ -23,6 +22,7 @@
 #include "cp_err.h"
 #include "dfollow.h"
 #include "dplane.h"
+#include "dtest.h"
 #include "flows.h"
 #include "follow.h"
 #include "refcase.h"
@@ -68,50 +68,10 @@ static cp_particle *gather_fin(const cp_dplane *d, int32_t steps, int64_t *n)
     }
     TU_CHECK(bad == 0, "rank %d: %lld fin particles unsorted, unfinished or outside their block",
              d->rank, (long long)bad);
-    int64_t *counts = malloc(sizeof *counts * (size_t)d->nranks);
-    MPI_Gather(&mine, 1, MPI_INT64_T, counts, 1, MPI_INT64_T, 0, d->comm);
-    int *bytes = malloc(sizeof *bytes * (size_t)d->nranks), *displs = malloc(sizeof *displs * (size_t)d->nranks);
-    cp_particle *all = NULL;
-    *n = 0;
-    if (d->rank == 0) {
-        for (int j = 0; j < d->nranks; j++) {
-            displs[j] = (int)(*n * (int64_t)sizeof *p);
-            bytes[j] = (int)(counts[j] * (int64_t)sizeof *p);
-            *n += counts[j];
-        }
-        if (*n * (int64_t)sizeof *p > INT_MAX) {
-            fprintf(stderr, "test_dfollow: too many particles to gather\n");
-            MPI_Abort(d->comm, 2);
-        }
-        all = malloc(sizeof *all * (size_t)(*n ? *n : 1));
-    }
-    MPI_Gatherv(p, (int)(mine * (int64_t)sizeof *p), MPI_BYTE, all, bytes, displs, MPI_BYTE, 0, d->comm);
+    cp_particle *all = dtest_gather(d->comm, p, mine, sizeof *p, n);
     if (all) qsort(all, (size_t)*n, sizeof *all, by_src);
-    free(p), free(counts), free(bytes), free(displs);
+    free(p);
     return all;
-}
-
-/* A work directory made by rank 0 and shared by all (under tu_tmpdir()). */
-static void open_store(cp_bstore *s)
-{
-    char dir[4096] = "";
-    if (rank_ == 0) snprintf(dir, sizeof dir, "%s/work", tu_tmpdir());
-    MPI_Bcast(dir, sizeof dir, MPI_CHAR, 0, MPI_COMM_WORLD);
-    char err[CP_ERR_LEN] = "";
-    if (cp_bstore_open(s, dir, err)) {
-        fprintf(stderr, "%s\n", err);
-        MPI_Abort(MPI_COMM_WORLD, 2);
-    }
-    MPI_Barrier(MPI_COMM_WORLD);
-}
-
-static void close_store(cp_bstore *s)
-{
-    MPI_Barrier(MPI_COMM_WORLD);
-    if (rank_ == 0) {
-        cp_bstore_destroy(s);
-        rmdir(tu_tmpdir());
-    }
 }
 
 /* Runs cp_dfollow_run_opts (max_msg 0: cp_dfollow_run) and returns the gathered particles on
@@ -159,7 +119,7 @@ static int test_case(const char *name, int64_t B)
                (long long)c.Lx, c.niter, (double)c.threshold, c.interp);
     TU_CHECK(c.Z == 1 && c.p_final, "%s: a single plane with p_final expected", name);
     cp_bstore s;
-    open_store(&s);
+    dtest_open_store(&s);
     cp_dplane d;
     cp_dplane_init(&d, MPI_COMM_WORLD, c.Ly, c.Lx, B, &s, 0);
     char err[CP_ERR_LEN] = "";
@@ -181,7 +141,7 @@ static int test_case(const char *name, int64_t B)
         tu_tiff_free(&pf);
     }
     free(p);
-    close_store(&s);
+    dtest_close_store(&s);
     refcase_free(&c);
     return tu_finish();
 }
@@ -272,7 +232,7 @@ static int test_stress(int64_t B)
                   .cellprob = malloc(sizeof(float) * (size_t)npix)};
     float *f = malloc(sizeof(float) * (size_t)(2 * npix));
     cp_bstore s;
-    open_store(&s);
+    dtest_open_store(&s);
     cp_dplane d;
     cp_dplane_init(&d, MPI_COMM_WORLD, Ly, Lx, B, &s, 0);
     /* the belt carries most particles over dozens of blocks; the ideal flows vanish (below
@@ -316,7 +276,7 @@ static int test_stress(int64_t B)
         free(p);
         free(whole);
     }
-    close_store(&s);
+    dtest_close_store(&s);
     free(f), free(P.lab), free(P.dP), free(P.cellprob);
     return tu_finish();
 }
@@ -334,7 +294,7 @@ static int test_edges(void)
         if (i < npix) cellprob[i] = (float)((double)(st >> 20 & 0xfffff) / (double)(1 << 20) * 2.0 - 1.0);
     }
     cp_bstore s;
-    open_store(&s);
+    dtest_open_store(&s);
     cp_dplane d;
     cp_dplane_init(&d, MPI_COMM_WORLD, Ly, Lx, B, &s, 0);
     char err[CP_ERR_LEN] = "";
@@ -376,7 +336,7 @@ static int test_edges(void)
     if (rank_ == 0) printf("  missing dp: %s\n", err);
     TU_CHECK(rc == CP_EIO && strcmp(err, want) == 0, "missing dp: rc %d, '%s', want '%s'", rc, err, want);
 
-    close_store(&s);
+    dtest_close_store(&s);
     free(dP), free(cellprob);
     return tu_finish();
 }
