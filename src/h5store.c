@@ -17,6 +17,7 @@
 #include "cp_err.h"
 
 #define CHUNK 1024
+static const hsize_t VOLUME_CHUNK[3] = {32, 128, 128}; /* see CP_H5_VOLUME */
 #define DEFLATE_LEVEL 4
 
 struct cp_h5out {
@@ -36,13 +37,15 @@ static void quiet_hdf5(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
-/* A chunked, deflated dataset of rank `rank` with the last two dimensions chunked CHUNK². */
+/* A chunked, deflated dataset of rank `rank`: chunked `tile` clipped to dims, or with tile NULL
+ * the last two dimensions CHUNK² and the others 1. */
 static hid_t create_dataset(hid_t file, const char *name, hid_t type, int rank,
-                            const hsize_t *dims)
+                            const hsize_t *dims, const hsize_t *tile)
 {
     hsize_t chunk[4];
     for (int i = 0; i < rank; i++)
-        chunk[i] = i < rank - 2 ? 1 : (hsize_t)min64((int64_t)dims[i], CHUNK);
+        chunk[i] = tile ? (dims[i] < tile[i] ? dims[i] : tile[i])
+                        : i < rank - 2 ? 1 : (hsize_t)min64((int64_t)dims[i], CHUNK);
     hid_t space = H5Screate_simple(rank, dims, NULL);
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     H5Pset_chunk(dcpl, rank, chunk);
@@ -172,7 +175,7 @@ static const cp_h5_backend serial = {0, NULL, serial_all_ok, serial_bcast, seria
 static int all_ok(const cp_h5out *h, int ok) { return h->be.all_ok(h->be.ctx, ok); }
 
 int cp_h5_create(const char *path, const cp_h5_backend *be, int64_t nz, int64_t ny, int64_t nx,
-                 int stack, int64_t fny, int64_t fnx, cp_h5out **out, char *err)
+                 int kind, int64_t fny, int64_t fnx, cp_h5out **out, char *err)
 {
     quiet_hdf5();
     cp_h5out *h = calloc(1, sizeof *h);
@@ -186,7 +189,7 @@ int cp_h5_create(const char *path, const cp_h5_backend *be, int64_t nz, int64_t 
     h->be.bcast(h->be.ctx, &pid);
     snprintf(h->partial, sizeof h->partial, "%s.partial.%ld", path, pid);
     h->nz = nz, h->ny = ny, h->nx = nx, h->fny = fny, h->fnx = fnx;
-    h->stack = stack || nz > 1;
+    h->stack = kind != CP_H5_PLANE || nz > 1;
     int with_flows = fny > 0 && fnx > 0;
     h->dxpl = H5Pcreate(H5P_DATASET_XFER);
     h->file = h->be.create(h->be.ctx, h->path, h->partial, h->dxpl);
@@ -200,15 +203,16 @@ int cp_h5_create(const char *path, const cp_h5_backend *be, int64_t nz, int64_t 
                        made ? "disk full or I/O error?" : "directory missing or not writable?");
     }
     hsize_t d3[3] = {(hsize_t)nz, (hsize_t)ny, (hsize_t)nx};
-    h->labels = h->stack ? create_dataset(h->file, "labels", H5T_NATIVE_UINT32, 3, d3)
-                         : create_dataset(h->file, "labels", H5T_NATIVE_UINT32, 2, d3 + 1);
+    h->labels = h->stack ? create_dataset(h->file, "labels", H5T_NATIVE_UINT32, 3, d3,
+                                          kind == CP_H5_VOLUME ? VOLUME_CHUNK : NULL)
+                         : create_dataset(h->file, "labels", H5T_NATIVE_UINT32, 2, d3 + 1, NULL);
     if (with_flows) {
         hsize_t f4[4] = {(hsize_t)nz, 2, (hsize_t)fny, (hsize_t)fnx};
         hsize_t c3[3] = {(hsize_t)nz, (hsize_t)fny, (hsize_t)fnx};
-        h->flows = h->stack ? create_dataset(h->file, "flows", H5T_NATIVE_FLOAT, 4, f4)
-                            : create_dataset(h->file, "flows", H5T_NATIVE_FLOAT, 3, f4 + 1);
-        h->cellprob = h->stack ? create_dataset(h->file, "cellprob", H5T_NATIVE_FLOAT, 3, c3)
-                               : create_dataset(h->file, "cellprob", H5T_NATIVE_FLOAT, 2, c3 + 1);
+        int r = h->stack ? 4 : 3;
+        h->flows = create_dataset(h->file, "flows", H5T_NATIVE_FLOAT, r, f4 + 4 - r, NULL);
+        h->cellprob = create_dataset(h->file, "cellprob", H5T_NATIVE_FLOAT, r - 1, c3 + 4 - r,
+                                     NULL);
     }
     if (!all_ok(h, h->labels >= 0 && (!with_flows || (h->flows >= 0 && h->cellprob >= 0)))) {
         cp_h5_abort(h);
@@ -251,6 +255,14 @@ int cp_h5_write_labels(cp_h5out *h, int64_t z, int64_t y0, int64_t x0, int64_t n
                        "/labels", err);
 }
 
+int cp_h5_write_labels3(cp_h5out *h, const int64_t start[3], const int64_t count[3],
+                        const uint32_t *v, char *err)
+{
+    hsize_t s3[3] = {(hsize_t)start[0], (hsize_t)start[1], (hsize_t)start[2]};
+    hsize_t c3[3] = {(hsize_t)count[0], (hsize_t)count[1], (hsize_t)count[2]};
+    return write_block(h, h->labels, H5T_NATIVE_UINT32, 3, s3, c3, v, "/labels", err);
+}
+
 int cp_h5_write_flows(cp_h5out *h, int64_t z, int64_t y0, int64_t x0, int64_t ny, int64_t nx,
                       const float *dP, const float *cellprob, char *err)
 {
@@ -269,8 +281,8 @@ int cp_h5_write_flows(cp_h5out *h, int64_t z, int64_t y0, int64_t x0, int64_t ny
 int cp_h5_create_flows3(cp_h5out *h, const int64_t n[3], char *err)
 {
     hsize_t f4[4] = {3, (hsize_t)n[0], (hsize_t)n[1], (hsize_t)n[2]};
-    h->flows = create_dataset(h->file, "flows", H5T_NATIVE_FLOAT, 4, f4);
-    h->cellprob = create_dataset(h->file, "cellprob", H5T_NATIVE_FLOAT, 3, f4 + 1);
+    h->flows = create_dataset(h->file, "flows", H5T_NATIVE_FLOAT, 4, f4, NULL);
+    h->cellprob = create_dataset(h->file, "cellprob", H5T_NATIVE_FLOAT, 3, f4 + 1, NULL);
     if (!all_ok(h, h->flows >= 0 && h->cellprob >= 0))
         return cp_errf(err, CP_EIO, "%s: cannot create /flows and /cellprob", h->path);
     return 0;

@@ -164,18 +164,19 @@ static int finish_volume(const cp_params *p, uint32_t *labels, int64_t nz, int64
     return rc ? rc : cp_post_fill_and_min_size(labels, nz, ny, nx, p->min_size, err);
 }
 
-/* Labels, cells and attributes into the open output, then commit; the optional TIFF after. */
-static int write_output(const cp_params *p, cp_h5out *h, const uint32_t *labels, int64_t nz,
-                        int64_t ny, int64_t nx, cp_provenance *pv, const char *out_path,
-                        char *err)
+int cp_write_output(const cp_params *p, cp_h5out *h, const uint32_t *labels, int64_t nz,
+                    int64_t ny, int64_t nx, cp_provenance *pv, const char *out_path, char *err)
 {
     cp_cell *cells = NULL;
     int64_t ncells = 0, nmasks = 0;
-    int rc = 0;
-    for (int64_t z = 0; !rc && z < nz; z++) {
+    /* a volume in one write: plane by plane would rewrite each 3-D chunk once per plane */
+    int rc = p->do_3D ? cp_h5_write_labels3(h, (int64_t[]){0, 0, 0}, (int64_t[]){nz, ny, nx},
+                                            labels, err)
+                      : 0;
+    for (int64_t z = 0; !rc && !p->do_3D && z < nz; z++) {
         const uint32_t *pl = labels + z * ny * nx;
         rc = cp_h5_write_labels(h, z, 0, 0, ny, nx, pl, err);
-        if (!rc && !p->do_3D) rc = cp_cells_collect(pl, ny, nx, (uint32_t)z, &cells, &ncells, err);
+        if (!rc) rc = cp_cells_collect(pl, ny, nx, (uint32_t)z, &cells, &ncells, err);
     }
     if (!rc && p->do_3D) rc = cp_cells_collect3(labels, nz, ny, nx, &cells, &ncells, err);
     for (int64_t i = 0; i < ncells; i++)
@@ -348,8 +349,9 @@ int cp_segment_image(const cp_params *p, const cp_model *m, const char *model_pa
         rc = cp_err_nomem(err, image, Lm, 3, "uint32", 4, "for the labels");
     int flows2 = p->save_flows && !p->do_3D;
     if (!rc)
-        rc = cp_h5_create(out_path, NULL, Lm[0], Lm[1], Lm[2], Lm[0] > 1 || p->do_3D,
-                          flows2 ? Lf[1] : 0, flows2 ? Lf[2] : 0, &h, err);
+        rc = cp_h5_create(out_path, NULL, Lm[0], Lm[1], Lm[2],
+                          p->do_3D ? CP_H5_VOLUME : Lm[0] > 1, flows2 ? Lf[1] : 0,
+                          flows2 ? Lf[2] : 0, &h, err);
     if (!rc && p->save_flows && p->do_3D) rc = cp_h5_create_flows3(h, Lf, err);
     cp_timing_lap(tm, CP_PH_READ, &t0);
     if (!rc)
@@ -371,7 +373,7 @@ int cp_segment_image(const cp_params *p, const cp_model *m, const char *model_pa
         .model_file = model_path, .model_sha256 = mi->sha256, .rescale = rescale,
         .niter_used = cp_niter_steps(p->niter, rescale, !p->no_resample),
     };
-    rc = write_output(p, h, labels, Lm[0], Lm[1], Lm[2], &pv, out_path, err);
+    rc = cp_write_output(p, h, labels, Lm[0], Lm[1], Lm[2], &pv, out_path, err);
     cp_timing_lap(tm, CP_PH_WRITE, &t0);
     free(labels);
     return rc;
@@ -465,7 +467,7 @@ int cp_segment_flows(const cp_params *p, const char *out_path, const char *cmdli
         cp_provenance pv = {.command_line = cmdline, .input_file = p->flows,
                             .input_bytes = file_size(p->flows), .model_file = "",
                             .model_sha256 = "", .rescale = 1.0, .niter_used = mp.steps};
-        rc = write_output(p, h, labels, nz, ny, nx, &pv, out_path, err);
+        rc = cp_write_output(p, h, labels, nz, ny, nx, &pv, out_path, err);
         h = NULL;
     }
     if (h) cp_h5_abort(h);

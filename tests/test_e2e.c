@@ -5,6 +5,7 @@
  *                identical label for label, flow_threshold recorded as unused, /cells with z;
  *   flows mode:  --flows dP.tif --cellprob_in cellprob.tif (the oracle's own network output):
  *                masks identical label for label.
+ * Both: /labels chunked as h5store.h says (3-D tiles for a volume).
  * usage: test_e2e CASE image|flows [VARIANT]
  *   VARIANT: stitch025, noresample, smooth1 (the case's <variant>_run / smooth_run with its
  *   <file>_<variant>.tif outputs), niter200, recipe */
@@ -197,6 +198,28 @@ static void check_cells3(const char *out)
     free(r), free(w), free(lab);
 }
 
+/* /labels chunked as h5store.h says: a volume in 3-D tiles of up to 32x128x128, planes (and
+ * stacks) a plane, or its 1024x1024 tiles, at a time. */
+static void check_chunks(const char *out, int volume)
+{
+    hid_t f = H5Fopen(out, H5F_ACC_RDONLY, H5P_DEFAULT), d = H5Dopen2(f, "labels", H5P_DEFAULT);
+    hid_t sp = H5Dget_space(d), pl = H5Dget_create_plist(d);
+    hsize_t dims[3] = {0, 0, 0}, chunk[3] = {0, 0, 0};
+    const hsize_t tile[3] = {32, 128, 128};
+    int rank = H5Sget_simple_extent_dims(sp, dims, NULL);
+    int ok = H5Pget_layout(pl) == H5D_CHUNKED && H5Pget_chunk(pl, 3, chunk) == rank;
+    for (int i = 0; i < rank; i++) {
+        hsize_t t = volume ? tile[i] : i < rank - 2 ? 1 : 1024;
+        ok &= chunk[i] == (dims[i] < t ? dims[i] : t);
+    }
+    H5Pclose(pl), H5Sclose(sp), H5Dclose(d), H5Fclose(f);
+    printf("/labels of %llux%llux%llu (rank %d) in chunks of %llux%llux%llu\n",
+           (unsigned long long)dims[0], (unsigned long long)dims[1], (unsigned long long)dims[2],
+           rank, (unsigned long long)chunk[0], (unsigned long long)chunk[1],
+           (unsigned long long)chunk[2]);
+    TU_CHECK(ok, "/labels: not chunked as %s", volume ? "3-D tiles" : "planes");
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -252,6 +275,7 @@ int main(int argc, char **argv)
                         tu_path("%s", ref_file(j, c, tu_path("cellprob%s.tif", sfx))));
         int do3d = is_true(tu_json_get(k, "do_3D"));
         check_masks(out, masks, !strcmp(mode, "flows") || do3d);
+        check_chunks(out, do3d);
         if (do3d) { /* flow_threshold recorded as unused; /cells with z */
             TU_CHECK(tu_run("h5dump -a unused_parameters %s | grep -q flow_threshold", out) == 0,
                      "no attribute unused_parameters naming flow_threshold");
