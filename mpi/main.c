@@ -22,6 +22,7 @@
 #include "cpnet.h"
 #include "dataset.h"
 #include "dsegment.h"
+#include "flows3d_input.h"
 #include "h5par.h"
 #include "outlock.h"
 #include "overlay.h"
@@ -240,6 +241,7 @@ static int run_flows(const cp_params *p, int rank, int nranks, const char *cmdli
     cp_outlock lk;
     if (!(rc = take_lock(p, rank, out, &lk, err)))
         rc = nranks > 1 || p->block ? cp_dsegment_flows(MPI_COMM_WORLD, p, out, cmdline, tm, err)
+             : p->do_3D             ? cp_segment_flows3(p, out, cmdline, tm, err)
                                     : cp_segment_flows(p, out, cmdline, tm, err);
     if (!rc && p->save_overlay) rc = save_overlay(p, rank, NULL, out, err);
     cp_outlock_release(&lk);

@@ -500,35 +500,74 @@ static int read_f32(hid_t f, const char *path, const char *name, int *rank, hsiz
     return rc ? rc : st < 0 ? cp_errf(err, CP_EFORMAT, "%s: cannot read %s", path, name) : 0;
 }
 
-int cp_h5_read_flows(const char *path, int64_t *nz, int64_t *ny, int64_t *nx, float *dP,
+/* Reads the ranks and dims of /flows and /cellprob of path, and their data where dP and cellprob
+ * are not NULL. */
+static int read_pair(const char *path, int *rf, hsize_t *df, int *rc_, hsize_t *dc, float *dP,
                      float *cellprob, char *err)
 {
     quiet_hdf5();
     if (access(path, R_OK)) return cp_errf(err, CP_EIO, "%s: cannot open (missing?)", path);
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) return cp_errf(err, CP_EFORMAT, "%s: not an HDF5 file", path);
+    int rc = read_f32(f, path, "flows", rf, df, dP, err);
+    if (!rc) rc = read_f32(f, path, "cellprob", rc_, dc, cellprob, err);
+    H5Fclose(f);
+    return rc;
+}
+
+/* /flows (3, Z, Y, X) beside /cellprob (Z, Y, X): a --do_3D file. A stack's (Z, 2, Y, X) beside
+ * (Z, Y, X) can never pass for one: its cellprob would have to start with both Z and 2. */
+static int is_volume(int rf, const hsize_t *df, int rc_, const hsize_t *dc)
+{
+    return rf == 4 && rc_ == 3 && df[0] == 3 && dc[0] == df[1] && dc[1] == df[2] &&
+           dc[2] == df[3];
+}
+
+/* The callers allocate c z y x floats: no empty axis, at most 2^40 values (a corrupt header must
+ * not make that product wrap around). */
+static int check_count(const char *path, hsize_t c, hsize_t z, hsize_t y, hsize_t x, char *err)
+{
+    const hsize_t lim = (hsize_t)1 << 40;
+    if (z == 0 || y == 0 || x == 0 || z > lim / y || z * y > lim / c / x)
+        return cp_errf(err, CP_EFORMAT, "%s: /flows of %llu x %llu x %llu x %llu: empty or over "
+                       "2^40 values", path, (unsigned long long)c, (unsigned long long)z,
+                       (unsigned long long)y, (unsigned long long)x);
+    return 0;
+}
+
+int cp_h5_read_flows(const char *path, int64_t *nz, int64_t *ny, int64_t *nx, float *dP,
+                     float *cellprob, char *err)
+{
     int rf, rc_, rc;
     hsize_t df[4], dc[4];
-    if ((rc = read_f32(f, path, "flows", &rf, df, dP, err)) ||
-        (rc = read_f32(f, path, "cellprob", &rc_, dc, cellprob, err))) {
-        H5Fclose(f);
-        return rc;
-    }
-    H5Fclose(f);
+    if ((rc = read_pair(path, &rf, df, &rc_, dc, dP, cellprob, err))) return rc;
+    if (is_volume(rf, df, rc_, dc))
+        return cp_errf(err, CP_EFORMAT, "%s: 3-D flows (/flows of 3 x %llu x %llu x %llu, a "
+                       "--do_3D output): give --do_3D", path, (unsigned long long)df[1],
+                       (unsigned long long)df[2], (unsigned long long)df[3]);
     int stack = rf == 4;
     if (rc_ != rf - 1 || df[rf - 3] != 2 || (stack && df[0] != dc[0]) ||
         df[rf - 2] != dc[rc_ - 2] || df[rf - 1] != dc[rc_ - 1])
         return cp_errf(err, CP_EFORMAT, "%s: /flows and /cellprob shapes do not match", path);
-    /* the callers allocate 2 nz ny nx floats: no empty plane, at most 2^40 values (a corrupt
-     * header must not make that product wrap around) */
-    const hsize_t lim = (hsize_t)1 << 40, z = stack ? df[0] : 1, y = df[rf - 2], x = df[rf - 1];
-    if (z == 0 || y == 0 || x == 0 || z > lim / y || z * y > lim / 2 / x)
-        return cp_errf(err, CP_EFORMAT, "%s: /flows of %llu x 2 x %llu x %llu: empty or over 2^40 "
-                       "values", path, (unsigned long long)z, (unsigned long long)y,
-                       (unsigned long long)x);
-    *nz = stack ? (int64_t)df[0] : 1;
-    *ny = (int64_t)df[rf - 2];
-    *nx = (int64_t)df[rf - 1];
+    const hsize_t z = stack ? df[0] : 1, y = df[rf - 2], x = df[rf - 1];
+    if ((rc = check_count(path, 2, z, y, x, err))) return rc;
+    *nz = (int64_t)z, *ny = (int64_t)y, *nx = (int64_t)x;
+    return 0;
+}
+
+int cp_h5_read_flows3(const char *path, int64_t n[3], float *dP, float *cellprob, char *err)
+{
+    int rf, rc_, rc;
+    hsize_t df[4], dc[4];
+    if ((rc = read_pair(path, &rf, df, &rc_, dc, dP, cellprob, err))) return rc;
+    if (!is_volume(rf, df, rc_, dc) && (rf == 3 || (rf == 4 && df[1] == 2)))
+        return cp_errf(err, CP_EFORMAT, "%s: 2-D flows (/flows of rank %d with 2 flow channels, "
+                       "not (3, Z, Y, X)): leave out --do_3D", path, rf);
+    if (!is_volume(rf, df, rc_, dc))
+        return cp_errf(err, CP_EFORMAT, "%s: /flows and /cellprob are not 3-D flows ((3, Z, Y, X) "
+                       "and (Z, Y, X))", path);
+    if ((rc = check_count(path, 3, df[1], df[2], df[3], err))) return rc;
+    for (int i = 0; i < 3; i++) n[i] = (int64_t)df[i + 1];
     return 0;
 }
 

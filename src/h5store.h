@@ -112,6 +112,11 @@ void cp_h5_abort(cp_h5out *h);
 int cp_h5_read_flows(const char *path, int64_t *nz, int64_t *ny, int64_t *nx, float *dP,
                      float *cellprob, char *err);
 
+/* Reads /flows (3, Z, Y, X) = (dZ, dY, dX) and /cellprob (Z, Y, X) of a --do_3D --save_flows file:
+ * sizes first into n (dP, cellprob NULL), then the data. A 2-D file is an error (and
+ * cp_h5_read_flows refuses a 3-D one): each names the flag to give or leave out. */
+int cp_h5_read_flows3(const char *path, int64_t n[3], float *dP, float *cellprob, char *err);
+
 /* A window of plane z of a --save_flows file: dP (2, ny, nx) and cellprob (ny, nx). */
 int cp_h5_read_flows_window(const char *path, int64_t z, int64_t y0, int64_t x0, int64_t ny,
                             int64_t nx, float *dP, float *cellprob, char *err);
