@@ -524,14 +524,17 @@ static int is_volume(int rf, const hsize_t *df, int rc_, const hsize_t *dc)
 }
 
 /* The callers allocate c z y x floats: no empty axis, at most 2^40 values (a corrupt header must
- * not make that product wrap around). */
-static int check_count(const char *path, hsize_t c, hsize_t z, hsize_t y, hsize_t x, char *err)
+ * not make that product wrap around). The message gives /flows' shape: (c, Z, Y, X) for a volume,
+ * else (Z, c, Y, X). */
+static int check_count(const char *path, int volume, hsize_t c, hsize_t z, hsize_t y, hsize_t x,
+                       char *err)
 {
     const hsize_t lim = (hsize_t)1 << 40;
     if (z == 0 || y == 0 || x == 0 || z > lim / y || z * y > lim / c / x)
         return cp_errf(err, CP_EFORMAT, "%s: /flows of %llu x %llu x %llu x %llu: empty or over "
-                       "2^40 values", path, (unsigned long long)c, (unsigned long long)z,
-                       (unsigned long long)y, (unsigned long long)x);
+                       "2^40 values", path, (unsigned long long)(volume ? c : z),
+                       (unsigned long long)(volume ? z : c), (unsigned long long)y,
+                       (unsigned long long)x);
     return 0;
 }
 
@@ -550,7 +553,7 @@ int cp_h5_read_flows(const char *path, int64_t *nz, int64_t *ny, int64_t *nx, fl
         df[rf - 2] != dc[rc_ - 2] || df[rf - 1] != dc[rc_ - 1])
         return cp_errf(err, CP_EFORMAT, "%s: /flows and /cellprob shapes do not match", path);
     const hsize_t z = stack ? df[0] : 1, y = df[rf - 2], x = df[rf - 1];
-    if ((rc = check_count(path, 2, z, y, x, err))) return rc;
+    if ((rc = check_count(path, 0, 2, z, y, x, err))) return rc;
     *nz = (int64_t)z, *ny = (int64_t)y, *nx = (int64_t)x;
     return 0;
 }
@@ -566,7 +569,7 @@ int cp_h5_read_flows3(const char *path, int64_t n[3], float *dP, float *cellprob
     if (!is_volume(rf, df, rc_, dc))
         return cp_errf(err, CP_EFORMAT, "%s: /flows and /cellprob are not 3-D flows ((3, Z, Y, X) "
                        "and (Z, Y, X))", path);
-    if ((rc = check_count(path, 3, df[1], df[2], df[3], err))) return rc;
+    if ((rc = check_count(path, 1, 3, df[1], df[2], df[3], err))) return rc;
     for (int i = 0; i < 3; i++) n[i] = (int64_t)df[i + 1];
     return 0;
 }
