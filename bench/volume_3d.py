@@ -10,8 +10,10 @@ dynamics at most 10% of our total, peak RSS a small fraction of Cellpose's.
 The tiles: the three passes (YX, ZX, ZY images) at the network scale, each image padded to a
 multiple of 16 plus 8 a side and cut into 224-wide tiles as src/tiles.c does (an axis under 224 is
 one tile of its own length, so the Z x X and Z x Y images give 64 x 224 tiles); the total is
-checked against the run's own "network ... tiles" progress line. PyTorch's time is its best time
-per tile of each shape (a batch of --batch tiles) times the number of tiles of that shape.
+checked against the run's own "network ... tiles" progress line. PyTorch's time is its time per
+tile of each shape (a batch of --batch tiles) times the number of tiles of that shape, measured
+right after each of our runs (the machine may be shared: both see the same load), best of the
+--repeat rounds.
 
 usage: /usr/bin/python3 bench/volume_3d.py [--build build] [--repeat 3] [--batch 8] [--tmp DIR]
 """
@@ -126,20 +128,20 @@ def main():
         vol, out = make_volume(tmp), os.path.join(tmp, "vol_seg.h5")
         rows = []
         for threads in (1, 2):
-            best = None
-            for _ in range(a.repeat):
+            best, tt = None, float("inf")
+            for _ in range(a.repeat):  # ours and PyTorch interleaved: they share the load
                 run = run_ours(exe, vol, out, threads)
                 if best is None or run[0]["total"] < best[0]["total"]:
                     best = run
+                rescale = float(re.search(r"rescale ([0-9.e+-]+)", run[3])[1])
+                ln = [int(n * rescale) for n in SHAPE]  # anisotropy 1 (cp_net3d_scale)
+                counts = tile_counts(ln)
+                seen = int(re.search(r"network\s+100% \((\d+)/\d+ tiles\)", run[3])[1])
+                if seen != sum(counts.values()):
+                    sys.exit(f"volume_3d: the run evaluated {seen} tiles, the tiling here gives "
+                             f"{sum(counts.values())} ({counts})")
+                tt = min(tt, torch_time(counts, threads, a.batch, 1))
             ph, rss, cpu, err = best
-            rescale = float(re.search(r"rescale ([0-9.e+-]+)", err)[1])
-            ln = [int(n * rescale) for n in SHAPE]  # anisotropy 1 (cp_net3d_scale)
-            counts = tile_counts(ln)
-            seen = int(re.search(r"network\s+100% \((\d+)/\d+ tiles\)", err)[1])
-            if seen != sum(counts.values()):
-                sys.exit(f"volume_3d: the run evaluated {seen} tiles, the tiling here gives "
-                         f"{sum(counts.values())} ({counts})")
-            tt = torch_time(counts, threads, a.batch, a.repeat)
             rows.append((threads, ph, rss, cpu, counts, tt))
         load = os.getloadavg()[0]
     print(f"volume {SHAPE[0]}x{SHAPE[1]}x{SHAPE[2]} ({nvox} voxels), 2 channels, trained nbase16, "
