@@ -11,9 +11,9 @@ The tiles: the three passes (YX, ZX, ZY images) at the network scale, each image
 multiple of 16 plus 8 a side and cut into 224-wide tiles as src/tiles.c does (an axis under 224 is
 one tile of its own length, so the Z x X and Z x Y images give 64 x 224 tiles); the total is
 checked against the run's own "network ... tiles" progress line. PyTorch's time is its time per
-tile of each shape (a batch of --batch tiles) times the number of tiles of that shape, measured
+tile of each shape (one batch of --batch tiles) times the number of tiles of that shape, measured
 right after each of our runs (the machine may be shared: both see the same load), best of the
---repeat rounds.
+--repeat rounds; also for as many tiles of 224x224 (issue 19's wording), for scale.
 
 usage: /usr/bin/python3 bench/volume_3d.py [--build build] [--repeat 3] [--batch 8] [--tmp DIR]
 """
@@ -90,24 +90,21 @@ def run_ours(exe, vol, out, threads):
     return ph, int(m[1]) / 1024, (float(m[2]) + float(m[3])) / wall, r.stderr
 
 
-def torch_time(counts, threads, batch, repeat):
-    """PyTorch's seconds for the tiles of counts: best s/tile of each shape times its count."""
+def torch_per_tile(shapes, threads, batch):
+    """PyTorch's seconds per tile of each (ty, tx) of shapes, a batch of batch tiles each."""
     import torch
     sd = {k: v.float() for k, v in torch.load(MODEL, map_location="cpu").items()}
     torch.set_num_threads(threads)
-    total = 0.0
+    per = {}
     with torch.no_grad():
-        for (ty, tx), n in counts.items():
+        for ty, tx in shapes:
             k = torch.arange(batch * 2 * ty * tx, dtype=torch.int64)
             X = ((k * 2654435761) % 1000).float().reshape(batch, 2, ty, tx) / 500.0 - 1.0
             torch_net.cpnet(sd, X[:1])  # warm-up
-            best = float("inf")
-            for _ in range(repeat):
-                t0 = time.perf_counter()
-                torch_net.cpnet(sd, X)
-                best = min(best, (time.perf_counter() - t0) / batch)
-            total += best * n
-    return total
+            t0 = time.perf_counter()
+            torch_net.cpnet(sd, X)
+            per[(ty, tx)] = (time.perf_counter() - t0) / batch
+    return per
 
 
 def main():
@@ -128,7 +125,7 @@ def main():
         vol, out = make_volume(tmp), os.path.join(tmp, "vol_seg.h5")
         rows = []
         for threads in (1, 2):
-            best, tt = None, float("inf")
+            best, tt, t224 = None, float("inf"), float("inf")
             for _ in range(a.repeat):  # ours and PyTorch interleaved: they share the load
                 run = run_ours(exe, vol, out, threads)
                 if best is None or run[0]["total"] < best[0]["total"]:
@@ -140,24 +137,26 @@ def main():
                 if seen != sum(counts.values()):
                     sys.exit(f"volume_3d: the run evaluated {seen} tiles, the tiling here gives "
                              f"{sum(counts.values())} ({counts})")
-                tt = min(tt, torch_time(counts, threads, a.batch, 1))
+                per = torch_per_tile(set(counts) | {(224, 224)}, threads, a.batch)
+                tt = min(tt, sum(per[k] * n for k, n in counts.items()))
+                t224 = min(t224, per[(224, 224)] * sum(counts.values()))
             ph, rss, cpu, err = best
-            rows.append((threads, ph, rss, cpu, counts, tt))
+            rows.append((threads, ph, rss, cpu, counts, tt, t224))
         load = os.getloadavg()[0]
     print(f"volume {SHAPE[0]}x{SHAPE[1]}x{SHAPE[2]} ({nvox} voxels), 2 channels, trained nbase16, "
           f"diameter 30 (rescale {rescale:.4g}), anisotropy 1; best of {a.repeat}")
     print("tiles of the three passes: " +
           ", ".join(f"{n} of {ty}x{tx}" for (ty, tx), n in rows[0][4].items()))
     print("| threads | total s | us/voxel | network us/voxel | dynamics us/voxel (% of total) "
-          "| PyTorch s, same tiles | network ours/PyTorch | total / Cellpose 16.5 us/voxel "
+          "| PyTorch s, same tiles | network ours/PyTorch | PyTorch s, as many 224x224 tiles | total / Cellpose 16.5 us/voxel "
           "| peak RSS MB | CPU s / wall s |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for threads, ph, rss, cpu, counts, tt in rows:
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for threads, ph, rss, cpu, counts, tt, t224 in rows:
         us = lambda s: 1e6 * s / nvox  # noqa: E731
         dyn = sum(ph[k] for k in DYNAMICS)
         print(f"| {threads} | {ph['total']:.2f} | {us(ph['total']):.2f} | {us(ph['network']):.2f} | "
               f"{us(dyn):.2f} ({100 * dyn / ph['total']:.1f}%) | {tt:.2f} | "
-              f"{ph['network'] / tt:.2f} | {us(ph['total']) / CELLPOSE_US:.2f} | {rss:.0f} "
+              f"{ph['network'] / tt:.2f} | {t224:.2f} | {us(ph['total']) / CELLPOSE_US:.2f} | {rss:.0f} "
               f"({100 * rss / CELLPOSE_RSS_MB:.0f}% of 1.09 GB) | {cpu:.2f} |")
     print(f"load average after: {load:.2f} (CPU s / wall s of the whole process: the cores it "
           "had)")
