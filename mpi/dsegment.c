@@ -28,6 +28,7 @@
 #include "dprot.h"
 #include "dresize.h"
 #include "dstack.h"
+#include "flows3d_input.h"
 #include "h5par.h"
 #include "image.h"
 #include "progress.h"
@@ -539,6 +540,10 @@ int cp_dsegment_flows(MPI_Comm comm, const cp_params *p, const char *out_path,
     MPI_Comm_rank(comm, &r.rank);
     MPI_Comm_size(comm, &r.nranks);
     r.t0 = MPI_Wtime(), r.c0 = cp_comm_seconds();
+    if (p->do_3D) /* one process until the distributed 3-D mode exists (mpi/main.c refuses more) */
+        return cp_agree(comm, r.nranks == 1 ? cp_segment_flows3(p, out_path, cmdline, tm, err)
+                                            : cp_errf(err, CP_EPARAM, "--do_3D runs on one "
+                                                      "process"), err);
     int64_t nz = 1, Ly = 0, Lx = 0;
     int resumed, rc = flows_size(p, &nz, &Ly, &Lx, err);
     rc = cp_agree(comm, rc, err);

@@ -17,6 +17,7 @@
 #include "cp_err.h"
 
 #define CHUNK 1024
+static const hsize_t VOLUME_CHUNK[3] = {32, 128, 128}; /* see CP_H5_VOLUME */
 #define DEFLATE_LEVEL 4
 
 struct cp_h5out {
@@ -36,13 +37,15 @@ static void quiet_hdf5(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
-/* A chunked, deflated dataset of rank `rank` with the last two dimensions chunked CHUNK². */
+/* A chunked, deflated dataset of rank `rank`: chunked `tile` clipped to dims, or with tile NULL
+ * the last two dimensions CHUNK² and the others 1. */
 static hid_t create_dataset(hid_t file, const char *name, hid_t type, int rank,
-                            const hsize_t *dims)
+                            const hsize_t *dims, const hsize_t *tile)
 {
     hsize_t chunk[4];
     for (int i = 0; i < rank; i++)
-        chunk[i] = i < rank - 2 ? 1 : (hsize_t)min64((int64_t)dims[i], CHUNK);
+        chunk[i] = tile ? (dims[i] < tile[i] ? dims[i] : tile[i])
+                        : i < rank - 2 ? 1 : (hsize_t)min64((int64_t)dims[i], CHUNK);
     hid_t space = H5Screate_simple(rank, dims, NULL);
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     H5Pset_chunk(dcpl, rank, chunk);
@@ -172,7 +175,7 @@ static const cp_h5_backend serial = {0, NULL, serial_all_ok, serial_bcast, seria
 static int all_ok(const cp_h5out *h, int ok) { return h->be.all_ok(h->be.ctx, ok); }
 
 int cp_h5_create(const char *path, const cp_h5_backend *be, int64_t nz, int64_t ny, int64_t nx,
-                 int stack, int64_t fny, int64_t fnx, cp_h5out **out, char *err)
+                 int kind, int64_t fny, int64_t fnx, cp_h5out **out, char *err)
 {
     quiet_hdf5();
     cp_h5out *h = calloc(1, sizeof *h);
@@ -186,7 +189,7 @@ int cp_h5_create(const char *path, const cp_h5_backend *be, int64_t nz, int64_t 
     h->be.bcast(h->be.ctx, &pid);
     snprintf(h->partial, sizeof h->partial, "%s.partial.%ld", path, pid);
     h->nz = nz, h->ny = ny, h->nx = nx, h->fny = fny, h->fnx = fnx;
-    h->stack = stack || nz > 1;
+    h->stack = kind != CP_H5_PLANE || nz > 1;
     int with_flows = fny > 0 && fnx > 0;
     h->dxpl = H5Pcreate(H5P_DATASET_XFER);
     h->file = h->be.create(h->be.ctx, h->path, h->partial, h->dxpl);
@@ -200,15 +203,16 @@ int cp_h5_create(const char *path, const cp_h5_backend *be, int64_t nz, int64_t 
                        made ? "disk full or I/O error?" : "directory missing or not writable?");
     }
     hsize_t d3[3] = {(hsize_t)nz, (hsize_t)ny, (hsize_t)nx};
-    h->labels = h->stack ? create_dataset(h->file, "labels", H5T_NATIVE_UINT32, 3, d3)
-                         : create_dataset(h->file, "labels", H5T_NATIVE_UINT32, 2, d3 + 1);
+    h->labels = h->stack ? create_dataset(h->file, "labels", H5T_NATIVE_UINT32, 3, d3,
+                                          kind == CP_H5_VOLUME ? VOLUME_CHUNK : NULL)
+                         : create_dataset(h->file, "labels", H5T_NATIVE_UINT32, 2, d3 + 1, NULL);
     if (with_flows) {
         hsize_t f4[4] = {(hsize_t)nz, 2, (hsize_t)fny, (hsize_t)fnx};
         hsize_t c3[3] = {(hsize_t)nz, (hsize_t)fny, (hsize_t)fnx};
-        h->flows = h->stack ? create_dataset(h->file, "flows", H5T_NATIVE_FLOAT, 4, f4)
-                            : create_dataset(h->file, "flows", H5T_NATIVE_FLOAT, 3, f4 + 1);
-        h->cellprob = h->stack ? create_dataset(h->file, "cellprob", H5T_NATIVE_FLOAT, 3, c3)
-                               : create_dataset(h->file, "cellprob", H5T_NATIVE_FLOAT, 2, c3 + 1);
+        int r = h->stack ? 4 : 3;
+        h->flows = create_dataset(h->file, "flows", H5T_NATIVE_FLOAT, r, f4 + 4 - r, NULL);
+        h->cellprob = create_dataset(h->file, "cellprob", H5T_NATIVE_FLOAT, r - 1, c3 + 4 - r,
+                                     NULL);
     }
     if (!all_ok(h, h->labels >= 0 && (!with_flows || (h->flows >= 0 && h->cellprob >= 0)))) {
         cp_h5_abort(h);
@@ -251,6 +255,14 @@ int cp_h5_write_labels(cp_h5out *h, int64_t z, int64_t y0, int64_t x0, int64_t n
                        "/labels", err);
 }
 
+int cp_h5_write_labels3(cp_h5out *h, const int64_t start[3], const int64_t count[3],
+                        const uint32_t *v, char *err)
+{
+    hsize_t s3[3] = {(hsize_t)start[0], (hsize_t)start[1], (hsize_t)start[2]};
+    hsize_t c3[3] = {(hsize_t)count[0], (hsize_t)count[1], (hsize_t)count[2]};
+    return write_block(h, h->labels, H5T_NATIVE_UINT32, 3, s3, c3, v, "/labels", err);
+}
+
 int cp_h5_write_flows(cp_h5out *h, int64_t z, int64_t y0, int64_t x0, int64_t ny, int64_t nx,
                       const float *dP, const float *cellprob, char *err)
 {
@@ -269,8 +281,8 @@ int cp_h5_write_flows(cp_h5out *h, int64_t z, int64_t y0, int64_t x0, int64_t ny
 int cp_h5_create_flows3(cp_h5out *h, const int64_t n[3], char *err)
 {
     hsize_t f4[4] = {3, (hsize_t)n[0], (hsize_t)n[1], (hsize_t)n[2]};
-    h->flows = create_dataset(h->file, "flows", H5T_NATIVE_FLOAT, 4, f4);
-    h->cellprob = create_dataset(h->file, "cellprob", H5T_NATIVE_FLOAT, 3, f4 + 1);
+    h->flows = create_dataset(h->file, "flows", H5T_NATIVE_FLOAT, 4, f4, NULL);
+    h->cellprob = create_dataset(h->file, "cellprob", H5T_NATIVE_FLOAT, 3, f4 + 1, NULL);
     if (!all_ok(h, h->flows >= 0 && h->cellprob >= 0))
         return cp_errf(err, CP_EIO, "%s: cannot create /flows and /cellprob", h->path);
     return 0;
@@ -488,35 +500,77 @@ static int read_f32(hid_t f, const char *path, const char *name, int *rank, hsiz
     return rc ? rc : st < 0 ? cp_errf(err, CP_EFORMAT, "%s: cannot read %s", path, name) : 0;
 }
 
-int cp_h5_read_flows(const char *path, int64_t *nz, int64_t *ny, int64_t *nx, float *dP,
+/* Reads the ranks and dims of /flows and /cellprob of path, and their data where dP and cellprob
+ * are not NULL. */
+static int read_pair(const char *path, int *rf, hsize_t *df, int *rc_, hsize_t *dc, float *dP,
                      float *cellprob, char *err)
 {
     quiet_hdf5();
     if (access(path, R_OK)) return cp_errf(err, CP_EIO, "%s: cannot open (missing?)", path);
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) return cp_errf(err, CP_EFORMAT, "%s: not an HDF5 file", path);
+    int rc = read_f32(f, path, "flows", rf, df, dP, err);
+    if (!rc) rc = read_f32(f, path, "cellprob", rc_, dc, cellprob, err);
+    H5Fclose(f);
+    return rc;
+}
+
+/* /flows (3, Z, Y, X) beside /cellprob (Z, Y, X): a --do_3D file. A stack's (Z, 2, Y, X) beside
+ * (Z, Y, X) can never pass for one: its cellprob would have to start with both Z and 2. */
+static int is_volume(int rf, const hsize_t *df, int rc_, const hsize_t *dc)
+{
+    return rf == 4 && rc_ == 3 && df[0] == 3 && dc[0] == df[1] && dc[1] == df[2] &&
+           dc[2] == df[3];
+}
+
+/* The callers allocate c z y x floats: no empty axis, at most 2^40 values (a corrupt header must
+ * not make that product wrap around). The message gives /flows' shape: (c, Z, Y, X) for a volume,
+ * else (Z, c, Y, X). */
+static int check_count(const char *path, int volume, hsize_t c, hsize_t z, hsize_t y, hsize_t x,
+                       char *err)
+{
+    const hsize_t lim = (hsize_t)1 << 40;
+    if (z == 0 || y == 0 || x == 0 || z > lim / y || z * y > lim / c / x)
+        return cp_errf(err, CP_EFORMAT, "%s: /flows of %llu x %llu x %llu x %llu: empty or over "
+                       "2^40 values", path, (unsigned long long)(volume ? c : z),
+                       (unsigned long long)(volume ? z : c), (unsigned long long)y,
+                       (unsigned long long)x);
+    return 0;
+}
+
+int cp_h5_read_flows(const char *path, int64_t *nz, int64_t *ny, int64_t *nx, float *dP,
+                     float *cellprob, char *err)
+{
     int rf, rc_, rc;
     hsize_t df[4], dc[4];
-    if ((rc = read_f32(f, path, "flows", &rf, df, dP, err)) ||
-        (rc = read_f32(f, path, "cellprob", &rc_, dc, cellprob, err))) {
-        H5Fclose(f);
-        return rc;
-    }
-    H5Fclose(f);
+    if ((rc = read_pair(path, &rf, df, &rc_, dc, dP, cellprob, err))) return rc;
+    if (is_volume(rf, df, rc_, dc))
+        return cp_errf(err, CP_EFORMAT, "%s: 3-D flows (/flows of 3 x %llu x %llu x %llu, a "
+                       "--do_3D output): give --do_3D", path, (unsigned long long)df[1],
+                       (unsigned long long)df[2], (unsigned long long)df[3]);
     int stack = rf == 4;
     if (rc_ != rf - 1 || df[rf - 3] != 2 || (stack && df[0] != dc[0]) ||
         df[rf - 2] != dc[rc_ - 2] || df[rf - 1] != dc[rc_ - 1])
         return cp_errf(err, CP_EFORMAT, "%s: /flows and /cellprob shapes do not match", path);
-    /* the callers allocate 2 nz ny nx floats: no empty plane, at most 2^40 values (a corrupt
-     * header must not make that product wrap around) */
-    const hsize_t lim = (hsize_t)1 << 40, z = stack ? df[0] : 1, y = df[rf - 2], x = df[rf - 1];
-    if (z == 0 || y == 0 || x == 0 || z > lim / y || z * y > lim / 2 / x)
-        return cp_errf(err, CP_EFORMAT, "%s: /flows of %llu x 2 x %llu x %llu: empty or over 2^40 "
-                       "values", path, (unsigned long long)z, (unsigned long long)y,
-                       (unsigned long long)x);
-    *nz = stack ? (int64_t)df[0] : 1;
-    *ny = (int64_t)df[rf - 2];
-    *nx = (int64_t)df[rf - 1];
+    const hsize_t z = stack ? df[0] : 1, y = df[rf - 2], x = df[rf - 1];
+    if ((rc = check_count(path, 0, 2, z, y, x, err))) return rc;
+    *nz = (int64_t)z, *ny = (int64_t)y, *nx = (int64_t)x;
+    return 0;
+}
+
+int cp_h5_read_flows3(const char *path, int64_t n[3], float *dP, float *cellprob, char *err)
+{
+    int rf, rc_, rc;
+    hsize_t df[4], dc[4];
+    if ((rc = read_pair(path, &rf, df, &rc_, dc, dP, cellprob, err))) return rc;
+    if (!is_volume(rf, df, rc_, dc) && (rf == 3 || (rf == 4 && df[1] == 2)))
+        return cp_errf(err, CP_EFORMAT, "%s: 2-D flows (/flows of rank %d with 2 flow channels, "
+                       "not (3, Z, Y, X)): leave out --do_3D", path, rf);
+    if (!is_volume(rf, df, rc_, dc))
+        return cp_errf(err, CP_EFORMAT, "%s: /flows and /cellprob are not 3-D flows ((3, Z, Y, X) "
+                       "and (Z, Y, X))", path);
+    if ((rc = check_count(path, 1, 3, df[1], df[2], df[3], err))) return rc;
+    for (int i = 0; i < 3; i++) n[i] = (int64_t)df[i + 1];
     return 0;
 }
 

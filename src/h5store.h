@@ -65,15 +65,24 @@ typedef struct cp_h5_backend {
     void (*closed)(void *ctx);
 } cp_h5_backend;
 
-/* Creates <path>.partial.<pid> for labels of nz planes of ny x nx; stack: labels (Z,Y,X) even for
- * nz == 1. With flows (fny, fnx > 0): /flows and /cellprob of fny x fnx per plane (the dynamics
+/* The shape of /labels: one plane (Y,X); a stack of planes (Z,Y,X) chunked a plane at a time, as
+ * they are written; a --do_3D volume (Z,Y,X) chunked in 3-D tiles of up to 32x128x128 (2 MiB of
+ * uint32 before deflate: a cell's neighbourhood or a Z slab reads a few chunks, not whole
+ * planes), written whole with cp_h5_write_labels3. */
+enum { CP_H5_PLANE = 0, CP_H5_STACK = 1, CP_H5_VOLUME = 2 };
+
+/* Creates <path>.partial.<pid> for labels of nz planes of ny x nx; kind: a CP_H5_* above (a plane
+ * with nz > 1 is a stack). With flows (fny, fnx > 0): /flows and /cellprob of fny x fnx per plane (the dynamics
  * scale, which differs from the image size with --no_resample). be: the backend (copied; its
  * ctx must outlive the writer), NULL: serial. */
 int cp_h5_create(const char *path, const cp_h5_backend *be, int64_t nz, int64_t ny, int64_t nx,
-                 int stack, int64_t fny, int64_t fnx, cp_h5out **out, char *err);
+                 int kind, int64_t fny, int64_t fnx, cp_h5out **out, char *err);
 /* Labels of rows [y0, y0+ny) x columns [x0, x0+nx) of plane z (ny or nx 0: nothing). */
 int cp_h5_write_labels(cp_h5out *h, int64_t z, int64_t y0, int64_t x0, int64_t ny, int64_t nx,
                        const uint32_t *v, char *err);
+/* Labels of the box start, count (z, y, x) of a CP_H5_VOLUME file (a count with a zero: nothing). */
+int cp_h5_write_labels3(cp_h5out *h, const int64_t start[3], const int64_t count[3],
+                        const uint32_t *v, char *err);
 /* A block of dP (2, ny, nx) and cellprob (ny, nx) of plane z (only if created with flows). */
 int cp_h5_write_flows(cp_h5out *h, int64_t z, int64_t y0, int64_t x0, int64_t ny, int64_t nx,
                       const float *dP, const float *cellprob, char *err);
@@ -102,6 +111,11 @@ void cp_h5_abort(cp_h5out *h);
  * into dP (nz, 2, ny, nx) and cellprob (nz, ny, nx). */
 int cp_h5_read_flows(const char *path, int64_t *nz, int64_t *ny, int64_t *nx, float *dP,
                      float *cellprob, char *err);
+
+/* Reads /flows (3, Z, Y, X) = (dZ, dY, dX) and /cellprob (Z, Y, X) of a --do_3D --save_flows file:
+ * sizes first into n (dP, cellprob NULL), then the data. A 2-D file is an error (and
+ * cp_h5_read_flows refuses a 3-D one): each names the flag to give or leave out. */
+int cp_h5_read_flows3(const char *path, int64_t n[3], float *dP, float *cellprob, char *err);
 
 /* A window of plane z of a --save_flows file: dP (2, ny, nx) and cellprob (ny, nx). */
 int cp_h5_read_flows_window(const char *path, int64_t z, int64_t y0, int64_t x0, int64_t ny,

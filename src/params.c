@@ -18,7 +18,8 @@ const cp_param_def cp_param_defs[] = {
     {"output", CP_PT_STR, OFF(output), 0, 0, "output HDF5 file (default <image>_seg.h5)"},
     {"pretrained_model", CP_PT_STR, OFF(pretrained_model), 0, 0, "model file path or name"},
     {"flows", CP_PT_STR, OFF(flows), 0, 0,
-     "masks from saved flows: an earlier --save_flows .h5, or dP.tif with --cellprob_in"},
+     "masks from saved flows: an earlier --save_flows .h5, or dP.tif with --cellprob_in "
+     "(3-D flows with --do_3D)"},
     {"cellprob_in", CP_PT_STR, OFF(cellprob_in), 0, 0, "cellprob TIFF for --flows dP.tif"},
     {"save_tif", CP_PT_FLAG, OFF(save_tif), 0, 1, "also write <image>_cp_masks.tif (uint32)"},
     {"save_flows", CP_PT_FLAG, OFF(save_flows), 0, 1, "store /flows and /cellprob in the .h5"},
@@ -155,9 +156,6 @@ static int validate_3d(const cp_params *p, char *err)
                        "the 2.5-D mode; give one or the other)");
     if (p->protrusions)
         return cp_errf(err, CP_EPARAM, "--protrusions: not with --do_3D (not defined in 3-D yet)");
-    if (p->flows[0])
-        return cp_errf(err, CP_EPARAM, "--flows: not with --do_3D (masks from saved 3-D flows "
-                       "are not done yet)");
     return 0;
 }
 

@@ -154,24 +154,16 @@ int cp_segment_plane(const cp_params *p, const cp_model *m, cp_image *im, int64_
 }
 
 /* Labels, cells and attributes into the open output, then commit; the optional TIFF after. */
-static int write_output(const cp_params *p, cp_h5out *h, const uint32_t *labels, int64_t nz,
-                        int64_t ny, int64_t nx, cp_provenance *pv, const char *out_path,
-                        char *err)
+int cp_write_output(const cp_params *p, cp_h5out *h, const uint32_t *labels, int64_t nz,
+                    int64_t ny, int64_t nx, cp_provenance *pv, const char *out_path, char *err)
 {
     cp_cell *cells = NULL;
-    int64_t ncells = 0, nmasks = 0;
-    int rc = 0;
-    for (int64_t z = 0; !rc && z < nz; z++) {
-        const uint32_t *pl = labels + z * ny * nx;
-        rc = cp_h5_write_labels(h, z, 0, 0, ny, nx, pl, err);
-        if (!rc && !p->do_3D) rc = cp_cells_collect(pl, ny, nx, (uint32_t)z, &cells, &ncells, err);
-    }
-    if (!rc && p->do_3D) rc = cp_cells_collect3(labels, nz, ny, nx, &cells, &ncells, err);
-    for (int64_t i = 0; i < ncells; i++)
-        if (p->stitch_threshold > 0 && nz > 1) nmasks = cells[i].id > nmasks ? cells[i].id : nmasks;
-        else nmasks++;
-    pv->n_masks = nmasks;
-    if (!rc) rc = cp_h5_write_cells(h, cells, ncells, p->do_3D, err);
+    int64_t ncells = 0;
+    /* one write: plane by plane would rewrite each 3-D chunk once per plane */
+    int rc = cp_h5_write_labels3(h, (int64_t[]){0, 0, 0}, (int64_t[]){nz, ny, nx}, labels, err);
+    if (!rc) rc = cp_cells_collect3(labels, nz, ny, nx, &cells, &ncells, err);
+    pv->n_masks = ncells;
+    if (!rc) rc = cp_h5_write_cells(h, cells, ncells, 1, err);
     free(cells);
     if (!rc) rc = cp_h5_write_attrs(h, p, pv, err);
     if (rc) {
@@ -184,7 +176,7 @@ static int write_output(const cp_params *p, cp_h5out *h, const uint32_t *labels,
         cp_masks_tif_path(out_path, pv->input_file, tif, sizeof tif);
         rc = cp_tiff_write_u32(tif, labels, nz, ny, nx, err);
     }
-    cp_say(p->quiet, "wrote %s (%lld masks)", out_path, (long long)nmasks);
+    cp_say(p->quiet, "wrote %s (%lld masks)", out_path, (long long)ncells);
     return rc;
 }
 
@@ -285,7 +277,7 @@ int cp_segment_volume(const cp_params *p, const cp_model *m, const char *model_p
     uint32_t *labels = calloc((size_t)(Lm[0] * Lm[1] * Lm[2]), sizeof *labels);
     if (!labels)
         rc = cp_err_nomem(err, image, Lm, 3, "uint32", 4, "for the labels");
-    if (!rc) rc = cp_h5_create(out_path, NULL, Lm[0], Lm[1], Lm[2], 1, 0, 0, &h, err);
+    if (!rc) rc = cp_h5_create(out_path, NULL, Lm[0], Lm[1], Lm[2], CP_H5_VOLUME, 0, 0, &h, err);
     if (!rc && p->save_flows) rc = cp_h5_create_flows3(h, Lf, err);
     cp_timing_lap(tm, CP_PH_READ, &t0);
     if (!rc) rc = segment_volume(p, m, &im, rescale, h, labels, tm, err);
@@ -303,7 +295,7 @@ int cp_segment_volume(const cp_params *p, const cp_model *m, const char *model_p
         .model_file = model_path, .model_sha256 = mi->sha256, .rescale = rescale,
         .niter_used = cp_niter_steps(p->niter, rescale, !p->no_resample),
     };
-    rc = write_output(p, h, labels, Lm[0], Lm[1], Lm[2], &pv, out_path, err);
+    rc = cp_write_output(p, h, labels, Lm[0], Lm[1], Lm[2], &pv, out_path, err);
     cp_timing_lap(tm, CP_PH_WRITE, &t0);
     free(labels);
     return rc;

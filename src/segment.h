@@ -23,6 +23,15 @@ int cp_segment_volume(const cp_params *p, const cp_model *m, const char *model_p
  * stitch: planes of a stitched stack, min_size left to the 3-D step). */
 cp_mask_params cp_flows_mask_params(const cp_params *p, int stitch);
 
+struct cp_h5out;
+struct cp_provenance;
+/* The end of a --do_3D run on one process (from an image or saved flows): the label volume
+ * (nz, ny, nx) in one write, its 3-D /cells and the attributes of p and pv into the open output h,
+ * then commit (h is freed, also on error); the --save_tif file after. pv->n_masks is set here. */
+int cp_write_output(const cp_params *p, struct cp_h5out *h, const uint32_t *labels, int64_t nz,
+                    int64_t ny, int64_t nx, struct cp_provenance *pv, const char *out_path,
+                    char *err);
+
 /* Normalization constants of planes [z0, z0+nz) taken together (nz = 1: a plane alone; all
  * planes: a stack with stitching, §5), reading them whole. */
 int cp_plane_norm(cp_image *im, int64_t z0, int64_t nz, const cp_params *p, cp_norm norm[2],

@@ -3,8 +3,10 @@
  *   image mode:  dP and cellprob within 1e-3 absolute (worst error printed), final masks identical
  *                up to renumbering; 3-D cases (do_3D in case.json) run with --do_3D, their masks
  *                identical label for label, flow_threshold recorded as unused, /cells with z;
- *   flows mode:  --flows dP.tif --cellprob_in cellprob.tif (the oracle's own network output):
- *                masks identical label for label.
+ *   flows mode:  --flows dP.tif --cellprob_in cellprob.tif (the oracle's own network output;
+ *                3-D cases with --do_3D): masks identical label for label.
+ * Both: /labels chunked as h5store.h says (3-D tiles for a volume); a 3-D image run's saved flows
+ * fed back through --flows --do_3D give its labels again (not without resample).
  * usage: test_e2e CASE image|flows [VARIANT]
  *   VARIANT: stitch025, noresample, smooth1 (the case's <variant>_run / smooth_run with its
  *   <file>_<variant>.tif outputs), niter200, recipe */
@@ -197,6 +199,47 @@ static void check_cells3(const char *out)
     free(r), free(w), free(lab);
 }
 
+/* /labels chunked as h5store.h says: a volume in 3-D tiles of up to 32x128x128, planes (and
+ * stacks) a plane, or its 1024x1024 tiles, at a time. */
+static void check_chunks(const char *out, int volume)
+{
+    hid_t f = H5Fopen(out, H5F_ACC_RDONLY, H5P_DEFAULT), d = H5Dopen2(f, "labels", H5P_DEFAULT);
+    hid_t sp = H5Dget_space(d), pl = H5Dget_create_plist(d);
+    hsize_t dims[3] = {0, 0, 0}, chunk[3] = {0, 0, 0};
+    const hsize_t tile[3] = {32, 128, 128};
+    int rank = H5Sget_simple_extent_dims(sp, dims, NULL);
+    int ok = H5Pget_layout(pl) == H5D_CHUNKED && H5Pget_chunk(pl, 3, chunk) == rank;
+    for (int i = 0; i < rank; i++) {
+        hsize_t t = volume ? tile[i] : i < rank - 2 ? 1 : 1024;
+        ok &= chunk[i] == (dims[i] < t ? dims[i] : t);
+    }
+    H5Pclose(pl), H5Sclose(sp), H5Dclose(d), H5Fclose(f);
+    printf("/labels of %llux%llux%llu (rank %d) in chunks of %llux%llux%llu\n",
+           (unsigned long long)dims[0], (unsigned long long)dims[1], (unsigned long long)dims[2],
+           rank, (unsigned long long)chunk[0], (unsigned long long)chunk[1],
+           (unsigned long long)chunk[2]);
+    TU_CHECK(ok, "/labels: not chunked as %s", volume ? "3-D tiles" : "planes");
+}
+
+/* A 3-D output's saved flows fed back (--flows --do_3D): the same labels, label for label. */
+static void check_roundtrip(const char *out, json_object *j, json_object *k)
+{
+    char back[4096];
+    snprintf(back, sizeof back, "%s/roundtrip.h5", tu_tmpdir());
+    snprintf(cmd, sizeof cmd, "%s/cellpose-mpi --quiet --flows %s --do_3D --niter %d --output %s",
+             tu_build_dir(), out, json_object_get_int(tu_json_get(j, "niter.used_by_follow_flows")),
+             back);
+    dynamics_flags(k);
+    printf("%s\n", cmd);
+    TU_CHECK(tu_run("%s", cmd) == 0, "the round trip through --flows --do_3D failed");
+    int64_t n, m;
+    uint32_t *a = tu_h5_read_u32(out, "labels", &n), *b = tu_h5_read_u32(back, "labels", &m);
+    int64_t diff = a && b && n == m ? tu_count_diff_u32(a, b, n) : -1;
+    printf("round trip: %lld voxels with a different label\n", (long long)diff);
+    TU_CHECK(diff == 0, "round trip: labels differ (%lld)", (long long)diff);
+    free(a), free(b);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -228,6 +271,7 @@ int main(int argc, char **argv)
         arg("--flows %s --cellprob_in %s", dp, cp);
         json_object *o = tu_json_get(j, "niter.used_by_follow_flows");
         arg("--niter %d", !strcmp(variant, "niter200") ? 200 : json_object_get_int(o));
+        if (is_true(tu_json_get(k, "do_3D"))) arg("--do_3D");
         dynamics_flags(k);
     } else {
         json_object *in = tu_json_get(j, "input.path");
@@ -252,11 +296,15 @@ int main(int argc, char **argv)
                         tu_path("%s", ref_file(j, c, tu_path("cellprob%s.tif", sfx))));
         int do3d = is_true(tu_json_get(k, "do_3D"));
         check_masks(out, masks, !strcmp(mode, "flows") || do3d);
+        check_chunks(out, do3d);
         if (do3d) { /* flow_threshold recorded as unused; /cells with z */
             TU_CHECK(tu_run("h5dump -a unused_parameters %s | grep -q flow_threshold", out) == 0,
                      "no attribute unused_parameters naming flow_threshold");
             check_cells3(out);
         }
+        /* without resample the saved flows are at the network scale, the labels are not */
+        if (do3d && !strcmp(mode, "image") && strcmp(variant, "noresample"))
+            check_roundtrip(out, j, k);
     }
     json_object_put(j);
     tu_run("rm -rf %s", tu_tmpdir());

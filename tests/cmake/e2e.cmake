@@ -25,3 +25,8 @@ foreach(c tiny_nbase8_vol3d tiny_nbase8_vol3d_multitile synth_trained_nbase16_vo
 endforeach()
 cp_add_test(NAME e2e_image_tiny_nbase8_vol3d_multitile_smooth1 SOURCE test_e2e.c ARGS tiny_nbase8_vol3d_multitile image smooth1)
 cp_add_test(NAME e2e_image_synth_trained_nbase16_vol3d_aniso_noresample SOURCE test_e2e.c ARGS synth_trained_nbase16_vol3d_aniso image noresample)
+# Masks from the oracle's own 3-D flows (--flows dP.tif --cellprob_in cellprob.tif --do_3D).
+foreach(c tiny_nbase8_vol3d synth_trained_nbase16_vol3d_aniso flows3d_protrusions)
+  cp_add_test(NAME e2e_flows_${c} SOURCE test_e2e.c ARGS ${c} flows)
+endforeach()
+cp_add_test(NAME e2e_flows_tiny_nbase8_vol3d_multitile_smooth1 SOURCE test_e2e.c ARGS tiny_nbase8_vol3d_multitile flows smooth1)

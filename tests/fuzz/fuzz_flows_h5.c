@@ -1,6 +1,6 @@
 /* Fuzz target: the saved-flows HDF5 reader of --flows FILE.h5 in src/h5store.c
  * (cp_h5_read_flows: sizes, then the data; cp_h5_read_flows_window: a window of one plane, as the
- * distributed driver reads it). Serial HDF5 (no MPI_Init needed); every HDF5 object the reader opens must be closed when it
+ * distributed driver reads it; cp_h5_read_flows3: the 3-D flows of --do_3D, sizes and data). Serial HDF5 (no MPI_Init needed); every HDF5 object the reader opens must be closed when it
  * returns (checked after each input: a leaked id is a crash). Seeds: small --save_flows files
  * written by cp_h5_create/cp_h5_write_flows (tests/fuzz/make_corpus.py through h5py). Datasets
  * over 4 Mi values are read as windows only. */
@@ -46,6 +46,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                              err);
             free(dP);
         }
+    }
+    int64_t n[3];
+    if (cp_fuzz_note("sizes3", cp_h5_read_flows3(path, n, NULL, NULL, err), err) == 0 &&
+        n[0] * n[1] * n[2] <= WHOLE_MAX) {
+        const int64_t nvox = n[0] * n[1] * n[2];
+        float *f = malloc(sizeof(float) * (size_t)(4 * nvox));
+        if (f) cp_fuzz_note("data3", cp_h5_read_flows3(path, n, f, f + 3 * nvox, err), err);
+        free(f);
     }
     /* every file, dataset and dataspace our reader opened must be closed again */
     ssize_t open_ids = H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL);

@@ -139,6 +139,9 @@ def flows_h5(out):
     save("plane_f64.h5", rng.standard_normal((2, 7, 5)), rng.standard_normal((7, 5)))
     save("mismatch.h5", rng.standard_normal((2, 7, 5), np.float32),
          rng.standard_normal((6, 5), np.float32))
+    # --do_3D --save_flows: /flows (3, Z, Y, X) beside /cellprob (Z, Y, X)
+    save("volume_deflate.h5", rng.standard_normal((3, 4, 9, 10), np.float32),
+         rng.standard_normal((4, 9, 10), np.float32), chunks=True, compression="gzip")
     with h5py.File(f"{out}/shuffle_chunks.h5", "w") as f:
         f.create_dataset("flows", data=rng.standard_normal((2, 40, 33), np.float32),
                          chunks=(1, 16, 16), shuffle=True, compression="gzip")
