@@ -1,5 +1,6 @@
-/* Test support shared by the particle-round tests (test_dfollow.c, test_dfollow3.c): a block
- * store shared by the ranks, and the gather of every rank's records on rank 0. */
+/* Test support shared by the MPI tests of the phases over blocks (test_dfollow.c,
+ * test_dfollow3.c, test_dpost.c, test_dstack.c): a block store shared by the ranks, and the
+ * gather of every rank's records on rank 0. */
 #ifndef CP_TEST_DTEST_H
 #define CP_TEST_DTEST_H
 

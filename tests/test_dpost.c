@@ -20,6 +20,7 @@
 #include "post.h"
 #include "renumber.h"
 #include "refcase.h"
+#include "dtest.h"
 #include "testutil.h"
 
 static const int64_t BLOCKS[] = {32, 77, 128};
@@ -315,16 +316,8 @@ int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    char dir[4096] = "";
-    if (rank == 0) snprintf(dir, sizeof dir, "%s/dpost", tu_tmpdir());
-    MPI_Bcast(dir, sizeof dir, MPI_CHAR, 0, MPI_COMM_WORLD);
     cp_bstore st;
-    char err[CP_ERR_LEN] = "";
-    if (cp_bstore_open(&st, dir, err) != 0) {
-        fprintf(stderr, "%s\n", err);
-        MPI_Abort(MPI_COMM_WORLD, 2);
-    }
-    MPI_Barrier(MPI_COMM_WORLD);
+    dtest_open_store(&st);
     const char *mode = argc > 1 ? argv[1] : "";
     if (strcmp(mode, "oracle") == 0 && argc > 2) test_oracle(&st, argv[2], argc > 3 ? argv[3] : "");
     else if (strcmp(mode, "gaps") == 0) test_gaps(&st);

@@ -16,6 +16,7 @@
 #include "cp_err.h"
 #include "dstitch.h"
 #include "post.h"
+#include "dtest.h"
 #include "testutil.h"
 
 #define NY 64
@@ -280,16 +281,8 @@ int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    char dir[4096] = "";
-    if (rank == 0) snprintf(dir, sizeof dir, "%s/dstack", tu_tmpdir());
-    MPI_Bcast(dir, sizeof dir, MPI_CHAR, 0, MPI_COMM_WORLD);
     cp_bstore st;
-    char err[CP_ERR_LEN] = "";
-    if (cp_bstore_open(&st, dir, err) != 0) {
-        fprintf(stderr, "%s\n", err);
-        MPI_Abort(MPI_COMM_WORLD, 2);
-    }
-    MPI_Barrier(MPI_COMM_WORLD);
+    dtest_open_store(&st);
     static const double thr[] = {0.1, 0.25, 0.5};
     static const int64_t ms[] = {-1, 15, 40};
     for (int64_t nz = 6; nz <= 12; nz += 3) {
