@@ -3,6 +3,7 @@
 #include "progress.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -153,10 +154,17 @@ void cp_progress_begin(cp_progress *pr, const char *label, const char *unit, int
 void cp_progress_add(cp_progress *pr, int64_t n)
 {
     if (!pr || pr->mode == CP_PROGRESS_OFF) return;
-    atomic_fetch_add_explicit(&pr->done, n, memory_order_relaxed);
-    if (atomic_flag_test_and_set_explicit(&pr->busy, memory_order_acquire)) return;
+    int64_t d = atomic_fetch_add_explicit(&pr->done, n, memory_order_relaxed) + n;
+    if (pr->mode == CP_PROGRESS_LOG) {
+        /* a new tenth is printed for sure: its thread waits for the one printing (at most 9
+         * waits a phase), else a printer descheduled on a busy node would swallow the tenths */
+        if (d >= pr->total || d * 10 / pr->total <= atomic_load(&pr->tenth)) return;
+        while (atomic_flag_test_and_set_explicit(&pr->busy, memory_order_acquire)) sched_yield();
+    } else if (atomic_flag_test_and_set_explicit(&pr->busy, memory_order_acquire)) {
+        return;
+    }
     /* the count as it is now, not as this thread left it: lines never go backwards */
-    int64_t d = atomic_load_explicit(&pr->done, memory_order_relaxed);
+    d = atomic_load_explicit(&pr->done, memory_order_relaxed);
     if (d >= pr->total) {
         /* the 100% line is cp_progress_end's, with the elapsed time */
     } else if (pr->mode == CP_PROGRESS_TTY) {

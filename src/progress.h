@@ -49,7 +49,7 @@ typedef struct cp_progress {
     _Atomic int64_t done;
     atomic_flag busy;      /* held by the thread that prints */
     double t0, last;       /* start of the phase, last line on a terminal */
-    int tenth;             /* log: the last tenth printed */
+    _Atomic int tenth;     /* log: the last tenth printed */
     int width;             /* terminal: length of the last line, to blank what it leaves */
 } cp_progress;
 
