@@ -129,7 +129,8 @@ static int by_key(const void *a, const void *b)
  * without a message. */
 static int sort_records(rounds_ctx *c, char *q, keyed *k, int64_t n)
 {
-    char *tmp = malloc(c->size * (size_t)(n ? n : 1));
+    if (n < 2) return 0; /* in order already (and q, k may be NULL) */
+    char *tmp = malloc(c->size * (size_t)n);
     if (!tmp) return CP_ENOMEM;
     qsort(k, (size_t)n, sizeof *k, by_key);
     for (int64_t i = 0; i < n; i++)
