@@ -31,11 +31,10 @@
 #include "flows3d_input.h"
 #include "h5par.h"
 #include "image.h"
+#include "plan.h"
 #include "progress.h"
 #include "segment.h"
 #include "tiff_io.h"
-
-#define DEFAULT_BLOCK 2048
 
 static volatile sig_atomic_t stop_requested;
 
@@ -46,15 +45,17 @@ typedef struct run {
     MPI_Comm comm;
     int rank, nranks;
     const cp_params *p;
-    const cp_model *m;
+    const cp_plan *plan;    /* resolved once, before any phase */
+    const cp_model *m;      /* NULL: saved flows */
     const char *model_path, *image, *out_path, *cmdline;
     cp_timing *tm;
+    int quiet;              /* no progress lines: --quiet, ranks other than 0, a stack's planes */
     double t0, c0;          /* start of the current phase: wall and MPI seconds */
-    cp_bstore store;
+    cp_bstore store;        /* the work folder */
+    int resumed;            /* its network blocks are kept from a stopped run (--resume) */
 } run;
 
-/* Progress is printed by rank 0 only. */
-#define say(r, ...) cp_say((r)->rank || (r)->p->quiet, __VA_ARGS__)
+#define say(r, ...) cp_say((r)->quiet, __VA_ARGS__)
 
 /* Closes the current phase: wall and MPI time into ph. */
 static void lap(run *r, cp_phase ph) { cp_comm_lap(r->tm, ph, &r->t0, &r->c0); }
@@ -192,13 +193,13 @@ static int workdir_open(run *r, int *resumed, char *err)
 /* ---- output --------------------------------------------------------------------------------- */
 
 static int finish_output(run *r, cp_h5out *h, cp_cell *cells, int64_t ncells, int64_t nmasks,
-                         double rescale, char *err)
+                         char *err)
 {
     cp_provenance pv = {
         .command_line = r->cmdline, .input_file = r->image, .input_bytes = file_size(r->image),
-        .model_file = r->model_path, .rescale = rescale,
+        .model_file = r->model_path, .rescale = r->plan->rescale,
         .model_sha256 = r->m ? cp_model_get_info(r->m)->sha256 : "",
-        .niter_used = cp_niter_steps(r->p->niter, rescale, !r->p->no_resample),
+        .niter_used = r->plan->steps,
         .n_masks = nmasks,
     };
     int rc = cp_h5_write_cells(h, cells, ncells, 0, err);
@@ -211,48 +212,27 @@ static int finish_output(run *r, cp_h5out *h, cp_cell *cells, int64_t ncells, in
 }
 
 /* Collective writes in rounds, round i writing every rank's i-th own block (a rank past its
- * last block writes nothing): the "lab" blocks of plane d into /labels, and the centres of the
- * "dp" blocks into /flows and /cellprob. */
+ * last block writes nothing): the "lab" blocks of plane d into /labels, and the "dp" blocks
+ * (their own pixels) into /flows and /cellprob. */
 static int write_blocks(run *r, cp_h5out *h, const cp_dplane *d, int flows, char *err)
 {
     int64_t b0, b1, mine, most;
     cp_grid_range(&d->grid, r->rank, &b0, &b1);
     mine = b1 - b0;
     MPI_Allreduce(&mine, &most, 1, MPI_INT64_T, MPI_MAX, r->comm);
-    char name[64];
     int rc = 0;
     for (int64_t i = 0; !rc && i < most; i++) {
-        int64_t b = b0 + i;
-        cp_rect q = i < mine ? cp_grid_block(&d->grid, b) : (cp_rect){0, 0, 0, 0};
+        cp_rect q = i < mine ? cp_grid_block(&d->grid, b0 + i) : (cp_rect){0, 0, 0, 0};
         int64_t n = q.ny * q.nx;
-        if (!flows) {
-            uint32_t *v = malloc(sizeof *v * (size_t)(n ? n : 1));
-            int lrc = v ? 0 : cp_errf(err, CP_ENOMEM, "write: out of memory");
-            if (!lrc && n)
-                lrc = cp_bstore_get(d->store, cp_dname(d, CP_SLOT_LAB, name), b, v,
-                                    sizeof *v * (size_t)n, err);
-            rc = cp_agree(r->comm, lrc, err);
-            if (!rc) rc = cp_h5_write_labels(h, d->z, q.y0, q.x0, q.ny, q.nx, v, err);
-            free(v);
-            continue;
-        }
-        cp_rect g = n ? cp_rect_grow(&d->grid, q, 1) : q;
-        int64_t ng = g.ny * g.nx;
-        float *f = malloc(sizeof *f * (size_t)(3 * (ng > 0 ? ng : 1)));
-        float *c = malloc(sizeof *c * (size_t)(3 * (n ? n : 1)));
-        int lrc = f && c ? 0 : cp_errf(err, CP_ENOMEM, "write: out of memory");
-        if (!lrc && n)
-            lrc = cp_bstore_get(d->store, cp_dname(d, CP_SLOT_DP, name), b, f,
-                                sizeof *f * (size_t)(3 * g.ny * g.nx), err);
-        for (int k = 0; !lrc && k < 3; k++) /* centre of the grown block, channel-first */
-            for (int64_t y = 0; y < q.ny; y++)
-                memcpy(c + (k * q.ny + y) * q.nx,
-                       f + (k * g.ny + q.y0 - g.y0 + y) * g.nx + q.x0 - g.x0,
-                       sizeof *c * (size_t)q.nx);
+        void *v = malloc(sizeof(float) * (size_t)((flows ? 3 : 1) * (n ? n : 1)));
+        int lrc = v ? 0 : cp_errf(err, CP_ENOMEM, "write: out of memory");
+        if (!lrc && n) lrc = cp_dplane_load_window(d, flows ? CP_SLOT_DP : CP_SLOT_LAB, q, v, err);
         rc = cp_agree(r->comm, lrc, err);
-        if (!rc) rc = cp_h5_write_flows(h, d->z, q.y0, q.x0, q.ny, q.nx, c, c + 2 * n, err);
-        free(f);
-        free(c);
+        if (!rc && flows)
+            rc = cp_h5_write_flows(h, d->z, q.y0, q.x0, q.ny, q.nx, v, (float *)v + 2 * n, err);
+        else if (!rc)
+            rc = cp_h5_write_labels(h, d->z, q.y0, q.x0, q.ny, q.nx, v, err);
+        free(v);
     }
     return rc;
 }
@@ -267,131 +247,15 @@ static int stopped(run *r, const char *where, char *err)
     return cp_errf(err, CP_EINTR, "stopped by a signal after %s; resume with --resume", where);
 }
 
-/* The per-mask steps from the raw masks ("m0") of plane d to the final labels ("lab") of plane
- * o: o is d, or, with --no_resample and a rescale other than 1, the image-scale plane to which
- * the masks after the flow QC are resized (the single process's order: QC at the network scale,
- * then the resize, then holes, min_size and protrusions at the image scale). */
-static int masks_to_labels(run *r, const cp_dplane *d, const cp_dplane *o, uint32_t raw_max,
-                           int64_t *nlabels, char *err)
+/* The network phase of plane d: its "dp" blocks, from the plan's network with the plane's
+ * normalization in net. */
+static int plane_network(run *r, const cp_dplane *d, cp_dnet *net, char *err)
 {
-    const cp_params *p = r->p;
-    int rc;
-    if (o == d) {
-        rc = cp_dpost_run(d, p->flow_threshold, p->min_size, nlabels, err);
-    } else {
-        rc = cp_dpost_qc(d, p->flow_threshold, err);
-        if (!rc) rc = cp_dresize_nearest(d, CP_SLOT_QC, o, CP_SLOT_M0, err);
-        if (!rc) rc = cp_dpost_run(o, 0, p->min_size, nlabels, err);
-        if (!rc && p->protrusions) /* protrusions read the masks before the QC, and the flows */
-            rc = cp_dresize_nearest(d, CP_SLOT_M0, o, CP_SLOT_M0, err);
-        if (!rc && p->protrusions) rc = cp_dresize_nearest(d, CP_SLOT_DP, o, CP_SLOT_DP, err);
-    }
-    if (!rc && p->protrusions)
-        rc = cp_dprot_run(o, (float)p->cellprob_threshold, p->protrusion_max_len, raw_max,
-                          nlabels, err);
-    return rc;
-}
-
-/* From the "dp" blocks of plane d to the committed output of Ly0 x Lx0 pixels (d's size but
- * with --no_resample and a rescale): particle rounds, seeds, per-mask steps, collective write. */
-static int blocks_to_output(run *r, const cp_dplane *d, int64_t Ly0, int64_t Lx0, int32_t steps,
-                            double rescale, char *err)
-{
-    const cp_params *p = r->p;
-    int64_t rounds, nlabels = 0, Ly = d->grid.Ly, Lx = d->grid.Lx;
-    int rc = cp_dfollow_run(d, steps, !p->no_interp, (float)p->cellprob_threshold, &rounds, err);
-    lap(r, CP_PH_FOLLOW);
-    if (rc) return rc;
-    say(r, "flow following: %d steps, %lld rounds of particle exchange", steps, (long long)rounds);
-    if ((rc = stopped(r, "flow following", err))) return rc;
-    rc = cp_dmasks_run(d, p->max_size_fraction, &nlabels, err);
-    lap(r, CP_PH_MASKS);
-    const uint32_t raw_max = (uint32_t)nlabels; /* the largest "m0" id */
-    cp_dplane image_plane;
-    const cp_dplane *o = d; /* the plane of the labels */
-    cp_bstore image_scale;
-    if (!rc && (Ly0 != Ly || Lx0 != Lx)) { /* its blocks in a folder of their own */
-        char dir[sizeof image_scale.dir + 16];
-        snprintf(dir, sizeof dir, "%s/image_scale", r->store.dir);
-        rc = cp_agree(r->comm, cp_bstore_open(&image_scale, dir, err), err);
-        cp_dplane_init(&image_plane, r->comm, Ly0, Lx0, d->grid.B, &image_scale, d->z);
-        o = &image_plane;
-    }
-    if (!rc) rc = masks_to_labels(r, d, o, raw_max, &nlabels, err);
-    lap(r, CP_PH_POST);
-    if (rc) return rc;
-    say(r, "masks: %lld", (long long)nlabels);
-    cp_h5out *h = NULL;
-    cp_h5_backend be = cp_h5par_backend(&r->comm);
-    rc = cp_h5_create(r->out_path, &be, 1, Ly0, Lx0, 0, p->save_flows ? Ly : 0,
-                      p->save_flows ? Lx : 0, &h, err);
-    if (!rc) rc = write_blocks(r, h, o, 0, err);
-    if (!rc && p->save_flows) rc = write_blocks(r, h, d, 1, err);
-    cp_cell *cells = NULL;
-    int64_t ncells = 0;
-    if (!rc) rc = cp_dcells_plane(o, nlabels, &cells, &ncells, err);
-    int64_t nmasks = ncells; /* ids may have gaps (swallowed masks, --protrusions) */
-    if (!rc) MPI_Bcast(&nmasks, 1, MPI_INT64_T, 0, r->comm);
-    if (!rc) rc = finish_output(r, h, cells, ncells, nmasks, rescale, err);
-    else if (h) cp_h5_abort(h);
-    free(cells);
-    if (!rc && p->save_tif) {
-        uint32_t *all = r->rank == 0 ? malloc(sizeof *all * (size_t)(Ly0 * Lx0)) : NULL;
-        rc = cp_dplane_gather_u32(o, CP_SLOT_LAB, all, err);
-        char tif[CP_PATH_LEN + 64];
-        if (!rc && r->rank == 0) {
-            cp_masks_tif_path(r->out_path, r->image, tif, sizeof tif);
-            rc = cp_tiff_write_u32(tif, all, 1, Ly0, Lx0, err);
-        }
-        free(all);
-        rc = cp_agree(r->comm, rc, err);
-    }
-    lap(r, CP_PH_WRITE);
-    if (!rc) say(r, "wrote %s (%lld masks)", r->out_path, (long long)nmasks);
-    return rc;
-}
-
-
-static int64_t auto_block(int64_t Ly, int64_t Lx, int nranks)
-{
-    int64_t B = DEFAULT_BLOCK;
-    while (B > 256 && ((Ly + B - 1) / B) * ((Lx + B - 1) / B) < nranks) B /= 2;
-    return B;
-}
-
-static int plane_blocks(run *r, cp_image *im, char *err)
-{
-    const cp_params *p = r->p;
-    const cp_model_info *mi = cp_model_get_info(r->m);
-    double rescale = cp_rescale(p->diameter, mi->diam_mean, mi->diam_labels);
-    cp_dnet net = {
-        .model = r->m, .im = im, .z = 0, .no_norm = p->no_norm, .rescale = rescale,
-        .resample = !p->no_resample, .bsize = p->bsize, .tile_overlap = p->tile_overlap,
-        .augment = p->augment, .batch_size = p->batch_size,
-    };
-    int64_t Ly, Lx;
-    int rc = cp_dnet_size(&net, &Ly, &Lx, err);
-    int resumed = 0;
-    if ((rc = cp_agree(r->comm, rc, err)) || (rc = workdir_open(r, &resumed, err))) return rc;
-    net.resume = resumed;
-    int64_t B = p->block ? p->block : auto_block(Ly, Lx, r->nranks);
-    cp_dplane d;
-    cp_dplane_init(&d, r->comm, Ly, Lx, B, &r->store, 0);
-    say(r, "%s: %lldx%lld on %d rank(s), blocks of %lld (%lld blocks)%s", r->image, (long long)Ly,
-        (long long)Lx, r->nranks, (long long)B, (long long)d.grid.nblocks,
-        resumed ? ", resuming" : "");
-    lap(r, CP_PH_READ);
-    if (!p->no_norm) {
-        rc = cp_dnorm_compute(r->comm, im, 0, 1, p->norm_percentile_lo, p->norm_percentile_hi,
-                              net.norm, err);
-        for (int c = 0; c < 2; c++) net.inv[c] = p->invert && net.norm[c].good;
-    }
-    lap(r, CP_PH_PREP);
-    if (rc || (rc = stopped(r, "normalization", err))) return rc;
     cp_dnet_stats st;
-    net.stop = &stop_requested;
-    net.progress = !p->quiet;
-    rc = cp_dnet_run_stats(&d, &net, &st, err);
+    net->resume = r->resumed;
+    net->stop = &stop_requested;
+    net->progress = !r->p->quiet;
+    int rc = cp_dnet_run_stats(d, net, &st, err);
     lap(r, CP_PH_NET);
     if (rc == CP_EINTR) {
         say(r, "stop requested: finished network blocks kept in %s; run again with --resume",
@@ -404,74 +268,299 @@ static int plane_blocks(run *r, cp_image *im, char *err)
         snprintf(bad, sizeof bad, " (%lld failed their checksum and were recomputed)",
                  (long long)st.damaged);
     say(r, "network: %lld blocks done, %lld reused from the checkpoint%s; %lld tile evaluations "
-        "for %lld tiles", (long long)(d.grid.nblocks - st.reused), (long long)st.reused, bad,
+        "for %lld tiles", (long long)(d->grid.nblocks - st.reused), (long long)st.reused, bad,
         (long long)st.tiles_run, (long long)st.tiles_plane);
-    if ((rc = stopped(r, "the network phase", err))) return rc;
-    int32_t steps = (int32_t)cp_niter_steps(p->niter, rescale, !p->no_resample);
-    return blocks_to_output(r, &d, im->layout.ny, im->layout.nx, steps, rescale, err);
+    return stopped(r, "the network phase", err);
 }
 
-/* ---- a stack: contiguous planes per rank, in the work folder (dstack.h) ---------------------- */
-
-/* A stack of nz > 1 planes of ny x nx (im NULL: the saved flows of r->p) into the output. */
-static int stack_run(run *r, cp_image *im, int64_t nz, int64_t ny, int64_t nx, double rescale,
-                     char *err)
+/* The per-mask steps from the raw masks ("m0") of plane d to the final labels ("lab") of plane
+ * o: o is d, or, with --no_resample and a rescale other than 1, the image-scale plane to which
+ * the masks after the flow QC are resized (the single process's order: QC at the network scale,
+ * then the resize, then holes, min_size and protrusions at the image scale). */
+static int masks_to_labels(run *r, const cp_dplane *d, const cp_dplane *o, uint32_t raw_max,
+                           int64_t *nlabels, char *err)
 {
-    int resumed;
-    int rc = workdir_open(r, &resumed, err);
-    lap(r, CP_PH_READ);
+    const cp_params *p = r->p;
+    const int64_t min_size = r->plan->min_size;
+    int rc;
+    if (o == d) {
+        rc = cp_dpost_run(d, p->flow_threshold, min_size, nlabels, err);
+    } else {
+        rc = cp_dpost_qc(d, p->flow_threshold, err);
+        if (!rc) rc = cp_dresize_nearest(d, CP_SLOT_QC, o, CP_SLOT_M0, err);
+        if (!rc) rc = cp_dpost_run(o, 0, min_size, nlabels, err);
+        if (!rc && p->protrusions) /* protrusions read the masks before the QC, and the flows */
+            rc = cp_dresize_nearest(d, CP_SLOT_M0, o, CP_SLOT_M0, err);
+        if (!rc && p->protrusions) rc = cp_dresize_nearest(d, CP_SLOT_DP, o, CP_SLOT_DP, err);
+    }
+    if (!rc && p->protrusions)
+        rc = cp_dprot_run(o, (float)p->cellprob_threshold, p->protrusion_max_len, raw_max,
+                          nlabels, err);
+    return rc;
+}
+
+/* The planes of a run's labels: d at the dynamics scale, and o, where the labels are: d, or its
+ * image-scale twin (--no_resample with a rescale), whose blocks have a folder of their own. */
+typedef struct planes {
+    cp_dplane d, image_plane;
+    const cp_dplane *o;
+    cp_bstore image_scale;
+} planes;
+
+/* Plane z of the plan on comm, at the dynamics scale. */
+static void planes_init(run *r, planes *pp, int64_t z)
+{
+    cp_dplane_init(&pp->d, r->comm, r->plan->Ly, r->plan->Lx, r->plan->B, &r->store, z);
+    pp->o = &pp->d;
+}
+
+/* From the "dp" blocks of pp->d to the final labels ("lab") of pp->o: particle rounds, seeds,
+ * per-mask steps. *nlabels as cp_dpost_run's. */
+static int plane_labels(run *r, planes *pp, int64_t *nlabels, char *err)
+{
+    const cp_params *p = r->p;
+    const cp_plan *pl = r->plan;
+    const cp_dplane *d = &pp->d;
+    int64_t rounds;
+    int rc = cp_dfollow_run(d, pl->steps, !p->no_interp, (float)p->cellprob_threshold, &rounds,
+                            err);
+    lap(r, CP_PH_FOLLOW);
     if (rc) return rc;
-    cp_dstack s = {.comm = r->comm, .p = r->p, .m = r->m, .im = im, .nz = nz, .ny = ny, .nx = nx,
-                   .input = r->image, .rescale = rescale, .store = &r->store,
-                   .out_path = r->out_path, .tm = r->tm};
-    cp_h5out *h;
-    cp_cell *cells;
-    int64_t ncells, nmasks;
-    rc = cp_dstack_run(&s, &h, &cells, &ncells, &nmasks, err);
-    r->t0 = MPI_Wtime(), r->c0 = cp_comm_seconds(); /* the stack timed its phases */
-    if (!rc) rc = finish_output(r, h, cells, ncells, nmasks, rescale, err);
+    say(r, "flow following: %d steps, %lld rounds of particle exchange", pl->steps,
+        (long long)rounds);
+    if ((rc = stopped(r, "flow following", err))) return rc;
+    rc = cp_dmasks_run(d, p->max_size_fraction, nlabels, err);
+    lap(r, CP_PH_MASKS);
+    const uint32_t raw_max = (uint32_t)*nlabels; /* the largest "m0" id */
+    if (!rc && (pl->Ly0 != pl->Ly || pl->Lx0 != pl->Lx)) {
+        char dir[sizeof pp->image_scale.dir + 16];
+        snprintf(dir, sizeof dir, "%s/image_scale", r->store.dir);
+        rc = cp_agree(r->comm, cp_bstore_open(&pp->image_scale, dir, err), err);
+        cp_dplane_init(&pp->image_plane, r->comm, pl->Ly0, pl->Lx0, pl->B, &pp->image_scale,
+                       d->z);
+        pp->o = &pp->image_plane;
+    }
+    if (!rc) rc = masks_to_labels(r, d, pp->o, raw_max, nlabels, err);
+    lap(r, CP_PH_POST);
+    if (!rc) say(r, "masks: %lld", (long long)*nlabels);
+    return rc;
+}
+
+/* The committed output of a plane from its final labels (pp->o) and flows (pp->d): collective
+ * writes, the cells, the attributes, and the --save_tif file. */
+static int plane_output(run *r, const planes *pp, int64_t nlabels, char *err)
+{
+    const cp_params *p = r->p;
+    const cp_plan *pl = r->plan;
+    cp_h5out *h = NULL;
+    cp_h5_backend be = cp_h5par_backend(&r->comm);
+    int rc = cp_h5_create(r->out_path, &be, 1, pl->Ly0, pl->Lx0, 0, p->save_flows ? pl->Ly : 0,
+                          p->save_flows ? pl->Lx : 0, &h, err);
+    if (!rc) rc = write_blocks(r, h, pp->o, 0, err);
+    if (!rc && p->save_flows) rc = write_blocks(r, h, &pp->d, 1, err);
+    cp_cell *cells = NULL;
+    int64_t ncells = 0;
+    if (!rc) rc = cp_dcells_plane(pp->o, nlabels, &cells, &ncells, err);
+    int64_t nmasks = ncells; /* ids may have gaps (swallowed masks, --protrusions) */
+    if (!rc) MPI_Bcast(&nmasks, 1, MPI_INT64_T, 0, r->comm);
+    if (!rc) rc = finish_output(r, h, cells, ncells, nmasks, err);
+    else if (h) cp_h5_abort(h);
     free(cells);
+    if (!rc && p->save_tif) {
+        uint32_t *all = r->rank == 0 ? malloc(sizeof *all * (size_t)(pl->Ly0 * pl->Lx0)) : NULL;
+        rc = cp_dplane_gather_u32(pp->o, CP_SLOT_LAB, all, err);
+        char tif[CP_PATH_LEN + 64];
+        if (!rc && r->rank == 0) {
+            cp_masks_tif_path(r->out_path, r->image, tif, sizeof tif);
+            rc = cp_tiff_write_u32(tif, all, 1, pl->Ly0, pl->Lx0, err);
+        }
+        free(all);
+        rc = cp_agree(r->comm, rc, err);
+    }
     lap(r, CP_PH_WRITE);
-    if (!rc && !r->p->keep_work && r->rank == 0) cp_bstore_destroy(&r->store);
     if (!rc) say(r, "wrote %s (%lld masks)", r->out_path, (long long)nmasks);
     return rc;
 }
 
-static int stack_planes(run *r, cp_image *im, char *err)
+/* A plane's "dp" blocks from its saved flows (--flows: a --save_flows .h5, or the TIFF pair of
+ * dP pages (2, Z, Y, X) and cellprob pages (Z, Y, X)), each block read as a window. */
+static int flows_to_blocks(run *r, const cp_dplane *d, char *err)
 {
-    const cp_model_info *mi = cp_model_get_info(r->m);
-    const cp_layout *L = &im->layout;
-    return stack_run(r, im, L->nz, L->ny, L->nx,
-                     cp_rescale(r->p->diameter, mi->diam_mean, mi->diam_labels), err);
+    const cp_params *p = r->p;
+    const int64_t nz = r->plan->nz;
+    cp_tiff *td = NULL, *tc = NULL;
+    cp_tiff_info id, ic;
+    int rc = 0;
+    if (p->cellprob_in[0]) {
+        rc = cp_tiff_open(p->flows, &td, &id, err);
+        if (!rc) rc = cp_tiff_open(p->cellprob_in, &tc, &ic, err);
+        if (!rc && (id.spp != 1 || ic.spp != 1 || id.npages != 2 * nz || id.ny != ic.ny ||
+                    id.nx != ic.nx))
+            rc = cp_errf(err, CP_EFORMAT, "%s: expected 2 pages per page of %s with the same "
+                         "size (dP as (2,Z,Y,X), cellprob as (Z,Y,X))", p->flows, p->cellprob_in);
+    }
+    int64_t b0, b1;
+    cp_grid_range(&d->grid, d->rank, &b0, &b1);
+    char name[64];
+    for (int64_t b = b0; !rc && b < b1; b++) {
+        cp_rect g = cp_rect_grow(&d->grid, cp_grid_block(&d->grid, b), 1);
+        int64_t n = g.ny * g.nx;
+        float *v = malloc(sizeof *v * (size_t)(3 * n));
+        if (!v) {
+            rc = cp_errf(err, CP_ENOMEM, "%s: out of memory", p->flows);
+            break;
+        }
+        if (td) {
+            for (int c = 0; !rc && c < 2; c++)
+                rc = cp_tiff_read_f32(td, c * nz + d->z, g.y0, g.x0, g.ny, g.nx, v + c * n, err);
+            if (!rc) rc = cp_tiff_read_f32(tc, d->z, g.y0, g.x0, g.ny, g.nx, v + 2 * n, err);
+        } else {
+            rc = cp_h5_read_flows_window(p->flows, d->z, g.y0, g.x0, g.ny, g.nx, v, v + 2 * n,
+                                         err);
+        }
+        if (!rc) rc = cp_bstore_put(&r->store, cp_dname(d, CP_SLOT_DP, name), b, v,
+                                    sizeof *v * (size_t)(3 * n), err);
+        free(v);
+    }
+    if (td) cp_tiff_close(td);
+    if (tc) cp_tiff_close(tc);
+    return cp_agree(d->comm, rc, err);
+}
+
+/* A single plane (the input's plane 0) on all ranks: global percentiles, the network on the
+ * owner blocks (or the saved flows), then plane_labels and the output. */
+static int plane_run(run *r, cp_image *im, char *err)
+{
+    const cp_params *p = r->p;
+    const cp_plan *pl = r->plan;
+    planes pp;
+    planes_init(r, &pp, 0);
+    say(r, "%s: %lldx%lld%s on %d rank(s), blocks of %lld (%lld blocks)%s", r->image,
+        (long long)pl->Ly, (long long)pl->Lx, im ? "" : " flows", r->nranks, (long long)pl->B,
+        (long long)pp.d.grid.nblocks, r->resumed ? ", resuming" : "");
+    int rc = 0;
+    if (im) {
+        cp_dnet net = pl->net;
+        lap(r, CP_PH_READ);
+        if (!p->no_norm) {
+            rc = cp_dnorm_compute(r->comm, im, 0, 1, p->norm_percentile_lo,
+                                  p->norm_percentile_hi, net.norm, err);
+            for (int c = 0; c < 2; c++) net.inv[c] = p->invert && net.norm[c].good;
+        }
+        lap(r, CP_PH_PREP);
+        if (!rc) rc = stopped(r, "normalization", err);
+        if (!rc) rc = plane_network(r, &pp.d, &net, err);
+    } else {
+        rc = flows_to_blocks(r, &pp.d, err);
+        lap(r, CP_PH_READ);
+    }
+    int64_t nlabels = 0;
+    if (!rc) rc = plane_labels(r, &pp, &nlabels, err);
+    return rc ? rc : plane_output(r, &pp, nlabels, err);
+}
+
+/* ---- a stack: contiguous planes per rank, in the work folder (dstack.h) ---------------------- */
+
+/* One plane of a stack through plane_network (or the saved flows) and plane_labels on this rank
+ * alone (cp_dstack_plane): its labels and flows read back whole, then its block arrays other
+ * than "dp" (kept for --resume) removed. */
+static int stack_plane(void *ctx, int64_t z, const cp_norm *norm, const int inv[2], uint32_t *lab,
+                       float *flows, char *err)
+{
+    run r = *(const run *)ctx;
+    r.comm = MPI_COMM_SELF, r.rank = 0, r.nranks = 1, r.quiet = 1; /* the stack reports */
+    planes pp;
+    planes_init(&r, &pp, z);
+    int rc;
+    if (r.m) {
+        cp_dnet net = r.plan->net;
+        net.z = z;
+        for (int c = 0; c < 2; c++) {
+            if (norm) net.norm[c] = norm[c];
+            net.inv[c] = inv[c];
+        }
+        rc = plane_network(&r, &pp.d, &net, err);
+    } else {
+        rc = flows_to_blocks(&r, &pp.d, err);
+    }
+    int64_t nlabels;
+    if (!rc) rc = plane_labels(&r, &pp, &nlabels, err);
+    const cp_grid *go = &pp.o->grid, *gd = &pp.d.grid;
+    if (!rc) rc = cp_dplane_load_window(pp.o, CP_SLOT_LAB, (cp_rect){0, 0, go->Ly, go->Lx}, lab,
+                                        err);
+    if (!rc && flows)
+        rc = cp_dplane_load_window(&pp.d, CP_SLOT_DP, (cp_rect){0, 0, gd->Ly, gd->Lx}, flows,
+                                   err);
+    char name[64];
+    for (cp_slot s = CP_SLOT_FIN; s <= CP_SLOT_LAB; s++) {
+        for (int64_t b = 0; b < gd->nblocks; b++)
+            cp_bstore_remove(pp.d.store, cp_dname(&pp.d, s, name), b);
+        for (int64_t b = 0; pp.o != &pp.d && b < go->nblocks; b++)
+            cp_bstore_remove(pp.o->store, cp_dname(pp.o, s, name), b);
+    }
+    return rc;
+}
+
+/* A stack of planes (im NULL: the saved flows of r->p) into the output. */
+static int stack_run(run *r, cp_image *im, char *err)
+{
+    cp_dstack s = {.comm = r->comm, .p = r->p, .plan = r->plan, .im = im, .plane = stack_plane,
+                   .ctx = r, .input = r->image, .store = &r->store, .out_path = r->out_path,
+                   .tm = r->tm};
+    cp_h5out *h;
+    cp_cell *cells;
+    int64_t ncells, nmasks;
+    int rc = cp_dstack_run(&s, &h, &cells, &ncells, &nmasks, err);
+    r->t0 = MPI_Wtime(), r->c0 = cp_comm_seconds(); /* the stack timed its phases */
+    if (!rc) rc = finish_output(r, h, cells, ncells, nmasks, err);
+    free(cells);
+    lap(r, CP_PH_WRITE);
+    if (!rc) say(r, "wrote %s (%lld masks)", r->out_path, (long long)nmasks);
+    return rc;
+}
+
+/* The plane or the stack of the plan, in the work folder (removed after success unless
+ * --keep_work). */
+static int run_plan(run *r, cp_image *im, char *err)
+{
+    int rc = workdir_open(r, &r->resumed, err);
+    lap(r, CP_PH_READ);
+    if (!rc) rc = r->plan->nz > 1 ? stack_run(r, im, err) : plane_run(r, im, err);
+    if (!rc && !r->p->keep_work && r->rank == 0) cp_bstore_destroy(&r->store);
+    return rc;
+}
+
+static void run_init(run *r, MPI_Comm comm, const cp_params *p)
+{
+    r->comm = comm;
+    r->p = p;
+    MPI_Comm_rank(comm, &r->rank);
+    MPI_Comm_size(comm, &r->nranks);
+    r->quiet = p->quiet || r->rank != 0;
+    r->t0 = MPI_Wtime(), r->c0 = cp_comm_seconds();
 }
 
 int cp_dsegment_image(MPI_Comm comm, const cp_params *p, const cp_model *m,
                       const char *model_path, const char *image, const char *out_path,
                       const char *cmdline, cp_timing *tm, char *err)
 {
-    run r = {.comm = comm, .p = p, .m = m, .model_path = model_path, .image = image,
+    cp_plan plan;
+    run r = {.m = m, .plan = &plan, .model_path = model_path, .image = image,
              .out_path = out_path, .cmdline = cmdline, .tm = tm};
-    MPI_Comm_rank(comm, &r.rank);
-    MPI_Comm_size(comm, &r.nranks);
+    run_init(&r, comm, p);
     if (p->do_3D) /* one process until the distributed 3-D mode exists (mpi/main.c refuses more) */
         return cp_agree(comm, r.nranks == 1 ? cp_segment_volume(p, m, model_path, image, out_path,
                                                                 cmdline, tm, err)
                                             : cp_errf(err, CP_EPARAM, "--do_3D runs on one "
                                                       "process"), err);
-    r.t0 = MPI_Wtime(), r.c0 = cp_comm_seconds();
     cp_image im;
     int rc = cp_image_open(&im, image, (int)p->z_axis, (int)p->channel_axis,
                            p->stitch_threshold > 0, (int)p->chan, (int)p->chan2, err);
     if (!rc && cp_model_get_info(m)->nchan != 2)
         rc = cp_errf(err, CP_EPARAM, "%s: the model has %d input channels; cellpose-mpi feeds "
                      "the 2 channels of --chan/--chan2", model_path, cp_model_get_info(m)->nchan);
-    if ((rc = cp_agree(comm, rc, err))) return rc;
-    if (im.layout.nz > 1) {
-        rc = stack_planes(&r, &im, err);
-    } else {
-        rc = plane_blocks(&r, &im, err);
-        if (!rc && !p->keep_work && r.rank == 0) cp_bstore_destroy(&r.store);
-    }
+    if (!rc) rc = cp_plan_image(&plan, p, m, &im, r.nranks, err);
+    if (!(rc = cp_agree(comm, rc, err))) rc = run_plan(&r, &im, err);
     cp_image_close(&im);
     return rc;
 }
@@ -491,75 +580,20 @@ static int flows_size(const cp_params *p, int64_t *nz, int64_t *Ly, int64_t *Lx,
     return 0;
 }
 
-/* "dp" of the own blocks from windows of the saved flows. */
-static int flows_to_blocks(run *r, const cp_dplane *d, char *err)
-{
-    const cp_params *p = r->p;
-    cp_tiff *td = NULL, *tc = NULL;
-    cp_tiff_info id, ic;
-    int rc = 0;
-    if (p->cellprob_in[0]) {
-        rc = cp_tiff_open(p->flows, &td, &id, err);
-        if (!rc) rc = cp_tiff_open(p->cellprob_in, &tc, &ic, err);
-        if (!rc && (id.npages != 2 || id.spp != 1 || id.ny != ic.ny || id.nx != ic.nx))
-            rc = cp_errf(err, CP_EFORMAT, "%s: expected 2 pages (dY, dX) of the size of %s",
-                         p->flows, p->cellprob_in);
-    }
-    int64_t b0, b1;
-    cp_grid_range(&d->grid, r->rank, &b0, &b1);
-    char name[64];
-    for (int64_t b = b0; !rc && b < b1; b++) {
-        cp_rect g = cp_rect_grow(&d->grid, cp_grid_block(&d->grid, b), 1);
-        int64_t n = g.ny * g.nx;
-        float *v = malloc(sizeof *v * (size_t)(3 * n));
-        if (!v) {
-            rc = cp_errf(err, CP_ENOMEM, "%s: out of memory", p->flows);
-            break;
-        }
-        if (td) {
-            for (int c = 0; !rc && c < 2; c++)
-                rc = cp_tiff_read_f32(td, c, g.y0, g.x0, g.ny, g.nx, v + c * n, err);
-            if (!rc) rc = cp_tiff_read_f32(tc, 0, g.y0, g.x0, g.ny, g.nx, v + 2 * n, err);
-        } else {
-            rc = cp_h5_read_flows_window(p->flows, 0, g.y0, g.x0, g.ny, g.nx, v, v + 2 * n, err);
-        }
-        if (!rc) rc = cp_bstore_put(&r->store, cp_dname(d, CP_SLOT_DP, name), b, v,
-                                    sizeof *v * (size_t)(3 * n), err);
-        free(v);
-    }
-    if (td) cp_tiff_close(td);
-    if (tc) cp_tiff_close(tc);
-    return cp_agree(r->comm, rc, err);
-}
-
 int cp_dsegment_flows(MPI_Comm comm, const cp_params *p, const char *out_path,
                       const char *cmdline, cp_timing *tm, char *err)
 {
-    run r = {.comm = comm, .p = p, .model_path = "", .image = p->flows, .out_path = out_path,
+    cp_plan plan;
+    run r = {.plan = &plan, .model_path = "", .image = p->flows, .out_path = out_path,
              .cmdline = cmdline, .tm = tm};
-    MPI_Comm_rank(comm, &r.rank);
-    MPI_Comm_size(comm, &r.nranks);
-    r.t0 = MPI_Wtime(), r.c0 = cp_comm_seconds();
+    run_init(&r, comm, p);
     if (p->do_3D) /* one process until the distributed 3-D mode exists (mpi/main.c refuses more) */
         return cp_agree(comm, r.nranks == 1 ? cp_segment_flows3(p, out_path, cmdline, tm, err)
                                             : cp_errf(err, CP_EPARAM, "--do_3D runs on one "
                                                       "process"), err);
     int64_t nz = 1, Ly = 0, Lx = 0;
-    int resumed, rc = flows_size(p, &nz, &Ly, &Lx, err);
-    rc = cp_agree(comm, rc, err);
-    if (!rc && nz > 1) return stack_run(&r, NULL, nz, Ly, Lx, 1.0, err);
-    if (!rc) rc = workdir_open(&r, &resumed, err);
+    int rc = cp_agree(comm, flows_size(p, &nz, &Ly, &Lx, err), err);
     if (rc) return rc;
-    cp_dplane d;
-    cp_dplane_init(&d, comm, Ly, Lx, p->block ? p->block : auto_block(Ly, Lx, r.nranks), &r.store,
-                   0);
-    say(&r, "%s: %lldx%lld flows on %d rank(s), blocks of %lld", p->flows, (long long)Ly,
-        (long long)Lx, r.nranks, (long long)d.grid.B);
-    rc = flows_to_blocks(&r, &d, err);
-    lap(&r, CP_PH_READ);
-    if (!rc)
-        rc = blocks_to_output(&r, &d, d.grid.Ly, d.grid.Lx,
-                              (int32_t)(p->niter > 0 ? p->niter : 200), 1.0, err);
-    if (!rc && !p->keep_work && r.rank == 0) cp_bstore_destroy(&r.store);
-    return rc;
+    cp_plan_flows(&plan, p, nz, Ly, Lx, r.nranks);
+    return run_plan(&r, NULL, err);
 }

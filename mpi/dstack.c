@@ -9,14 +9,12 @@
 #include "agree.h"
 #include "cells.h"
 #include "commtime.h"
-#include "compute_masks.h"
 #include "cp_err.h"
 #include "dnorm.h"
 #include "dstitch.h"
 #include "h5par.h"
 #include "progress.h"
 #include "segment.h"
-#include "tiff_io.h"
 
 #define LABELS "stack_lab"
 #define FLOWS "stack_flows"
@@ -25,7 +23,7 @@
 struct stk {
     cp_dstack *s;
     cp_dvol v;
-    int rank, stitch;
+    int rank;
     double t0, c0;
 };
 
@@ -40,13 +38,14 @@ static int norms_of(struct stk *k, cp_norm *norms, int inv[2], char *err)
     const cp_params *p = k->s->p;
     const cp_dvol *v = &k->v;
     int rc = 0;
-    if (!p->no_norm && k->stitch) { /* norm3D over the whole stack, computed by all ranks */
+    if (!p->no_norm && k->s->plan->stitch) { /* norm3D over the whole stack, by all ranks */
         rc = cp_dnorm_compute(v->comm, k->s->im, 0, v->nz, p->norm_percentile_lo,
                               p->norm_percentile_hi, norms, err);
         for (int64_t z = 1; !rc && z < v->nz; z++) memcpy(norms + 2 * z, norms, 2 * sizeof *norms);
     } else if (!p->no_norm) {
         for (int64_t z = v->z0; !rc && z < v->z1; z++)
-            rc = cp_plane_norm(k->s->im, z, 1, p, norms + 2 * z, err);
+            rc = cp_dnorm_compute(MPI_COMM_SELF, k->s->im, z, 1, p->norm_percentile_lo,
+                                  p->norm_percentile_hi, norms + 2 * z, err);
         rc = cp_agree(v->comm, rc, err);
     }
     inv[0] = inv[1] = 0;
@@ -56,105 +55,47 @@ static int norms_of(struct stk *k, cp_norm *norms, int inv[2], char *err)
     return rc;
 }
 
-/* Plane z of the saved flows (--flows: a --save_flows .h5, or the TIFF pair dP with dY then dX
- * pages and cellprob) into f: dP (2, ny, nx) then cellprob. */
-static int read_flows(const cp_dstack *s, int64_t z, float *f, char *err)
-{
-    const cp_params *p = s->p;
-    int64_t n = s->ny * s->nx;
-    if (!p->cellprob_in[0])
-        return cp_h5_read_flows_window(p->flows, z, 0, 0, s->ny, s->nx, f, f + 2 * n, err);
-    cp_tiff *td = NULL, *tc = NULL;
-    cp_tiff_info id, ic;
-    int rc = cp_tiff_open(p->flows, &td, &id, err);
-    if (!rc) rc = cp_tiff_open(p->cellprob_in, &tc, &ic, err);
-    if (!rc && (id.spp != 1 || ic.spp != 1 || id.npages != 2 * s->nz || id.ny != s->ny ||
-                id.nx != s->nx))
-        rc = cp_errf(err, CP_EFORMAT, "%s: expected 2 pages per page of %s with the same size "
-                     "(dP as (2,Z,Y,X), cellprob as (Z,Y,X))", p->flows, p->cellprob_in);
-    for (int c = 0; !rc && c < 2; c++)
-        rc = cp_tiff_read_f32(td, c * s->nz + z, 0, 0, s->ny, s->nx, f + c * n, err);
-    if (!rc) rc = cp_tiff_read_f32(tc, z, 0, 0, s->ny, s->nx, f + 2 * n, err);
-    if (td) cp_tiff_close(td);
-    if (tc) cp_tiff_close(tc);
-    return rc;
-}
-
-/* The labels (into lab) and flows (into *f: dP then cellprob, *fny x *fnx) of own plane z, from
- * the whole-plane engine or the saved flows. */
-static int plane_masks(struct stk *k, int64_t z, const cp_norm *norms, const int inv[2],
-                       uint32_t *lab, float **f, int64_t *fny, int64_t *fnx, char *err)
+/* The own planes one at a time (s->plane), labels into the store as LABELS z, flows (with
+ * --save_flows) as FLOWS z: (3, Ly, Lx), dY, dX then cellprob. */
+static int segment_planes(struct stk *k, char *err)
 {
     const cp_dstack *s = k->s;
     const cp_params *p = s->p;
-    int64_t n = s->ny * s->nx;
-    if (!s->m) {
-        cp_mask_params mp = cp_flows_mask_params(p, k->stitch);
-        *f = malloc(sizeof **f * (size_t)(3 * n));
-        *fny = s->ny, *fnx = s->nx;
-        int rc = *f ? read_flows(s, z, *f, err) : cp_errf(err, CP_ENOMEM, "%s: out of memory",
-                                                            s->input);
-        return rc ? rc : cp_compute_masks(*f, *f + 2 * n, s->ny, s->nx, &mp, s->ny, s->nx, lab,
-                                          s->tm, err);
-    }
-    cp_net_out o = {0};
-    int rc = cp_segment_plane(p, s->m, s->im, z, s->rescale, p->no_norm ? NULL : norms + 2 * z,
-                              inv, lab, p->save_flows ? &o : NULL, s->tm, err);
-    if (!rc && p->save_flows) {
-        size_t m = (size_t)(o.ny * o.nx);
-        *fny = o.ny, *fnx = o.nx;
-        *f = malloc(sizeof **f * 3 * m);
-        if (!*f) rc = cp_errf(err, CP_ENOMEM, "%s: out of memory", s->input);
-        if (!rc) {
-            memcpy(*f, o.dP, sizeof **f * 2 * m);
-            memcpy(*f + 2 * m, o.cellprob, sizeof **f * m);
-        }
-    }
-    cp_net_out_free(&o);
-    return rc;
-}
-
-/* The own planes one at a time, labels into the store as LABELS z, flows (with --save_flows) as
- * FLOWS z: dP (2, fny, fnx) then cellprob; *fny, *fnx (every rank) their size. */
-static int segment_planes(struct stk *k, int64_t *fny, int64_t *fnx, char *err)
-{
-    const cp_params *p = k->s->p;
     const cp_dvol *v = &k->v;
+    const int64_t nflows = p->save_flows ? 3 * s->plan->Ly * s->plan->Lx : 0;
     cp_norm *norms = calloc((size_t)(2 * v->nz), sizeof *norms);
     uint32_t *lab = malloc(sizeof *lab * (size_t)(v->ny * v->nx));
+    float *f = nflows ? malloc(sizeof *f * (size_t)nflows) : NULL;
     int inv[2] = {0, 0};
-    int rc = norms && lab ? 0 : cp_errf(err, CP_ENOMEM, "%s: out of memory", k->s->input);
-    if (!(rc = cp_agree(v->comm, rc, err)) && k->s->m) rc = norms_of(k, norms, inv, err);
+    int rc = norms && lab && (f || !nflows) ? 0 : cp_errf(err, CP_ENOMEM, "%s: out of memory",
+                                                          s->input);
+    if (!(rc = cp_agree(v->comm, rc, err)) && s->im) rc = norms_of(k, norms, inv, err);
     lap(k, CP_PH_PREP);
     cp_progress pr;
     cp_progress_begin(&pr, "planes", v->nranks > 1 ? "planes of rank 0" : "planes",
                       v->z1 - v->z0);
-    *fny = *fnx = 0;
     for (int64_t z = v->z0; !rc && z < v->z1; z++) {
-        float *f = NULL;
-        rc = plane_masks(k, z, norms, inv, lab, &f, fny, fnx, err);
+        rc = s->plane(s->ctx, z, s->im && !p->no_norm ? norms + 2 * z : NULL, inv, lab, f, err);
         if (!rc) rc = cp_dvol_put(v, z, lab, err);
-        if (!rc && p->save_flows)
-            rc = cp_bstore_put(v->store, FLOWS, z, f, sizeof *f * (size_t)(3 * *fny * *fnx), err);
-        free(f);
-        if (!rc) say(k, "%s: plane %lld done (rank 0's share)", k->s->input, (long long)z + 1);
+        if (!rc && f) rc = cp_bstore_put(v->store, FLOWS, z, f, sizeof *f * (size_t)nflows, err);
+        if (!rc) say(k, "%s: plane %lld done (rank 0's share)", s->input, (long long)z + 1);
         cp_progress_add(&pr, !rc);
     }
     cp_progress_end(&pr);
     free(norms);
     free(lab);
-    k->t0 = MPI_Wtime(), k->c0 = cp_comm_seconds(); /* the engine timed its own phases */
-    MPI_Allreduce(MPI_IN_PLACE, fny, 1, MPI_INT64_T, MPI_MAX, v->comm);
-    MPI_Allreduce(MPI_IN_PLACE, fnx, 1, MPI_INT64_T, MPI_MAX, v->comm);
+    free(f);
+    k->t0 = MPI_Wtime(), k->c0 = cp_comm_seconds(); /* the planes timed their own phases */
     return cp_agree(v->comm, rc, err);
 }
 
 /* Collective writes in rounds, round i writing every rank's i-th own plane (a rank past its last
  * plane writes nothing), from the store: /labels (and the rows of /cells) and the flows. */
-static int write_planes(struct stk *k, cp_h5out *h, int64_t fny, int64_t fnx, cp_cell **cells,
+static int write_planes(struct stk *k, cp_h5out *h, cp_cell **cells,
                         int64_t *ncells, char *err)
 {
     const cp_dvol *v = &k->v;
+    const int64_t fny = k->s->plan->Ly, fnx = k->s->plan->Lx;
     int64_t mine = v->z1 - v->z0, most, npix = v->ny * v->nx;
     MPI_Allreduce(&mine, &most, 1, MPI_INT64_T, MPI_MAX, v->comm);
     uint32_t *lab = malloc(sizeof *lab * (size_t)npix);
@@ -186,31 +127,31 @@ int cp_dstack_run(cp_dstack *s, cp_h5out **h, cp_cell **cells, int64_t *ncells,
                   int64_t *nmasks, char *err)
 {
     const cp_params *p = s->p;
-    struct stk k = {.s = s, .stitch = p->stitch_threshold > 0, .t0 = MPI_Wtime(),
-                    .c0 = cp_comm_seconds()};
-    cp_dvol_init(&k.v, s->comm, s->store, LABELS, s->nz, s->ny, s->nx);
+    const cp_plan *pl = s->plan;
+    struct stk k = {.s = s, .t0 = MPI_Wtime(), .c0 = cp_comm_seconds()};
+    cp_dvol_init(&k.v, s->comm, s->store, LABELS, pl->nz, pl->Ly0, pl->Lx0);
     k.rank = k.v.rank;
     *h = NULL, *cells = NULL, *ncells = 0, *nmasks = 0;
     say(&k, "%s: stack of %lld planes of %lldx%lld over %d rank(s), %lld-%lld planes each",
-        s->input, (long long)s->nz, (long long)s->ny, (long long)s->nx, k.v.nranks,
-        (long long)(s->nz / k.v.nranks), (long long)((s->nz + k.v.nranks - 1) / k.v.nranks));
-    int64_t fny, fnx, nl = 0;
-    int rc = segment_planes(&k, &fny, &fnx, err);
-    if (!rc && k.stitch) {
+        s->input, (long long)pl->nz, (long long)pl->Ly0, (long long)pl->Lx0, k.v.nranks,
+        (long long)(pl->nz / k.v.nranks), (long long)((pl->nz + k.v.nranks - 1) / k.v.nranks));
+    int64_t nl = 0;
+    int rc = segment_planes(&k, err);
+    if (!rc && pl->stitch) {
         rc = cp_dstitch_planes(&k.v, p->stitch_threshold, &nl, err);
         if (!rc) rc = cp_dfill3_run(&k.v, nl, p->min_size, nmasks, err);
         lap(&k, CP_PH_POST);
     }
     cp_h5_backend be = cp_h5par_backend(&s->comm); /* s outlives the file */
     if (!rc)
-        rc = cp_h5_create(s->out_path, &be, s->nz, s->ny, s->nx, 1, p->save_flows ? fny : 0,
-                          p->save_flows ? fnx : 0, h, err);
-    if (!rc) rc = write_planes(&k, *h, fny, fnx, cells, ncells, err);
+        rc = cp_h5_create(s->out_path, &be, pl->nz, pl->Ly0, pl->Lx0, 1,
+                          p->save_flows ? pl->Ly : 0, p->save_flows ? pl->Lx : 0, h, err);
+    if (!rc) rc = write_planes(&k, *h, cells, ncells, err);
     if (rc) {
         cp_h5_abort(*h);
         *h = NULL;
     }
-    if (!rc && !k.stitch) MPI_Allreduce(ncells, nmasks, 1, MPI_INT64_T, MPI_SUM, s->comm);
+    if (!rc && !pl->stitch) MPI_Allreduce(ncells, nmasks, 1, MPI_INT64_T, MPI_SUM, s->comm);
     lap(&k, CP_PH_WRITE);
     return rc;
 }

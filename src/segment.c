@@ -1,6 +1,5 @@
-/* The engines below the driver (mpi/dsegment.c; see segment.h): one plane through the network and
- * the masks (the planes of a stack), a volume in 3-D (--do_3D) on one process, and the paths and
- * messages every driver shares. */
+/* What the driver (mpi/dsegment.c; see segment.h) has below it in src/: a volume in 3-D
+ * (--do_3D) on one process, its output, and the paths and messages every driver shares. */
 #include "segment.h"
 
 #include <libgen.h>
@@ -77,8 +76,8 @@ static int read_planes(cp_image *im, int64_t z0, int64_t nz, float *x2, char *er
     return rc;
 }
 
-/* The mask parameters both dimensions share (the niter rule, thresholds, big masks); the
- * callers add what only 2-D has. */
+/* The mask parameters of a volume (the niter rule, thresholds, big masks; no flow QC, no
+ * protrusions in 3-D). */
 static cp_mask_params mask_params(const cp_params *p, double rescale)
 {
     return (cp_mask_params){
@@ -90,7 +89,7 @@ static cp_mask_params mask_params(const cp_params *p, double rescale)
     };
 }
 
-/* The normalization constants of both channels of x2 (nz, ny, nx, 2) taken together. */
+/* The normalization constants of both channels of the volume x2 (nz, ny, nx, 2). */
 static int norm_planes(const float *x2, int64_t nz, int64_t ny, int64_t nx, const cp_params *p,
                        cp_norm norm[2], char *err)
 {
@@ -98,58 +97,6 @@ static int norm_planes(const float *x2, int64_t nz, int64_t ny, int64_t nx, cons
     for (int c = 0; !rc && c < 2; c++)
         rc = cp_norm_compute_stack(x2, nz, ny, nx, c, p->norm_percentile_lo,
                                    p->norm_percentile_hi, &norm[c], err);
-    return rc;
-}
-
-int cp_plane_norm(cp_image *im, int64_t z0, int64_t nz, const cp_params *p, cp_norm norm[2],
-                  char *err)
-{
-    const cp_layout *L = &im->layout;
-    float *x2 = malloc(sizeof(float) * (size_t)(nz * L->ny * L->nx * 2));
-    if (!x2)
-        return cp_err_nomem(err, im->path, (int64_t[]){nz, L->ny, L->nx, 2}, 4, "float32", 4,
-                            "for the normalization");
-    int rc = read_planes(im, z0, nz, x2, err);
-    if (!rc) rc = norm_planes(x2, nz, L->ny, L->nx, p, norm, err);
-    free(x2);
-    return rc;
-}
-
-int cp_segment_plane(const cp_params *p, const cp_model *m, cp_image *im, int64_t z,
-                     double rescale, const cp_norm *norm, const int inv[2], uint32_t *labels,
-                     cp_net_out *flows, cp_timing *tm, char *err)
-{
-    const cp_layout *L = &im->layout;
-    int64_t npix = L->ny * L->nx;
-    double t0 = cp_now();
-    float *x2 = malloc(sizeof(float) * (size_t)(npix * 2));
-    if (!x2)
-        return cp_err_nomem(err, im->path, (int64_t[]){L->ny, L->nx, 2}, 3, "float32", 4,
-                            "for the network input");
-    int rc = cp_image_read(im, z, 0, 0, L->ny, L->nx, x2, err);
-    cp_timing_lap(tm, CP_PH_READ, &t0);
-    if (!rc && norm) cp_norm_apply(x2, npix, norm, 0);
-    if (!rc) cp_norm_invert(x2, npix, inv);
-    cp_timing_lap(tm, CP_PH_PREP, &t0);
-    cp_net_out no;
-    if (!rc)
-        rc = cp_run_net(m, x2, L->ny, L->nx, rescale, !p->no_resample, p->bsize, p->tile_overlap,
-                        p->augment, p->batch_size, &no, err);
-    free(x2);
-    cp_timing_lap(tm, CP_PH_NET, &t0);
-    if (!rc && cp_stop_requested()) {
-        cp_net_out_free(&no);
-        rc = cp_errf(err, CP_EINTR, "after the network phase of plane %lld", (long long)z + 1);
-    }
-    if (rc) return rc;
-    int stitch = p->stitch_threshold > 0 && L->nz > 1;
-    cp_mask_params mp = mask_params(p, rescale);
-    mp.flow_threshold = p->flow_threshold;
-    mp.min_size = stitch ? -1 : p->min_size; /* stitched stacks: min_size in 3-D afterwards */
-    mp.protrusions = p->protrusions, mp.protrusion_max_len = p->protrusion_max_len;
-    rc = cp_compute_masks(no.dP, no.cellprob, no.ny, no.nx, &mp, L->ny, L->nx, labels, tm, err);
-    if (flows && !rc) *flows = no;
-    else cp_net_out_free(&no);
     return rc;
 }
 
@@ -299,14 +246,4 @@ int cp_segment_volume(const cp_params *p, const cp_model *m, const char *model_p
     cp_timing_lap(tm, CP_PH_WRITE, &t0);
     free(labels);
     return rc;
-}
-
-cp_mask_params cp_flows_mask_params(const cp_params *p, int stitch)
-{
-    return (cp_mask_params){
-        .steps = p->niter > 0 ? p->niter : 200, .interp = !p->no_interp,
-        .cellprob_threshold = (float)p->cellprob_threshold, .flow_threshold = p->flow_threshold,
-        .max_size_fraction = p->max_size_fraction, .min_size = stitch ? -1 : p->min_size,
-        .protrusions = p->protrusions, .protrusion_max_len = p->protrusion_max_len,
-    };
 }

@@ -1,5 +1,5 @@
-/* The engines under the one driver (mpi/dsegment.c, DESIGN.md §3): a plane of a stack whole, a
- * volume in 3-D on one process, and what every driver shares (output paths, progress lines). */
+/* What the one driver (mpi/dsegment.c, DESIGN.md §3) has below it in src/: a volume in 3-D on
+ * one process, and what every driver shares (output paths, progress lines). */
 #ifndef CP_SEGMENT_H
 #define CP_SEGMENT_H
 
@@ -19,10 +19,6 @@ int cp_segment_volume(const cp_params *p, const cp_model *m, const char *model_p
                       const char *image, const char *out_path, const char *cmdline, cp_timing *tm,
                       char *err);
 
-/* The mask parameters of saved flows (the dynamics at their scale, niter 200 unless given;
- * stitch: planes of a stitched stack, min_size left to the 3-D step). */
-cp_mask_params cp_flows_mask_params(const cp_params *p, int stitch);
-
 struct cp_h5out;
 struct cp_provenance;
 /* The end of a --do_3D run on one process (from an image or saved flows): the label volume
@@ -31,18 +27,6 @@ struct cp_provenance;
 int cp_write_output(const cp_params *p, struct cp_h5out *h, const uint32_t *labels, int64_t nz,
                     int64_t ny, int64_t nx, struct cp_provenance *pv, const char *out_path,
                     char *err);
-
-/* Normalization constants of planes [z0, z0+nz) taken together (nz = 1: a plane alone; all
- * planes: a stack with stitching, §5), reading them whole. */
-int cp_plane_norm(cp_image *im, int64_t z0, int64_t nz, const cp_params *p, cp_norm norm[2],
-                  char *err);
-
-/* Plane z through the whole-plane engine: read, normalize with norm (NULL: --no_norm), invert the
- * channels inv[c], network, masks -> labels (ny, nx). If flows is not NULL it receives the network
- * output (free with cp_net_out_free). */
-int cp_segment_plane(const cp_params *p, const cp_model *m, cp_image *im, int64_t z,
-                     double rescale, const cp_norm *norm, const int inv[2], uint32_t *labels,
-                     cp_net_out *flows, cp_timing *tm, char *err);
 
 /* A progress line "cellpose-mpi: ..." on stderr, unless quiet. */
 void cp_say(int quiet, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -1,0 +1,38 @@
+/* A run's plan (DESIGN.md §1): what every phase needs that follows from the parameters and the
+ * size of the input, resolved once, before any phase runs, by cp_plan_image or cp_plan_flows, and
+ * handed to the phases — so that the rescale, the niter rule, the network geometry, the plane at
+ * the dynamics scale and the block side are each decided in one place. */
+#ifndef CP_PLAN_H
+#define CP_PLAN_H
+
+#include <stdint.h>
+
+#include "dnet.h"
+#include "params.h"
+
+typedef struct cp_plan {
+    int64_t nz;        /* planes (1: a plane; > 1: a stack, segmented plane by plane) */
+    int64_t Ly0, Lx0;  /* a plane of the input: the labels are written at this size */
+    int64_t Ly, Lx;    /* a plane at the dynamics scale: the input's, or the network scale with
+                          --no_resample and a rescale other than 1 (cp_dnet_size) */
+    double rescale;    /* network input scale (cp_rescale); 1 for saved flows */
+    int32_t steps;     /* flow-following iterations: the niter rule (cp_niter_steps), or --niter
+                          (200 if not given) for saved flows */
+    int64_t B;         /* owner block side of a plane: --block, or DEFAULT_BLOCK halved (not below
+                          256) until every rank has a block; a plane of a stack is on one rank */
+    int stitch;        /* a stack stitched by IoU (--stitch_threshold > 0, nz > 1) */
+    int64_t min_size;  /* per plane: --min_size, or -1 when stitched (min_size then in 3-D) */
+    cp_dnet net;       /* the network's geometry and inputs (model NULL for saved flows); per
+                          run the caller sets im, z, norm, inv, resume, stop, progress */
+} cp_plan;
+
+/* The plan of image `im` (nz planes of ny x nx) with model m on nranks ranks. Errors: the plane
+ * is empty at the rescale (CP_EPARAM). */
+int cp_plan_image(cp_plan *pl, const cp_params *p, const cp_model *m, cp_image *im, int nranks,
+                  char *err);
+
+/* The plan of saved flows of nz planes of Ly x Lx on nranks ranks (no network). */
+void cp_plan_flows(cp_plan *pl, const cp_params *p, int64_t nz, int64_t Ly, int64_t Lx,
+                   int nranks);
+
+#endif
