@@ -56,23 +56,40 @@ int64_t cp_grid_block_at(const cp_grid *g, int64_t y, int64_t x)
     return (y / g->B) * g->nbx + x / g->B;
 }
 
-void cp_grid_range(const cp_grid *g, int rank, int64_t *b0, int64_t *b1)
+/* Voxels of the blocks before b in C order: whole z-slabs, then whole rows of b's slab, then the
+ * blocks before b in its row. */
+static int64_t voxels_before(const cp_grid *g, cp_box3 r)
 {
-    *b0 = g->nblocks * rank / g->nranks;
-    *b1 = g->nblocks * (rank + 1) / g->nranks;
+    return r.o[0] * g->Ly * g->Lx + r.n[0] * (r.o[1] * g->Lx + r.n[1] * r.o[2]);
 }
 
 int cp_grid_owner(const cp_grid *g, int64_t b)
 {
-    /* the r with range(r) containing b: start from the proportional guess, then adjust */
-    int r = (int)(b * g->nranks / g->nblocks);
-    int64_t b0, b1;
-    for (;;) {
-        cp_grid_range(g, r, &b0, &b1);
-        if (b < b0) r--;
-        else if (b >= b1) r++;
-        else return r;
+    const int64_t n = g->nranks;
+    if (g->nblocks <= n) return (int)b;
+    /* the rank whose share of the voxels holds b's middle voxel, kept within [b - (nblocks - n), b]
+     * so that every rank has a block where one block is not larger than a share */
+    const cp_box3 r = cp_grid_box(g, b);
+    const int64_t twice_mid = 2 * voxels_before(g, r) + r.n[0] * r.n[1] * r.n[2];
+    const int64_t total = g->Lz * g->Ly * g->Lx;
+    const int64_t raw = twice_mid * n / (2 * total); /* total * n < 2^62 on any volume we hold */
+    return (int)max64(b - (g->nblocks - n), min64(b, min64(raw, n - 1)));
+}
+
+void cp_grid_range(const cp_grid *g, int rank, int64_t *b0, int64_t *b1)
+{
+    /* the owner is non-decreasing in b: the first block of each of rank and rank + 1 */
+    int64_t first[2];
+    for (int k = 0; k < 2; k++) {
+        int64_t lo = 0, hi = g->nblocks;
+        while (lo < hi) {
+            const int64_t mid = lo + (hi - lo) / 2;
+            if (cp_grid_owner(g, mid) < rank + k) lo = mid + 1;
+            else hi = mid;
+        }
+        first[k] = lo;
     }
+    *b0 = first[0], *b1 = first[1];
 }
 
 cp_rect cp_rect_grow(const cp_grid *g, cp_rect r, int64_t h)

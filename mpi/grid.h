@@ -1,5 +1,7 @@
 /* The block decomposition of a plane or a volume (DESIGN.md §4): owner blocks of side B in every
- * axis at the dynamics scale, numbered in C order (z, y, x), owned by ranks in contiguous ranges.
+ * axis at the dynamics scale, numbered in C order (z, y, x), owned by ranks in contiguous ranges
+ * of about equal voxel counts (the blocks at the far edges are smaller), so that ranks finish
+ * together.
  * Blocks are the unit of ownership, memory and checkpointing. A plane is the volume with Lz = 1
  * (one block in Z): the 2-D functions (cp_rect) see only y and x. */
 #ifndef CP_GRID_H
@@ -37,7 +39,9 @@ cp_box3 cp_box3_grow(const cp_grid *g, cp_box3 r, int64_t h);
 cp_rect cp_grid_block(const cp_grid *g, int64_t b);
 /* The block holding pixel (y, x) (inside the plane). */
 int64_t cp_grid_block_at(const cp_grid *g, int64_t y, int64_t x);
-/* Rank owning block b, and the blocks [*b0, *b1) of a rank. */
+/* Rank owning block b, and the blocks [*b0, *b1) of a rank: the rank whose share of the voxels
+ * holds b's middle voxel, non-decreasing in b. With nblocks <= nranks block b is rank b's. With
+ * more blocks every rank has one unless a block is larger than a rank's share of the voxels. */
 int cp_grid_owner(const cp_grid *g, int64_t b);
 void cp_grid_range(const cp_grid *g, int rank, int64_t *b0, int64_t *b1);
 /* r grown by h pixels on every side, clipped to the plane. */

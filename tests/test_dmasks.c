@@ -399,7 +399,9 @@ static void expect_bad(const char *kind, const char *msg)
 
 static int test_bad(void)
 {
-    const int last = cp_grid_owner(&(cp_grid){.nblocks = 9, .nranks = nranks_}, 8);
+    cp_grid g; /* the plane of expect_bad: 40 x 40 in blocks of 16 */
+    cp_grid_init(&g, 40, 40, 16, nranks_);
+    const int last = cp_grid_owner(&g, 8);
     expect_bad("outside",
                tu_path("rank %d: dmasks: block 8: particle 0: end cell (0, 1) outside the "
                        "block (rows 32..39, columns 32..39)",
