@@ -53,6 +53,8 @@ typedef struct run {
     double t0, c0;          /* start of the current phase: wall and MPI seconds */
     cp_bstore store;        /* the work folder */
     int resumed;            /* its network blocks are kept from a stopped run (--resume) */
+    int64_t net_blocks[2];  /* a stack's planes: network blocks computed, and taken from the
+                               checkpoint */
 } run;
 
 #define say(r, ...) cp_say((r)->quiet, __VA_ARGS__)
@@ -256,6 +258,7 @@ static int plane_network(run *r, const cp_dplane *d, cp_dnet *net, char *err)
     net->stop = &stop_requested;
     net->progress = !r->p->quiet;
     int rc = cp_dnet_run_stats(d, net, &st, err);
+    r->net_blocks[0] += d->grid.nblocks - st.reused, r->net_blocks[1] += st.reused;
     lap(r, CP_PH_NET);
     if (rc == CP_EINTR) {
         say(r, "stop requested: finished network blocks kept in %s; run again with --resume",
@@ -467,7 +470,7 @@ static int plane_run(run *r, cp_image *im, char *err)
 static int stack_plane(void *ctx, int64_t z, const cp_norm *norm, const int inv[2], uint32_t *lab,
                        float *flows, char *err)
 {
-    run r = *(const run *)ctx;
+    run *stack = ctx, r = *stack;
     r.comm = MPI_COMM_SELF, r.rank = 0, r.nranks = 1, r.quiet = 1; /* the stack reports */
     planes pp;
     planes_init(&r, &pp, z);
@@ -491,6 +494,7 @@ static int stack_plane(void *ctx, int64_t z, const cp_norm *norm, const int inv[
     if (!rc && flows)
         rc = cp_dplane_load_window(&pp.d, CP_SLOT_DP, (cp_rect){0, 0, gd->Ly, gd->Lx}, flows,
                                    err);
+    for (int k = 0; k < 2; k++) stack->net_blocks[k] = r.net_blocks[k];
     char name[64];
     for (cp_slot s = CP_SLOT_FIN; s <= CP_SLOT_LAB; s++) {
         for (int64_t b = 0; b < gd->nblocks; b++)
@@ -512,6 +516,13 @@ static int stack_run(run *r, cp_image *im, char *err)
     int64_t ncells, nmasks;
     int rc = cp_dstack_run(&s, &h, &cells, &ncells, &nmasks, err);
     r->t0 = MPI_Wtime(), r->c0 = cp_comm_seconds(); /* the stack timed its phases */
+    MPI_Allreduce(MPI_IN_PLACE, r->net_blocks, 2, MPI_INT64_T, MPI_SUM, r->comm);
+    if (r->m)
+        say(r, "network: %lld blocks of the planes done, %lld reused from the checkpoint",
+            (long long)r->net_blocks[0], (long long)r->net_blocks[1]);
+    if (rc == CP_EINTR)
+        say(r, "stop requested: the network blocks of the planes are kept in %s; run again with "
+            "--resume", r->store.dir);
     if (!rc) rc = finish_output(r, h, cells, ncells, nmasks, err);
     free(cells);
     lap(r, CP_PH_WRITE);

@@ -10,6 +10,7 @@
  *   kill_dynamics kill -9 during the dynamics, then --resume: identical, every block reused
  *   signal       SIGUSR1 in the network phase: stop at the next block boundary, exit status 3;
  *                --resume finishes identically
+ *   signal_stack the same in a stitched stack: --resume reuses its planes' network blocks
  *   bad_block    a corrupt strip read by one rank: the job stops with that rank's message, no output
  *   h5py         a 3-rank output read by h5py: layout, chunking + deflate, /cells, attributes
  * usage: test_dist_ops NAME */
@@ -241,16 +242,28 @@ static void dataset(void)
 
 /* The slow run the interruption tests interrupt: full-width random net (a slow network phase),
  * niter 6000 (a long dynamics phase), blocks of 256 on 2 ranks. */
-static const char *slow_args(void)
+static char slow[4096];
+
+static void slow_plane(void)
 {
-    static char a[4096];
-    snprintf(a, sizeof a, "--pretrained_model %s --image_path %s --chan 1 --chan2 2 "
+    snprintf(slow, sizeof slow, "--pretrained_model %s --image_path %s --chan 1 --chan2 2 "
              "--niter 6000 --cellprob_threshold -2 --block 128 --output %s/out.h5",
              tu_need(tu_path("%s/models/random_cp3_seed0.pth", tu_shared())),
              tu_need(tu_path("%s/reference/random_cp3_seed0_bsize512_niter2000/input.tif",
                              tu_shared())),
              dir);
-    return a;
+}
+
+/* The stack the stack interruption stops: stack8 (8 planes of 256 x 256) with the full-width
+ * random net, each plane in 4 blocks of 128, stitched. */
+static void slow_stack(void)
+{
+    const char *img = tu_path("%s/stack8.tif", dir);
+    write_stack8(img);
+    snprintf(slow, sizeof slow, "--pretrained_model %s --image_path %s --z_axis 0 --chan 1 "
+             "--chan2 2 --cellprob_threshold -2 --block 128 --stitch_threshold 0.25 "
+             "--output %s/out.h5", tu_need(tu_path("%s/models/random_cp3_seed0.pth", tu_shared())),
+             img, dir);
 }
 
 /* kill -9 of the newest cellpose-mpi process whose command line names our output: one rank. */
@@ -269,7 +282,7 @@ static pid_t start_slow(void)
     if (pid == 0) {
         char cmd[8192];
         snprintf(cmd, sizeof cmd, "exec " MPIRUN " -n 2 %s %s > %s/run1.txt 2>&1", exe,
-                 slow_args(), dir);
+                 slow, dir);
         execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
         _exit(127);
     }
@@ -294,7 +307,7 @@ static int wait_for(pid_t run, const char *work, int blocks)
 static void interrupted(const char *how)
 {
     int st = tu_run(MPIRUN " -n 2 %s %s --quiet > /dev/null 2>&1 && mv %s/out.h5 %s/ref.h5", exe,
-                    slow_args(), dir, dir);
+                    slow, dir, dir);
     TU_CHECK(st == 0, "uninterrupted run failed");
     pid_t pid = start_slow();
     const char *work = tu_path("%s/out.h5.work", dir);
@@ -305,7 +318,7 @@ static void interrupted(const char *how)
     } else if (!strcmp(how, "kill_dynamics")) {
         started = wait_for(pid, work, 0);
         kill_one_rank();
-    } else {
+    } else { /* signal, signal_stack: 3 network blocks of plane 0 done */
         started = wait_for(pid, work, 3);
         kill(pid, SIGUSR1);
     }
@@ -316,12 +329,12 @@ static void interrupted(const char *how)
     printf("interrupted run (%s): exit %d, %d network blocks on disk\n", how, code,
            tu_blocks_on_disk(work));
     TU_CHECK(code != 0, "the interrupted run did not fail");
-    if (!strcmp(how, "signal")) {
+    if (!strncmp(how, "signal", 6)) {
         TU_CHECK(code == 3, "SIGUSR1 must checkpoint and exit with status 3, got %d", code);
         TU_CHECK(tu_run("grep -q 'resume' %s/run1.txt", dir) == 0, "no resume hint printed");
     }
     TU_CHECK(access(tu_path("%s/out.h5", dir), F_OK) != 0, "a partial output under the final name");
-    st = tu_run(MPIRUN " -n 2 %s %s --resume > %s/run2.txt 2>&1", exe, slow_args(), dir);
+    st = tu_run(MPIRUN " -n 2 %s %s --resume > %s/run2.txt 2>&1", exe, slow, dir);
     tu_run("cat %s/run2.txt | grep -E 'network|resum'", dir);
     TU_CHECK(st == 0, "--resume failed (%d)", st);
     TU_CHECK(tu_run("grep -Eq '[1-9][0-9]* reused' %s/run2.txt", dir) == 0,
@@ -409,9 +422,11 @@ int main(int argc, char **argv)
     else if (!strcmp(what, "h5py")) h5py();
     else if (!strcmp(what, "kill_network") || !strcmp(what, "kill_dynamics") ||
              !strcmp(what, "signal"))
-        interrupted(what);
+        slow_plane(), interrupted(what);
+    else if (!strcmp(what, "signal_stack"))
+        slow_stack(), interrupted(what);
     else return fprintf(stderr, "usage: test_dist_ops stack|stack8|dataset|kill_network|kill_dynamics|"
-                                "signal|bad_block|h5py\n"), 2;
+                                "signal|signal_stack|bad_block|h5py\n"), 2;
     if (!tu_failed) tu_run("rm -rf %s", dir);
     return tu_finish();
 }
