@@ -262,7 +262,7 @@ static int64_t run_set(const char *what, const pset *s, int64_t B, double fracti
 /* Runs s (sorted by src first) through blocks Bs at fraction 0.4 and at `small`. */
 static void sweep(const char *what, pset *s, const int64_t *Bs, int nB, double small)
 {
-    qsort(s->p, (size_t)s->n, sizeof *s->p, cmp_src);
+    if (s->n > 1) qsort(s->p, (size_t)s->n, sizeof *s->p, cmp_src); /* p is NULL when empty */
     for (int i = 0; i < nB; i++) {
         run_set(what, s, Bs[i], 0.4);
         if (small > 0) run_set(what, s, Bs[i], small);
