@@ -684,7 +684,8 @@ static int relabel_block(const dm *m, int64_t b, const uint32_t *to, int64_t K, 
                          (long long)(b / (g->nby * g->nbx)), (long long)(b / g->nbx % g->nby),
                          (long long)(b % g->nbx));
             rc = cp_errf(err, CP_EFORMAT, "%s: block %s array '%s': label %lu out of range [0, "
-                         "%lld]", path, where, m->nd == 2 ? "m0" : CP_DMASKS3_OUT, (unsigned long)lab[i], (long long)K);
+                         "%lld]", path, where, m->nd == 2 ? "m0" : CP_DMASKS3_OUT,
+                         (unsigned long)lab[i], (long long)K);
             break;
         }
         lab[i] = to[lab[i]];

@@ -46,7 +46,8 @@ static int put_fin3(const cp_grid *g, const cp_bstore *s, const cp_particle3 *p,
     for (int64_t b = b0; !rc && b < b1; b++) {
         int64_t m = 0;
         for (int64_t i = 0; i < n; i++) /* p is sorted by src */
-            if (cp_grid_block_at3(g, (int64_t)p[i].c[0], (int64_t)p[i].c[1], (int64_t)p[i].c[2]) == b)
+            if (cp_grid_block_at3(g, (int64_t)p[i].c[0], (int64_t)p[i].c[1],
+                                  (int64_t)p[i].c[2]) == b)
                 q[m++] = p[i];
         rc = cp_bstore_put(s, CP_DFOLLOW3_FIN, b, q, sizeof *q * (size_t)m, err);
     }
@@ -164,7 +165,10 @@ static uint64_t rnd(void) /* xorshift64 */
     rng_ ^= rng_ << 13, rng_ ^= rng_ >> 7, rng_ ^= rng_ << 17;
     return rng_;
 }
-static int64_t rnd_in(int64_t lo, int64_t hi) { return lo + (int64_t)(rnd() % (uint64_t)(hi - lo + 1)); }
+static int64_t rnd_in(int64_t lo, int64_t hi)
+{
+    return lo + (int64_t)(rnd() % (uint64_t)(hi - lo + 1));
+}
 
 /* A set of end points under construction: particles at voxels, sources distinct voxels taken
  * from a shuffled list. */
@@ -301,7 +305,8 @@ static int test_crafted(void)
     sweep("random", &s, Bs, 5, 150.0 / (17 * 30 * 23));
     /* a thin volume (2 planes: windows leave it in z) and a single plane */
     pset_init(&s, 2, 40, 37);
-    for (int k = 0; k < 10; k++) cell(&s, rnd_in(0, 1), rnd_in(0, 39), rnd_in(0, 36), rnd_in(11, 30), 2);
+    for (int k = 0; k < 10; k++)
+        cell(&s, rnd_in(0, 1), rnd_in(0, 39), rnd_in(0, 36), rnd_in(11, 30), 2);
     sweep("thin", &s, Bs, 5, 0);
     pset_init(&s, 1, 21, 60);
     for (int k = 0; k < 8; k++) cell(&s, 0, rnd_in(0, 20), rnd_in(0, 59), rnd_in(11, 30), 1);
