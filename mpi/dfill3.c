@@ -303,24 +303,13 @@ static int stage_a(struct fill *f, int64_t ns, int64_t min_size, uint32_t *map_a
 {
     const cp_dvol *v = f->v;
     cp_vstats s = {0};
-    int64_t na = ns;
     int rc = cp_vstats_init(&s, ns, f->err);
     for (int64_t z = v->z0; !rc && z < v->z1; z++)
         if (!(rc = load(f, z, NULL, ns))) rc = stats_add(&s, f, z);
-    if ((rc = cp_agree(v->comm, rc, f->err))) goto out;
-    cp_vstats_reduce(v->comm, &s);
-    if (min_size > 0) rc = cp_vstats_min_size(&s, min_size, map_a, &na, f->err);
-    else
-        for (int64_t l = 0; l <= ns; l++) map_a[l] = (uint32_t)l;
-    if (!rc) rc = cp_vstats_init(a, na, f->err);
-    for (int64_t l = 1; !rc && l <= ns; l++)
-        if (map_a[l]) {
-            a->area[map_a[l]] = s.area[l];
-            memcpy(a->mn + 7 * (int64_t)map_a[l], s.mn + 7 * l, 7 * sizeof *s.mn);
-        }
-out:
+    if (!(rc = cp_agree(v->comm, rc, f->err)))
+        rc = cp_vstats_step_a(v->comm, &s, min_size, map_a, a, f->err);
     cp_vstats_free(&s);
-    return cp_agree(v->comm, rc, f->err);
+    return rc;
 }
 
 int cp_dfill3_run(const cp_dvol *v, int64_t nlabels, int64_t min_size, int64_t *nfinal,

@@ -3,6 +3,7 @@
 
 #include <limits.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "agree.h"
 #include "cp_err.h"
@@ -142,6 +143,24 @@ int cp_vstats_min_size(const cp_vstats *s, int64_t min_size, uint32_t *map, int6
     for (int64_t l = 1; l <= s->n; l++) map[l] = !cp_post_too_small(s->area[l], min_size);
     if ((*kept = cp_renumber_ids(s->mn, 7, s->n, map)) < 0) return oom(err, "renumbering");
     return 0;
+}
+
+int cp_vstats_step_a(MPI_Comm comm, cp_vstats *s, int64_t min_size, uint32_t *map, cp_vstats *a,
+                     char *err)
+{
+    int64_t na = s->n;
+    int rc = 0;
+    cp_vstats_reduce(comm, s);
+    if (min_size > 0) rc = cp_vstats_min_size(s, min_size, map, &na, err);
+    else
+        for (int64_t l = 0; l <= s->n; l++) map[l] = (uint32_t)l;
+    if (!rc) rc = cp_vstats_init(a, na, err);
+    for (int64_t l = 1; !rc && l <= s->n; l++)
+        if (map[l]) {
+            a->area[map[l]] = s->area[l];
+            memcpy(a->mn + 7 * (int64_t)map[l], s->mn + 7 * l, 7 * sizeof *s->mn);
+        }
+    return cp_agree(comm, rc, err);
 }
 
 int64_t cp_holding_batch(const cp_box *box, int64_t i, int64_t n, int64_t budget, cp_box *span)

@@ -51,6 +51,12 @@ int64_t cp_box_vol(cp_box b);
 int cp_vstats_min_size(const cp_vstats *s, int64_t min_size, uint32_t *map, int64_t *kept,
                        char *err);
 
+/* Collective, step (a) of the fill of a volume: the tables s of the raw labels (this rank's
+ * voxels, reduced here over comm); map (s->n + 1) = each label's id after the min_size rule
+ * (min_size <= 0: the identity); a (initialized here) = the tables of those ids. Agreed status. */
+int cp_vstats_step_a(MPI_Comm comm, cp_vstats *s, int64_t min_size, uint32_t *map, cp_vstats *a,
+                     char *err);
+
 /* The end of the batch of boxes box[i..): boxes adding up to at most budget voxels, at least
  * one; *span: the box holding them all. */
 int64_t cp_holding_batch(const cp_box *box, int64_t i, int64_t n, int64_t budget, cp_box *span);
