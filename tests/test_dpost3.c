@@ -136,6 +136,19 @@ static void shell(uint32_t *v, int64_t nz, int64_t ny, int64_t nx, const int64_t
             }
 }
 
+/* Label l on the faces of the cuboid at o of size sz (every size >= 3), inner inside it. */
+static void cuboid(uint32_t *v, int64_t ny, int64_t nx, const int64_t o[3], const int64_t sz[3],
+                   uint32_t l, uint32_t inner)
+{
+    for (int64_t z = 0; z < sz[0]; z++)
+        for (int64_t y = 0; y < sz[1]; y++)
+            for (int64_t x = 0; x < sz[2]; x++) {
+                int wall = z == 0 || y == 0 || x == 0 || z == sz[0] - 1 || y == sz[1] - 1 ||
+                           x == sz[2] - 1;
+                v[((o[0] + z) * ny + o[1] + y) * nx + o[2] + x] = wall ? l : inner;
+            }
+}
+
 /* A random blob of about `size` voxels of label l (a random walk from a random voxel). */
 static void blob(uint32_t *v, int64_t nz, int64_t ny, int64_t nx, uint32_t l, int size)
 {
@@ -160,16 +173,19 @@ static void random_volume(uint32_t *v, int64_t nz, int64_t ny, int64_t nx)
     }
     int nsh = 3 + (int)rnd(5);
     for (int k = 0; k < nsh; k++) {
-        int64_t r[3] = {2 + rnd(5), 2 + rnd(8), 2 + rnd(8)};
-        int64_t c[3] = {rnd((uint32_t)nz), rnd((uint32_t)ny), rnd((uint32_t)nx)};
+        int64_t L[3] = {nz, ny, nx}, r[3], c[3];
+        for (int a = 0; a < 3; a++) { /* mostly inside the volume, some cut by its faces */
+            r[a] = 3 + rnd((uint32_t)(L[a] / 2 - 3 < 9 ? L[a] / 2 - 3 : 9));
+            c[a] = r[a] - 1 + rnd((uint32_t)(L[a] - 2 * r[a] + 3));
+        }
         uint32_t s = ++l;
-        uint32_t inner = rnd(3) == 0 ? UINT32_MAX : 0;
-        shell(v, nz, ny, nx, c, r, 1.0 + rnd(2), s, inner, rnd(4) == 0);
-        if (rnd(2) && r[0] > 2 && r[1] > 2 && r[2] > 2) { /* something inside */
+        uint32_t inner = rnd(4) == 0 ? UINT32_MAX : 0;
+        shell(v, nz, ny, nx, c, r, 1.5 + 0.5 * rnd(2), s, inner, rnd(5) == 0);
+        if (rnd(3) && r[0] > 3 && r[1] > 3 && r[2] > 3) { /* something inside */
             int64_t r2[3] = {r[0] / 2, r[1] / 2, r[2] / 2};
             if (rnd(2)) {
                 uint32_t l2 = ++l, in2 = rnd(2) ? 0 : ++l;
-                shell(v, nz, ny, nx, c, r2, 1.0, l2, in2, 0);
+                shell(v, nz, ny, nx, c, r2, 1.5, l2, in2, 0);
             } else {
                 v[(c[0] * ny + c[1]) * nx + c[2]] = ++l;
             }
@@ -177,6 +193,18 @@ static void random_volume(uint32_t *v, int64_t nz, int64_t ny, int64_t nx)
     }
     int nb = 4 + (int)rnd(12);
     for (int k = 0; k < nb; k++) blob(v, nz, ny, nx, ++l, 1 + (int)rnd(40));
+    { /* nested cuboids: A holds B (which holds C) and a pocket of background */
+        int64_t L[3] = {nz, ny, nx}, o[3], sz[3], o2[3], sz2[3];
+        for (int a = 0; a < 3; a++) {
+            sz[a] = 7 + rnd((uint32_t)(L[a] - 6));
+            o[a] = rnd((uint32_t)(L[a] - sz[a] + 1));
+            sz2[a] = 3 + rnd((uint32_t)(sz[a] - 6));
+            o2[a] = o[a] + 1 + rnd((uint32_t)(sz[a] - sz2[a] - 1));
+        }
+        uint32_t A = ++l, B = ++l, C = ++l;
+        cuboid(v, ny, nx, o, sz, A, 0);
+        cuboid(v, ny, nx, o2, sz2, B, C);
+    }
     /* shuffled labels with gaps: label order is not the order of first appearance */
     uint32_t *perm = malloc(sizeof *perm * ((size_t)l + 1));
     for (uint32_t i = 0; i <= l; i++) perm[i] = i;
@@ -202,6 +230,22 @@ static int test_random(int nseeds, int nb, char **bs)
             uint32_t *vol = malloc(sizeof *vol * (size_t)n), *want = malloc(sizeof *want * (size_t)n);
             rng_state = (uint64_t)seed * 7919 + (uint64_t)d;
             random_volume(vol, nz, ny, nx);
+            memcpy(want, vol, sizeof *vol * (size_t)n);
+            char err0[CP_ERR_LEN] = "";
+            TU_CHECK(cp_post_fill_and_min_size_3d(want, nz, ny, nx, -1, err0) == 0, "%s", err0);
+            if (rank_ == 0) { /* what the fill does here: holes of background, labels swallowed */
+                int64_t holes = 0, swallowed = 0;
+                uint32_t m = max_u32(vol, n), j = 0, *jm = calloc((size_t)m + 1, sizeof *jm);
+                for (int64_t i = 0; i < n; i++) jm[vol[i]] = 1;
+                for (uint32_t v = 1; v <= m; v++) jm[v] = jm[v] ? ++j : 0;
+                for (int64_t i = 0; i < n; i++) holes += !vol[i] && want[i];
+                for (int64_t i = 0; i < n; i++) swallowed += vol[i] && want[i] != jm[vol[i]];
+                free(jm);
+                printf("random %lldx%lldx%lld seed %d: %u raw labels, fill: %lld background "
+                       "voxels filled, %lld labelled voxels swallowed\n", (long long)nz,
+                       (long long)ny, (long long)nx, seed, max_u32(vol, n), (long long)holes,
+                       (long long)swallowed);
+            }
             for (int m = 0; m < 3; m++) {
                 char err[CP_ERR_LEN] = "", what[96];
                 memcpy(want, vol, sizeof *vol * (size_t)n);
