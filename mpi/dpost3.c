@@ -14,6 +14,10 @@
 #include "holding.h"
 #include "post.h"
 
+/* Boxes are moved in batches of at least this many voxels (each batch reads the own blocks it
+ * touches once): 2^20 voxels, 16 MiB of records at most in transit, but one box at least. */
+#define CP_DPOST3_BATCH ((int64_t)1 << 20)
+
 /* A voxel's new value (memset: the padding travels); blk is set by the receiver. */
 struct edit {
     int64_t idx, blk;
@@ -27,6 +31,7 @@ struct d3 {
     const cp_grid *g;
     const cp_bstore *store;
     int64_t b0, b1, bmax, npix;
+    int64_t budget; /* voxels of the boxes of one batch: max(bmax, CP_DPOST3_BATCH) */
     uint32_t *blk, *out, *list;
     unsigned char *state, *mark; /* mark: one byte per label (zeroed between uses) */
     int64_t *stack;
@@ -194,7 +199,7 @@ static int search_boxes(struct d3 *d, const cp_vstats *a, const uint32_t *cl, in
     if ((rc = cp_agree(d->comm, rc, d->err))) goto out;
     for (int64_t i = 0, nb; i < ncl; i = nb) {
         cp_box span;
-        nb = cp_holding_batch(box, i, ncl, d->bmax, &span);
+        nb = cp_holding_batch(box, i, ncl, d->budget, &span);
         cp_kpix *px = NULL;
         int64_t npx = 0;
         rc = send_boxes(d, &o, cl, box, i, nb, span, map_a, ns);
@@ -274,7 +279,7 @@ static int fill_groups(struct d3 *d, const cp_vstats *a, const unsigned char *ne
     if ((rc = cp_agree(d->comm, rc, d->err))) goto out;
     for (int64_t i = 0, nb; i < G.ng; i = nb) {
         cp_box span;
-        nb = cp_holding_batch(G.gbox + 1, i, G.ng, d->bmax, &span);
+        nb = cp_holding_batch(G.gbox + 1, i, G.ng, d->budget, &span);
         for (int64_t k = i; k < nb; k++) in[G.gl[k]] = 1;
         for (int64_t b = d->b0; !rc && b < d->b1; b++) {
             cp_box bb = block_box(d, b);
@@ -441,6 +446,7 @@ int cp_dpost3_run(MPI_Comm comm, const cp_grid *g, const cp_bstore *store, int64
     cp_grid_range(g, rank, &d.b0, &d.b1);
     for (int64_t b = d.b0; b < d.b1; b++) d.bmax = max64(d.bmax, cp_box_vol(block_box(&d, b)));
     MPI_Allreduce(MPI_IN_PLACE, &d.bmax, 1, MPI_INT64_T, MPI_MAX, comm);
+    d.budget = max64(d.bmax, CP_DPOST3_BATCH);
     size_t nb = (size_t)(d.bmax ? d.bmax : 1);
     d.blk = malloc(sizeof *d.blk * nb), d.out = malloc(sizeof *d.out * nb);
     d.list = malloc(sizeof *d.list * nb), d.state = malloc(nb);
