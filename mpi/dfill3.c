@@ -115,30 +115,38 @@ static int cmp_edit(const void *a, const void *b)
     return (x->idx > y->idx) - (x->idx < y->idx);
 }
 
-/* Collective: the records queued in o, received sorted by (key, v, idx). */
-static int gather(struct fill *f, cp_outbox *o, int rc, cp_kpix **px, int64_t *npx)
-{
-    if ((rc = cp_exchange(o, rc, INT64_MAX, (void **)px, npx, f->err)) == 0)
-        qsort(*px, (size_t)*npx, sizeof **px, cp_kpix_cmp);
-    return rc;
-}
+/* What the passes over boxes (cp_holding_pass) see. */
+struct pass {
+    struct fill *f;
+    const cp_vstats *a;
+    const uint32_t *map_a, *keys, *root, *jmap;
+    int64_t ns;
+    const cp_box *box;
+    unsigned char *in;
+    uint32_t **e;
+    int64_t *ne, cap;
+    const cp_groups *G;
+    cp_outbox ed;
+    const char *edname;
+};
 
 /* Sends the nonzero voxels of box[k] in the own planes, for every key k in keys[i..e) (the
- * batch, planes [zlo, zhi)), to the key's owner. */
-static int send_boxes(struct fill *f, cp_outbox *o, const uint32_t *keys, const cp_box *box,
-                      int64_t i, int64_t e, int64_t zlo, int64_t zhi, const uint32_t *map_a,
-                      int64_t ns)
+ * batch; their union: span), to the key's owner. */
+static int send_boxes(void *ctx, cp_outbox *o, int64_t i, int64_t e, cp_box span)
 {
+    struct pass *c = ctx;
+    struct fill *f = c->f;
     const cp_dvol *v = f->v;
     int rc = 0;
-    for (int64_t z = max64(v->z0, zlo); !rc && z < min64(v->z1, zhi); z++) {
-        if ((rc = load(f, z, map_a, ns))) break;
+    for (int64_t z = max64(v->z0, span.z0); !rc && z < min64(v->z1, span.z1); z++) {
+        if ((rc = load(f, z, c->map_a, c->ns))) break;
         for (int64_t k = i; !rc && k < e; k++) {
-            if (z < box[k].z0 || z >= box[k].z1) continue;
-            for (int64_t y = box[k].y0; !rc && y < box[k].y1; y++)
-                for (int64_t x = box[k].x0; !rc && x < box[k].x1; x++) {
-                    cp_kpix p = {z * f->npix + y * v->nx + x, keys[k], f->pl[y * v->nx + x]};
-                    if (p.v && cp_outbox_push(o, (int)(keys[k] % (uint32_t)v->nranks), &p, 1))
+            const cp_box *b = &c->box[k];
+            if (z < b->z0 || z >= b->z1) continue;
+            for (int64_t y = b->y0; !rc && y < b->y1; y++)
+                for (int64_t x = b->x0; !rc && x < b->x1; x++) {
+                    cp_kpix p = {z * f->npix + y * v->nx + x, c->keys[k], f->pl[y * v->nx + x]};
+                    if (p.v && cp_outbox_push(o, (int)(c->keys[k] % (uint32_t)v->nranks), &p, 1))
                         rc = oom(f->err, "box voxels in transit");
                 }
         }
@@ -146,131 +154,101 @@ static int send_boxes(struct fill *f, cp_outbox *o, const uint32_t *keys, const 
     return rc;
 }
 
-/* The "holds" edges (w, u) of the candidates owned here, from their boxes (collective). */
-static int find_edges(struct fill *f, const cp_vstats *a, const uint32_t *cl, int64_t ncl,
-                      const uint32_t *map_a, int64_t ns, uint32_t **e, int64_t *ne)
+/* The edges of one candidate from the voxels of its box. */
+static int box_edges(void *ctx, const cp_kpix *px, int64_t n)
 {
+    struct pass *c = ctx;
+    int hole = 0;
+    return cp_holding_edges3(cp_vstats_box(c->a, px->key), px->key, px, n, c->f->v->ny,
+                             c->f->v->nx, c->e, c->ne, &c->cap, &hole, c->f->err);
+}
+
+/* The "holds" edges (w, u) of the candidates owned here, from their boxes (collective). */
+static int find_edges(struct pass *c, const uint32_t *cl, int64_t ncl)
+{
+    struct fill *f = c->f;
     cp_box *box = malloc(sizeof *box * (size_t)(ncl ? ncl : 1));
-    cp_outbox o = {0};
-    int64_t cap = 0;
-    int rc = box ? cp_outbox_init(&o, f->v->comm, sizeof(cp_kpix), f->err)
-                 : oom(f->err, "boxes");
-    for (int64_t k = 0; box && k < ncl; k++) box[k] = cp_vstats_box(a, cl[k]);
-    if ((rc = cp_agree(f->v->comm, rc, f->err))) goto out;
-    for (int64_t i = 0, nb; i < ncl; i = nb) {
-        cp_box span;
-        nb = cp_holding_batch(box, i, ncl, f->budget, &span);
-        cp_kpix *px = NULL;
-        int64_t npx = 0;
-        rc = send_boxes(f, &o, cl, box, i, nb, span.z0, span.z1, map_a, ns);
-        if ((rc = gather(f, &o, rc, &px, &npx))) break;
-        for (int64_t k = 0; !rc && k < npx;) {
-            int64_t end = k;
-            while (end < npx && px[end].key == px[k].key) end++;
-            int hole = 0;
-            rc = cp_holding_edges3(cp_vstats_box(a, px[k].key), px[k].key, px + k, end - k,
-                                   f->v->ny, f->v->nx, e, ne, &cap, &hole, f->err);
-            k = end;
-        }
-        free(px);
-        if ((rc = cp_agree(f->v->comm, rc, f->err))) break;
-    }
-out:
+    int rc = cp_agree(f->v->comm, box ? 0 : oom(f->err, "boxes"), f->err);
+    for (int64_t k = 0; !rc && k < ncl; k++) box[k] = cp_vstats_box(c->a, cl[k]);
+    c->keys = cl, c->box = box;
+    cp_pass p = {f->v->comm, f->budget, send_boxes, box_edges, NULL, c, f->err};
+    if (!rc) rc = cp_holding_pass(&p, box, ncl);
     free(box);
-    cp_outbox_free(&o);
     return rc;
 }
 
-/* cp_edit_fn of fill_groups: queues the edit for the plane's owner. */
-struct edit_ctx {
-    const struct fill *f;
-    cp_outbox *ed;
-};
-
+/* cp_edit_fn of the group fill: queues the edit for the plane's owner. */
 static int queue_edit(void *ctx, int64_t z, int64_t y, int64_t x, uint32_t v)
 {
-    const struct edit_ctx *c = ctx;
+    struct pass *c = ctx;
     struct edit d;
     memset(&d, 0, sizeof d);
     d.idx = z * c->f->npix + y * c->f->v->nx + x, d.v = v;
-    return cp_outbox_push(c->ed, cp_dvol_owner(c->f->v, z), &d, 1) ? oom(c->f->err, "edits") : 0;
+    return cp_outbox_push(&c->ed, cp_dvol_owner(c->f->v, z), &d, 1) ? oom(c->f->err, "edits") : 0;
 }
 
-/* Fills the groups received here on canvases of their boxes and queues the edits (voxels whose
- * value differs from jmap[A]) for the planes' owners. */
-static int fill_groups(struct fill *f, const cp_groups *G, const uint32_t *jmap, const cp_kpix *px, int64_t npx, cp_outbox *ed)
+/* Sends the voxels of the groups [i, e) in the own planes of their span to the groups'
+ * owners. */
+static int send_groups(void *ctx, cp_outbox *o, int64_t i, int64_t e, cp_box span)
 {
-    struct edit_ctx c = {f, ed};
-    int rc = 0;
-    for (int64_t i = 0, e; !rc && i < npx; i = e) {
-        for (e = i; e < npx && px[e].key == px[i].key; e++) continue;
-        rc = cp_holding_fill3(G->gbox[G->gidx[px[i].key]], px + i, e - i, f->v->ny, f->v->nx, jmap,
-                              queue_edit, &c, f->err);
-    }
-    return rc;
-}
-
-/* Sends the voxels of the labels whose group (root) is marked in `in`, own planes [zlo, zhi),
- * to the group's owner. */
-static int send_groups(struct fill *f, cp_outbox *o, const uint32_t *root,
-                       const unsigned char *in, int64_t zlo, int64_t zhi, const uint32_t *map_a,
-                       int64_t ns)
-{
+    struct pass *c = ctx;
+    struct fill *f = c->f;
     const cp_dvol *v = f->v;
     int rc = 0;
-    for (int64_t z = max64(v->z0, zlo); !rc && z < min64(v->z1, zhi); z++) {
-        if ((rc = load(f, z, map_a, ns))) break;
-        for (int64_t i = 0; !rc && i < f->npix; i++) {
-            uint32_t w = f->pl[i];
-            cp_kpix p = {z * f->npix + i, root[w], w};
-            if (w && in[root[w]] && cp_outbox_push(o, (int)(root[w] % (uint32_t)v->nranks), &p, 1))
+    for (int64_t k = i; k < e; k++) c->in[c->G->gl[k]] = 1;
+    for (int64_t z = max64(v->z0, span.z0); !rc && z < min64(v->z1, span.z1); z++) {
+        if ((rc = load(f, z, c->map_a, c->ns))) break;
+        for (int64_t q = 0; !rc && q < f->npix; q++) {
+            uint32_t w = f->pl[q], r = c->root[w];
+            cp_kpix p = {z * f->npix + q, r, w};
+            if (w && c->in[r] && cp_outbox_push(o, (int)(r % (uint32_t)v->nranks), &p, 1))
                 rc = oom(f->err, "group voxels in transit");
         }
     }
+    for (int64_t k = i; k < e; k++) c->in[c->G->gl[k]] = 0;
+    return rc;
+}
+
+/* One group filled on a canvas of its box, its edits queued for the planes' owners. */
+static int fill_group(void *ctx, const cp_kpix *px, int64_t n)
+{
+    struct pass *c = ctx;
+    return cp_holding_fill3(c->G->gbox[c->G->gidx[px->key]], px, n, c->f->v->ny, c->f->v->nx,
+                            c->jmap, queue_edit, c, c->f->err);
+}
+
+/* The edits of a batch of groups to the planes' owners, queued in the store as "<name>.ed" z. */
+static int send_edits(void *ctx, int rc)
+{
+    struct pass *c = ctx;
+    struct fill *f = c->f;
+    struct edit *e = NULL;
+    int64_t ne = 0;
+    if ((rc = cp_exchange(&c->ed, rc, INT64_MAX, (void **)&e, &ne, f->err))) return rc;
+    qsort(e, (size_t)ne, sizeof *e, cmp_edit);
+    for (int64_t k = 0, end; !rc && k < ne; k = end) { /* one append per plane */
+        for (end = k; end < ne && e[end].idx / f->npix == e[k].idx / f->npix; end++) continue;
+        rc = cp_bstore_append(f->v->store, c->edname, e[k].idx / f->npix, e + k,
+                              sizeof *e * (size_t)(end - k), f->err);
+    }
+    free(e);
     return rc;
 }
 
 /* Step (b) for the groups of the candidates: batches of groups gathered at their owners, filled,
- * the edits queued in the store as "<name>.ed" z at the planes' owners. */
-static int fill_stage(struct fill *f, const cp_vstats *a, const unsigned char *cand,
-                      const uint32_t *root, const uint32_t *jmap, const uint32_t *map_a,
-                      int64_t ns, const char *edname)
+ * the edits queued in the store (collective). */
+static int fill_stage(struct pass *c, const unsigned char *cand)
 {
-    const cp_dvol *v = f->v;
+    struct fill *f = c->f;
     cp_groups G = {0};
-    unsigned char *in = calloc((size_t)a->n + 1, 1);
-    cp_outbox o = {0}, ed = {0};
-    int rc = in ? cp_groups_make(&G, a, cand, root, f->err) : oom(f->err, "group tables");
-    if (!rc) rc = cp_outbox_init(&o, v->comm, sizeof(cp_kpix), f->err);
-    if (!rc) rc = cp_outbox_init(&ed, v->comm, sizeof(struct edit), f->err);
-    if ((rc = cp_agree(v->comm, rc, f->err))) goto out;
-    for (int64_t i = 0, nb; i < G.ng; i = nb) {
-        cp_box span;
-        nb = cp_holding_batch(G.gbox + 1, i, G.ng, f->budget, &span);
-        for (int64_t k = i; k < nb; k++) in[G.gl[k]] = 1;
-        cp_kpix *px = NULL;
-        struct edit *e = NULL;
-        int64_t npx = 0, ne = 0;
-        rc = send_groups(f, &o, root, in, span.z0, span.z1, map_a, ns);
-        for (int64_t k = i; k < nb; k++) in[G.gl[k]] = 0;
-        if ((rc = gather(f, &o, rc, &px, &npx))) break;
-        rc = fill_groups(f, &G, jmap, px, npx, &ed);
-        free(px);
-        if ((rc = cp_exchange(&ed, rc, INT64_MAX, (void **)&e, &ne, f->err))) break;
-        qsort(e, (size_t)ne, sizeof *e, cmp_edit);
-        for (int64_t k = 0, end; !rc && k < ne; k = end) { /* one append per plane */
-            for (end = k; end < ne && e[end].idx / f->npix == e[k].idx / f->npix; end++) continue;
-            rc = cp_bstore_append(v->store, edname, e[k].idx / f->npix, e + k,
-                                  sizeof *e * (size_t)(end - k), f->err);
-        }
-        free(e);
-        if ((rc = cp_agree(v->comm, rc, f->err))) break;
-    }
-out:
+    c->in = calloc((size_t)c->a->n + 1, 1), c->G = &G;
+    int rc = c->in ? cp_groups_make(&G, c->a, cand, c->root, f->err) : oom(f->err, "group tables");
+    if (!rc) rc = cp_outbox_init(&c->ed, f->v->comm, sizeof(struct edit), f->err);
+    cp_pass p = {f->v->comm, f->budget, send_groups, fill_group, send_edits, c, f->err};
+    if (!(rc = cp_agree(f->v->comm, rc, f->err))) rc = cp_holding_pass(&p, G.gbox + 1, G.ng);
     cp_groups_free(&G);
-    free(in);
-    cp_outbox_free(&o);
-    cp_outbox_free(&ed);
+    free(c->in);
+    cp_outbox_free(&c->ed);
     return rc;
 }
 
@@ -344,9 +322,11 @@ int cp_dfill3_run(const cp_dvol *v, int64_t nlabels, int64_t min_size, int64_t *
         rc = cp_agree(v->comm, cl ? 0 : oom(err, "candidates"), err);
         for (int64_t l = 1, k = 0; !rc && l <= a.n; l++)
             if (cand[l]) cl[k++] = (uint32_t)l;
-        if (!rc) rc = find_edges(&f, &a, cl, ncl, map_a, nlabels, &e, &ne);
+        struct pass c = {.f = &f, .a = &a, .map_a = map_a, .root = root, .jmap = jmap,
+                         .ns = nlabels, .e = &e, .ne = &ne, .edname = edname};
+        if (!rc) rc = find_edges(&c, cl, ncl);
         if (!rc) rc = cp_holding_groups(v->comm, e, ne, root, a.n, err);
-        if (!rc) rc = fill_stage(&f, &a, cand, root, jmap, map_a, nlabels, edname);
+        if (!rc) rc = fill_stage(&c, cand);
         if (rc) goto out;
     }
     if (min_size > 0) rc = cp_agree(v->comm, cp_vstats_init(&sb, j, err), err);

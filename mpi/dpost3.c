@@ -114,14 +114,6 @@ static void reduce_max_u8(MPI_Comm comm, unsigned char *a, int64_t n)
                       comm);
 }
 
-/* Collective: the records queued in o, received sorted by (key, v, idx). */
-static int gather(struct d3 *d, cp_outbox *o, int rc, cp_kpix **px, int64_t *npx)
-{
-    if ((rc = cp_exchange(o, rc, INT64_MAX, (void **)px, npx, d->err)) == 0)
-        qsort(*px, (size_t)*npx, sizeof **px, cp_kpix_cmp);
-    return rc;
-}
-
 /* Step (b), on the blocks: a label w whose box lies in the block gets its holes (hole[w]) and
  * its edges; a crossing one is marked in cand when a voxel of its box in the block is not reached
  * from the faces it shares with the box (a voxel reached so is reached in the whole box). */
@@ -160,25 +152,40 @@ static int search_blocks(struct d3 *d, const cp_vstats *a, const uint32_t *map_a
     return cp_agree(d->comm, rc, d->err);
 }
 
+/* What the passes over boxes (cp_holding_pass) see. */
+struct pass3 {
+    struct d3 *d;
+    const cp_vstats *a;
+    const uint32_t *map_a, *keys, *root, *jmap;
+    int64_t ns;
+    const cp_box *box;
+    unsigned char *hole, *in;
+    uint32_t **e;
+    int64_t *ne, *cap;
+    const cp_groups *G;
+    cp_outbox ed;
+};
+
 /* Sends the nonzero voxels of the own blocks inside the boxes box[i..e) of keys[i..e) (their
  * union: span) to the keys' owners. */
-static int send_boxes(struct d3 *d, cp_outbox *o, const uint32_t *keys, const cp_box *box,
-                      int64_t i, int64_t e, cp_box span, const uint32_t *map_a, int64_t ns)
+static int send_boxes(void *ctx, cp_outbox *o, int64_t i, int64_t e, cp_box span)
 {
+    struct pass3 *c = ctx;
+    struct d3 *d = c->d;
     int rc = 0;
     for (int64_t b = d->b0; !rc && b < d->b1; b++) {
         cp_box bb = block_box(d, b);
         if (empty(meet(bb, span))) continue;
-        if ((rc = get(d, CP_DPOST3_IN, b, map_a, ns, &bb))) break;
+        if ((rc = get(d, CP_DPOST3_IN, b, c->map_a, c->ns, &bb))) break;
         int64_t by = bb.y1 - bb.y0, bx = bb.x1 - bb.x0;
         for (int64_t k = i; !rc && k < e; k++) {
-            cp_box s = meet(box[k], bb);
+            cp_box s = meet(c->box[k], bb);
             for (int64_t z = s.z0; !rc && z < s.z1; z++)
                 for (int64_t y = s.y0; !rc && y < s.y1; y++)
                     for (int64_t x = s.x0; !rc && x < s.x1; x++) {
                         uint32_t u = d->blk[((z - bb.z0) * by + y - bb.y0) * bx + x - bb.x0];
-                        cp_kpix p = {z * d->npix + y * d->g->Lx + x, keys[k], u};
-                        if (u && cp_outbox_push(o, (int)(keys[k] % (uint32_t)d->np), &p, 1))
+                        cp_kpix p = {z * d->npix + y * d->g->Lx + x, c->keys[k], u};
+                        if (u && cp_outbox_push(o, (int)(c->keys[k] % (uint32_t)d->np), &p, 1))
                             rc = oom(d->err, "box voxels in transit");
                     }
         }
@@ -186,55 +193,26 @@ static int send_boxes(struct d3 *d, cp_outbox *o, const uint32_t *keys, const cp
     return rc;
 }
 
-/* The holes and edges of the crossing candidates cl[0..ncl), from their boxes gathered in
- * batches at their owners (collective). */
-static int search_boxes(struct d3 *d, const cp_vstats *a, const uint32_t *cl, int64_t ncl,
-                        const uint32_t *map_a, int64_t ns, unsigned char *hole, uint32_t **e,
-                        int64_t *ne, int64_t *cap)
+/* The holes and edges of one candidate from the voxels of its box. */
+static int box_edges(void *ctx, const cp_kpix *px, int64_t n)
 {
-    cp_box *box = malloc(sizeof *box * (size_t)(ncl ? ncl : 1));
-    cp_outbox o = {0};
-    int rc = box ? cp_outbox_init(&o, d->comm, sizeof(cp_kpix), d->err) : oom(d->err, "boxes");
-    for (int64_t k = 0; box && k < ncl; k++) box[k] = cp_vstats_box(a, cl[k]);
-    if ((rc = cp_agree(d->comm, rc, d->err))) goto out;
-    for (int64_t i = 0, nb; i < ncl; i = nb) {
-        cp_box span;
-        nb = cp_holding_batch(box, i, ncl, d->budget, &span);
-        cp_kpix *px = NULL;
-        int64_t npx = 0;
-        rc = send_boxes(d, &o, cl, box, i, nb, span, map_a, ns);
-        if ((rc = gather(d, &o, rc, &px, &npx))) break;
-        for (int64_t k = 0, end; !rc && k < npx; k = end) {
-            for (end = k; end < npx && px[end].key == px[k].key; end++) continue;
-            int h = 0;
-            rc = cp_holding_edges3(cp_vstats_box(a, px[k].key), px[k].key, px + k, end - k,
-                                   d->g->Ly, d->g->Lx, e, ne, cap, &h, d->err);
-            hole[px[k].key] |= (unsigned char)h;
-        }
-        free(px);
-        if ((rc = cp_agree(d->comm, rc, d->err))) break;
-    }
-out:
-    free(box);
-    cp_outbox_free(&o);
+    struct pass3 *c = ctx;
+    int h = 0, rc = cp_holding_edges3(cp_vstats_box(c->a, px->key), px->key, px, n, c->d->g->Ly,
+                                      c->d->g->Lx, c->e, c->ne, c->cap, &h, c->d->err);
+    c->hole[px->key] |= (unsigned char)h;
     return rc;
 }
 
 /* cp_edit_fn of the group fill: queues the edit for the block's owner. */
-struct edit_ctx {
-    const struct d3 *d;
-    cp_outbox *ed;
-};
-
 static int queue_edit(void *ctx, int64_t z, int64_t y, int64_t x, uint32_t v)
 {
-    const struct edit_ctx *c = ctx;
+    struct pass3 *c = ctx;
     const cp_grid *g = c->d->g;
     struct edit d;
     memset(&d, 0, sizeof d);
     d.idx = z * c->d->npix + y * g->Lx + x, d.v = v;
     int dst = cp_grid_owner(g, cp_grid_block_at3(g, z, y, x));
-    return cp_outbox_push(c->ed, dst, &d, 1) ? oom(c->d->err, "edits") : 0;
+    return cp_outbox_push(&c->ed, dst, &d, 1) ? oom(c->d->err, "edits") : 0;
 }
 
 static int cmp_edit(const void *a, const void *b)
@@ -244,75 +222,88 @@ static int cmp_edit(const void *a, const void *b)
     return (x->idx > y->idx) - (x->idx < y->idx);
 }
 
-/* The edits received, queued in the store per block (one append per block). */
-static int queue_edits(struct d3 *d, struct edit *e, int64_t ne)
+/* Sends the voxels of the own blocks of the groups [i, e) (their boxes' union: span) to the
+ * groups' owners. */
+static int send_groups(void *ctx, cp_outbox *o, int64_t i, int64_t e, cp_box span)
 {
-    const cp_grid *g = d->g;
+    struct pass3 *c = ctx;
+    struct d3 *d = c->d;
+    int rc = 0;
+    for (int64_t k = i; k < e; k++) c->in[c->G->gl[k]] = 1;
+    for (int64_t b = d->b0; !rc && b < d->b1; b++) {
+        cp_box bb = block_box(d, b);
+        if (empty(meet(bb, span))) continue;
+        if ((rc = get(d, CP_DPOST3_IN, b, c->map_a, c->ns, &bb))) break;
+        for (int64_t q = 0; !rc && q < cp_box_vol(bb); q++) {
+            uint32_t w = d->blk[q], r = c->root[w];
+            cp_kpix p = {vidx(d, bb, q), r, w};
+            if (w && c->in[r] && cp_outbox_push(o, (int)(r % (uint32_t)d->np), &p, 1))
+                rc = oom(d->err, "group voxels in transit");
+        }
+    }
+    for (int64_t k = i; k < e; k++) c->in[c->G->gl[k]] = 0;
+    return rc;
+}
+
+/* One group filled on a canvas of its box, its edits queued for the blocks' owners. */
+static int fill_group(void *ctx, const cp_kpix *px, int64_t n)
+{
+    struct pass3 *c = ctx;
+    return cp_holding_fill3(c->G->gbox[c->G->gidx[px->key]], px, n, c->d->g->Ly, c->d->g->Lx,
+                            c->jmap, queue_edit, c, c->d->err);
+}
+
+/* The edits of a batch of groups to the blocks' owners, queued in the store per block. */
+static int send_edits(void *ctx, int rc)
+{
+    struct pass3 *c = ctx;
+    struct d3 *d = c->d;
+    struct edit *e = NULL;
+    int64_t ne = 0;
+    if ((rc = cp_exchange(&c->ed, rc, INT64_MAX, (void **)&e, &ne, d->err))) return rc;
     for (int64_t k = 0; k < ne; k++) {
         int64_t z = e[k].idx / d->npix, r = e[k].idx % d->npix;
-        e[k].blk = cp_grid_block_at3(g, z, r / g->Lx, r % g->Lx);
+        e[k].blk = cp_grid_block_at3(d->g, z, r / d->g->Lx, r % d->g->Lx);
     }
     qsort(e, (size_t)ne, sizeof *e, cmp_edit);
-    int rc = 0;
-    for (int64_t k = 0, end; !rc && k < ne; k = end) {
+    for (int64_t k = 0, end; !rc && k < ne; k = end) { /* one append per block */
         for (end = k; end < ne && e[end].blk == e[k].blk; end++) continue;
         rc = cp_bstore_append(d->store, CP_DPOST3_EDITS, e[k].blk, e + k,
                               sizeof *e * (size_t)(end - k), d->err);
     }
+    free(e);
     return rc;
 }
 
-/* The groups of the labels marked in need, in batches of about a block of voxels: their voxels
- * gathered at the group's owner, filled there on a canvas of the group's box, the edits queued
- * at the blocks' owners (collective). */
-static int fill_groups(struct d3 *d, const cp_vstats *a, const unsigned char *need,
-                       const uint32_t *root, const uint32_t *jmap, const uint32_t *map_a,
-                       int64_t ns)
+/* The holes and edges of the crossing candidates cl[0..ncl), from their boxes gathered in
+ * batches at their owners (collective). */
+static int search_boxes(struct pass3 *c, const uint32_t *cl, int64_t ncl)
+{
+    cp_box *box = malloc(sizeof *box * (size_t)(ncl ? ncl : 1));
+    int rc = cp_agree(c->d->comm, box ? 0 : oom(c->d->err, "boxes"), c->d->err);
+    for (int64_t k = 0; !rc && k < ncl; k++) box[k] = cp_vstats_box(c->a, cl[k]);
+    c->keys = cl, c->box = box;
+    cp_pass p = {c->d->comm, c->d->budget, send_boxes, box_edges, NULL, c, c->d->err};
+    if (!rc) rc = cp_holding_pass(&p, box, ncl);
+    free(box);
+    return rc;
+}
+
+/* The groups of the labels marked in need, in batches: their voxels gathered at the group's
+ * owner, filled there on a canvas of the group's box, the edits queued at the blocks' owners
+ * (collective). */
+static int fill_groups(struct pass3 *c, const unsigned char *need)
 {
     cp_groups G = {0};
-    unsigned char *in = calloc((size_t)a->n + 1, 1);
-    cp_outbox o = {0}, ed = {0};
-    struct edit_ctx c = {d, &ed};
-    int rc = in ? cp_groups_make(&G, a, need, root, d->err) : oom(d->err, "group tables");
-    if (!rc) rc = cp_outbox_init(&o, d->comm, sizeof(cp_kpix), d->err);
-    if (!rc) rc = cp_outbox_init(&ed, d->comm, sizeof(struct edit), d->err);
-    if ((rc = cp_agree(d->comm, rc, d->err))) goto out;
-    for (int64_t i = 0, nb; i < G.ng; i = nb) {
-        cp_box span;
-        nb = cp_holding_batch(G.gbox + 1, i, G.ng, d->budget, &span);
-        for (int64_t k = i; k < nb; k++) in[G.gl[k]] = 1;
-        for (int64_t b = d->b0; !rc && b < d->b1; b++) {
-            cp_box bb = block_box(d, b);
-            if (empty(meet(bb, span))) continue;
-            if ((rc = get(d, CP_DPOST3_IN, b, map_a, ns, &bb))) break;
-            for (int64_t q = 0; !rc && q < cp_box_vol(bb); q++) {
-                uint32_t w = d->blk[q];
-                cp_kpix p = {vidx(d, bb, q), root[w], w};
-                if (w && in[root[w]] && cp_outbox_push(&o, (int)(root[w] % (uint32_t)d->np), &p, 1))
-                    rc = oom(d->err, "group voxels in transit");
-            }
-        }
-        for (int64_t k = i; k < nb; k++) in[G.gl[k]] = 0;
-        cp_kpix *px = NULL;
-        struct edit *e = NULL;
-        int64_t npx = 0, ne = 0;
-        if ((rc = gather(d, &o, rc, &px, &npx))) break;
-        for (int64_t k = 0, end; !rc && k < npx; k = end) {
-            for (end = k; end < npx && px[end].key == px[k].key; end++) continue;
-            rc = cp_holding_fill3(G.gbox[G.gidx[px[k].key]], px + k, end - k, d->g->Ly, d->g->Lx,
-                                  jmap, queue_edit, &c, d->err);
-        }
-        free(px);
-        if ((rc = cp_exchange(&ed, rc, INT64_MAX, (void **)&e, &ne, d->err))) break;
-        rc = queue_edits(d, e, ne);
-        free(e);
-        if ((rc = cp_agree(d->comm, rc, d->err))) break;
-    }
-out:
+    c->in = calloc((size_t)c->a->n + 1, 1), c->G = &G;
+    int rc = c->in ? cp_groups_make(&G, c->a, need, c->root, c->d->err)
+                   : oom(c->d->err, "group tables");
+    if (!rc) rc = cp_outbox_init(&c->ed, c->d->comm, sizeof(struct edit), c->d->err);
+    cp_pass p = {c->d->comm, c->d->budget, send_groups, fill_group, send_edits, c, c->d->err};
+    if (!(rc = cp_agree(c->d->comm, rc, c->d->err))) rc = cp_holding_pass(&p, G.gbox + 1, G.ng);
     cp_groups_free(&G);
-    free(in);
-    cp_outbox_free(&o);
-    cp_outbox_free(&ed);
+    free(c->in);
+    cp_outbox_free(&c->ed);
     return rc;
 }
 
@@ -368,6 +359,8 @@ static int stage_b(struct d3 *d, const cp_vstats *a, const uint32_t *map_a, int6
     int64_t *gsize = calloc((size_t)n + 1, sizeof *gsize);
     unsigned char *hole = calloc((size_t)n + 1, 1), *cand = calloc((size_t)n + 1, 1);
     unsigned char *need = calloc((size_t)n + 1, 1), *inplace = calloc((size_t)n + 1, 1);
+    struct pass3 c = {.d = d, .a = a, .map_a = map_a, .root = root, .jmap = jmap, .ns = ns,
+                      .hole = hole, .e = &e, .ne = &ne, .cap = &cap};
     int rc = root && gsize && hole && cand && need && inplace ? 0 : oom(d->err, "label tables");
     if ((rc = cp_agree(d->comm, rc, d->err))) goto out;
     uint32_t j = 0; /* Cellpose's counter: labels with a box, in label order */
@@ -380,7 +373,7 @@ static int stage_b(struct d3 *d, const cp_vstats *a, const uint32_t *map_a, int6
     if ((rc = cp_agree(d->comm, cl ? 0 : oom(d->err, "candidates"), d->err))) goto out;
     for (int64_t l = 1, k = 0; l <= n; l++)
         if (cand[l]) cl[k++] = (uint32_t)l;
-    if ((rc = search_boxes(d, a, cl, ncl, map_a, ns, hole, &e, &ne, &cap))) goto out;
+    if ((rc = search_boxes(&c, cl, ncl))) goto out;
     reduce_max_u8(d->comm, hole, n + 1);
     if ((rc = cp_holding_groups(d->comm, e, ne, root, n, d->err))) goto out;
     for (int64_t l = 1; l <= n; l++) gsize[root[l]] += a->area[l] > 0;
@@ -390,7 +383,7 @@ static int stage_b(struct d3 *d, const cp_vstats *a, const uint32_t *map_a, int6
         need[l] = gsize[root[l]] > 1 || (cross && hole[l]);
         inplace[l] = !need[l] && hole[l];
     }
-    if ((rc = fill_groups(d, a, need, root, jmap, map_a, ns))) goto out;
+    if ((rc = fill_groups(&c, need))) goto out;
     rc = write_filled(d, a, map_a, ns, jmap, inplace, sb);
 out:
     free(root);

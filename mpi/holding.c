@@ -177,6 +177,30 @@ int64_t cp_holding_batch(const cp_box *box, int64_t i, int64_t n, int64_t budget
     return e;
 }
 
+int cp_holding_pass(const cp_pass *p, const cp_box *box, int64_t n)
+{
+    cp_outbox o = {0};
+    int rc = cp_agree(p->comm, cp_outbox_init(&o, p->comm, sizeof(cp_kpix), p->err), p->err);
+    for (int64_t i = 0, nb; !rc && i < n; i = nb) {
+        cp_box span;
+        cp_kpix *px = NULL;
+        int64_t npx = 0;
+        nb = cp_holding_batch(box, i, n, p->budget, &span);
+        rc = p->send(p->ctx, &o, i, nb, span);
+        if ((rc = cp_exchange(&o, rc, INT64_MAX, (void **)&px, &npx, p->err))) break;
+        qsort(px, (size_t)npx, sizeof *px, cp_kpix_cmp);
+        for (int64_t k = 0, end; !rc && k < npx; k = end) {
+            for (end = k; end < npx && px[end].key == px[k].key; end++) continue;
+            rc = p->each(p->ctx, px + k, end - k);
+        }
+        free(px);
+        if (p->after) rc = p->after(p->ctx, rc);
+        rc = cp_agree(p->comm, rc, p->err);
+    }
+    cp_outbox_free(&o);
+    return rc;
+}
+
 int cp_holding_canvas(cp_box b, const cp_kpix *px, int64_t n, int64_t ny, int64_t nx,
                       uint32_t **canvas, unsigned char **state, int64_t **stack, char *err)
 {

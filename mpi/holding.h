@@ -8,6 +8,7 @@
 #include <mpi.h>
 #include <stdint.h>
 
+#include "exchange.h"
 #include "post.h"
 
 /* A pixel (raster index idx of the plane or volume, value v) sent for label or group `key`. */
@@ -60,6 +61,23 @@ int cp_vstats_step_a(MPI_Comm comm, cp_vstats *s, int64_t min_size, uint32_t *ma
 /* The end of the batch of boxes box[i..): boxes adding up to at most budget voxels, at least
  * one; *span: the box holding them all. */
 int64_t cp_holding_batch(const cp_box *box, int64_t i, int64_t n, int64_t budget, cp_box *span);
+
+/* A pass over boxes in batches (cp_holding_batch with budget): for each batch box[i..e) (their
+ * union: span), send queues in o the records of their voxels, keyed, which are exchanged and
+ * sorted by (key, v, idx); each gets the records of every key received here; after (NULL: none;
+ * collective) ends the batch, given the status so far. */
+typedef struct cp_pass {
+    MPI_Comm comm;
+    int64_t budget;
+    int (*send)(void *ctx, cp_outbox *o, int64_t i, int64_t e, cp_box span);
+    int (*each)(void *ctx, const cp_kpix *px, int64_t n);
+    int (*after)(void *ctx, int rc);
+    void *ctx;
+    char *err;
+} cp_pass;
+
+/* Collective: the pass p over the n boxes box. Agreed status. */
+int cp_holding_pass(const cp_pass *p, const cp_box *box, int64_t n);
 
 /* A canvas of box b (zeroed) with the n records px (raster indices of a volume of planes ny x
  * nx) written in, and box-sized scratch for cp_post_hole_map. */
