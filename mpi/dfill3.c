@@ -336,7 +336,8 @@ int cp_dfill3_run(const cp_dvol *v, int64_t nlabels, int64_t min_size, int64_t *
     if (min_size > 0) { /* step (c) */
         cp_vstats_reduce(v->comm, &sb);
         map_c = malloc(sizeof *map_c * ((size_t)j + 1));
-        rc = map_c ? cp_vstats_min_size(&sb, min_size, map_c, &most, err) : oom(err, "a map of labels");
+        rc = map_c ? cp_vstats_min_size(&sb, min_size, map_c, &most, err)
+                   : oom(err, "a map of labels");
         for (int64_t z = v->z0; !rc && z < v->z1; z++)
             if (!(rc = load(&f, z, map_c, j))) rc = cp_dvol_put(v, z, f.pl, err);
         rc = cp_agree(v->comm, rc, err);

@@ -77,7 +77,8 @@ static int64_t vidx(const struct d3 *d, cp_box bb, int64_t q)
 /* A label whose box does not lie in one block. */
 static int crossing(const cp_grid *g, cp_box b)
 {
-    return cp_grid_block_at3(g, b.z0, b.y0, b.x0) != cp_grid_block_at3(g, b.z1 - 1, b.y1 - 1, b.x1 - 1);
+    return cp_grid_block_at3(g, b.z0, b.y0, b.x0) !=
+           cp_grid_block_at3(g, b.z1 - 1, b.y1 - 1, b.x1 - 1);
 }
 
 /* Array `name` of own block b into d->blk (its box *bb), through map (NULL: as stored; then
@@ -131,9 +132,10 @@ static int search_blocks(struct d3 *d, const cp_vstats *a, const uint32_t *map_a
             cp_box lb = cp_vstats_box(a, w), sub = meet(lb, bb), r = rel(sub, bb);
             int cross = crossing(d->g, lb);
             if (cross && cand[w]) continue;
-            unsigned faces = (sub.z0 == lb.z0 ? CP_FACE_Z0 : 0) | (sub.z1 == lb.z1 ? CP_FACE_Z1 : 0) |
-                             (sub.y0 == lb.y0 ? CP_FACE_Y0 : 0) | (sub.y1 == lb.y1 ? CP_FACE_Y1 : 0) |
-                             (sub.x0 == lb.x0 ? CP_FACE_X0 : 0) | (sub.x1 == lb.x1 ? CP_FACE_X1 : 0);
+            unsigned faces =
+                (sub.z0 == lb.z0 ? CP_FACE_Z0 : 0) | (sub.z1 == lb.z1 ? CP_FACE_Z1 : 0) |
+                (sub.y0 == lb.y0 ? CP_FACE_Y0 : 0) | (sub.y1 == lb.y1 ? CP_FACE_Y1 : 0) |
+                (sub.x0 == lb.x0 ? CP_FACE_X0 : 0) | (sub.x1 == lb.x1 ? CP_FACE_X1 : 0);
             cp_post_hole_map_faces(d->blk, by, bx, faces, w, &r, d->state, d->stack);
             int64_t sy = r.y1 - r.y0, sx = r.x1 - r.x0;
             for (int64_t q = 0; !rc && q < cp_box_vol(r); q++) {
@@ -325,10 +327,10 @@ static int write_filled(struct d3 *d, const cp_vstats *a, const uint32_t *map_a,
             cp_box r = rel(cp_vstats_box(a, w), bb);
             int64_t sy = r.y1 - r.y0, sx = r.x1 - r.x0;
             cp_post_hole_map(d->blk, by, bx, 1, w, &r, d->state, d->stack);
-            for (int64_t q = 0; q < cp_box_vol(r); q++)
-                if (d->state[q] != 2)
-                    d->out[((r.z0 + q / (sy * sx)) * by + r.y0 + q / sx % sy) * bx + r.x0 + q % sx] =
-                        jmap[w];
+            for (int64_t q = 0; q < cp_box_vol(r); q++) {
+                int64_t p = ((r.z0 + q / (sy * sx)) * by + r.y0 + q / sx % sy) * bx + r.x0 + q % sx;
+                if (d->state[q] != 2) d->out[p] = jmap[w];
+            }
         }
         void *data = NULL;
         size_t bytes = 0;

@@ -28,10 +28,18 @@
  * filled at an owner on a canvas of the group's box with cp_post_fill_and_min_size_3d, the voxels
  * it changes sent back as edits; a label alone with its box in one block is filled on its block;
  * every other label is only renamed to Cellpose's counter; (c) min_size again, renumbering.
- * Memory of a rank: a few block-sized arrays, tables of a few words per label, and, at an owner,
- * the canvas (5 bytes + 8 bytes of scratch per voxel... see dpost3.c) of one candidate's or one
- * group's box: a box larger than a block is held whole by one rank (not yet face-joined).
- * Errors (a label above the largest, a missing block, out of memory) are agreed over comm. */
+ * Memory of a rank: block-sized scratch (21 bytes per voxel of the largest block, one block
+ * read at a time); per-label tables (about 250 bytes per label value, and 8 bytes per distinct
+ * holding edge of all ranks); records in transit (16 bytes per nonzero voxel of a batch of boxes
+ * of at least 2^20 voxels, and 24 bytes per voxel a fill changes). Not bounded by the block: at
+ * the owner of a candidate, a canvas of its whole box (13 bytes per box voxel), and at the owner
+ * of a group filled on a canvas, the group's box (17 bytes per voxel, plus up to 9 bytes per
+ * voxel of its largest member's box inside cp_post_fill_and_min_size_3d). A box larger than a
+ * block is thus held whole by one rank; joining the background components of a box across
+ * block faces instead is not done yet.
+ * The tables are sized by the largest raw label (read from "m03" first). "m03" is left as it
+ * was; the queue "lab3.ed" is emptied. Errors (a missing or damaged block, out of memory) are
+ * returned by every rank alike. */
 int cp_dpost3_run(MPI_Comm comm, const cp_grid *g, const cp_bstore *store, int64_t min_size,
                   int64_t *nlabels, char *err);
 

@@ -58,8 +58,8 @@ void cp_post_hole_map(const uint32_t *labels, int64_t Ly, int64_t Lx, int three_
 
 /* The faces of a box that cp_post_hole_map_faces floods from: bits of CP_FACE_*. */
 enum {
-    CP_FACE_Z0 = 1, CP_FACE_Z1 = 2, CP_FACE_Y0 = 4, CP_FACE_Y1 = 8, CP_FACE_X0 = 16, CP_FACE_X1 = 32,
-    CP_FACES_YX = 4 | 8 | 16 | 32, CP_FACES_ALL = 63
+    CP_FACE_Z0 = 1, CP_FACE_Z1 = 2, CP_FACE_Y0 = 4, CP_FACE_Y1 = 8, CP_FACE_X0 = 16,
+    CP_FACE_X1 = 32, CP_FACES_YX = 4 | 8 | 16 | 32, CP_FACES_ALL = 63
 };
 
 /* cp_post_hole_map (6-connected) flooding only from the faces of b named in `faces`: the pixels
