@@ -1,46 +1,56 @@
-/* Raw masks over owner blocks (see dmasks.h): the distributed form of cp_masks_raw.
+/* Raw masks over owner blocks, of a plane (dmasks.h) or a volume (dmasks3.h): the distributed
+ * form of cp_masks_raw and cp_masks3_raw, one code for both. A plane is the volume with Lz = 1:
+ * its histogram is padded in Y and X only (no halo, window or seed box in z; the 5x5x5 box of
+ * cp_masks_grid_seeds on a grid of depth 1 is the 5x5 window), a volume's in all three axes.
  *
- * Why the labels are exactly those of cp_masks_raw on the whole plane:
- * - The histogram cell of a particle is (trunc py, trunc px) (+20 in Cellpose's padded array);
- *   "fin" of block b holds exactly the particles whose end cell is in b, so b's counts are
- *   complete at b's owner. Cells outside the plane are padding: always 0, never seeds.
+ * Why the labels are exactly those of the whole plane (volume) (cells are pixels or voxels,
+ * windows 5x5 / 11x11 or 5x5x5 / 11x11x11, raster order is C order (z, y, x)):
+ * - The histogram cell of a particle is its end point truncated per axis (+20 in Cellpose's
+ *   padded array); "fin" of block b holds exactly the particles whose end cell is in b, so b's
+ *   counts are complete at b's owner. Cells outside the volume are padding: always 0, never
+ *   seeds.
  * - The seed-region map M at a cell c is the label of the last seed, in the sorted order, whose
- *   grown region contains c. A grown region lies in the seed's 11x11 window, so only the seeds
+ *   grown region contains c. A grown region lies in the seed's 11-wide window, so only the seeds
  *   within Chebyshev distance GROW_R = 5 of c matter: for a block, those of the block grown by 5.
- * - Whether a cell is a seed reads h on its 5x5 window (SEED_R = 2 beyond it), growing a seed
- *   reads h on its 11x11 window (5 beyond): h is needed on the block grown by HALO = 10. Each
+ * - Whether a cell is a seed reads h on its 5-wide box (SEED_R = 2 beyond it), growing a seed
+ *   reads h on its 11-wide window (5 beyond): h is needed on the block grown by HALO = 10. Each
  *   block gets from the blocks around it their non-zero counts within 10 of it, and keeps the
- *   result as "mh", its extended histogram. The seeds used lie inside the plane, so their windows
- *   never reach the border of the 20-padded array: no window is truncated differently.
- * - The label of a seed is its position (+1) in the order of all seeds of the plane: each block's
- *   own seeds (raster index, count) go to rank 0, which lists them in raster order (Cellpose's
- *   row-major seed list), runs the same argsort emulation (cp_seed_argsort) and broadcasts the
- *   table raster index -> label, O(number of seeds).
+ *   result as "mh", its extended histogram. The seeds used lie inside the volume, so their
+ *   windows never reach the border of the 20-padded array: no window is truncated differently.
+ * - The label of a seed is its position (+1) in the order of all seeds: each block's own seeds
+ *   (raster index, count) go to rank 0, which lists them in raster order (Cellpose's row-major
+ *   seed list, of the padded grid as of the volume), runs the same argsort emulation
+ *   (cp_seed_argsort) and broadcasts the table raster index -> label, O(number of seeds).
  * - A block paints the seeds within 5 of it (its own and those of its neighbours, found again on
  *   its extended histogram) in increasing label order: the last writer is the largest label, as
- *   in the whole-plane loop.
+ *   in the whole-volume loop.
  * - A particle's label is M at its end cell (in its block); it is sent to the owner of the source
- *   pixel. Pixel counts and the smallest raster index per label are summed / minimised over
- *   ranks: removal (count > Ly*Lx*fraction in f64, strict) and new ids by increasing smallest
- *   index are what cp_masks_assign's raster pass does.
+ *   cell. Cell counts and the smallest raster index per label are summed / minimised over
+ *   ranks: removal (count > Lz*Ly*Lx*fraction in f64, strict) and new ids by increasing smallest
+ *   index are what cp_masks_finish's raster pass does.
  * Memory per rank: one block grown by 10, one block's particles and the records of one round in
  * flight (ROUND_RECORDS plus one block's), plus tables of the number of seeds. What arrives for a
  * block is queued in the store until the block is processed. */
 #include "dmasks.h"
 
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "agree.h"
 #include "cp_err.h"
+#include "dfollow3.h"
+#include "dmasks3.h"
 #include "exchange.h"
+#include "follow3d.h"
 #include "masks.h"
+#include "masks3d.h"
 #include "renumber.h"
 
 enum {
-    SEED_R = 2,        /* seeds: maximum of the 5x5 window */
-    GROW_R = 5,        /* growth: 11x11 window */
+    SEED_R = 2,        /* seeds: maximum of the 5x5 (5x5x5) window */
+    GROW_R = 5,        /* growth: 11x11 (11x11x11) window */
     HALO = 2 * GROW_R, /* histogram cells a block needs beyond its own */
     REC = 3,           /* int64 per record in transit: target block, raster index, value */
 };
@@ -73,88 +83,202 @@ static int cmp_first(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* The phase's context: plane, own blocks, rounds, MPI count arrays, array names. */
+/* The phase's context: plane or volume, own blocks, rounds, MPI count arrays, array names. nd is
+ * 2 (a plane: the grid's Lz = 1, no halo and no window in z) or 3. */
 typedef struct dm {
-    const cp_dplane *d;
+    MPI_Comm comm;
+    int rank, nranks, nd;
     const cp_grid *g;
+    const cp_bstore *store;
     int64_t b0, b1; /* own blocks */
     int *cnt;       /* 2 * nranks: receive counts, displacements of the seed gather */
     char fin[64], mh[64], mhq[64], mlq[64], m0[64];
 } dm;
 
-/* Seeds of the plane in raster order with their labels (the same on every rank). */
+/* Seeds of the volume in raster order with their labels (the same on every rank). */
 typedef struct seedtab {
     int64_t K;
-    int64_t *idx;    /* plane raster index y * Lx + x, increasing */
+    int64_t *idx;    /* raster index (z * Ly + y) * Lx + x, increasing */
     uint32_t *label; /* 1..K: position in Cellpose's seed order + 1 */
 } seedtab;
 
-/* A block grown by HALO on every side, not clipped: cells outside the plane stay 0. */
+/* A block grown by h[k] = HALO on every side of each axis (none in z for a plane), not clipped:
+ * cells outside the volume stay 0. */
 typedef struct ext {
-    cp_rect r;      /* the block */
-    int64_t ey, ex; /* the window's size */
+    cp_box3 r;     /* the block */
+    int64_t h[3];  /* halo per axis */
+    int64_t e[3];  /* the window's size */
 } ext;
 
-static ext ext_of(const cp_grid *g, int64_t b)
+static ext ext_of(const dm *m, int64_t b)
 {
-    cp_rect r = cp_grid_block(g, b);
-    return (ext){r, r.ny + 2 * HALO, r.nx + 2 * HALO};
+    ext e = {.r = cp_grid_box(m->g, b)};
+    for (int k = 0; k < 3; k++)
+        e.h[k] = k == 0 && m->nd == 2 ? 0 : HALO, e.e[k] = e.r.n[k] + 2 * e.h[k];
+    return e;
 }
 
-/* Window index of plane cell (y, x). */
-static int64_t ext_at(const ext *e, int64_t y, int64_t x)
+static int64_t ext_cells(const ext *e) { return e->e[0] * e->e[1] * e->e[2]; }
+
+/* Window index of volume cell c (z, y, x). */
+static int64_t ext_at(const ext *e, const int64_t c[3])
 {
-    return (y - e->r.y0 + HALO) * e->ex + x - e->r.x0 + HALO;
+    int64_t i = 0;
+    for (int k = 0; k < 3; k++) i = i * e->e[k] + c[k] - e->r.o[k] + e->h[k];
+    return i;
 }
 
-/* Plane raster index of window index i. */
-static int64_t ext_raster(const ext *e, int64_t Lx, int64_t i)
+/* Window coordinates of window index i. */
+static void ext_coords(const ext *e, int64_t i, int64_t w[3])
 {
-    return (e->r.y0 - HALO + i / e->ex) * Lx + e->r.x0 - HALO + i % e->ex;
+    w[2] = i % e->e[2], w[1] = i / e->e[2] % e->e[1], w[0] = i / (e->e[2] * e->e[1]);
 }
 
-/* The particles of "fin" of block b (*p malloc'ed, NULL when none), checked: end point inside the
- * plane (as cp_masks_histogram checks it, NaN fails), end cell inside block b, source inside the
- * plane. */
-static int load_fin(const dm *m, int64_t b, cp_particle **p, int64_t *n, char *err)
+/* Raster index of volume cell c, and back. */
+static int64_t raster_of(const cp_grid *g, const int64_t c[3])
+{
+    return (c[0] * g->Ly + c[1]) * g->Lx + c[2];
+}
+
+static void raster_coords(const cp_grid *g, int64_t i, int64_t c[3])
+{
+    c[2] = i % g->Lx, c[1] = i / g->Lx % g->Ly, c[0] = i / (g->Lx * g->Ly);
+}
+
+/* Volume raster index of window index i. */
+static int64_t ext_raster(const ext *e, const cp_grid *g, int64_t i)
+{
+    int64_t c[3];
+    ext_coords(e, i, c);
+    for (int k = 0; k < 3; k++) c[k] += e->r.o[k] - e->h[k];
+    return raster_of(g, c);
+}
+
+/* Whether window coordinates w lie in the block grown by `by` (in the axes with a halo). */
+static int ext_near(const ext *e, const int64_t w[3], int64_t by)
+{
+    for (int k = 0; k < 3; k++) {
+        const int64_t d = e->h[k] ? by : 0;
+        if (w[k] < e->h[k] - d || w[k] >= e->h[k] + e->r.n[k] + d) return 0;
+    }
+    return 1;
+}
+
+/* The blocks whose voxels intersect box r (clipped to the volume), in increasing order; returns
+ * the count (list may be NULL). */
+static int64_t blocks_touching(const cp_grid *g, cp_box3 r, int64_t *list)
+{
+    int64_t lo[3], hi[3], n = 0;
+    for (int k = 0; k < 3; k++) {
+        if (r.n[k] <= 0) return 0;
+        lo[k] = r.o[k] / g->B, hi[k] = (r.o[k] + r.n[k] - 1) / g->B;
+    }
+    for (int64_t bz = lo[0]; bz <= hi[0]; bz++)
+        for (int64_t by = lo[1]; by <= hi[1]; by++)
+            for (int64_t bx = lo[2]; bx <= hi[2]; bx++, n++)
+                if (list) list[n] = (bz * g->nby + by) * g->nbx + bx;
+    return n;
+}
+
+/* A particle of "fin" / "fin3" with its end cell: cp_particle and cp_particle3 are converted in
+ * place into this record of the same size. */
+typedef struct endpt {
+    int64_t src;
+    int32_t c[3]; /* end cell (z, y, x) */
+    int32_t pad_;
+} endpt;
+_Static_assert(sizeof(endpt) == sizeof(cp_particle) && sizeof(endpt) == sizeof(cp_particle3),
+               "particles are converted in place");
+
+static void endpt_cell(const endpt *p, int64_t c[3])
+{
+    for (int k = 0; k < 3; k++) c[k] = p->c[k];
+}
+
+/* Checks particle i of block b (end point f (z, y, x), f[0] = 0 for a plane; src) as
+ * cp_masks_histogram / cp_masks3_histogram do (NaN fails), and its end cell inside block b. */
+static int check_particle(const dm *m, int64_t b, int64_t i, const float f[3], int64_t src,
+                          char *err)
 {
     const cp_grid *g = m->g;
+    const int64_t L[3] = {g->Lz, g->Ly, g->Lx};
+    int out = 0;
+    for (int k = 0; k < 3; k++) out |= !(f[k] >= 0.0f && f[k] <= (float)(L[k] - 1));
+    if (out && m->nd == 2)
+        return cp_errf(err, CP_EDATA,
+                       "dmasks: block %lld: particle %lld: end point (%g, %g) outside the %lld x "
+                       "%lld plane",
+                       (long long)b, (long long)i, (double)f[1], (double)f[2], (long long)g->Ly,
+                       (long long)g->Lx);
+    if (out)
+        return cp_errf(err, CP_EDATA,
+                       "dmasks: block %lld: particle %lld: end point (%g, %g, %g) outside the "
+                       "%lld x %lld x %lld volume",
+                       (long long)b, (long long)i, (double)f[0], (double)f[1], (double)f[2],
+                       (long long)L[0], (long long)L[1], (long long)L[2]);
+    if ((src < 0 || src >= L[0] * L[1] * L[2]) && m->nd == 2)
+        return cp_errf(err, CP_EDATA,
+                       "dmasks: block %lld: particle %lld: source pixel %lld outside the %lld x "
+                       "%lld plane",
+                       (long long)b, (long long)i, (long long)src, (long long)g->Ly,
+                       (long long)g->Lx);
+    if (src < 0 || src >= L[0] * L[1] * L[2])
+        return cp_errf(err, CP_EDATA,
+                       "dmasks: block %lld: particle %lld: source voxel %lld outside the %lld x "
+                       "%lld x %lld volume",
+                       (long long)b, (long long)i, (long long)src, (long long)L[0],
+                       (long long)L[1], (long long)L[2]);
+    const cp_box3 r = cp_grid_box(g, b);
+    const int64_t c[3] = {(int64_t)f[0], (int64_t)f[1], (int64_t)f[2]};
+    if (cp_grid_block_at3(g, c[0], c[1], c[2]) == b) return 0;
+    if (m->nd == 2)
+        return cp_errf(err, CP_EDATA,
+                       "dmasks: block %lld: particle %lld: end cell (%lld, %lld) outside the block "
+                       "(rows %lld..%lld, columns %lld..%lld)",
+                       (long long)b, (long long)i, (long long)c[1], (long long)c[2],
+                       (long long)r.o[1], (long long)(r.o[1] + r.n[1] - 1), (long long)r.o[2],
+                       (long long)(r.o[2] + r.n[2] - 1));
+    return cp_errf(err, CP_EDATA,
+                   "dmasks: block %lld: particle %lld: end cell (%lld, %lld, %lld) outside the "
+                   "block (planes %lld..%lld, rows %lld..%lld, columns %lld..%lld)",
+                   (long long)b, (long long)i, (long long)c[0], (long long)c[1], (long long)c[2],
+                   (long long)r.o[0], (long long)(r.o[0] + r.n[0] - 1), (long long)r.o[1],
+                   (long long)(r.o[1] + r.n[1] - 1), (long long)r.o[2],
+                   (long long)(r.o[2] + r.n[2] - 1));
+}
+
+/* The particles of "fin" of block b (*p malloc'ed, NULL when none), checked (check_particle) and
+ * converted to end cells. */
+static int load_fin(const dm *m, int64_t b, endpt **p, int64_t *n, char *err)
+{
     *p = NULL, *n = 0;
-    int64_t bytes = cp_bstore_size(m->d->store, m->fin, b);
+    int64_t bytes = cp_bstore_size(m->store, m->fin, b);
     if (bytes <= 0) return 0;
-    if (bytes % (int64_t)sizeof(cp_particle))
+    if (bytes % (int64_t)sizeof(endpt))
         return cp_errf(err, CP_EFORMAT,
                        "dmasks: block %lld: \"%s\" has %lld bytes, not whole particle records",
                        (long long)b, m->fin, (long long)bytes);
-    cp_particle *q = malloc((size_t)bytes);
+    endpt *q = malloc((size_t)bytes);
     if (!q)
         return cp_errf(err, CP_ENOMEM,
                        "dmasks: block %lld: cannot allocate %lld bytes of particles", (long long)b,
                        (long long)bytes);
-    int rc = cp_bstore_get(m->d->store, m->fin, b, q, (size_t)bytes, err);
-    const int64_t nq = bytes / (int64_t)sizeof(cp_particle);
-    const cp_rect r = cp_grid_block(g, b);
+    int rc = cp_bstore_get(m->store, m->fin, b, q, (size_t)bytes, err);
+    const int64_t nq = bytes / (int64_t)sizeof(endpt);
     for (int64_t i = 0; !rc && i < nq; i++) {
-        float py = q[i].py, px = q[i].px;
-        if (!(py >= 0.0f && py <= (float)(g->Ly - 1) && px >= 0.0f && px <= (float)(g->Lx - 1)))
-            rc = cp_errf(err, CP_EDATA,
-                         "dmasks: block %lld: particle %lld: end point (%g, %g) outside the %lld x "
-                         "%lld plane",
-                         (long long)b, (long long)i, (double)py, (double)px, (long long)g->Ly,
-                         (long long)g->Lx);
-        else if (q[i].src < 0 || q[i].src >= g->Ly * g->Lx)
-            rc = cp_errf(err, CP_EDATA,
-                         "dmasks: block %lld: particle %lld: source pixel %lld outside the %lld x "
-                         "%lld plane",
-                         (long long)b, (long long)i, (long long)q[i].src, (long long)g->Ly,
-                         (long long)g->Lx);
-        else if (cp_grid_block_at(g, (int64_t)py, (int64_t)px) != b)
-            rc = cp_errf(
-                err, CP_EDATA,
-                "dmasks: block %lld: particle %lld: end cell (%lld, %lld) outside the block "
-                "(rows %lld..%lld, columns %lld..%lld)",
-                (long long)b, (long long)i, (long long)py, (long long)px, (long long)r.y0,
-                (long long)(r.y0 + r.ny - 1), (long long)r.x0, (long long)(r.x0 + r.nx - 1));
+        float f[3];
+        int64_t src;
+        if (m->nd == 2) {
+            cp_particle r;
+            memcpy(&r, q + i, sizeof r);
+            f[0] = 0.0f, f[1] = r.py, f[2] = r.px, src = r.src;
+        } else {
+            cp_particle3 r;
+            memcpy(&r, q + i, sizeof r);
+            memcpy(f, r.c, sizeof f), src = r.src;
+        }
+        rc = check_particle(m, b, i, f, src, err);
+        if (!rc) q[i] = (endpt){src, {(int32_t)f[0], (int32_t)f[1], (int32_t)f[2]}, 0};
     }
     if (rc) {
         free(q);
@@ -173,7 +297,7 @@ static int deliver(const dm *m, int64_t *rec, int64_t n, const char *queue, char
     for (int64_t i = 0, j; !rc && i < n; i = j) {
         j = i + 1;
         while (j < n && rec[REC * j] == rec[REC * i]) j++;
-        rc = cp_bstore_append(m->d->store, queue, rec[REC * i], rec + REC * i,
+        rc = cp_bstore_append(m->store, queue, rec[REC * i], rec + REC * i,
                               sizeof(int64_t) * (size_t)(REC * (j - i)), err);
     }
     return rc;
@@ -199,7 +323,7 @@ static int send_to_blocks(const dm *m, int rc, cp_outbox *out, const char *queue
     if ((rc = cp_exchange(out, rc, INT64_MAX, (void **)&rec, &n, err)) != 0) return rc;
     rc = deliver(m, rec, n, queue, err);
     free(rec);
-    return cp_agree(m->d->comm, rc, err);
+    return cp_agree(m->comm, rc, err);
 }
 
 /* What a rank sends in one round beyond the records of its last block: bounds the memory of a
@@ -221,7 +345,7 @@ static int rounds(const dm *m, const seedtab *t, cp_outbox *out, block_step step
         while (!lrc && b < m->b1 && out->queued < ROUND_RECORDS) lrc = step(m, t, b++, out, err);
         rc = send_to_blocks(m, lrc, out, queue, err);
         int mine = b < m->b1;
-        if (!rc) MPI_Allreduce(&mine, &more, 1, MPI_INT, MPI_MAX, m->d->comm);
+        if (!rc) MPI_Allreduce(&mine, &more, 1, MPI_INT, MPI_MAX, m->comm);
     }
     return rc;
 }
@@ -232,42 +356,46 @@ static int hist_block(const dm *m, const seedtab *t, int64_t b, cp_outbox *out, 
 {
     (void)t;
     const cp_grid *g = m->g;
-    const ext e = ext_of(g, b);
-    cp_particle *p;
-    int64_t n, nb = 0, *nbrs = NULL;
+    const ext e = ext_of(m, b);
+    endpt *p;
+    int64_t n, nb = 0, *nbrs = NULL, c[3];
     int rc = load_fin(m, b, &p, &n, err);
     if (rc) return rc;
-    int32_t *h = calloc((size_t)(e.ey * e.ex), sizeof *h);
+    int32_t *h = calloc((size_t)ext_cells(&e), sizeof *h);
     if (!h) {
         free(p);
         return cp_errf(err, CP_ENOMEM, "dmasks: block %lld: cannot allocate the histogram",
                        (long long)b);
     }
-    for (int64_t i = 0; i < n; i++) h[ext_at(&e, (int64_t)p[i].py, (int64_t)p[i].px)]++;
+    for (int64_t i = 0; i < n; i++) endpt_cell(&p[i], c), h[ext_at(&e, c)]++;
     free(p);
-    rc = cp_bstore_put(m->d->store, m->mh, b, h, sizeof *h * (size_t)(e.ey * e.ex), err);
+    rc = cp_bstore_put(m->store, m->mh, b, h, sizeof *h * (size_t)ext_cells(&e), err);
     /* block b2's extended window holds cell c iff c is within HALO of b2, i.e. b2 touches c's
-     * HALO-neighbourhood: every such b2 touches b grown by HALO */
-    const cp_rect around = cp_rect_grow(g, e.r, HALO);
+     * HALO-neighbourhood: every such b2 touches b grown by HALO (clipped to the volume: in z for
+     * a plane, that is z = 0) */
+    const cp_box3 around = cp_box3_grow(g, e.r, HALO);
     if (!rc) {
-        nb = cp_grid_blocks_touching(g, around, NULL);
-        if (!(nbrs = malloc(sizeof *nbrs * (size_t)nb)))
+        nb = blocks_touching(g, around, NULL);
+        if (!(nbrs = malloc(sizeof *nbrs * (size_t)(nb + 1))))
             rc = cp_errf(err, CP_ENOMEM, "dmasks: block %lld: cannot allocate %lld neighbours",
                          (long long)b, (long long)nb);
         else
-            cp_grid_blocks_touching(g, around, nbrs);
+            blocks_touching(g, around, nbrs);
     }
     for (int64_t k = 0; !rc && k < nb; k++) {
         if (nbrs[k] == b) continue;
-        const cp_rect o = cp_rect_grow(g, cp_grid_block(g, nbrs[k]), HALO);
-        const int64_t y0 = o.y0 > e.r.y0 ? o.y0 : e.r.y0, x0 = o.x0 > e.r.x0 ? o.x0 : e.r.x0;
-        const int64_t y1 = o.y0 + o.ny < e.r.y0 + e.r.ny ? o.y0 + o.ny : e.r.y0 + e.r.ny;
-        const int64_t x1 = o.x0 + o.nx < e.r.x0 + e.r.nx ? o.x0 + o.nx : e.r.x0 + e.r.nx;
-        for (int64_t y = y0; !rc && y < y1; y++)
-            for (int64_t x = x0; !rc && x < x1; x++) {
-                int32_t v = h[ext_at(&e, y, x)];
-                if (v) rc = send_rec(m, out, nbrs[k], y * g->Lx + x, v, err);
-            }
+        const cp_box3 o = cp_box3_grow(g, cp_grid_box(g, nbrs[k]), HALO);
+        int64_t lo[3], hi[3];
+        for (int a = 0; a < 3; a++) {
+            lo[a] = o.o[a] > e.r.o[a] ? o.o[a] : e.r.o[a];
+            hi[a] = o.o[a] + o.n[a] < e.r.o[a] + e.r.n[a] ? o.o[a] + o.n[a] : e.r.o[a] + e.r.n[a];
+        }
+        for (c[0] = lo[0]; !rc && c[0] < hi[0]; c[0]++)
+            for (c[1] = lo[1]; !rc && c[1] < hi[1]; c[1]++)
+                for (c[2] = lo[2]; !rc && c[2] < hi[2]; c[2]++) {
+                    int32_t v = h[ext_at(&e, c)];
+                    if (v) rc = send_rec(m, out, nbrs[k], raster_of(g, c), v, err);
+                }
     }
     free(nbrs);
     free(h);
@@ -277,20 +405,18 @@ static int hist_block(const dm *m, const seedtab *t, int64_t b, cp_outbox *out, 
 /* ---- phase 2: extended histograms complete; seeds ---- */
 
 /* The seeds of extended histogram h that can paint a cell of the block: those within GROW_R of
- * it, in window raster order (*s malloc'ed, the caller frees). cp_masks_seeds reads a
- * (Ly+40) x (Lx+40) grid and is given the window as one; cells within SEED_R of the window's
- * border see a truncated 5x5 window and may be false seeds, but they are beyond GROW_R of the
- * block and dropped. */
+ * it, in window raster order (*s malloc'ed, the caller frees). cp_masks_grid_seeds reads the
+ * window as a grid; cells within SEED_R of the window's border see a truncated window and may be
+ * false seeds, but they are beyond GROW_R of the block and dropped (a plane has no window in z:
+ * there the 5x5x5 box of a grid of depth 1 is the 5x5 window of 2-D). */
 static int block_seeds(const ext *e, const int32_t *h, cp_seed **s, int64_t *n, char *err)
 {
-    int rc = cp_masks_seeds(h, e->ey - 2 * CP_RPAD, e->ex - 2 * CP_RPAD, s, n, err);
+    int rc = cp_masks_grid_seeds(h, e->e, s, n, err);
     if (rc) return rc;
-    int64_t k = 0;
+    int64_t k = 0, w[3];
     for (int64_t i = 0; i < *n; i++) {
-        int64_t ly = (*s)[i].idx / e->ex, lx = (*s)[i].idx % e->ex;
-        if (ly >= HALO - GROW_R && ly < HALO + e->r.ny + GROW_R && lx >= HALO - GROW_R &&
-            lx < HALO + e->r.nx + GROW_R)
-            (*s)[k++] = (*s)[i];
+        ext_coords(e, (*s)[i].idx, w);
+        if (ext_near(e, w, GROW_R)) (*s)[k++] = (*s)[i];
     }
     *n = k;
     return 0;
@@ -300,27 +426,27 @@ static int block_seeds(const ext *e, const int32_t *h, cp_seed **s, int64_t *n, 
  * b to own as (raster index, count, b). */
 static int seeds_block(const dm *m, int64_t b, recs *own, char *err)
 {
-    const ext e = ext_of(m->g, b);
-    const size_t bytes = sizeof(int32_t) * (size_t)(e.ey * e.ex);
+    const ext e = ext_of(m, b);
+    const size_t bytes = sizeof(int32_t) * (size_t)ext_cells(&e);
     int32_t *h = malloc(bytes);
-    int64_t *q = NULL, nseeds = 0;
+    int64_t *q = NULL, nseeds = 0, c[3], w[3];
     size_t qbytes = 0;
     cp_seed *s = NULL;
-    int rc = h ? cp_bstore_get(m->d->store, m->mh, b, h, bytes, err)
+    int rc = h ? cp_bstore_get(m->store, m->mh, b, h, bytes, err)
                : cp_errf(err, CP_ENOMEM, "dmasks: block %lld: cannot allocate the histogram",
                          (long long)b);
-    if (!rc) rc = cp_bstore_take(m->d->store, m->mhq, b, (void **)&q, &qbytes, err);
+    if (!rc) rc = cp_bstore_take(m->store, m->mhq, b, (void **)&q, &qbytes, err);
     const int64_t nq = (int64_t)(qbytes / (sizeof(int64_t) * REC));
     for (int64_t i = 0; !rc && i < nq; i++) {
-        int64_t y = q[REC * i + 1] / m->g->Lx, x = q[REC * i + 1] % m->g->Lx;
-        h[ext_at(&e, y, x)] += (int32_t)q[REC * i + 2];
+        raster_coords(m->g, q[REC * i + 1], c);
+        h[ext_at(&e, c)] += (int32_t)q[REC * i + 2];
     }
-    if (!rc) rc = cp_bstore_put(m->d->store, m->mh, b, h, bytes, err);
+    if (!rc) rc = cp_bstore_put(m->store, m->mh, b, h, bytes, err);
     if (!rc) rc = block_seeds(&e, h, &s, &nseeds, err);
     for (int64_t k = 0; !rc && k < nseeds; k++) {
-        int64_t ly = s[k].idx / e.ex, lx = s[k].idx % e.ex;
-        if (ly >= HALO && ly < HALO + e.r.ny && lx >= HALO && lx < HALO + e.r.nx)
-            rc = recs_push(own, ext_raster(&e, m->g->Lx, s[k].idx), s[k].count, b, err);
+        ext_coords(&e, s[k].idx, w);
+        if (ext_near(&e, w, 0))
+            rc = recs_push(own, ext_raster(&e, m->g, s[k].idx), s[k].count, b, err);
     }
     free(s);
     free(q);
@@ -364,8 +490,7 @@ static int seedtab_alloc(seedtab *t, char *err)
 /* Collective: the seeds of every block, their global order, and the table on every rank. */
 static int seeds_phase(const dm *m, seedtab *t, char *err)
 {
-    const cp_dplane *d = m->d;
-    int *rcount = m->cnt, *rdispl = rcount + d->nranks;
+    int *rcount = m->cnt, *rdispl = rcount + m->nranks;
     recs own = {0};
     int64_t *all = NULL, total = 0;
     int rc = 0;
@@ -373,11 +498,11 @@ static int seeds_phase(const dm *m, seedtab *t, char *err)
     if (!rc && own.n > INT_MAX / REC)
         rc = cp_errf(err, CP_EDATA, "dmasks: %lld seeds on one rank exceed MPI's int counts",
                      (long long)own.n);
-    if ((rc = cp_agree(d->comm, rc, err))) goto done;
+    if ((rc = cp_agree(m->comm, rc, err))) goto done;
     int mine = (int)(REC * own.n);
-    MPI_Gather(&mine, 1, MPI_INT, rcount, 1, MPI_INT, 0, d->comm);
-    if (d->rank == 0) {
-        for (int r = 0; r < d->nranks; r++) rdispl[r] = (int)total, total += rcount[r];
+    MPI_Gather(&mine, 1, MPI_INT, rcount, 1, MPI_INT, 0, m->comm);
+    if (m->rank == 0) {
+        for (int r = 0; r < m->nranks; r++) rdispl[r] = (int)total, total += rcount[r];
         t->K = total / REC;
         if (total > INT_MAX || t->K > (int64_t)UINT32_MAX - 1)
             rc = cp_errf(err, CP_EDATA,
@@ -388,15 +513,15 @@ static int seeds_phase(const dm *m, seedtab *t, char *err)
         else
             rc = seedtab_alloc(t, err);
     }
-    if ((rc = cp_agree(d->comm, rc, err))) goto done;
-    MPI_Gatherv(own.v, mine, MPI_INT64_T, all, rcount, rdispl, MPI_INT64_T, 0, d->comm);
-    if (d->rank == 0) rc = order_seeds(all, t->K, t, err);
-    if ((rc = cp_agree(d->comm, rc, err))) goto done;
-    MPI_Bcast(&t->K, 1, MPI_INT64_T, 0, d->comm);
-    if (d->rank != 0) rc = seedtab_alloc(t, err);
-    if ((rc = cp_agree(d->comm, rc, err))) goto done;
-    MPI_Bcast(t->idx, (int)t->K, MPI_INT64_T, 0, d->comm);
-    MPI_Bcast(t->label, (int)t->K, MPI_UINT32_T, 0, d->comm);
+    if ((rc = cp_agree(m->comm, rc, err))) goto done;
+    MPI_Gatherv(own.v, mine, MPI_INT64_T, all, rcount, rdispl, MPI_INT64_T, 0, m->comm);
+    if (m->rank == 0) rc = order_seeds(all, t->K, t, err);
+    if ((rc = cp_agree(m->comm, rc, err))) goto done;
+    MPI_Bcast(&t->K, 1, MPI_INT64_T, 0, m->comm);
+    if (m->rank != 0) rc = seedtab_alloc(t, err);
+    if ((rc = cp_agree(m->comm, rc, err))) goto done;
+    MPI_Bcast(t->idx, (int)t->K, MPI_INT64_T, 0, m->comm);
+    MPI_Bcast(t->label, (int)t->K, MPI_UINT32_T, 0, m->comm);
 done:
     free(own.v);
     free(all);
@@ -410,18 +535,31 @@ typedef struct lseed {
     int64_t idx;   /* window index */
 } lseed;
 
+/* Grows seed s of window histogram h into M (cp_masks_grow / cp_masks3_grow on the window taken
+ * as a padded grid). */
+static void grow(const ext *e, int nd, const int32_t *h, int64_t idx, uint32_t label, uint32_t *M)
+{
+    const cp_seed s = {.idx = idx};
+    if (nd == 2) {
+        cp_masks_grow(h, e->e[2] - 2 * CP_RPAD, s, label, M);
+    } else {
+        const int64_t L[3] = {e->e[0] - 2 * CP_RPAD, e->e[1] - 2 * CP_RPAD, e->e[2] - 2 * CP_RPAD};
+        cp_masks3_grow(h, L, s, label, M);
+    }
+}
+
 /* M over the window of block b (*M malloc'ed): the seeds within GROW_R of the block grown in
  * increasing label order. */
 static int paint_block(const dm *m, const seedtab *t, int64_t b, const ext *e, uint32_t **M,
                        char *err)
 {
-    const size_t cells = (size_t)(e->ey * e->ex);
+    const size_t cells = (size_t)ext_cells(e);
     int32_t *h = malloc(sizeof *h * cells);
     cp_seed *s = NULL;
     lseed *ls = NULL;
     int64_t n = 0;
     *M = calloc(cells, sizeof **M);
-    int rc = h && *M ? cp_bstore_get(m->d->store, m->mh, b, h, sizeof *h * cells, err)
+    int rc = h && *M ? cp_bstore_get(m->store, m->mh, b, h, sizeof *h * cells, err)
                      : cp_errf(err, CP_ENOMEM, "dmasks: block %lld: cannot allocate the seed map",
                                (long long)b);
     if (!rc) rc = block_seeds(e, h, &s, &n, err);
@@ -429,21 +567,19 @@ static int paint_block(const dm *m, const seedtab *t, int64_t b, const ext *e, u
         rc = cp_errf(err, CP_ENOMEM, "dmasks: block %lld: cannot allocate %lld seeds", (long long)b,
                      (long long)n);
     for (int64_t k = 0; !rc && k < n; k++) {
-        int64_t gi = ext_raster(e, m->g->Lx, s[k].idx);
+        int64_t gi = ext_raster(e, m->g, s[k].idx);
         const int64_t *at = bsearch(&gi, t->idx, (size_t)t->K, sizeof *t->idx, cmp_first);
         if (!at)
             rc = cp_errf(
                 err, CP_EDATA,
-                "dmasks: block %lld: seed at pixel %lld is missing from the global seed list",
-                (long long)b, (long long)gi);
+                "dmasks: block %lld: seed at %s %lld is missing from the global seed list",
+                (long long)b, m->nd == 2 ? "pixel" : "voxel", (long long)gi);
         else
             ls[k] = (lseed){t->label[at - t->idx], s[k].idx};
     }
     if (!rc) {
         qsort(ls, (size_t)n, sizeof *ls, cmp_first);
-        for (int64_t k = 0; k < n; k++)
-            cp_masks_grow(h, e->ex - 2 * CP_RPAD, (cp_seed){.idx = ls[k].idx},
-                          (uint32_t)ls[k].label, *M);
+        for (int64_t k = 0; k < n; k++) grow(e, m->nd, h, ls[k].idx, (uint32_t)ls[k].label, *M);
     }
     free(h);
     free(s);
@@ -457,17 +593,18 @@ static int paint_block(const dm *m, const seedtab *t, int64_t b, const ext *e, u
 
 static int label_block(const dm *m, const seedtab *t, int64_t b, cp_outbox *out, char *err)
 {
-    const ext e = ext_of(m->g, b);
+    const ext e = ext_of(m, b);
     uint32_t *M = NULL;
-    cp_particle *p = NULL;
-    int64_t n = 0;
+    endpt *p = NULL;
+    int64_t n = 0, c[3];
     int rc = paint_block(m, t, b, &e, &M, err);
     if (!rc) rc = load_fin(m, b, &p, &n, err);
     for (int64_t i = 0; !rc && i < n; i++) {
-        uint32_t v = M[ext_at(&e, (int64_t)p[i].py, (int64_t)p[i].px)];
-        if (v) /* "m0" starts at 0: label 0 needs no message */
-            rc = send_rec(m, out, cp_grid_block_at(m->g, p[i].src / m->g->Lx, p[i].src % m->g->Lx),
-                          p[i].src, v, err);
+        endpt_cell(&p[i], c);
+        uint32_t v = M[ext_at(&e, c)];
+        if (!v) continue; /* "m0" starts at 0: label 0 needs no message */
+        raster_coords(m->g, p[i].src, c);
+        rc = send_rec(m, out, cp_grid_block_at3(m->g, c[0], c[1], c[2]), p[i].src, v, err);
     }
     free(M);
     free(p);
@@ -476,32 +613,35 @@ static int label_block(const dm *m, const seedtab *t, int64_t b, cp_outbox *out,
 
 /* ---- phase 4: labels at their pixels, counts and first raster index per label ---- */
 
+static int64_t box_cells(const cp_box3 *r) { return r->n[0] * r->n[1] * r->n[2]; }
+
 static int write_block(const dm *m, const seedtab *t, int64_t b, int64_t *count, int64_t *first,
                        char *err)
 {
-    const cp_rect r = cp_grid_block(m->g, b);
-    const int64_t Lx = m->g->Lx;
-    uint32_t *lab = calloc((size_t)(r.ny * r.nx), sizeof *lab);
-    int64_t *q = NULL;
+    const cp_box3 r = cp_grid_box(m->g, b);
+    uint32_t *lab = calloc((size_t)box_cells(&r), sizeof *lab);
+    int64_t *q = NULL, c[3];
     size_t qbytes = 0;
-    int rc = lab ? cp_bstore_take(m->d->store, m->mlq, b, (void **)&q, &qbytes, err)
+    int rc = lab ? cp_bstore_take(m->store, m->mlq, b, (void **)&q, &qbytes, err)
                  : cp_errf(err, CP_ENOMEM, "dmasks: block %lld: cannot allocate the labels",
                            (long long)b);
     const int64_t nq = (int64_t)(qbytes / (sizeof(int64_t) * REC));
     for (int64_t i = 0; !rc && i < nq; i++) {
-        int64_t src = q[REC * i + 1], v = q[REC * i + 2], y = src / Lx, x = src % Lx;
-        if (v < 1 || v > t->K || cp_grid_block_at(m->g, y, x) != b) {
+        int64_t src = q[REC * i + 1], v = q[REC * i + 2];
+        raster_coords(m->g, src, c);
+        if (v < 1 || v > t->K || cp_grid_block_at3(m->g, c[0], c[1], c[2]) != b) {
             rc = cp_errf(err, CP_EDATA,
-                         "dmasks: block %lld: label %lld for pixel %lld does not belong here",
-                         (long long)b, (long long)v, (long long)src);
+                         "dmasks: block %lld: label %lld for %s %lld does not belong here",
+                         (long long)b, (long long)v, m->nd == 2 ? "pixel" : "voxel",
+                         (long long)src);
             break;
         }
-        lab[(y - r.y0) * r.nx + x - r.x0] = (uint32_t)v;
+        lab[((c[0] - r.o[0]) * r.n[1] + c[1] - r.o[1]) * r.n[2] + c[2] - r.o[2]] = (uint32_t)v;
         count[v]++;
         first[v] = src < first[v] ? src : first[v];
     }
     if (!rc)
-        rc = cp_bstore_put(m->d->store, m->m0, b, lab, sizeof *lab * (size_t)(r.ny * r.nx), err);
+        rc = cp_bstore_put(m->store, m->m0, b, lab, sizeof *lab * (size_t)box_cells(&r), err);
     free(q);
     free(lab);
     return rc;
@@ -512,8 +652,9 @@ static int write_block(const dm *m, const seedtab *t, int64_t b, int64_t *count,
 static int renumber(const dm *m, double max_size_fraction, const int64_t *count,
                     const int64_t *first, int64_t K, uint32_t *to, int64_t *n, char *err)
 {
+    const int64_t nvox = m->g->Lz * m->g->Ly * m->g->Lx;
     for (int64_t v = 1; v <= K; v++)
-        to[v] = !cp_masks_too_big(count[v], m->g->Ly * m->g->Lx, max_size_fraction);
+        to[v] = !cp_masks_too_big(count[v], nvox, max_size_fraction);
     if ((*n = cp_renumber_ids(first, 1, K, to)) < 0)
         return cp_errf(err, CP_ENOMEM, "dmasks: cannot allocate the ids of %lld labels",
                        (long long)K);
@@ -523,53 +664,59 @@ static int renumber(const dm *m, double max_size_fraction, const int64_t *count,
 /* Replaces "m0" of own block b by its new ids and drops its extended histogram. */
 static int relabel_block(const dm *m, int64_t b, const uint32_t *to, int64_t K, char *err)
 {
-    const cp_rect r = cp_grid_block(m->g, b);
-    const size_t bytes = sizeof(uint32_t) * (size_t)(r.ny * r.nx);
+    const cp_box3 r = cp_grid_box(m->g, b);
+    const int64_t nv = box_cells(&r);
+    const size_t bytes = sizeof(uint32_t) * (size_t)nv;
     uint32_t *lab = malloc(bytes);
-    int rc = lab ? cp_bstore_get(m->d->store, m->m0, b, lab, bytes, err)
+    int rc = lab ? cp_bstore_get(m->store, m->m0, b, lab, bytes, err)
                  : cp_errf(err, CP_ENOMEM, "dmasks: block %lld: cannot allocate the labels",
                            (long long)b);
-    for (int64_t i = 0; !rc && i < r.ny * r.nx; i++) {
+    for (int64_t i = 0; !rc && i < nv; i++) {
         if (lab[i] > K) { /* ids read back index `to`: check them (issue 20) */
-            char path[4200];
-            cp_bstore_path(m->d->store, m->m0, b, path, sizeof path);
-            rc = cp_errf(err, CP_EFORMAT, "%s: block (%lld,%lld) array 'm0': label %lu out of "
-                         "range [0, %lld]", path, (long long)(b / m->g->nbx),
-                         (long long)(b % m->g->nbx), (unsigned long)lab[i], (long long)K);
+            char path[4200], where[80];
+            const cp_grid *g = m->g;
+            cp_bstore_path(m->store, m->m0, b, path, sizeof path);
+            if (m->nd == 2)
+                snprintf(where, sizeof where, "(%lld,%lld)", (long long)(b / g->nbx),
+                         (long long)(b % g->nbx));
+            else
+                snprintf(where, sizeof where, "(%lld,%lld,%lld)",
+                         (long long)(b / (g->nby * g->nbx)), (long long)(b / g->nbx % g->nby),
+                         (long long)(b % g->nbx));
+            rc = cp_errf(err, CP_EFORMAT, "%s: block %s array '%s': label %lu out of range [0, "
+                         "%lld]", path, where, m->nd == 2 ? "m0" : CP_DMASKS3_OUT,
+                         (unsigned long)lab[i], (long long)K);
             break;
         }
         lab[i] = to[lab[i]];
     }
-    if (!rc) rc = cp_bstore_put(m->d->store, m->m0, b, lab, bytes, err);
-    if (!rc) cp_bstore_remove(m->d->store, m->mh, b);
+    if (!rc) rc = cp_bstore_put(m->store, m->m0, b, lab, bytes, err);
+    if (!rc) cp_bstore_remove(m->store, m->mh, b);
     free(lab);
     return rc;
 }
 
 /* ---- the phase ---- */
 
-int cp_dmasks_run(const cp_dplane *d, double max_size_fraction, int64_t *nlabels, char *err)
+static int run(dm *m, double max_size_fraction, int64_t *nlabels, char *err)
 {
-    dm m = {.d = d, .g = &d->grid};
     seedtab t = {0};
     cp_outbox out;
     int64_t *count = NULL, *first = NULL, n = 0;
     uint32_t *to = NULL;
     int rc = 0;
     *nlabels = 0;
-    cp_grid_range(m.g, d->rank, &m.b0, &m.b1);
-    cp_dname(d, CP_SLOT_FIN, m.fin), cp_dname(d, CP_SLOT_MH, m.mh), cp_dname(d, CP_SLOT_MHQ, m.mhq);
-    cp_dname(d, CP_SLOT_MLQ, m.mlq), cp_dname(d, CP_SLOT_M0, m.m0);
+    cp_grid_range(m->g, m->rank, &m->b0, &m->b1);
     /* queues left by an interrupted run (only this rank appends to its blocks' queues) */
-    for (int64_t b = m.b0; b < m.b1; b++)
-        cp_bstore_remove(d->store, m.mhq, b), cp_bstore_remove(d->store, m.mlq, b);
-    rc = cp_outbox_init(&out, d->comm, sizeof(int64_t) * REC, err);
-    if (!rc && !(m.cnt = malloc(sizeof *m.cnt * (size_t)(2 * d->nranks))))
-        rc = cp_errf(err, CP_ENOMEM, "dmasks: cannot allocate the counts of %d ranks", d->nranks);
-    if ((rc = cp_agree(d->comm, rc, err))) goto done;
-    if ((rc = rounds(&m, &t, &out, hist_block, m.mhq, err))) goto done;
-    if ((rc = seeds_phase(&m, &t, err))) goto done;
-    if ((rc = rounds(&m, &t, &out, label_block, m.mlq, err))) goto done;
+    for (int64_t b = m->b0; b < m->b1; b++)
+        cp_bstore_remove(m->store, m->mhq, b), cp_bstore_remove(m->store, m->mlq, b);
+    rc = cp_outbox_init(&out, m->comm, sizeof(int64_t) * REC, err);
+    if (!rc && !(m->cnt = malloc(sizeof *m->cnt * (size_t)(2 * m->nranks))))
+        rc = cp_errf(err, CP_ENOMEM, "dmasks: cannot allocate the counts of %d ranks", m->nranks);
+    if ((rc = cp_agree(m->comm, rc, err))) goto done;
+    if ((rc = rounds(m, &t, &out, hist_block, m->mhq, err))) goto done;
+    if ((rc = seeds_phase(m, &t, err))) goto done;
+    if ((rc = rounds(m, &t, &out, label_block, m->mlq, err))) goto done;
 
     count = calloc((size_t)(t.K + 1), sizeof *count);
     first = malloc(sizeof *first * (size_t)(t.K + 1));
@@ -578,21 +725,43 @@ int cp_dmasks_run(const cp_dplane *d, double max_size_fraction, int64_t *nlabels
         rc = cp_errf(err, CP_ENOMEM, "dmasks: cannot allocate the tables of %lld labels",
                      (long long)t.K);
     for (int64_t v = 0; !rc && v <= t.K; v++) first[v] = INT64_MAX;
-    for (int64_t b = m.b0; !rc && b < m.b1; b++) rc = write_block(&m, &t, b, count, first, err);
-    if ((rc = cp_agree(d->comm, rc, err))) goto done;
-    MPI_Allreduce(MPI_IN_PLACE, count, (int)(t.K + 1), MPI_INT64_T, MPI_SUM, d->comm);
-    MPI_Allreduce(MPI_IN_PLACE, first, (int)(t.K + 1), MPI_INT64_T, MPI_MIN, d->comm);
-    rc = renumber(&m, max_size_fraction, count, first, t.K, to, &n, err);
-    for (int64_t b = m.b0; !rc && b < m.b1; b++) rc = relabel_block(&m, b, to, t.K, err);
-    if ((rc = cp_agree(d->comm, rc, err))) goto done;
+    for (int64_t b = m->b0; !rc && b < m->b1; b++) rc = write_block(m, &t, b, count, first, err);
+    if ((rc = cp_agree(m->comm, rc, err))) goto done;
+    MPI_Allreduce(MPI_IN_PLACE, count, (int)(t.K + 1), MPI_INT64_T, MPI_SUM, m->comm);
+    MPI_Allreduce(MPI_IN_PLACE, first, (int)(t.K + 1), MPI_INT64_T, MPI_MIN, m->comm);
+    rc = renumber(m, max_size_fraction, count, first, t.K, to, &n, err);
+    for (int64_t b = m->b0; !rc && b < m->b1; b++) rc = relabel_block(m, b, to, t.K, err);
+    if ((rc = cp_agree(m->comm, rc, err))) goto done;
     *nlabels = n;
 done:
     cp_outbox_free(&out);
-    free(m.cnt);
+    free(m->cnt);
     free(t.idx);
     free(t.label);
     free(count);
     free(first);
     free(to);
     return rc;
+}
+
+int cp_dmasks_run(const cp_dplane *d, double max_size_fraction, int64_t *nlabels, char *err)
+{
+    dm m = {.comm = d->comm, .rank = d->rank, .nranks = d->nranks, .nd = 2, .g = &d->grid,
+            .store = d->store};
+    cp_dname(d, CP_SLOT_FIN, m.fin), cp_dname(d, CP_SLOT_MH, m.mh), cp_dname(d, CP_SLOT_MHQ, m.mhq);
+    cp_dname(d, CP_SLOT_MLQ, m.mlq), cp_dname(d, CP_SLOT_M0, m.m0);
+    return run(&m, max_size_fraction, nlabels, err);
+}
+
+int cp_dmasks3_run(MPI_Comm comm, const cp_grid *g, const cp_bstore *store,
+                   double max_size_fraction, int64_t *nlabels, char *err)
+{
+    dm m = {.comm = comm, .nd = 3, .g = g, .store = store};
+    MPI_Comm_rank(comm, &m.rank);
+    MPI_Comm_size(comm, &m.nranks);
+    snprintf(m.fin, sizeof m.fin, "%s", CP_DFOLLOW3_FIN);
+    snprintf(m.m0, sizeof m.m0, "%s", CP_DMASKS3_OUT);
+    snprintf(m.mh, sizeof m.mh, "mh3"), snprintf(m.mhq, sizeof m.mhq, "mhq3");
+    snprintf(m.mlq, sizeof m.mlq, "mlq3");
+    return run(&m, max_size_fraction, nlabels, err);
 }

@@ -20,7 +20,7 @@
  * whose end point is outside the plane or NaN, whose end cell is outside its block, or whose
  * source pixel is outside the plane (CP_EDATA); more seeds than uint32 labels (CP_EDATA); I/O
  * and memory failures. Temporary block arrays "mh", "mhq", "mlq" of the plane are removed on
- * success. */
+ * success. The volume's form is dmasks3.h. */
 int cp_dmasks_run(const cp_dplane *d, double max_size_fraction, int64_t *nlabels, char *err);
 
 #endif

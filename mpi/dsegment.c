@@ -472,6 +472,7 @@ static int stack_plane(void *ctx, int64_t z, const cp_norm *norm, const int inv[
 {
     run *stack = ctx, r = *stack;
     r.comm = MPI_COMM_SELF, r.rank = 0, r.nranks = 1, r.quiet = 1; /* the stack reports */
+    r.t0 = MPI_Wtime(), r.c0 = cp_comm_seconds();
     planes pp;
     planes_init(&r, &pp, z);
     int rc;
@@ -496,8 +497,8 @@ static int stack_plane(void *ctx, int64_t z, const cp_norm *norm, const int inv[
                                    err);
     for (int k = 0; k < 2; k++) stack->net_blocks[k] = r.net_blocks[k];
     char name[64];
-    for (cp_slot s = CP_SLOT_FIN; s <= CP_SLOT_LAB; s++) {
-        for (int64_t b = 0; b < gd->nblocks; b++)
+    for (cp_slot s = CP_SLOT_DP; s <= CP_SLOT_LAB; s++) { /* the slots phases hand over */
+        for (int64_t b = 0; s != CP_SLOT_DP && b < gd->nblocks; b++)
             cp_bstore_remove(pp.d.store, cp_dname(&pp.d, s, name), b);
         for (int64_t b = 0; pp.o != &pp.d && b < go->nblocks; b++)
             cp_bstore_remove(pp.o->store, cp_dname(pp.o, s, name), b);
