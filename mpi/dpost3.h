@@ -8,11 +8,13 @@
 #include <stdint.h>
 
 #include "bstore.h"
+#include "dmasks3.h"
 #include "grid.h"
 
 /* The arrays of a run in the store, per block, uint32 on the block's voxels (C order): the raw
- * labels read, the final labels written, and a scratch queue of edits. */
-#define CP_DPOST3_IN "m03"
+ * labels read (what cp_dmasks3_run writes), the final labels written, and a scratch queue of
+ * edits. */
+#define CP_DPOST3_IN CP_DMASKS3_OUT /* "m03" */
 #define CP_DPOST3_OUT "lab3"
 #define CP_DPOST3_EDITS "lab3.ed"
 
