@@ -84,16 +84,25 @@ static int remove_small(uint32_t *labels, int64_t n, int64_t min_size, char *err
 void cp_post_hole_map(const uint32_t *labels, int64_t Ly, int64_t Lx, int three_d, uint32_t v,
                       const cp_box *b, unsigned char *state, int64_t *stack)
 {
+    cp_post_hole_map_faces(labels, Ly, Lx, three_d ? CP_FACES_ALL : CP_FACES_YX, v, b, state,
+                           stack);
+}
+
+void cp_post_hole_map_faces(const uint32_t *labels, int64_t Ly, int64_t Lx, unsigned faces,
+                            uint32_t v, const cp_box *b, unsigned char *state, int64_t *stack)
+{
     int64_t bz = b->z1 - b->z0, by = b->y1 - b->y0, bx = b->x1 - b->x0;
     int64_t top = 0;
     for (int64_t z = 0; z < bz; z++)
         for (int64_t y = 0; y < by; y++) {
             const uint32_t *row = labels + ((b->z0 + z) * Ly + b->y0 + y) * Lx + b->x0;
             unsigned char *s = state + (z * by + y) * bx;
-            int edge_row = y == 0 || y == by - 1 || (three_d && (z == 0 || z == bz - 1));
+            int edge_row = (y == 0 && faces & CP_FACE_Y0) || (y == by - 1 && faces & CP_FACE_Y1) ||
+                           (z == 0 && faces & CP_FACE_Z0) || (z == bz - 1 && faces & CP_FACE_Z1);
             for (int64_t x = 0; x < bx; x++) {
                 s[x] = row[x] == v;
-                if (!s[x] && (edge_row || x == 0 || x == bx - 1)) {
+                if (!s[x] && (edge_row || (x == 0 && faces & CP_FACE_X0) ||
+                              (x == bx - 1 && faces & CP_FACE_X1))) {
                     s[x] = 2;
                     stack[top++] = (z * by + y) * bx + x;
                 }

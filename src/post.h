@@ -56,6 +56,19 @@ typedef struct cp_box {
 void cp_post_hole_map(const uint32_t *labels, int64_t Ly, int64_t Lx, int three_d, uint32_t v,
                       const cp_box *b, unsigned char *state, int64_t *stack);
 
+/* The faces of a box that cp_post_hole_map_faces floods from: bits of CP_FACE_*. */
+enum {
+    CP_FACE_Z0 = 1, CP_FACE_Z1 = 2, CP_FACE_Y0 = 4, CP_FACE_Y1 = 8, CP_FACE_X0 = 16,
+    CP_FACE_X1 = 32, CP_FACES_YX = 4 | 8 | 16 | 32, CP_FACES_ALL = 63
+};
+
+/* cp_post_hole_map (6-connected) flooding only from the faces of b named in `faces`: the pixels
+ * not v of b left 0 are not reached from those faces inside b. cp_post_hole_map is faces
+ * CP_FACES_ALL (three_d) or CP_FACES_YX. A part of a larger box (a block's share of a label's
+ * box) names the faces it shares with that box: a pixel reached here is reached there. */
+void cp_post_hole_map_faces(const uint32_t *labels, int64_t Ly, int64_t Lx, unsigned faces,
+                            uint32_t v, const cp_box *b, unsigned char *state, int64_t *stack);
+
 /* Cellpose's stitch3D over planes (nz, Ly, Lx) in place with IoU threshold, ids in uint32 (no
  * wrap: more than 2^32-1 ids is CP_EDATA, the array then partly relabelled; the empty-plane
  * label collision is fixed: a plane next to an empty one gets ids above the running maximum). */
