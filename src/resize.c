@@ -148,41 +148,91 @@ void cp_resize_bilinear(const float *src, int64_t sny, int64_t snx, int nc, floa
     cp_resize_bilinear_window(src, 0, 0, snx, sny, snx, nc, dst, 0, 0, dny, dnx, dny, dnx);
 }
 
-int cp_resize_volume(const float *src, int64_t nz, int64_t ny, int64_t nx, int nc, float *dst,
-                     int64_t mz, int64_t my, int64_t mx, int pairwise, char *err)
+/* The source span of output span [d0, d0+dn) of an axis resized from n to m within a 2-D resize
+ * that changes some axis (resize2 = 1; the column pair rule reads one more source value on an
+ * axis of equal size), or the span itself when the 2-D resize is a copy. */
+static void span_of(int resize2, int64_t n, int64_t m, int64_t d0, int64_t dn, int64_t *s0,
+                    int64_t *sn)
 {
-    int yx = ny != my || nx != mx, z = nz != mz;
-    int64_t plane = my * mx * nc;
-    /* the Y, X pass writes to dst directly unless the Z pass follows */
-    float *mid = z && yx ? malloc(sizeof(float) * (size_t)(nz * plane)) : NULL;
-    float *zp = z ? malloc(sizeof(float) * (size_t)(mz * mx * nc)) : NULL;
+    if (!resize2) {
+        *s0 = d0, *sn = dn;
+        return;
+    }
+    int64_t a, b;
+    cp_resize_src_span(n, m, d0, d0 + dn, &a, &b);
+    *s0 = a, *sn = b - a;
+}
+
+/* The Y, X pass's output box (the Z pass's input) for destination box out. */
+static cp_box3 mid_box(const int64_t n[3], const int64_t m[3], cp_box3 out)
+{
+    int z = n[0] != m[0];
+    cp_box3 b = out;
+    span_of(z, n[0], m[0], out.z0, out.nz, &b.z0, &b.nz);
+    span_of(z, m[2], m[2], out.x0, out.nx, &b.x0, &b.nx);
+    return b;
+}
+
+cp_box3 cp_resize_volume_src_box(const int64_t n[3], const int64_t m[3], cp_box3 out)
+{
+    int yx = n[1] != m[1] || n[2] != m[2];
+    cp_box3 b = mid_box(n, m, out);
+    span_of(yx, n[1], m[1], b.y0, b.ny, &b.y0, &b.ny);
+    span_of(yx, n[2], m[2], b.x0, b.nx, &b.x0, &b.nx);
+    return b;
+}
+
+int cp_resize_volume_window(const float *src, cp_box3 in, const int64_t n[3], int nc, float *dst,
+                            cp_box3 out, const int64_t m[3], int pairwise, char *err)
+{
+    int yx = n[1] != m[1] || n[2] != m[2], z = n[0] != m[0];
+    cp_box3 mb = mid_box(n, m, out);
+    int64_t plane = mb.ny * mb.nx * nc, oplane = out.ny * out.nx * nc;
+    /* the Y, X pass writes to dst directly unless the Z pass follows (then mb = out) */
+    float *mid = z && yx ? malloc(sizeof(float) * (size_t)(mb.nz * plane)) : NULL;
+    float *zp = z ? malloc(sizeof(float) * (size_t)(out.nz * out.nx * nc)) : NULL;
     if ((z && yx && !mid) || (z && !zp)) {
         free(mid);
         free(zp);
         return cp_errf(err, CP_ENOMEM, "resize: out of memory for a %lldx%lldx%lld volume of %d "
-                       "channels", (long long)nz, (long long)my, (long long)mx, nc);
+                       "channels", (long long)mb.nz, (long long)mb.ny, (long long)mb.nx, nc);
     }
-    const float *yxout = src;
+    const float *yxout = src; /* holds box yb: mb after a Y, X pass, else in (covering mb) */
+    cp_box3 yb = yx ? mb : in;
     if (yx) {
         float *to = z ? mid : dst;
-        for (int64_t k = 0; k < nz; k++)
-            resize_window(src + k * ny * nx * nc, 0, 0, nx, ny, nx, nc, to + k * plane, 0, 0, my,
-                          mx, my, mx, pairwise);
+        for (int64_t k = 0; k < mb.nz; k++)
+            resize_window(src + (mb.z0 - in.z0 + k) * in.ny * in.nx * nc, in.y0, in.x0, in.nx,
+                          n[1], n[2], nc, to + k * plane, mb.y0, mb.x0, mb.ny, mb.nx, m[1], m[2],
+                          pairwise);
         yxout = to;
     } else if (!z) {
-        memcpy(dst, src, sizeof(float) * (size_t)(nz * plane));
+        for (int64_t k = 0; k < out.nz; k++)
+            for (int64_t y = 0; y < out.ny; y++)
+                memcpy(dst + (k * out.ny + y) * out.nx * nc,
+                       src + (((out.z0 - in.z0 + k) * in.ny + out.y0 - in.y0 + y) * in.nx +
+                              out.x0 - in.x0) * nc,
+                       sizeof(float) * (size_t)(out.nx * nc));
     }
-    /* Y plane y of a (Z, Y, X, nc) volume: rows z at a stride of my * mx pixels */
-    for (int64_t y = 0; z && y < my; y++) {
-        resize_window(yxout + y * mx * nc, 0, 0, my * mx, nz, mx, nc, zp, 0, 0, mz, mx, mz, mx,
-                      pairwise);
-        for (int64_t k = 0; k < mz; k++)
-            memcpy(dst + k * plane + y * mx * nc, zp + k * mx * nc,
-                   sizeof(float) * (size_t)(mx * nc));
+    /* Y plane y of the (Z, Y, X, nc) box yb: rows z at a stride of yb.ny * yb.nx pixels */
+    for (int64_t y = 0; z && y < out.ny; y++) {
+        resize_window(yxout + (out.y0 - yb.y0 + y) * yb.nx * nc, yb.z0, yb.x0, yb.ny * yb.nx,
+                      n[0], m[2], nc, zp, out.z0, out.x0, out.nz, out.nx, m[0], m[2], pairwise);
+        for (int64_t k = 0; k < out.nz; k++)
+            memcpy(dst + k * oplane + y * out.nx * nc, zp + k * out.nx * nc,
+                   sizeof(float) * (size_t)(out.nx * nc));
     }
     free(mid);
     free(zp);
     return 0;
+}
+
+int cp_resize_volume(const float *src, int64_t nz, int64_t ny, int64_t nx, int nc, float *dst,
+                     int64_t mz, int64_t my, int64_t mx, int pairwise, char *err)
+{
+    const int64_t n[3] = {nz, ny, nx}, m[3] = {mz, my, mx};
+    cp_box3 in = {0, 0, 0, nz, ny, nx}, out = {0, 0, 0, mz, my, mx};
+    return cp_resize_volume_window(src, in, n, nc, dst, out, m, pairwise, err);
 }
 
 void cp_resize_nearest_u32(const uint32_t *src, int64_t sny, int64_t snx, uint32_t *dst,
