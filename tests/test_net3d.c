@@ -429,6 +429,10 @@ static void window_vs_whole(const cp_model *m, box_reader *rd, const cp_net3d_pa
         double e = tu_maxabs(mine, ref4, 4 * nw, &where);
         int64_t d = nbits_differ(mine, ref4, 4 * nw);
         st->maxabs = e > st->maxabs ? e : st->maxabs;
+        st->differ += d;
+        st->values += 4 * nw;
+        st->windows++;
+        st->max_read = rd->voxels > st->max_read ? rd->voxels : st->max_read;
     }
     free(mine);
     free(ref4);
