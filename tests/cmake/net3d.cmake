@@ -19,19 +19,23 @@ cp_add_test(NAME net3d_net_tiny_nbase8_vol3d_multitile_smooth1 SOURCE test_net3d
 cp_add_test(NAME net3d_net_synth_trained_nbase16_vol3d_aniso_noresample SOURCE test_net3d.c
             LINK net3d ARGS net synth_trained_nbase16_vol3d_aniso noresample TIMEOUT 900)
 # cp_net3d_window (src/net3d_window.c): windows of block grids (4, 7, 16 per side, a sample of
-# blocks per size; "all" in the heavy runs), one off the grid and the whole grid, bit for bit
-# against cp_run_net3d on the whole volume; the window off the grid against the oracle (1e-3).
-cp_add_test(NAME net3d_window_tiny_nbase8_vol3d SOURCE test_net3d.c LINK net3d
-            ARGS window tiny_nbase8_vol3d main 12 TIMEOUT 300)
-cp_add_test(NAME net3d_window_tiny_nbase8_vol3d_r2aug SOURCE test_net3d.c LINK net3d
-            ARGS window tiny_nbase8_vol3d r2aug 2 TIMEOUT 300)
+# blocks per size; "all" in the heavy runs), one off the grid and (small grids) the whole grid,
+# bit for bit against cp_run_net3d on the whole volume; the window off the grid against the
+# oracle (1e-3). r2 / aug: cropped volumes at rescale 2 / with augment (test_net3d.c).
+foreach(v main r2)
+  cp_add_test(NAME net3d_window_tiny_nbase8_vol3d_${v} SOURCE test_net3d.c LINK net3d
+              ARGS window tiny_nbase8_vol3d ${v} 3 TIMEOUT 600)
+endforeach()
+cp_add_test(NAME net3d_window_tiny_nbase8_vol3d_aug SOURCE test_net3d.c LINK net3d
+            ARGS window tiny_nbase8_vol3d aug 1 TIMEOUT 600)
 cp_add_test(NAME net3d_window_tiny_nbase8_vol3d_multitile_smooth1 SOURCE test_net3d.c LINK net3d
-            ARGS window tiny_nbase8_vol3d_multitile smooth1 2 TIMEOUT 900)
+            ARGS window tiny_nbase8_vol3d_multitile smooth1 1 TIMEOUT 900)
 foreach(v main noresample)
   cp_add_test(NAME net3d_window_synth_trained_nbase16_vol3d_aniso_${v} SOURCE test_net3d.c
-              LINK net3d ARGS window synth_trained_nbase16_vol3d_aniso ${v} 4 TIMEOUT 900)
+              LINK net3d ARGS window synth_trained_nbase16_vol3d_aniso ${v} 2 TIMEOUT 900
+              LABELS heavy)
 endforeach()
-cp_add_test(NAME net3d_window_tiny_nbase8_vol3d_all SOURCE test_net3d.c LINK net3d
-            ARGS window tiny_nbase8_vol3d main all TIMEOUT 3600 LABELS heavy)
-cp_add_test(NAME net3d_window_tiny_nbase8_vol3d_r2aug_all SOURCE test_net3d.c LINK net3d
-            ARGS window tiny_nbase8_vol3d r2aug all TIMEOUT 3600 LABELS heavy)
+foreach(v main r2)
+  cp_add_test(NAME net3d_window_tiny_nbase8_vol3d_${v}_all SOURCE test_net3d.c LINK net3d
+              ARGS window tiny_nbase8_vol3d ${v} all TIMEOUT 3600 LABELS heavy)
+endforeach()
