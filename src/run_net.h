@@ -30,8 +30,9 @@ void cp_net_out_free(cp_net_out *o);
  * the tiles of a stack) -> taper-weighted blend per image -> crop -> out: per image (3, Lyr, Lxr)
  * channel-first (dY, dX, cellprob; for the 3-D passes the rows and columns of whatever plane the
  * image is), allocated by the caller. An image's bits do not depend on nimg or batch. Tiles are
- * counted in pr (may be NULL). Memory besides out, per image: the padded input (2 f32) and the
- * canvas (3 f32 + 1 f64) per padded pixel; plus one batch of tiles in and out. Errors:
+ * counted in pr (may be NULL). Memory besides out, per image: the padded input (2 f32 per padded
+ * pixel) and the canvas over the image (3 f32 + 1 f64 per pixel); plus one batch of tiles in and
+ * out. Errors:
  * CP_ENOMEM; CP_EINTR when a stop was requested. */
 int cp_net_images(const cp_model *m, const float *x2, int64_t nimg, int64_t Lyr, int64_t Lxr,
                   int64_t bsize, double overlap, int augment, int64_t batch, float *out,

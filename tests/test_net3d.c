@@ -390,6 +390,13 @@ static int read_box(void *arg, cp_box3 b, float *dst, char *err)
     return 0;
 }
 
+/* A reader that fails. */
+static int read_fails(void *arg, cp_box3 b, float *dst, char *err)
+{
+    (void)arg, (void)b, (void)dst;
+    return cp_errf(err, CP_EIO, "reader: no volume");
+}
+
 /* Box w of the 4-channel field f over grid G, into dst (4, w). */
 static void field_box(const float *f, const int64_t G[3], cp_box3 w, float *dst)
 {
@@ -564,11 +571,21 @@ static int test_window(const char *name, const char *variant, int64_t sample)
         free(ref4);
         free(oracle);
     }
-    /* a window outside the grid is refused */
+    /* refused: a window outside the grid or empty, batch size 0; the reader's error passes */
     float dummy[4];
-    cp_box3 bad = {G[0], 0, 0, 1, 1, 1};
+    cp_box3 bad = {G[0], 0, 0, 1, 1, 1}, empty = {0, 0, 0, 1, 0, 1}, one = {0, 0, 0, 1, 1, 1};
     rc = cp_net3d_window(m, read_box, &rd, tc.L, &tc.p, bad, dummy, err);
-    TU_CHECK(rc == CP_EPARAM, "%s: a window outside the grid: %d %s", name, rc, err);
+    TU_CHECK(rc == CP_EPARAM && strstr(err, "outside"), "%s: outside the grid: %d %s", name, rc,
+             err);
+    rc = cp_net3d_window(m, read_box, &rd, tc.L, &tc.p, empty, dummy, err);
+    TU_CHECK(rc == CP_EPARAM, "%s: an empty window: %d %s", name, rc, err);
+    cp_net3d_params p0 = tc.p;
+    p0.batch_size = 0;
+    rc = cp_net3d_window(m, read_box, &rd, tc.L, &p0, one, dummy, err);
+    TU_CHECK(rc == CP_EPARAM && strstr(err, "batch size 0"), "%s: batch 0: %d %s", name, rc, err);
+    rc = cp_net3d_window(m, read_fails, NULL, tc.L, &tc.p, one, dummy, err);
+    TU_CHECK(rc == CP_EIO && strcmp(err, "reader: no volume") == 0, "%s: reader error: %d %s",
+             name, rc, err);
     cp_net3d_out_free(&o);
     cp_model_free(m);
     close_case(&tc);
