@@ -52,9 +52,9 @@ void cp_view_add(const cp_view *v, int64_t i, const float *y, int64_t cstride, f
 static cp_box3 view_box(int pass, int64_t p0, int64_t pn, const int64_t r[4])
 {
     switch (pass) {
-    case 0: return (cp_box3){p0, r[0], r[1], pn, r[2], r[3]};
-    case 1: return (cp_box3){r[0], p0, r[1], r[2], pn, r[3]};
-    default: return (cp_box3){r[0], r[1], p0, r[2], r[3], pn};
+    case 0: return (cp_box3){{p0, r[0], r[1]}, {pn, r[2], r[3]}};
+    case 1: return (cp_box3){{r[0], p0, r[1]}, {r[2], pn, r[3]}};
+    default: return (cp_box3){{r[0], r[1], p0}, {r[2], r[3], pn}};
     }
 }
 
@@ -62,7 +62,7 @@ static cp_box3 view_box(int pass, int64_t p0, int64_t pn, const int64_t r[4])
  * inverse). */
 static void box_rect(int pass, cp_box3 a, int64_t *p0, int64_t *pn, int64_t r[4])
 {
-    int64_t z[2] = {a.z0, a.nz}, y[2] = {a.y0, a.ny}, x[2] = {a.x0, a.nx};
+    int64_t z[2] = {a.o[0], a.n[0]}, y[2] = {a.o[1], a.n[1]}, x[2] = {a.o[2], a.n[2]};
     const int64_t *pl = pass == 0 ? z : pass == 1 ? y : x, *ro = pass == 0 ? y : z,
                   *co = pass == 2 ? y : x;
     *p0 = pl[0], *pn = pl[1];
@@ -104,9 +104,10 @@ int cp_net3d_pass_box(const cp_model *m, const float *xs, const int64_t L[3], in
     pass_geom q;
     int rc = pass_geom_of(L, pass, a, tile_overlap, augment, &q, err);
     if (rc) return rc;
-    cp_view vs = cp_view_of(pass, q.slab.nz, q.slab.ny, q.slab.nx),
-            va = cp_view_of(pass, a.nz, a.ny, a.nx);
-    int64_t cpix = q.cover[2] * q.cover[3], wpix = q.win[2] * q.win[3], nvox = a.nz * a.ny * a.nx;
+    cp_view vs = cp_view_of(pass, q.slab.n[0], q.slab.n[1], q.slab.n[2]),
+            va = cp_view_of(pass, a.n[0], a.n[1], a.n[2]);
+    int64_t cpix = q.cover[2] * q.cover[3], wpix = q.win[2] * q.win[3];
+    int64_t nvox = a.n[0] * a.n[1] * a.n[2];
     /* images per network call: enough to fill a batch of tiles */
     int64_t group = q.per > 0 && q.per < batch ? batch / q.per : 1;
     if (group > q.pn) group = q.pn;
@@ -138,7 +139,7 @@ int cp_net3d_pass(const cp_model *m, const float *x, const int64_t L[3], int pas
                   cp_progress *pr, char *err)
 {
     /* the whole volume: its slab is the volume */
-    cp_box3 a = {0, 0, 0, L[0], L[1], L[2]};
+    cp_box3 a = {{0, 0, 0}, {L[0], L[1], L[2]}};
     return cp_net3d_pass_box(m, x, L, pass, a, tile_overlap, augment, batch, acc, view, pr, err);
 }
 

@@ -69,7 +69,7 @@ int cp_net3d_slab(const int64_t L[3], int pass, cp_box3 a, double tile_overlap, 
                   cp_box3 *slab, char *err);
 
 /* cp_net3d_pass over box a of the network-scale volume L: xs holds the input (slab, 2)
- * interleaved over the pass's slab (cp_net3d_slab); acc (4, a.nz, a.ny, a.nx) and view (3, the
+ * interleaved over the pass's slab (cp_net3d_slab); acc (4, a.n) and view (3, the
  * box's planes, its image rows, columns; may be NULL) receive the same bits as cp_net3d_pass's
  * over those voxels. Only the tiles touching the box's image rect are run. cp_net3d_pass is
  * this call on the whole volume. */

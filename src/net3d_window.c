@@ -9,12 +9,7 @@
 
 static int64_t box_vox(cp_box3 b)
 {
-    return b.nz * b.ny * b.nx;
-}
-
-static void box_arr(cp_box3 b, int64_t a[6])
-{
-    a[0] = b.z0, a[1] = b.y0, a[2] = b.x0, a[3] = b.nz, a[4] = b.ny, a[5] = b.nx;
+    return b.n[0] * b.n[1] * b.n[2];
 }
 
 /* The network input (slab, 2) over box slab of the network scale Ln into xs: read through rd
@@ -55,11 +50,12 @@ static int passes(const cp_model *m, cp_net3d_reader rd, void *arg, const int64_
 /* Box o of the box b (both in one volume's coordinates) of v, one channel, into dst. */
 static void crop(const float *v, cp_box3 b, cp_box3 o, float *dst)
 {
-    for (int64_t z = 0; z < o.nz; z++)
-        for (int64_t y = 0; y < o.ny; y++)
-            memcpy(dst + (z * o.ny + y) * o.nx,
-                   v + ((o.z0 - b.z0 + z) * b.ny + o.y0 - b.y0 + y) * b.nx + o.x0 - b.x0,
-                   sizeof(float) * (size_t)o.nx);
+    for (int64_t z = 0; z < o.n[0]; z++)
+        for (int64_t y = 0; y < o.n[1]; y++)
+            memcpy(dst + (z * o.n[1] + y) * o.n[2],
+                   v + ((o.o[0] - b.o[0] + z) * b.n[1] + o.o[1] - b.o[1] + y) * b.n[2] + o.o[2] -
+                       b.o[2],
+                   sizeof(float) * (size_t)o.n[2]);
 }
 
 int cp_net3d_window(const cp_model *m, cp_net3d_reader rd, void *arg, const int64_t L[3],
@@ -73,18 +69,19 @@ int cp_net3d_window(const cp_model *m, cp_net3d_reader rd, void *arg, const int6
                        (long long)p->batch_size);
     int back = p->resample && (Ln[0] != L[0] || Ln[1] != L[1] || Ln[2] != L[2]);
     const int64_t *G = back ? L : Ln;
-    if (w.nz < 1 || w.ny < 1 || w.nx < 1 || w.z0 < 0 || w.y0 < 0 || w.x0 < 0 ||
-        w.z0 + w.nz > G[0] || w.y0 + w.ny > G[1] || w.x0 + w.nx > G[2])
+    int inside = 1;
+    for (int ax = 0; ax < 3; ax++)
+        inside &= w.n[ax] >= 1 && w.o[ax] >= 0 && w.o[ax] + w.n[ax] <= G[ax];
+    if (!inside)
         return cp_errf(err, CP_EPARAM, "network 3-D window: box %lldx%lldx%lld at (%lld, %lld, "
-                       "%lld) outside the %lldx%lldx%lld grid", (long long)w.nz, (long long)w.ny,
-                       (long long)w.nx, (long long)w.z0, (long long)w.y0, (long long)w.x0,
-                       (long long)G[0], (long long)G[1], (long long)G[2]);
+                       "%lld) outside the %lldx%lldx%lld grid", (long long)w.n[0],
+                       (long long)w.n[1], (long long)w.n[2], (long long)w.o[0], (long long)w.o[1],
+                       (long long)w.o[2], (long long)G[0], (long long)G[1], (long long)G[2]);
     int smooth = p->smooth > 0; /* as cp_net3d_finish */
     cp_box3 s = w;              /* the field before smoothing */
     if (smooth) {
-        cp_smooth3d_reach(p->smooth, G[0], w.z0, w.nz, &s.z0, &s.nz);
-        cp_smooth3d_reach(p->smooth, G[1], w.y0, w.ny, &s.y0, &s.ny);
-        cp_smooth3d_reach(p->smooth, G[2], w.x0, w.nx, &s.x0, &s.nx);
+        for (int ax = 0; ax < 3; ax++)
+            cp_smooth3d_reach(p->smooth, G[ax], w.o[ax], w.n[ax], &s.o[ax], &s.n[ax]);
     }
     cp_box3 a = back ? cp_resize_volume_src_box(Ln, L, s) : s; /* at the network scale */
     int64_t na = box_vox(a), ns = box_vox(s), nw = box_vox(w);
@@ -98,12 +95,9 @@ int cp_net3d_window(const cp_model *m, cp_net3d_reader rd, void *arg, const int6
         for (int c = 0; !rc && c < 4; c++)
             rc = cp_resize_volume_window(acc + c * na, a, Ln, 1, f + c * ns, s, L, 1, err);
     }
-    int64_t sa[6], wa[6];
-    box_arr(s, sa);
-    box_arr(w, wa);
     for (int c = 0; !rc && c < 4; c++) {
         if (smooth && c < 3)
-            rc = cp_smooth3d_window(f + c * ns, sa, G, p->smooth, out4 + c * nw, wa, err);
+            rc = cp_smooth3d_window(f + c * ns, s, G, p->smooth, out4 + c * nw, w, err);
         else
             crop(f + c * ns, s, w, out4 + c * nw);
     }

@@ -25,11 +25,11 @@
 #include "net3d.h"
 #include "resize.h"
 
-/* Reads the box b of the normalized volume x (L[0], L[1], L[2], 2) into dst (b.nz, b.ny, b.nx, 2)
+/* Reads the box b of the normalized volume x (L[0], L[1], L[2], 2) into dst (b.n, 2)
  * interleaved; returns 0 or an error (err set). */
 typedef int (*cp_net3d_reader)(void *arg, cp_box3 b, float *dst, char *err);
 
-/* out4 (4, w.nz, w.ny, w.nx): dZ, dY, dX, cellprob over the box w of the output grid (the volume
+/* out4 (4, w.n): dZ, dY, dX, cellprob over the box w of the output grid (the volume
  * L with p->resample, else its network scale cp_net3d_scale), bit-identical to the same voxels
  * of cp_run_net3d(m, x, L, p) (dP, then cellprob), for any rescale, anisotropy, resample,
  * tile_overlap, augment and flow3D_smooth. x is read through rd only, by boxes inside L. No

@@ -168,8 +168,8 @@ static cp_box3 mid_box(const int64_t n[3], const int64_t m[3], cp_box3 out)
 {
     int z = n[0] != m[0];
     cp_box3 b = out;
-    span_of(z, n[0], m[0], out.z0, out.nz, &b.z0, &b.nz);
-    span_of(z, m[2], m[2], out.x0, out.nx, &b.x0, &b.nx);
+    span_of(z, n[0], m[0], out.o[0], out.n[0], &b.o[0], &b.n[0]);
+    span_of(z, m[2], m[2], out.o[2], out.n[2], &b.o[2], &b.n[2]);
     return b;
 }
 
@@ -177,8 +177,8 @@ cp_box3 cp_resize_volume_src_box(const int64_t n[3], const int64_t m[3], cp_box3
 {
     int yx = n[1] != m[1] || n[2] != m[2];
     cp_box3 b = mid_box(n, m, out);
-    span_of(yx, n[1], m[1], b.y0, b.ny, &b.y0, &b.ny);
-    span_of(yx, n[2], m[2], b.x0, b.nx, &b.x0, &b.nx);
+    span_of(yx, n[1], m[1], b.o[1], b.n[1], &b.o[1], &b.n[1]);
+    span_of(yx, n[2], m[2], b.o[2], b.n[2], &b.o[2], &b.n[2]);
     return b;
 }
 
@@ -187,40 +187,41 @@ int cp_resize_volume_window(const float *src, cp_box3 in, const int64_t n[3], in
 {
     int yx = n[1] != m[1] || n[2] != m[2], z = n[0] != m[0];
     cp_box3 mb = mid_box(n, m, out);
-    int64_t plane = mb.ny * mb.nx * nc, oplane = out.ny * out.nx * nc;
+    int64_t plane = mb.n[1] * mb.n[2] * nc, oplane = out.n[1] * out.n[2] * nc;
     /* the Y, X pass writes to dst directly unless the Z pass follows (then mb = out) */
-    float *mid = z && yx ? malloc(sizeof(float) * (size_t)(mb.nz * plane)) : NULL;
-    float *zp = z ? malloc(sizeof(float) * (size_t)(out.nz * out.nx * nc)) : NULL;
+    float *mid = z && yx ? malloc(sizeof(float) * (size_t)(mb.n[0] * plane)) : NULL;
+    float *zp = z ? malloc(sizeof(float) * (size_t)(out.n[0] * out.n[2] * nc)) : NULL;
     if ((z && yx && !mid) || (z && !zp)) {
         free(mid);
         free(zp);
         return cp_errf(err, CP_ENOMEM, "resize: out of memory for a %lldx%lldx%lld volume of %d "
-                       "channels", (long long)mb.nz, (long long)mb.ny, (long long)mb.nx, nc);
+                       "channels", (long long)mb.n[0], (long long)mb.n[1], (long long)mb.n[2], nc);
     }
     const float *yxout = src; /* holds box yb: mb after a Y, X pass, else in (covering mb) */
     cp_box3 yb = yx ? mb : in;
     if (yx) {
         float *to = z ? mid : dst;
-        for (int64_t k = 0; k < mb.nz; k++)
-            resize_window(src + (mb.z0 - in.z0 + k) * in.ny * in.nx * nc, in.y0, in.x0, in.nx,
-                          n[1], n[2], nc, to + k * plane, mb.y0, mb.x0, mb.ny, mb.nx, m[1], m[2],
-                          pairwise);
+        for (int64_t k = 0; k < mb.n[0]; k++)
+            resize_window(src + (mb.o[0] - in.o[0] + k) * in.n[1] * in.n[2] * nc, in.o[1],
+                          in.o[2], in.n[2], n[1], n[2], nc, to + k * plane, mb.o[1], mb.o[2],
+                          mb.n[1], mb.n[2], m[1], m[2], pairwise);
         yxout = to;
     } else if (!z) {
-        for (int64_t k = 0; k < out.nz; k++)
-            for (int64_t y = 0; y < out.ny; y++)
-                memcpy(dst + (k * out.ny + y) * out.nx * nc,
-                       src + (((out.z0 - in.z0 + k) * in.ny + out.y0 - in.y0 + y) * in.nx +
-                              out.x0 - in.x0) * nc,
-                       sizeof(float) * (size_t)(out.nx * nc));
+        for (int64_t k = 0; k < out.n[0]; k++)
+            for (int64_t y = 0; y < out.n[1]; y++)
+                memcpy(dst + (k * out.n[1] + y) * out.n[2] * nc,
+                       src + (((out.o[0] - in.o[0] + k) * in.n[1] + out.o[1] - in.o[1] + y) *
+                                  in.n[2] + out.o[2] - in.o[2]) * nc,
+                       sizeof(float) * (size_t)(out.n[2] * nc));
     }
-    /* Y plane y of the (Z, Y, X, nc) box yb: rows z at a stride of yb.ny * yb.nx pixels */
-    for (int64_t y = 0; z && y < out.ny; y++) {
-        resize_window(yxout + (out.y0 - yb.y0 + y) * yb.nx * nc, yb.z0, yb.x0, yb.ny * yb.nx,
-                      n[0], m[2], nc, zp, out.z0, out.x0, out.nz, out.nx, m[0], m[2], pairwise);
-        for (int64_t k = 0; k < out.nz; k++)
-            memcpy(dst + k * oplane + y * out.nx * nc, zp + k * out.nx * nc,
-                   sizeof(float) * (size_t)(out.nx * nc));
+    /* Y plane y of the (Z, Y, X, nc) box yb: rows z at a stride of yb.n[1] * yb.n[2] pixels */
+    for (int64_t y = 0; z && y < out.n[1]; y++) {
+        resize_window(yxout + (out.o[1] - yb.o[1] + y) * yb.n[2] * nc, yb.o[0], yb.o[2],
+                      yb.n[1] * yb.n[2], n[0], m[2], nc, zp, out.o[0], out.o[2], out.n[0],
+                      out.n[2], m[0], m[2], pairwise);
+        for (int64_t k = 0; k < out.n[0]; k++)
+            memcpy(dst + k * oplane + y * out.n[2] * nc, zp + k * out.n[2] * nc,
+                   sizeof(float) * (size_t)(out.n[2] * nc));
     }
     free(mid);
     free(zp);
@@ -231,7 +232,7 @@ int cp_resize_volume(const float *src, int64_t nz, int64_t ny, int64_t nx, int n
                      int64_t mz, int64_t my, int64_t mx, int pairwise, char *err)
 {
     const int64_t n[3] = {nz, ny, nx}, m[3] = {mz, my, mx};
-    cp_box3 in = {0, 0, 0, nz, ny, nx}, out = {0, 0, 0, mz, my, mx};
+    cp_box3 in = {{0, 0, 0}, {nz, ny, nx}}, out = {{0, 0, 0}, {mz, my, mx}};
     return cp_resize_volume_window(src, in, n, nc, dst, out, m, pairwise, err);
 }
 

@@ -130,23 +130,24 @@ void cp_smooth3d_reach(double sigma, int64_t n, int64_t o0, int64_t on, int64_t 
     *bn = hi - lo;
 }
 
-int cp_smooth3d_window(const float *src, const int64_t b[6], const int64_t L[3], double sigma,
-                       float *dst, const int64_t o[6], char *err)
+int cp_smooth3d_window(const float *src, cp_box3 b, const int64_t L[3], double sigma, float *dst,
+                       cp_box3 o, char *err)
 {
     int rc = check_sigma(sigma, err);
     if (rc) return rc;
     int64_t R = radius(sigma);
     double *w = kernel(sigma, R);
     /* after Z: (o nz, b ny, b nx); after Y: (o nz, o ny, b nx) */
-    float *t1 = malloc(sizeof(float) * (size_t)(o[3] * b[4] * b[5]));
-    float *t2 = malloc(sizeof(float) * (size_t)(o[3] * o[4] * b[5]));
+    const int64_t *bo = b.o, *bn = b.n, *oo = o.o, *on = o.n;
+    float *t1 = malloc(sizeof(float) * (size_t)(on[0] * bn[1] * bn[2]));
+    float *t2 = malloc(sizeof(float) * (size_t)(on[0] * on[1] * bn[2]));
     int fail = !w || !t1 || !t2;
     if (!fail) {
-        int64_t s = b[4] * b[5];
-        line_pass qz = {L[0], b[0], b[3], s, 0, o[0], o[3], s, 0, s, s};
-        line_pass qy = {L[1], b[1], b[4], b[5], s, o[1], o[4], b[5], o[4] * b[5], o[3] * b[5],
-                        b[5]};
-        line_pass qx = {L[2], b[2], b[5], 1, b[5], o[2], o[5], 1, o[5], o[3] * o[4], 1};
+        int64_t s = bn[1] * bn[2];
+        line_pass qz = {L[0], bo[0], bn[0], s, 0, oo[0], on[0], s, 0, s, s};
+        line_pass qy = {L[1], bo[1], bn[1], bn[2], s, oo[1], on[1], bn[2], on[1] * bn[2],
+                        on[0] * bn[2], bn[2]};
+        line_pass qx = {L[2], bo[2], bn[2], 1, bn[2], oo[2], on[2], 1, on[2], on[0] * on[1], 1};
         fail = pass(src, t1, &qz, w, R) || pass(t1, t2, &qy, w, R) || pass(t2, dst, &qx, w, R);
     }
     if (w) free(w - R);

@@ -376,17 +376,18 @@ static int read_box(void *arg, cp_box3 b, float *dst, char *err)
 {
     box_reader *r = arg;
     const int64_t *L = r->L;
-    if (b.z0 < 0 || b.y0 < 0 || b.x0 < 0 || b.nz < 1 || b.ny < 1 || b.nx < 1 ||
-        b.z0 + b.nz > L[0] || b.y0 + b.ny > L[1] || b.x0 + b.nx > L[2])
+    int inside = 1;
+    for (int a = 0; a < 3; a++) inside &= b.o[a] >= 0 && b.n[a] >= 1 && b.o[a] + b.n[a] <= L[a];
+    if (!inside)
         return cp_errf(err, CP_EPARAM, "reader: box %lldx%lldx%lld at (%lld, %lld, %lld) outside "
-                       "the volume", (long long)b.nz, (long long)b.ny, (long long)b.nx,
-                       (long long)b.z0, (long long)b.y0, (long long)b.x0);
-    for (int64_t z = 0; z < b.nz; z++)
-        for (int64_t y = 0; y < b.ny; y++)
-            memcpy(dst + 2 * (z * b.ny + y) * b.nx,
-                   r->x + 2 * (((b.z0 + z) * L[1] + b.y0 + y) * L[2] + b.x0),
-                   sizeof(float) * (size_t)(2 * b.nx));
-    r->voxels += b.nz * b.ny * b.nx;
+                       "the volume", (long long)b.n[0], (long long)b.n[1], (long long)b.n[2],
+                       (long long)b.o[0], (long long)b.o[1], (long long)b.o[2]);
+    for (int64_t z = 0; z < b.n[0]; z++)
+        for (int64_t y = 0; y < b.n[1]; y++)
+            memcpy(dst + 2 * (z * b.n[1] + y) * b.n[2],
+                   r->x + 2 * (((b.o[0] + z) * L[1] + b.o[1] + y) * L[2] + b.o[2]),
+                   sizeof(float) * (size_t)(2 * b.n[2]));
+    r->voxels += b.n[0] * b.n[1] * b.n[2];
     return 0;
 }
 
@@ -400,13 +401,13 @@ static int read_fails(void *arg, cp_box3 b, float *dst, char *err)
 /* Box w of the 4-channel field f over grid G, into dst (4, w). */
 static void field_box(const float *f, const int64_t G[3], cp_box3 w, float *dst)
 {
-    int64_t nv = G[0] * G[1] * G[2], nw = w.nz * w.ny * w.nx;
+    int64_t nv = G[0] * G[1] * G[2], nw = w.n[0] * w.n[1] * w.n[2];
     for (int c = 0; c < 4; c++)
-        for (int64_t z = 0; z < w.nz; z++)
-            for (int64_t y = 0; y < w.ny; y++)
-                memcpy(dst + c * nw + (z * w.ny + y) * w.nx,
-                       f + c * nv + ((w.z0 + z) * G[1] + w.y0 + y) * G[2] + w.x0,
-                       sizeof(float) * (size_t)w.nx);
+        for (int64_t z = 0; z < w.n[0]; z++)
+            for (int64_t y = 0; y < w.n[1]; y++)
+                memcpy(dst + c * nw + (z * w.n[1] + y) * w.n[2],
+                       f + c * nv + ((w.o[0] + z) * G[1] + w.o[1] + y) * G[2] + w.o[2],
+                       sizeof(float) * (size_t)w.n[2]);
 }
 
 /* Differences of one window against the whole volume's field. */
@@ -419,7 +420,7 @@ static void window_vs_whole(const cp_model *m, box_reader *rd, const cp_net3d_pa
                             const cp_net3d_out *o, cp_box3 w, wstats *st)
 {
     const int64_t G[3] = {o->nz, o->ny, o->nx};
-    int64_t nw = w.nz * w.ny * w.nx;
+    int64_t nw = w.n[0] * w.n[1] * w.n[2];
     float *mine = malloc(sizeof(float) * (size_t)(4 * nw));
     float *ref4 = malloc(sizeof(float) * (size_t)(4 * nw));
     char err[CP_ERR_LEN] = "";
@@ -427,9 +428,9 @@ static void window_vs_whole(const cp_model *m, box_reader *rd, const cp_net3d_pa
     double c0 = cpu_now();
     int rc = cp_net3d_window(m, read_box, rd, rd->L, p, w, mine, err);
     st->cpu += cpu_now() - c0;
-    TU_CHECK(rc == 0, "window %lldx%lldx%lld at (%lld, %lld, %lld): %s", (long long)w.nz,
-             (long long)w.ny, (long long)w.nx, (long long)w.z0, (long long)w.y0, (long long)w.x0,
-             err);
+    TU_CHECK(rc == 0, "window %lldx%lldx%lld at (%lld, %lld, %lld): %s", (long long)w.n[0],
+             (long long)w.n[1], (long long)w.n[2], (long long)w.o[0], (long long)w.o[1],
+             (long long)w.o[2], err);
     if (!rc) {
         field_box(o->dP, G, w, ref4);
         int64_t where;
@@ -493,7 +494,7 @@ static int test_window(const char *name, const char *variant, int64_t sample)
         for (int a = 0; a < 3; a++) C[a] = tc.L[a] < M[a] ? tc.L[a] : M[a];
         float *xc = malloc(sizeof(float) * (size_t)(2 * C[0] * C[1] * C[2]));
         box_reader whole = {tc.x, {tc.L[0], tc.L[1], tc.L[2]}, 0};
-        read_box(&whole, (cp_box3){0, 0, 0, C[0], C[1], C[2]}, xc, err);
+        read_box(&whole, (cp_box3){{0, 0, 0}, {C[0], C[1], C[2]}}, xc, err);
         free(tc.x);
         tc.x = xc;
         memcpy(tc.L, C, sizeof C);
@@ -530,10 +531,10 @@ static int test_window(const char *name, const char *variant, int64_t sample)
             if (t == prev) continue;
             prev = t;
             int64_t bz = t / (nb[1] * nb[2]), by = t / nb[2] % nb[1], bx = t % nb[2];
-            cp_box3 w = {bz * b, by * b, bx * b, 0, 0, 0};
-            w.nz = G[0] - w.z0 < b ? G[0] - w.z0 : b;
-            w.ny = G[1] - w.y0 < b ? G[1] - w.y0 : b;
-            w.nx = G[2] - w.x0 < b ? G[2] - w.x0 : b;
+            cp_box3 w = {{bz * b, by * b, bx * b}, {0, 0, 0}};
+            w.n[0] = G[0] - w.o[0] < b ? G[0] - w.o[0] : b;
+            w.n[1] = G[1] - w.o[1] < b ? G[1] - w.o[1] : b;
+            w.n[2] = G[2] - w.o[2] < b ? G[2] - w.o[2] : b;
             window_vs_whole(m, &rd, &tc.p, &o, w, &st);
         }
         char what[96];
@@ -541,17 +542,17 @@ static int test_window(const char *name, const char *variant, int64_t sample)
         report(name, what, &st, tc.L);
     }
     /* off the grid, and the whole grid */
-    cp_box3 odd = {G[0] / 3, G[1] / 5 + 1, G[2] / 4 + 3, 0, 0, 0};
-    odd.nz = G[0] - odd.z0 < 5 ? G[0] - odd.z0 : 5;
-    odd.ny = G[1] - odd.y0 < 9 ? G[1] - odd.y0 : 9;
-    odd.nx = G[2] - odd.x0 < 13 ? G[2] - odd.x0 : 13;
-    cp_box3 all = {0, 0, 0, G[0], G[1], G[2]};
+    cp_box3 odd = {{G[0] / 3, G[1] / 5 + 1, G[2] / 4 + 3}, {0, 0, 0}};
+    odd.n[0] = G[0] - odd.o[0] < 5 ? G[0] - odd.o[0] : 5;
+    odd.n[1] = G[1] - odd.o[1] < 9 ? G[1] - odd.o[1] : 9;
+    odd.n[2] = G[2] - odd.o[2] < 13 ? G[2] - odd.o[2] : 13;
+    cp_box3 all = {{0, 0, 0}, {G[0], G[1], G[2]}};
     wstats so = {0, 0, 0, 0, 0, 0}, sa = {0, 0, 0, 0, 0, 0};
     window_vs_whole(m, &rd, &tc.p, &o, odd, &so);
     char what[160];
-    snprintf(what, sizeof what, "window %lldx%lldx%lld at (%lld, %lld, %lld)", (long long)odd.nz,
-             (long long)odd.ny, (long long)odd.nx, (long long)odd.z0, (long long)odd.y0,
-             (long long)odd.x0);
+    snprintf(what, sizeof what, "window %lldx%lldx%lld at (%lld, %lld, %lld)", (long long)odd.n[0],
+             (long long)odd.n[1], (long long)odd.n[2], (long long)odd.o[0], (long long)odd.o[1],
+             (long long)odd.o[2]);
     report(name, what, &so, tc.L);
     if (sample <= 0 || G[0] * G[1] * G[2] <= 100000) { /* as long as the whole run */
         window_vs_whole(m, &rd, &tc.p, &o, all, &sa);
@@ -559,7 +560,7 @@ static int test_window(const char *name, const char *variant, int64_t sample)
     }
     float *oracle = r2 || aug ? NULL : oracle_field(name, &tc.p, G);
     if (oracle) {
-        int64_t nw = odd.nz * odd.ny * odd.nx;
+        int64_t nw = odd.n[0] * odd.n[1] * odd.n[2];
         float *mine = malloc(sizeof(float) * (size_t)(4 * nw));
         float *ref4 = malloc(sizeof(float) * (size_t)(4 * nw));
         rc = cp_net3d_window(m, read_box, &rd, tc.L, &tc.p, odd, mine, err);
@@ -573,7 +574,8 @@ static int test_window(const char *name, const char *variant, int64_t sample)
     }
     /* refused: a window outside the grid or empty, batch size 0; the reader's error passes */
     float dummy[4];
-    cp_box3 bad = {G[0], 0, 0, 1, 1, 1}, empty = {0, 0, 0, 1, 0, 1}, one = {0, 0, 0, 1, 1, 1};
+    cp_box3 bad = {{G[0], 0, 0}, {1, 1, 1}}, empty = {{0, 0, 0}, {1, 0, 1}},
+            one = {{0, 0, 0}, {1, 1, 1}};
     rc = cp_net3d_window(m, read_box, &rd, tc.L, &tc.p, bad, dummy, err);
     TU_CHECK(rc == CP_EPARAM && strstr(err, "outside"), "%s: outside the grid: %d %s", name, rc,
              err);
