@@ -21,7 +21,8 @@ cp_add_test(NAME net3d_net_synth_trained_nbase16_vol3d_aniso_noresample SOURCE t
 # cp_net3d_window (src/net3d_window.c): windows of block grids (4, 7, 16 per side, a sample of
 # blocks per size; "all" in the heavy runs), one off the grid and (small grids) the whole grid,
 # bit for bit against cp_run_net3d on the whole volume; the window off the grid against the
-# oracle (1e-3). r2 / aug: cropped volumes at rescale 2 / with augment (test_net3d.c).
+# oracle (1e-3). r2 / aug: cropped volumes at rescale 2 / with augment (test_net3d.c). About
+# 10-25 CPU s each; the multitile one about 30 (its whole-volume run).
 foreach(v main r2)
   cp_add_test(NAME net3d_window_tiny_nbase8_vol3d_${v} SOURCE test_net3d.c LINK net3d
               ARGS window tiny_nbase8_vol3d ${v} 3 TIMEOUT 600)
@@ -32,8 +33,7 @@ cp_add_test(NAME net3d_window_tiny_nbase8_vol3d_multitile_smooth1 SOURCE test_ne
             ARGS window tiny_nbase8_vol3d_multitile smooth1 1 TIMEOUT 900)
 foreach(v main noresample)
   cp_add_test(NAME net3d_window_synth_trained_nbase16_vol3d_aniso_${v} SOURCE test_net3d.c
-              LINK net3d ARGS window synth_trained_nbase16_vol3d_aniso ${v} 2 TIMEOUT 900
-              LABELS heavy)
+              LINK net3d ARGS window synth_trained_nbase16_vol3d_aniso ${v} 2 TIMEOUT 900)
 endforeach()
 foreach(v main r2)
   cp_add_test(NAME net3d_window_tiny_nbase8_vol3d_${v}_all SOURCE test_net3d.c LINK net3d
