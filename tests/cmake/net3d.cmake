@@ -19,9 +19,9 @@ cp_add_test(NAME net3d_net_tiny_nbase8_vol3d_multitile_smooth1 SOURCE test_net3d
 cp_add_test(NAME net3d_net_synth_trained_nbase16_vol3d_aniso_noresample SOURCE test_net3d.c
             LINK net3d ARGS net synth_trained_nbase16_vol3d_aniso noresample TIMEOUT 900)
 # cp_net3d_window (src/net3d_window.c): windows of block grids (4, 7, 16 per side, a sample of
-# blocks per size; all blocks for r2 and in the heavy run), one off the grid and (small grids) the whole grid,
-# bit for bit against cp_run_net3d on the whole volume; the window off the grid against the
-# oracle (1e-3). r2 / aug: cropped volumes at rescale 2 / with augment (test_net3d.c). About
+# blocks per size; all blocks for r2 and in the heavy run), one off the grid and (small grids)
+# the whole grid, bit for bit against cp_run_net3d on the whole volume; the window off the grid
+# against the oracle (1e-3). r2 / aug: cropped volumes at rescale 2 / with augment (test_net3d.c). About
 # 10-25 CPU s each; the multitile one about 30 (its whole-volume run).
 cp_add_test(NAME net3d_window_tiny_nbase8_vol3d_main SOURCE test_net3d.c LINK net3d
             ARGS window tiny_nbase8_vol3d main 3 TIMEOUT 600)
