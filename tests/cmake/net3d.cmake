@@ -19,14 +19,14 @@ cp_add_test(NAME net3d_net_tiny_nbase8_vol3d_multitile_smooth1 SOURCE test_net3d
 cp_add_test(NAME net3d_net_synth_trained_nbase16_vol3d_aniso_noresample SOURCE test_net3d.c
             LINK net3d ARGS net synth_trained_nbase16_vol3d_aniso noresample TIMEOUT 900)
 # cp_net3d_window (src/net3d_window.c): windows of block grids (4, 7, 16 per side, a sample of
-# blocks per size; all blocks for r2 and in the heavy run), one off the grid and (small grids)
+# blocks per size; all blocks in the heavy runs), one off the grid and (small grids)
 # the whole grid, bit for bit against cp_run_net3d on the whole volume; the window off the grid
 # against the oracle (1e-3). r2 / aug: cropped volumes at rescale 2 / with augment (test_net3d.c). About
 # 10-25 CPU s each; the multitile one about 30 (its whole-volume run).
 cp_add_test(NAME net3d_window_tiny_nbase8_vol3d_main SOURCE test_net3d.c LINK net3d
             ARGS window tiny_nbase8_vol3d main 3 TIMEOUT 600)
 cp_add_test(NAME net3d_window_tiny_nbase8_vol3d_r2 SOURCE test_net3d.c LINK net3d
-            ARGS window tiny_nbase8_vol3d r2 all TIMEOUT 600)
+            ARGS window tiny_nbase8_vol3d r2 12 TIMEOUT 600)
 cp_add_test(NAME net3d_window_tiny_nbase8_vol3d_aug SOURCE test_net3d.c LINK net3d
             ARGS window tiny_nbase8_vol3d aug 1 TIMEOUT 600)
 cp_add_test(NAME net3d_window_tiny_nbase8_vol3d_multitile_smooth1 SOURCE test_net3d.c LINK net3d
@@ -35,5 +35,7 @@ foreach(v main noresample)
   cp_add_test(NAME net3d_window_synth_trained_nbase16_vol3d_aniso_${v} SOURCE test_net3d.c
               LINK net3d ARGS window synth_trained_nbase16_vol3d_aniso ${v} 2 TIMEOUT 900)
 endforeach()
-cp_add_test(NAME net3d_window_tiny_nbase8_vol3d_main_all SOURCE test_net3d.c LINK net3d
-            ARGS window tiny_nbase8_vol3d main all TIMEOUT 3600 LABELS heavy)
+foreach(v main r2)
+  cp_add_test(NAME net3d_window_tiny_nbase8_vol3d_${v}_all SOURCE test_net3d.c LINK net3d
+              ARGS window tiny_nbase8_vol3d ${v} all TIMEOUT 3600 LABELS heavy)
+endforeach()
