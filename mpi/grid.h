@@ -13,10 +13,7 @@ typedef struct cp_rect {
     int64_t y0, x0, ny, nx;
 } cp_rect;
 
-/* A box of a volume: origin and size in (z, y, x). */
-typedef struct cp_box3 {
-    int64_t o[3], n[3];
-} cp_box3;
+#include "box.h" /* cp_box3: a box of a volume, origin and size in (z, y, x) */
 
 typedef struct cp_grid {
     int64_t Ly, Lx;        /* the plane */

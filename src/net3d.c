@@ -47,37 +47,100 @@ void cp_view_add(const cp_view *v, int64_t i, const float *y, int64_t cstride, f
         }
 }
 
-int cp_net3d_pass(const cp_model *m, const float *x, const int64_t L[3], int pass,
-                  double tile_overlap, int augment, int64_t batch, float *acc, float *view,
-                  cp_progress *pr, char *err)
+/* The box of the volume holding the images' rows [r[0], r[0]+r[2]) x columns [r[1], r[1]+r[3])
+ * of planes [p0, p0+pn) of pass `pass` (cp_view_of's axes). */
+static cp_box3 view_box(int pass, int64_t p0, int64_t pn, const int64_t r[4])
 {
-    cp_view v = cp_view_of(pass, L[0], L[1], L[2]);
-    int64_t npix = v.rows * v.cols, nvox = L[0] * L[1] * L[2];
+    switch (pass) {
+    case 0: return (cp_box3){{p0, r[0], r[1]}, {pn, r[2], r[3]}};
+    case 1: return (cp_box3){{r[0], p0, r[1]}, {r[2], pn, r[3]}};
+    default: return (cp_box3){{r[0], r[1], p0}, {r[2], r[3], pn}};
+    }
+}
+
+/* Box a seen by pass `pass`: its planes [*p0, *p0+*pn) and its image rect r (view_box's
+ * inverse). */
+static void box_rect(int pass, cp_box3 a, int64_t *p0, int64_t *pn, int64_t r[4])
+{
+    int64_t z[2] = {a.o[0], a.n[0]}, y[2] = {a.o[1], a.n[1]}, x[2] = {a.o[2], a.n[2]};
+    const int64_t *pl = pass == 0 ? z : pass == 1 ? y : x, *ro = pass == 0 ? y : z,
+                  *co = pass == 2 ? y : x;
+    *p0 = pl[0], *pn = pl[1];
+    r[0] = ro[0], r[1] = co[0], r[2] = ro[1], r[3] = co[1];
+}
+
+/* Image rect win of box a in pass `pass`, its cover, the slab over the cover, the tiles per
+ * image. */
+typedef struct pass_geom {
+    cp_view v;
+    int64_t p0, pn, win[4], cover[4], per;
+    cp_box3 slab;
+} pass_geom;
+
+static int pass_geom_of(const int64_t L[3], int pass, cp_box3 a, double tile_overlap,
+                        int augment, pass_geom *q, char *err)
+{
+    q->v = cp_view_of(pass, L[0], L[1], L[2]);
+    box_rect(pass, a, &q->p0, &q->pn, q->win);
+    int rc = cp_net_window_cover(q->v.rows, q->v.cols, NET3D_BSIZE, tile_overlap, augment, q->win,
+                                 q->cover, &q->per, err);
+    q->slab = view_box(pass, q->p0, q->pn, q->cover);
+    return rc;
+}
+
+int cp_net3d_slab(const int64_t L[3], int pass, cp_box3 a, double tile_overlap, int augment,
+                  cp_box3 *slab, char *err)
+{
+    pass_geom q;
+    int rc = pass_geom_of(L, pass, a, tile_overlap, augment, &q, err);
+    *slab = q.slab;
+    return rc;
+}
+
+int cp_net3d_pass_box(const cp_model *m, const float *xs, const int64_t L[3], int pass,
+                      cp_box3 a, double tile_overlap, int augment, int64_t batch, float *acc,
+                      float *view, cp_progress *pr, char *err)
+{
+    pass_geom q;
+    int rc = pass_geom_of(L, pass, a, tile_overlap, augment, &q, err);
+    if (rc) return rc;
+    cp_view vs = cp_view_of(pass, q.slab.n[0], q.slab.n[1], q.slab.n[2]),
+            va = cp_view_of(pass, a.n[0], a.n[1], a.n[2]);
+    int64_t cpix = q.cover[2] * q.cover[3], wpix = q.win[2] * q.win[3];
+    int64_t nvox = a.n[0] * a.n[1] * a.n[2];
     /* images per network call: enough to fill a batch of tiles */
-    int64_t per = cp_net_image_tiles(v.rows, v.cols, NET3D_BSIZE, tile_overlap, augment);
-    int64_t group = per > 0 && per < batch ? batch / per : 1;
-    if (group > v.planes) group = v.planes;
-    float *x2 = malloc(sizeof(float) * (size_t)(group * 2 * npix));
-    float *y = malloc(sizeof(float) * (size_t)(group * 3 * npix));
-    int rc = (x2 && y) ? 0 : cp_errf(err, CP_ENOMEM, "network 3-D: out of memory for %lld "
-                                     "images of %lldx%lld", (long long)group,
-                                     (long long)v.rows, (long long)v.cols);
-    for (int64_t i0 = 0; !rc && i0 < v.planes; i0 += group) {
-        int64_t n = v.planes - i0 < group ? v.planes - i0 : group;
-        for (int64_t i = 0; i < n; i++) cp_view_image(&v, x, i0 + i, x2 + i * 2 * npix);
-        rc = cp_net_images(m, x2, n, v.rows, v.cols, NET3D_BSIZE, tile_overlap, augment, batch,
-                           y, pr, err);
+    int64_t group = q.per > 0 && q.per < batch ? batch / q.per : 1;
+    if (group > q.pn) group = q.pn;
+    float *x2 = malloc(sizeof(float) * (size_t)(group * 2 * cpix));
+    float *y = malloc(sizeof(float) * (size_t)(group * 3 * wpix));
+    rc = (x2 && y) ? 0 : cp_errf(err, CP_ENOMEM, "network 3-D: out of memory for %lld "
+                                 "images of %lldx%lld", (long long)group,
+                                 (long long)q.cover[2], (long long)q.cover[3]);
+    for (int64_t i0 = 0; !rc && i0 < q.pn; i0 += group) {
+        int64_t n = q.pn - i0 < group ? q.pn - i0 : group;
+        for (int64_t i = 0; i < n; i++) cp_view_image(&vs, xs, i0 + i, x2 + i * 2 * cpix);
+        rc = cp_net_images_window(m, x2, n, q.v.rows, q.v.cols, NET3D_BSIZE, tile_overlap,
+                                  augment, batch, q.win, y, pr, err);
         for (int64_t i = 0; !rc && i < n; i++) {
-            const float *yi = y + i * 3 * npix;
-            cp_view_add(&v, i0 + i, yi, npix, acc, nvox);
+            const float *yi = y + i * 3 * wpix;
+            cp_view_add(&va, i0 + i, yi, wpix, acc, nvox);
             for (int k = 0; view && k < 3; k++)
-                memcpy(view + (k * v.planes + i0 + i) * npix, yi + k * npix,
-                       sizeof(float) * (size_t)npix);
+                memcpy(view + (k * q.pn + i0 + i) * wpix, yi + k * wpix,
+                       sizeof(float) * (size_t)wpix);
         }
     }
     free(x2);
     free(y);
     return rc;
+}
+
+int cp_net3d_pass(const cp_model *m, const float *x, const int64_t L[3], int pass,
+                  double tile_overlap, int augment, int64_t batch, float *acc, float *view,
+                  cp_progress *pr, char *err)
+{
+    /* the whole volume: its slab is the volume */
+    cp_box3 a = {{0, 0, 0}, {L[0], L[1], L[2]}};
+    return cp_net3d_pass_box(m, x, L, pass, a, tile_overlap, augment, batch, acc, view, pr, err);
 }
 
 int cp_net3d_scale(const int64_t L[3], double rescale, double anisotropy, int64_t Ln[3],

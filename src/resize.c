@@ -148,41 +148,92 @@ void cp_resize_bilinear(const float *src, int64_t sny, int64_t snx, int nc, floa
     cp_resize_bilinear_window(src, 0, 0, snx, sny, snx, nc, dst, 0, 0, dny, dnx, dny, dnx);
 }
 
-int cp_resize_volume(const float *src, int64_t nz, int64_t ny, int64_t nx, int nc, float *dst,
-                     int64_t mz, int64_t my, int64_t mx, int pairwise, char *err)
+/* The source span of output span [d0, d0+dn) of an axis resized from n to m within a 2-D resize
+ * that changes some axis (resize2 = 1; the column pair rule reads one more source value on an
+ * axis of equal size), or the span itself when the 2-D resize is a copy. */
+static void span_of(int resize2, int64_t n, int64_t m, int64_t d0, int64_t dn, int64_t *s0,
+                    int64_t *sn)
 {
-    int yx = ny != my || nx != mx, z = nz != mz;
-    int64_t plane = my * mx * nc;
-    /* the Y, X pass writes to dst directly unless the Z pass follows */
-    float *mid = z && yx ? malloc(sizeof(float) * (size_t)(nz * plane)) : NULL;
-    float *zp = z ? malloc(sizeof(float) * (size_t)(mz * mx * nc)) : NULL;
+    if (!resize2) {
+        *s0 = d0, *sn = dn;
+        return;
+    }
+    int64_t a, b;
+    cp_resize_src_span(n, m, d0, d0 + dn, &a, &b);
+    *s0 = a, *sn = b - a;
+}
+
+/* The Y, X pass's output box (the Z pass's input) for destination box out. */
+static cp_box3 mid_box(const int64_t n[3], const int64_t m[3], cp_box3 out)
+{
+    int z = n[0] != m[0];
+    cp_box3 b = out;
+    span_of(z, n[0], m[0], out.o[0], out.n[0], &b.o[0], &b.n[0]);
+    span_of(z, m[2], m[2], out.o[2], out.n[2], &b.o[2], &b.n[2]);
+    return b;
+}
+
+cp_box3 cp_resize_volume_src_box(const int64_t n[3], const int64_t m[3], cp_box3 out)
+{
+    int yx = n[1] != m[1] || n[2] != m[2];
+    cp_box3 b = mid_box(n, m, out);
+    span_of(yx, n[1], m[1], b.o[1], b.n[1], &b.o[1], &b.n[1]);
+    span_of(yx, n[2], m[2], b.o[2], b.n[2], &b.o[2], &b.n[2]);
+    return b;
+}
+
+int cp_resize_volume_window(const float *src, cp_box3 in, const int64_t n[3], int nc, float *dst,
+                            cp_box3 out, const int64_t m[3], int pairwise, char *err)
+{
+    int yx = n[1] != m[1] || n[2] != m[2], z = n[0] != m[0];
+    cp_box3 mb = mid_box(n, m, out);
+    int64_t plane = mb.n[1] * mb.n[2] * nc, oplane = out.n[1] * out.n[2] * nc;
+    /* the Y, X pass writes to dst directly unless the Z pass follows (then mb = out) */
+    float *mid = z && yx ? malloc(sizeof(float) * (size_t)(mb.n[0] * plane)) : NULL;
+    float *zp = z ? malloc(sizeof(float) * (size_t)(out.n[0] * out.n[2] * nc)) : NULL;
     if ((z && yx && !mid) || (z && !zp)) {
         free(mid);
         free(zp);
         return cp_errf(err, CP_ENOMEM, "resize: out of memory for a %lldx%lldx%lld volume of %d "
-                       "channels", (long long)nz, (long long)my, (long long)mx, nc);
+                       "channels", (long long)mb.n[0], (long long)mb.n[1], (long long)mb.n[2], nc);
     }
-    const float *yxout = src;
+    const float *yxout = src; /* holds box yb: mb after a Y, X pass, else in (covering mb) */
+    cp_box3 yb = yx ? mb : in;
     if (yx) {
         float *to = z ? mid : dst;
-        for (int64_t k = 0; k < nz; k++)
-            resize_window(src + k * ny * nx * nc, 0, 0, nx, ny, nx, nc, to + k * plane, 0, 0, my,
-                          mx, my, mx, pairwise);
+        for (int64_t k = 0; k < mb.n[0]; k++)
+            resize_window(src + (mb.o[0] - in.o[0] + k) * in.n[1] * in.n[2] * nc, in.o[1],
+                          in.o[2], in.n[2], n[1], n[2], nc, to + k * plane, mb.o[1], mb.o[2],
+                          mb.n[1], mb.n[2], m[1], m[2], pairwise);
         yxout = to;
     } else if (!z) {
-        memcpy(dst, src, sizeof(float) * (size_t)(nz * plane));
+        for (int64_t k = 0; k < out.n[0]; k++)
+            for (int64_t y = 0; y < out.n[1]; y++)
+                memcpy(dst + (k * out.n[1] + y) * out.n[2] * nc,
+                       src + (((out.o[0] - in.o[0] + k) * in.n[1] + out.o[1] - in.o[1] + y) *
+                                  in.n[2] + out.o[2] - in.o[2]) * nc,
+                       sizeof(float) * (size_t)(out.n[2] * nc));
     }
-    /* Y plane y of a (Z, Y, X, nc) volume: rows z at a stride of my * mx pixels */
-    for (int64_t y = 0; z && y < my; y++) {
-        resize_window(yxout + y * mx * nc, 0, 0, my * mx, nz, mx, nc, zp, 0, 0, mz, mx, mz, mx,
-                      pairwise);
-        for (int64_t k = 0; k < mz; k++)
-            memcpy(dst + k * plane + y * mx * nc, zp + k * mx * nc,
-                   sizeof(float) * (size_t)(mx * nc));
+    /* Y plane y of the (Z, Y, X, nc) box yb: rows z at a stride of yb.n[1] * yb.n[2] pixels */
+    for (int64_t y = 0; z && y < out.n[1]; y++) {
+        resize_window(yxout + (out.o[1] - yb.o[1] + y) * yb.n[2] * nc, yb.o[0], yb.o[2],
+                      yb.n[1] * yb.n[2], n[0], m[2], nc, zp, out.o[0], out.o[2], out.n[0],
+                      out.n[2], m[0], m[2], pairwise);
+        for (int64_t k = 0; k < out.n[0]; k++)
+            memcpy(dst + k * oplane + y * out.n[2] * nc, zp + k * out.n[2] * nc,
+                   sizeof(float) * (size_t)(out.n[2] * nc));
     }
     free(mid);
     free(zp);
     return 0;
+}
+
+int cp_resize_volume(const float *src, int64_t nz, int64_t ny, int64_t nx, int nc, float *dst,
+                     int64_t mz, int64_t my, int64_t mx, int pairwise, char *err)
+{
+    const int64_t n[3] = {nz, ny, nx}, m[3] = {mz, my, mx};
+    cp_box3 in = {{0, 0, 0}, {nz, ny, nx}}, out = {{0, 0, 0}, {mz, my, mx}};
+    return cp_resize_volume_window(src, in, n, nc, dst, out, m, pairwise, err);
 }
 
 void cp_resize_nearest_u32(const uint32_t *src, int64_t sny, int64_t snx, uint32_t *dst,

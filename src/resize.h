@@ -7,6 +7,8 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "box.h"
+
 /* Source rows (or columns) [*s0, *s1) that output rows [d0, d1) read when an axis of length n is
  * resized to m. */
 void cp_resize_src_span(int64_t n, int64_t m, int64_t d0, int64_t d1, int64_t *s0, int64_t *s1);
@@ -38,6 +40,18 @@ void cp_resize_bilinear_window(const float *src, int64_t sy0, int64_t sx0, int64
  * one (mz, mx, nc) plane. Errors: CP_ENOMEM. */
 int cp_resize_volume(const float *src, int64_t nz, int64_t ny, int64_t nx, int nc, float *dst,
                      int64_t mz, int64_t my, int64_t mx, int pairwise, char *err);
+
+/* The box of the source volume (n[0], n[1], n[2]) that cp_resize_volume_window reads for the
+ * destination box `out` of the volume (m[0], m[1], m[2]). */
+cp_box3 cp_resize_volume_src_box(const int64_t n[3], const int64_t m[3], cp_box3 out);
+
+/* Window version of cp_resize_volume: src holds the box `in` of the volume n (nc channels
+ * interleaved), covering cp_resize_volume_src_box(n, m, out); dst receives the box `out` of the
+ * resized volume m, (out.n, nc): the same bits as the whole-volume call (which is this call on
+ * whole boxes). Scratch: the Y, X pass over the Z span it needs, plus one Z x X plane of out.
+ * Errors: CP_ENOMEM. */
+int cp_resize_volume_window(const float *src, cp_box3 in, const int64_t n[3], int nc, float *dst,
+                            cp_box3 out, const int64_t m[3], int pairwise, char *err);
 
 /* INTER_NEAREST's source index of destination index i, for n source and m destination pixels
  * on an axis: min(floor(i * (1 / (m / n))), n - 1). */

@@ -30,15 +30,18 @@ void cp_net_out_free(cp_net_out *o)
     memset(o, 0, sizeof *o);
 }
 
-/* Runs every tile of the grid of nimg images img (nimg, 2, Ly, Lx) through the net in batches
- * (a batch may span images) and blends each image's tiles onto its canvas acc (nimg, nout, Ey,
- * Ex) and weights w (nimg, Ey, Ex) in tile order, counting tiles in pr. */
-static int run_tiles(const cp_model *m, const cp_tile_grid *g, const float *img, int64_t nimg,
-                     int64_t batch, float *acc, double *w, cp_progress *pr, char *err)
+/* Tiles ks[0..nk) of the grid of each of nimg images through the net in batches (a batch may
+ * span images), blended in list order onto each image's canvas window acc (nimg, nout, cw[2],
+ * cw[3]) and weights w (nimg, cw[2], cw[3]) of canvas rows [cw[0], cw[0]+cw[2]) x columns
+ * [cw[1], cw[1]+cw[3]); img (nimg, 2, iw[2], iw[3]) holds the padded inputs over the padded-plane
+ * window iw (y0, x0, ny, nx) the tiles read. Tiles are counted in pr. */
+static int run_tiles(const cp_model *m, const cp_tile_grid *g, const int64_t *ks, int64_t nk,
+                     const float *img, const int64_t iw[4], int64_t nimg, int64_t batch,
+                     float *acc, double *w, const int64_t cw[4], cp_progress *pr, char *err)
 {
     const cp_model_info *mi = cp_model_get_info(m);
-    int64_t per = g->ny * g->nx, ntiles = nimg * per, tsz = g->ty * g->tx;
-    int64_t isz = g->Ly * g->Lx, csz = g->Ey * g->Ex;
+    int64_t ntiles = nimg * nk, tsz = g->ty * g->tx;
+    int64_t isz = iw[2] * iw[3], csz = cw[2] * cw[3];
     float *in = malloc(sizeof(float) * (size_t)(batch * mi->nchan * tsz));
     float *out = malloc(sizeof(float) * (size_t)(batch * mi->nout * tsz));
     int rc = (in && out) ? 0 : cp_errf(err, CP_ENOMEM, "network: out of memory for tiles");
@@ -50,17 +53,17 @@ static int run_tiles(const cp_model *m, const cp_tile_grid *g, const float *img,
         }
         int64_t nb = ntiles - k0 < batch ? ntiles - k0 : batch;
         for (int64_t b = 0; b < nb; b++) {
-            int64_t i = (k0 + b) / per, k = (k0 + b) % per;
-            cp_tiles_extract(g, k, img + i * mi->nchan * isz, 0, 0, g->Ly, g->Lx, mi->nchan,
-                             in + b * mi->nchan * tsz);
+            int64_t i = (k0 + b) / nk, k = ks[(k0 + b) % nk];
+            cp_tiles_extract(g, k, img + i * mi->nchan * isz, iw[0], iw[1], iw[2], iw[3],
+                             mi->nchan, in + b * mi->nchan * tsz);
         }
         rc = cp_net_forward(m, in, (int)nb, (int)g->ty, (int)g->tx, out, NULL, err);
         for (int64_t b = 0; !rc && b < nb; b++) {
-            int64_t i = (k0 + b) / per, k = (k0 + b) % per;
+            int64_t i = (k0 + b) / nk, k = ks[(k0 + b) % nk];
             float *o = out + b * mi->nout * tsz;
             if (g->augment) cp_tiles_unflip(g, k, o, mi->nout);
-            cp_tiles_accumulate(g, k, o, mi->nout, acc + i * mi->nout * csz, w + i * csz, 0, 0,
-                                g->Ey, g->Ex);
+            cp_tiles_accumulate(g, k, o, mi->nout, acc + i * mi->nout * csz, w + i * csz, cw[0],
+                                cw[1], cw[2], cw[3]);
         }
         if (!rc) cp_progress_add(pr, nb);
     }
@@ -91,43 +94,118 @@ int64_t cp_net_image_tiles(int64_t Lyr, int64_t Lxr, int64_t bsize, double overl
     return n;
 }
 
-int cp_net_images(const cp_model *m, const float *x2, int64_t nimg, int64_t Lyr, int64_t Lxr,
-                  int64_t bsize, double overlap, int augment, int64_t batch, float *out,
-                  cp_progress *pr, char *err)
+/* The layout of the network output over window win of an image: its grid (by, bx the padding
+ * before the image), the tiles ks[0..nk) it blends (all tiles when win is the whole image, as
+ * cp_net_images has always run them; else those touching it), the padded-plane window iw they
+ * read and its image part cover (y0, x0, ny, nx). */
+typedef struct net_win {
+    cp_tile_grid g;
+    int64_t by, bx, nk, *ks, iw[4], cover[4];
+} net_win;
+
+static int net_win_plan(int64_t Lyr, int64_t Lxr, int64_t bsize, double overlap, int augment,
+                        const int64_t win[4], net_win *q, char *err)
+{
+    memset(q, 0, sizeof *q);
+    if (win[0] < 0 || win[1] < 0 || win[2] < 1 || win[3] < 1 || win[0] + win[2] > Lyr ||
+        win[1] + win[3] > Lxr)
+        return cp_errf(err, CP_EPARAM, "network: window %lldx%lld at (%lld, %lld) outside the "
+                       "%lldx%lld image", (long long)win[2], (long long)win[3],
+                       (long long)win[0], (long long)win[1], (long long)Lyr, (long long)Lxr);
+    int rc = plan_image(Lyr, Lxr, bsize, overlap, augment, &q->g, &q->by, &q->bx, err);
+    if (rc) return rc;
+    const cp_tile_grid *g = &q->g;
+    int whole = win[2] == Lyr && win[3] == Lxr;
+    int64_t cy = win[0] + q->by, cx = win[1] + q->bx, nt = g->ny * g->nx;
+    q->nk = whole ? nt : cp_tiles_touching(g, cy, cx, win[2], win[3], NULL);
+    q->ks = malloc(sizeof(int64_t) * (size_t)(q->nk > 0 ? q->nk : 1));
+    if (!q->ks) {
+        cp_tiles_free(&q->g);
+        return cp_errf(err, CP_ENOMEM, "network: out of memory for a tile list");
+    }
+    if (whole)
+        for (int64_t k = 0; k < nt; k++) q->ks[k] = k;
+    else
+        cp_tiles_touching(g, cy, cx, win[2], win[3], q->ks);
+    int64_t y0 = g->Ly, y1 = 0, x0 = g->Lx, x1 = 0;
+    for (int64_t j = 0; j < q->nk; j++) {
+        int64_t ys = g->ystart[q->ks[j] / g->nx], xs = g->xstart[q->ks[j] % g->nx];
+        int64_t ye = ys + g->ty < g->Ly ? ys + g->ty : g->Ly;
+        int64_t xe = xs + g->tx < g->Lx ? xs + g->tx : g->Lx;
+        y0 = ys < y0 ? ys : y0, y1 = ye > y1 ? ye : y1;
+        x0 = xs < x0 ? xs : x0, x1 = xe > x1 ? xe : x1;
+    }
+    q->iw[0] = y0, q->iw[1] = x0, q->iw[2] = y1 - y0, q->iw[3] = x1 - x0;
+    int64_t cy0 = y0 - q->by < 0 ? 0 : y0 - q->by, cx0 = x0 - q->bx < 0 ? 0 : x0 - q->bx;
+    int64_t cy1 = y1 - q->by < Lyr ? y1 - q->by : Lyr, cx1 = x1 - q->bx < Lxr ? x1 - q->bx : Lxr;
+    q->cover[0] = cy0, q->cover[1] = cx0, q->cover[2] = cy1 - cy0, q->cover[3] = cx1 - cx0;
+    return 0;
+}
+
+static void net_win_free(net_win *q)
+{
+    cp_tiles_free(&q->g);
+    free(q->ks);
+    memset(q, 0, sizeof *q);
+}
+
+int cp_net_window_cover(int64_t Lyr, int64_t Lxr, int64_t bsize, double overlap, int augment,
+                        const int64_t win[4], int64_t cover[4], int64_t *ntiles, char *err)
+{
+    net_win q;
+    int rc = net_win_plan(Lyr, Lxr, bsize, overlap, augment, win, &q, err);
+    if (rc) return rc;
+    memcpy(cover, q.cover, sizeof q.cover);
+    if (ntiles) *ntiles = q.nk;
+    net_win_free(&q);
+    return 0;
+}
+
+int cp_net_images_window(const cp_model *m, const float *x2, int64_t nimg, int64_t Lyr,
+                         int64_t Lxr, int64_t bsize, double overlap, int augment, int64_t batch,
+                         const int64_t win[4], float *out, cp_progress *pr, char *err)
 {
     int nout = cp_model_get_info(m)->nout;
-    cp_tile_grid g;
-    int64_t by, bx;
-    int rc = plan_image(Lyr, Lxr, bsize, overlap, augment, &g, &by, &bx, err);
+    net_win q;
+    int rc = net_win_plan(Lyr, Lxr, bsize, overlap, augment, win, &q, err);
     if (rc) return rc;
-    int64_t isz = g.Ly * g.Lx, csz = g.Ey * g.Ex, npix = Lyr * Lxr;
+    const int64_t *iw = q.iw, *cv = q.cover;
+    int64_t cw[4] = {win[0] + q.by, win[1] + q.bx, win[2], win[3]};
+    int64_t isz = iw[2] * iw[3], csz = cw[2] * cw[3];
     float *img = calloc((size_t)(nimg * 2 * isz), sizeof *img);
     float *acc = calloc((size_t)(nimg * nout * csz), sizeof *acc);
     double *w = calloc((size_t)(nimg * csz), sizeof *w);
     rc = (img && acc && w) ? 0 : cp_errf(err, CP_ENOMEM, "network: out of memory");
     if (!rc) {
-        /* the zero-padded network inputs (2, Ly, Lx) channel-first */
+        /* the zero-padded network inputs (2, iw ny, iw nx) channel-first over window iw */
+        int64_t oy = q.by + cv[0] - iw[0], ox = q.bx + cv[1] - iw[1];
         for (int64_t i = 0; i < nimg; i++)
-            for (int64_t y = 0; y < Lyr; y++)
-                for (int64_t x = 0; x < Lxr; x++)
+            for (int64_t y = 0; y < cv[2]; y++)
+                for (int64_t x = 0; x < cv[3]; x++)
                     for (int c = 0; c < 2; c++)
-                        img[((i * 2 + c) * g.Ly + by + y) * g.Lx + bx + x] =
-                            x2[((i * Lyr + y) * Lxr + x) * 2 + c];
-        rc = run_tiles(m, &g, img, nimg, batch, acc, w, pr, err);
+                        img[((i * 2 + c) * iw[2] + oy + y) * iw[3] + ox + x] =
+                            x2[((i * cv[2] + y) * cv[3] + x) * 2 + c];
+        rc = run_tiles(m, &q.g, q.ks, q.nk, img, iw, nimg, batch, acc, w, cw, pr, err);
     }
     for (int64_t i = 0; !rc && i < nimg; i++) {
         float *a = acc + i * nout * csz;
         cp_tiles_finish(a, w + i * csz, nout, csz);
-        for (int c = 0; c < 3; c++)
-            for (int64_t y = 0; y < Lyr; y++)
-                memcpy(out + (i * 3 + c) * npix + y * Lxr, a + (c * g.Ey + by + y) * g.Ex + bx,
-                       sizeof(float) * (size_t)Lxr);
+        memcpy(out + i * 3 * csz, a, sizeof(float) * (size_t)(3 * csz));
     }
     free(img);
     free(acc);
     free(w);
-    cp_tiles_free(&g);
+    net_win_free(&q);
     return rc;
+}
+
+int cp_net_images(const cp_model *m, const float *x2, int64_t nimg, int64_t Lyr, int64_t Lxr,
+                  int64_t bsize, double overlap, int augment, int64_t batch, float *out,
+                  cp_progress *pr, char *err)
+{
+    const int64_t win[4] = {0, 0, Lyr, Lxr};
+    return cp_net_images_window(m, x2, nimg, Lyr, Lxr, bsize, overlap, augment, batch, win, out,
+                                pr, err);
 }
 
 int cp_run_net(const cp_model *m, const float *x2, int64_t Ly, int64_t Lx, double rescale,

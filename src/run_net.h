@@ -30,12 +30,27 @@ void cp_net_out_free(cp_net_out *o);
  * the tiles of a stack) -> taper-weighted blend per image -> crop -> out: per image (3, Lyr, Lxr)
  * channel-first (dY, dX, cellprob; for the 3-D passes the rows and columns of whatever plane the
  * image is), allocated by the caller. An image's bits do not depend on nimg or batch. Tiles are
- * counted in pr (may be NULL). Memory besides out, per image: the padded input (2 f32) and the
- * canvas (3 f32 + 1 f64) per padded pixel; plus one batch of tiles in and out. Errors:
+ * counted in pr (may be NULL). Memory besides out, per image: the padded input (2 f32 per padded
+ * pixel) and the canvas over the image (3 f32 + 1 f64 per pixel); plus one batch of tiles in and
+ * out. Errors:
  * CP_ENOMEM; CP_EINTR when a stop was requested. */
 int cp_net_images(const cp_model *m, const float *x2, int64_t nimg, int64_t Lyr, int64_t Lxr,
                   int64_t bsize, double overlap, int augment, int64_t batch, float *out,
                   cp_progress *pr, char *err);
+/* The rect cover (y0, x0, ny, nx) of an Lyr x Lxr image that the network output over the window
+ * win (y0, x0, ny, nx) of the image reads: the image part of the tiles touching the window on the
+ * canvas (all tiles for the whole image); *ntiles (may be NULL): their count per image. Errors:
+ * CP_EPARAM (a window outside the image, bad tiling parameters). */
+int cp_net_window_cover(int64_t Lyr, int64_t Lxr, int64_t bsize, double overlap, int augment,
+                        const int64_t win[4], int64_t cover[4], int64_t *ntiles, char *err);
+/* cp_net_images over the window win of each image: x2 holds per image only the input over its
+ * rect cover (cp_net_window_cover), (cover ny, cover nx, 2); out receives per image (3, win ny,
+ * win nx), bit-identical to the same pixels of cp_net_images (only the tiles touching the window
+ * are run, blended in increasing index). Memory: the padded input over the tiles, the canvas
+ * over the window, one batch of tiles. cp_net_images is this call on the whole image. */
+int cp_net_images_window(const cp_model *m, const float *x2, int64_t nimg, int64_t Lyr,
+                         int64_t Lxr, int64_t bsize, double overlap, int augment, int64_t batch,
+                         const int64_t win[4], float *out, cp_progress *pr, char *err);
 /* Tiles cp_net_images runs per image of Lyr x Lxr (0 if the parameters are invalid). */
 int64_t cp_net_image_tiles(int64_t Lyr, int64_t Lxr, int64_t bsize, double overlap, int augment);
 

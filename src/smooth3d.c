@@ -39,26 +39,36 @@ static int64_t reflect(int64_t k, int64_t n)
     return k < n ? k : p - 1 - k;
 }
 
-/* One 1-D pass along an axis of n values with stride st, over the nl lines whose first values
- * are at first(l) = (l / inner) * outer_st + (l % inner) (the other two axes). */
-static int pass(float *v, int64_t n, int64_t st, int64_t nl, int64_t inner, int64_t outer_st,
-                const double *w, int64_t R)
+/* One 1-D pass along an axis of n values over nl lines. The source holds values [b0, b0+bn) of
+ * the axis at stride st, line l's first at (l / inner) * outer + (l % inner); the destination
+ * receives values [o0, o0+on) (whose reflected reach must lie in the source's span) at stride
+ * dst_st, line l's first at (l / inner) * dst_outer + (l % inner). src may be dst (in place, with
+ * the same layout): each line is gathered before it is written. */
+typedef struct line_pass {
+    int64_t n, b0, bn, st, outer;
+    int64_t o0, on, dst_st, dst_outer;
+    int64_t nl, inner;
+} line_pass;
+
+static int pass(const float *src, float *dst, const line_pass *q, const double *w, int64_t R)
 {
     int fail = 0;
 #pragma omp parallel reduction(| : fail)
     {
-        double *line = malloc(sizeof(double) * (size_t)(n + 2 * R));
+        double *line = malloc(sizeof(double) * (size_t)(q->on + 2 * R));
         if (!line) fail = 1;
 #pragma omp for schedule(static)
-        for (int64_t l = 0; l < nl; l++) {
+        for (int64_t l = 0; l < q->nl; l++) {
             if (!line) continue;
-            float *p = v + (l / inner) * outer_st + (l % inner);
-            for (int64_t k = -R; k < n + R; k++) line[k + R] = (double)p[reflect(k, n) * st];
-            for (int64_t i = 0; i < n; i++) {
+            const float *p = src + (l / q->inner) * q->outer + (l % q->inner);
+            float *d = dst + (l / q->inner) * q->dst_outer + (l % q->inner);
+            for (int64_t k = q->o0 - R; k < q->o0 + q->on + R; k++)
+                line[k - q->o0 + R] = (double)p[(reflect(k, q->n) - q->b0) * q->st];
+            for (int64_t i = 0; i < q->on; i++) {
                 const double *c = line + i + R;
                 double s = w[0] * c[0];
                 for (int64_t j = 1; j <= R; j++) s += (c[j] + c[-j]) * w[j];
-                p[i * st] = (float)s;
+                d[i * q->dst_st] = (float)s;
             }
         }
         free(line);
@@ -66,21 +76,82 @@ static int pass(float *v, int64_t n, int64_t st, int64_t nl, int64_t inner, int6
     return fail;
 }
 
-int cp_smooth3d_gaussian(float *v, int64_t nz, int64_t ny, int64_t nx, double sigma, char *err)
+/* The kernel radius of sigma. */
+static int64_t radius(double sigma)
 {
-    if (!(sigma > 0.0) || !isfinite(sigma))
-        return cp_errf(err, CP_EPARAM, "flow3D_smooth %g: need a positive number", sigma);
-    int64_t R = (int64_t)(4.0 * sigma + 0.5);
+    return (int64_t)(4.0 * sigma + 0.5);
+}
+
+/* The normalised weights w[0..R] of sigma (malloc'ed; the caller frees w - R), or NULL. */
+static double *kernel(double sigma, int64_t R)
+{
     double *k = malloc(sizeof(double) * (size_t)(2 * R + 1));
-    if (!k) return cp_errf(err, CP_ENOMEM, "flow3D_smooth: out of memory for the kernel");
+    if (!k) return NULL;
     double c = -0.5 / (sigma * sigma);
     for (int64_t j = -R; j <= R; j++) k[j + R] = exp(c * (double)(j * j));
     double sum = pairwise_sum(k, 2 * R + 1);
     for (int64_t j = 0; j <= 2 * R; j++) k[j] /= sum;
-    const double *w = k + R; /* w[j], j = 0..R (symmetric) */
-    int fail = pass(v, nz, ny * nx, ny * nx, ny * nx, 0, w, R) ||
-               pass(v, ny, nx, nz * nx, nx, ny * nx, w, R) ||
-               pass(v, nx, 1, nz * ny, 1, nx, w, R);
-    free(k);
+    return k + R; /* w[j], j = 0..R (symmetric) */
+}
+
+static int check_sigma(double sigma, char *err)
+{
+    if (!(sigma > 0.0) || !isfinite(sigma))
+        return cp_errf(err, CP_EPARAM, "flow3D_smooth %g: need a positive number", sigma);
+    return 0;
+}
+
+int cp_smooth3d_gaussian(float *v, int64_t nz, int64_t ny, int64_t nx, double sigma, char *err)
+{
+    int rc = check_sigma(sigma, err);
+    if (rc) return rc;
+    int64_t R = radius(sigma);
+    double *w = kernel(sigma, R);
+    if (!w) return cp_errf(err, CP_ENOMEM, "flow3D_smooth: out of memory for the kernel");
+    int64_t s = ny * nx;
+    line_pass qz = {nz, 0, nz, s, 0, 0, nz, s, 0, s, s};
+    line_pass qy = {ny, 0, ny, nx, s, 0, ny, nx, s, nz * nx, nx};
+    line_pass qx = {nx, 0, nx, 1, nx, 0, nx, 1, nx, nz * ny, 1};
+    int fail = pass(v, v, &qz, w, R) || pass(v, v, &qy, w, R) || pass(v, v, &qx, w, R);
+    free(w - R);
     return fail ? cp_errf(err, CP_ENOMEM, "flow3D_smooth: out of memory for a line") : 0;
+}
+
+void cp_smooth3d_reach(double sigma, int64_t n, int64_t o0, int64_t on, int64_t *b0, int64_t *bn)
+{
+    int64_t R = radius(sigma), lo = n, hi = 0;
+    if (!(sigma > 0.0) || !isfinite(sigma)) R = 0;
+    for (int64_t k = o0 - R; k < o0 + on + R; k++) {
+        int64_t r = reflect(k, n);
+        lo = r < lo ? r : lo;
+        hi = r + 1 > hi ? r + 1 : hi;
+    }
+    *b0 = lo;
+    *bn = hi - lo;
+}
+
+int cp_smooth3d_window(const float *src, cp_box3 b, const int64_t L[3], double sigma, float *dst,
+                       cp_box3 o, char *err)
+{
+    int rc = check_sigma(sigma, err);
+    if (rc) return rc;
+    int64_t R = radius(sigma);
+    double *w = kernel(sigma, R);
+    /* after Z: (o nz, b ny, b nx); after Y: (o nz, o ny, b nx) */
+    const int64_t *bo = b.o, *bn = b.n, *oo = o.o, *on = o.n;
+    float *t1 = malloc(sizeof(float) * (size_t)(on[0] * bn[1] * bn[2]));
+    float *t2 = malloc(sizeof(float) * (size_t)(on[0] * on[1] * bn[2]));
+    int fail = !w || !t1 || !t2;
+    if (!fail) {
+        int64_t s = bn[1] * bn[2];
+        line_pass qz = {L[0], bo[0], bn[0], s, 0, oo[0], on[0], s, 0, s, s};
+        line_pass qy = {L[1], bo[1], bn[1], bn[2], s, oo[1], on[1], bn[2], on[1] * bn[2],
+                        on[0] * bn[2], bn[2]};
+        line_pass qx = {L[2], bo[2], bn[2], 1, bn[2], oo[2], on[2], 1, on[2], on[0] * on[1], 1};
+        fail = pass(src, t1, &qz, w, R) || pass(t1, t2, &qy, w, R) || pass(t2, dst, &qx, w, R);
+    }
+    if (w) free(w - R);
+    free(t1);
+    free(t2);
+    return fail ? cp_errf(err, CP_ENOMEM, "flow3D_smooth: out of memory for a window") : 0;
 }

@@ -17,6 +17,7 @@
  * Tolerances: bit-identical where the oracle's arithmetic is reproduced, 1e-3 for our network
  * (reference/README.md). A missing oracle file skips (exit 77). */
 #include "net3d.h"
+#include "net3d_window.h"
 
 #include "cp_err.h"
 #include "run_net.h"
@@ -362,6 +363,237 @@ static int test_net(const char *name, const char *variant)
     return tu_finish();
 }
 
+/* ---- windows (cp_net3d_window) -------------------------------------------------------------- */
+
+/* The volume x (L, 2) read by boxes; counts the voxels read by the current window. */
+typedef struct box_reader {
+    const float *x;
+    int64_t L[3];
+    int64_t voxels;
+} box_reader;
+
+static int read_box(void *arg, cp_box3 b, float *dst, char *err)
+{
+    box_reader *r = arg;
+    const int64_t *L = r->L;
+    int inside = 1;
+    for (int a = 0; a < 3; a++) inside &= b.o[a] >= 0 && b.n[a] >= 1 && b.o[a] + b.n[a] <= L[a];
+    if (!inside)
+        return cp_errf(err, CP_EPARAM, "reader: box %lldx%lldx%lld at (%lld, %lld, %lld) outside "
+                       "the volume", (long long)b.n[0], (long long)b.n[1], (long long)b.n[2],
+                       (long long)b.o[0], (long long)b.o[1], (long long)b.o[2]);
+    for (int64_t z = 0; z < b.n[0]; z++)
+        for (int64_t y = 0; y < b.n[1]; y++)
+            memcpy(dst + 2 * (z * b.n[1] + y) * b.n[2],
+                   r->x + 2 * (((b.o[0] + z) * L[1] + b.o[1] + y) * L[2] + b.o[2]),
+                   sizeof(float) * (size_t)(2 * b.n[2]));
+    r->voxels += b.n[0] * b.n[1] * b.n[2];
+    return 0;
+}
+
+/* A reader that fails. */
+static int read_fails(void *arg, cp_box3 b, float *dst, char *err)
+{
+    (void)arg, (void)b, (void)dst;
+    return cp_errf(err, CP_EIO, "reader: no volume");
+}
+
+/* Box w of the 4-channel field f over grid G, into dst (4, w). */
+static void field_box(const float *f, const int64_t G[3], cp_box3 w, float *dst)
+{
+    int64_t nv = G[0] * G[1] * G[2], nw = w.n[0] * w.n[1] * w.n[2];
+    for (int c = 0; c < 4; c++)
+        for (int64_t z = 0; z < w.n[0]; z++)
+            for (int64_t y = 0; y < w.n[1]; y++)
+                memcpy(dst + c * nw + (z * w.n[1] + y) * w.n[2],
+                       f + c * nv + ((w.o[0] + z) * G[1] + w.o[1] + y) * G[2] + w.o[2],
+                       sizeof(float) * (size_t)w.n[2]);
+}
+
+/* Differences of one window against the whole volume's field. */
+typedef struct wstats {
+    int64_t windows, values, differ, max_read;
+    double maxabs, cpu;
+} wstats;
+
+static void window_vs_whole(const cp_model *m, box_reader *rd, const cp_net3d_params *p,
+                            const cp_net3d_out *o, cp_box3 w, wstats *st)
+{
+    const int64_t G[3] = {o->nz, o->ny, o->nx};
+    int64_t nw = w.n[0] * w.n[1] * w.n[2];
+    float *mine = malloc(sizeof(float) * (size_t)(4 * nw));
+    float *ref4 = malloc(sizeof(float) * (size_t)(4 * nw));
+    char err[CP_ERR_LEN] = "";
+    rd->voxels = 0;
+    double c0 = cpu_now();
+    int rc = cp_net3d_window(m, read_box, rd, rd->L, p, w, mine, err);
+    st->cpu += cpu_now() - c0;
+    TU_CHECK(rc == 0, "window %lldx%lldx%lld at (%lld, %lld, %lld): %s", (long long)w.n[0],
+             (long long)w.n[1], (long long)w.n[2], (long long)w.o[0], (long long)w.o[1],
+             (long long)w.o[2], err);
+    if (!rc) {
+        field_box(o->dP, G, w, ref4);
+        int64_t where;
+        double e = tu_maxabs(mine, ref4, 4 * nw, &where);
+        int64_t d = nbits_differ(mine, ref4, 4 * nw);
+        st->maxabs = e > st->maxabs ? e : st->maxabs;
+        st->differ += d;
+        st->values += 4 * nw;
+        st->windows++;
+        st->max_read = rd->voxels > st->max_read ? rd->voxels : st->max_read;
+    }
+    free(mine);
+    free(ref4);
+}
+
+static void report(const char *name, const char *what, const wstats *st, const int64_t L[3])
+{
+    printf("%s: %s: %lld windows, %lld values: %lld not bit-identical, max abs difference %.3g; "
+           "%.2f CPU s; most input read by a window %lld voxels (%.2f volumes)\n", name, what,
+           (long long)st->windows, (long long)st->values, (long long)st->differ, st->maxabs,
+           st->cpu, (long long)st->max_read, (double)st->max_read / (double)(L[0] * L[1] * L[2]));
+    TU_CHECK(st->differ == 0 && st->windows > 0, "%s: %s: %lld values differ (max %.3g)", name,
+             what, (long long)st->differ, st->maxabs);
+}
+
+/* The oracle's (4, G) field of the case's run: dP (or dP_smooth1) and cellprob with resample,
+ * the summed views at the network scale without; NULL when not stored. */
+static float *oracle_field(const char *name, const cp_net3d_params *p, const int64_t G[3])
+{
+    int64_t nv = G[0] * G[1] * G[2];
+    if (!p->resample) return oracle_sum(name, G);
+    tu_tiff d = tu_read_tiff(ref(name, p->smooth > 0 ? "dP_smooth1.tif" : "dP.tif")),
+            c = tu_read_tiff(ref(name, "cellprob.tif"));
+    float *f = NULL;
+    if (d.n == 3 * nv && c.n == nv) {
+        f = malloc(sizeof(float) * (size_t)(4 * nv));
+        memcpy(f, d.f32, sizeof(float) * (size_t)(3 * nv));
+        memcpy(f + 3 * nv, c.f32, sizeof(float) * (size_t)nv);
+    }
+    tu_tiff_free(&d);
+    tu_tiff_free(&c);
+    return f;
+}
+
+/* Windows of cp_net3d_window against cp_run_net3d on the whole volume, bit for bit: for blocks
+ * of 4, 7 and 16 voxels per side, `sample` blocks of the grid spread over it (first and last
+ * included; all with sample <= 0), then one window off the grid and (below 100000 voxels, or
+ * with all blocks) the whole grid as one window; the window off the grid also against the oracle
+ * within 1e-3. Variants on x cropped (no oracle), anisotropy 1.5, flow3D_smooth 1: "r2", at most
+ * 5x14x17 at rescale 2 (resizing back takes the exact-2x area path in Y, X; 3x in Z); "aug", at
+ * most 4x8x9 with augment (its tiles are 224 wide even on small images: slow). */
+static int test_window(const char *name, const char *variant, int64_t sample)
+{
+    int r2 = variant && strcmp(variant, "r2") == 0, aug = variant && strcmp(variant, "aug") == 0;
+    tcase tc = open_case(name, r2 || aug || (variant && strcmp(variant, "main") == 0) ? NULL
+                                                                                     : variant);
+    char err[CP_ERR_LEN] = "";
+    if (r2 || aug) {
+        const int64_t *M = r2 ? (const int64_t[]){5, 14, 17} : (const int64_t[]){4, 8, 9};
+        int64_t C[3];
+        for (int a = 0; a < 3; a++) C[a] = tc.L[a] < M[a] ? tc.L[a] : M[a];
+        float *xc = malloc(sizeof(float) * (size_t)(2 * C[0] * C[1] * C[2]));
+        box_reader whole = {tc.x, {tc.L[0], tc.L[1], tc.L[2]}, 0};
+        read_box(&whole, (cp_box3){{0, 0, 0}, {C[0], C[1], C[2]}}, xc, err);
+        free(tc.x);
+        tc.x = xc;
+        memcpy(tc.L, C, sizeof C);
+        tc.p.rescale = r2 ? 2.0 : 1.0, tc.p.anisotropy = 1.5, tc.p.augment = aug,
+        tc.p.smooth = 1.0;
+    }
+    const char *mpath = json_object_get_string(tu_json_get(tc.j, "model.path"));
+    cp_model *m = NULL;
+    int rc = cp_model_load(tu_need(tu_path("%s/%s", tu_shared(), mpath + 7)), &m, err);
+    TU_CHECK(rc == 0, "%s: %s", name, err);
+    if (rc) return tu_finish();
+    cp_net3d_out o;
+    double c0 = cpu_now();
+    rc = cp_run_net3d(m, tc.x, tc.L, &tc.p, &o, err);
+    TU_CHECK(rc == 0, "%s: %s", name, err);
+    if (rc) return tu_finish();
+    const int64_t G[3] = {o.nz, o.ny, o.nx};
+    printf("%s: %s: volume %lldx%lldx%lld, output grid %lldx%lldx%lld (rescale %g, anisotropy "
+           "%g, resample %d, augment %d, smooth %g, overlap %g): whole volume %.2f CPU s\n", name,
+           variant ? variant : "main", (long long)tc.L[0], (long long)tc.L[1],
+           (long long)tc.L[2], (long long)G[0], (long long)G[1], (long long)G[2], tc.p.rescale,
+           tc.p.anisotropy, tc.p.resample, tc.p.augment, tc.p.smooth, tc.p.tile_overlap,
+           cpu_now() - c0);
+    box_reader rd = {tc.x, {tc.L[0], tc.L[1], tc.L[2]}, 0};
+    static const int64_t SIDES[3] = {4, 7, 16};
+    for (int k = 0; k < 3; k++) {
+        int64_t b = SIDES[k], nb[3], n = 1;
+        for (int a = 0; a < 3; a++) n *= nb[a] = (G[a] + b - 1) / b;
+        /* all blocks, or `sample` spread from the first to the last (one: the last) */
+        int64_t count = sample > 0 && sample < n ? sample : n;
+        wstats st = {0, 0, 0, 0, 0, 0};
+        for (int64_t j = 0, prev = -1; j < count; j++) {
+            int64_t t = count == n ? j : count == 1 ? n - 1 : j * (n - 1) / (count - 1);
+            if (t == prev) continue;
+            prev = t;
+            int64_t bz = t / (nb[1] * nb[2]), by = t / nb[2] % nb[1], bx = t % nb[2];
+            cp_box3 w = {{bz * b, by * b, bx * b}, {0, 0, 0}};
+            w.n[0] = G[0] - w.o[0] < b ? G[0] - w.o[0] : b;
+            w.n[1] = G[1] - w.o[1] < b ? G[1] - w.o[1] : b;
+            w.n[2] = G[2] - w.o[2] < b ? G[2] - w.o[2] : b;
+            window_vs_whole(m, &rd, &tc.p, &o, w, &st);
+        }
+        char what[96];
+        snprintf(what, sizeof what, "blocks of %lld (of %lld)", (long long)b, (long long)n);
+        report(name, what, &st, tc.L);
+    }
+    /* off the grid, and the whole grid */
+    cp_box3 odd = {{G[0] / 3, G[1] / 5 + 1, G[2] / 4 + 3}, {0, 0, 0}};
+    odd.n[0] = G[0] - odd.o[0] < 5 ? G[0] - odd.o[0] : 5;
+    odd.n[1] = G[1] - odd.o[1] < 9 ? G[1] - odd.o[1] : 9;
+    odd.n[2] = G[2] - odd.o[2] < 13 ? G[2] - odd.o[2] : 13;
+    cp_box3 all = {{0, 0, 0}, {G[0], G[1], G[2]}};
+    wstats so = {0, 0, 0, 0, 0, 0}, sa = {0, 0, 0, 0, 0, 0};
+    window_vs_whole(m, &rd, &tc.p, &o, odd, &so);
+    char what[160];
+    snprintf(what, sizeof what, "window %lldx%lldx%lld at (%lld, %lld, %lld)", (long long)odd.n[0],
+             (long long)odd.n[1], (long long)odd.n[2], (long long)odd.o[0], (long long)odd.o[1],
+             (long long)odd.o[2]);
+    report(name, what, &so, tc.L);
+    if (sample <= 0 || G[0] * G[1] * G[2] <= 100000) { /* as long as the whole run */
+        window_vs_whole(m, &rd, &tc.p, &o, all, &sa);
+        report(name, "the whole grid as one window", &sa, tc.L);
+    }
+    float *oracle = r2 || aug ? NULL : oracle_field(name, &tc.p, G);
+    if (oracle) {
+        int64_t nw = odd.n[0] * odd.n[1] * odd.n[2];
+        float *mine = malloc(sizeof(float) * (size_t)(4 * nw));
+        float *ref4 = malloc(sizeof(float) * (size_t)(4 * nw));
+        rc = cp_net3d_window(m, read_box, &rd, tc.L, &tc.p, odd, mine, err);
+        TU_CHECK(rc == 0, "%s: %s", name, err);
+        field_box(oracle, G, odd, ref4);
+        if (!rc) compare(name, "window off the grid vs the oracle (dZ, dY, dX, cellprob)", mine,
+                         ref4, 4 * nw, 1e-3);
+        free(mine);
+        free(ref4);
+        free(oracle);
+    }
+    /* refused: a window outside the grid or empty, batch size 0; the reader's error passes */
+    float dummy[4];
+    cp_box3 bad = {{G[0], 0, 0}, {1, 1, 1}}, empty = {{0, 0, 0}, {1, 0, 1}},
+            one = {{0, 0, 0}, {1, 1, 1}};
+    rc = cp_net3d_window(m, read_box, &rd, tc.L, &tc.p, bad, dummy, err);
+    TU_CHECK(rc == CP_EPARAM && strstr(err, "outside"), "%s: outside the grid: %d %s", name, rc,
+             err);
+    rc = cp_net3d_window(m, read_box, &rd, tc.L, &tc.p, empty, dummy, err);
+    TU_CHECK(rc == CP_EPARAM, "%s: an empty window: %d %s", name, rc, err);
+    cp_net3d_params p0 = tc.p;
+    p0.batch_size = 0;
+    rc = cp_net3d_window(m, read_box, &rd, tc.L, &p0, one, dummy, err);
+    TU_CHECK(rc == CP_EPARAM && strstr(err, "batch size 0"), "%s: batch 0: %d %s", name, rc, err);
+    rc = cp_net3d_window(m, read_fails, NULL, tc.L, &tc.p, one, dummy, err);
+    TU_CHECK(rc == CP_EIO && strcmp(err, "reader: no volume") == 0, "%s: reader error: %d %s",
+             name, rc, err);
+    cp_net3d_out_free(&o);
+    cp_model_free(m);
+    close_case(&tc);
+    return tu_finish();
+}
+
 /* ---- unit tests ---------------------------------------------------------------------------- */
 
 /* The exact-2x area path: (a + b) + (c + d) with pairwise (OpenCV's 4-channel order, §8.6), else
@@ -511,7 +743,11 @@ int main(int argc, char **argv)
     if (argc >= 3 && strcmp(argv[1], "smooth") == 0) return test_smooth(argv[2]);
     if (argc >= 3 && strcmp(argv[1], "net") == 0)
         return test_net(argv[2], argc > 3 ? argv[3] : NULL);
+    if (argc >= 3 && strcmp(argv[1], "window") == 0)
+        return test_window(argv[2], argc > 3 ? argv[3] : NULL,
+                           argc > 4 && strcmp(argv[4], "all") != 0 ? atoll(argv[4]) : 0);
     fprintf(stderr, "usage: test_net3d unit | xnet|views|tiling|smooth <case> | net <case> "
-                    "[smooth1|noresample]\n");
+                    "[smooth1|noresample] | window <case> [main|smooth1|noresample|r2|aug] "
+                    "[blocks per size|all]\n");
     return 2;
 }

@@ -1,6 +1,6 @@
 # The 3-D network stage (src/net3d.c, src/smooth3d.c, cp_resize_volume): CELLPOSE_ALGORITHM.md
 # §8.4-8.6 against the 3-D reference cases. x_norm of the same cases: prep.cmake.
-cp_add_test(NAME net3d_unit SOURCE test_net3d.c LINK net3d ARGS unit TIMEOUT 120)
+cp_add_test(NAME net3d_unit SOURCE test_net3d.c LINK net3d net3d_window ARGS unit TIMEOUT 120)
 cp_add_test(NAME net3d_xnet_synth_trained_nbase16_vol3d_aniso SOURCE test_net3d.c LINK net3d
             ARGS xnet synth_trained_nbase16_vol3d_aniso TIMEOUT 120)
 foreach(c tiny_nbase8_vol3d synth_trained_nbase16_vol3d_aniso)
@@ -18,3 +18,24 @@ cp_add_test(NAME net3d_net_tiny_nbase8_vol3d_multitile_smooth1 SOURCE test_net3d
             ARGS net tiny_nbase8_vol3d_multitile smooth1 TIMEOUT 900)
 cp_add_test(NAME net3d_net_synth_trained_nbase16_vol3d_aniso_noresample SOURCE test_net3d.c
             LINK net3d ARGS net synth_trained_nbase16_vol3d_aniso noresample TIMEOUT 900)
+# cp_net3d_window (src/net3d_window.c): windows of block grids (4, 7, 16 per side, a sample of
+# blocks per size; all blocks in the heavy runs), one off the grid and (small grids)
+# the whole grid, bit for bit against cp_run_net3d on the whole volume; the window off the grid
+# against the oracle (1e-3). r2 / aug: cropped volumes at rescale 2 / with augment (test_net3d.c). About
+# 10-25 CPU s each; the multitile one about 30 (its whole-volume run).
+cp_add_test(NAME net3d_window_tiny_nbase8_vol3d_main SOURCE test_net3d.c LINK net3d
+            ARGS window tiny_nbase8_vol3d main 3 TIMEOUT 600)
+cp_add_test(NAME net3d_window_tiny_nbase8_vol3d_r2 SOURCE test_net3d.c LINK net3d
+            ARGS window tiny_nbase8_vol3d r2 12 TIMEOUT 600)
+cp_add_test(NAME net3d_window_tiny_nbase8_vol3d_aug SOURCE test_net3d.c LINK net3d
+            ARGS window tiny_nbase8_vol3d aug 1 TIMEOUT 600)
+cp_add_test(NAME net3d_window_tiny_nbase8_vol3d_multitile_smooth1 SOURCE test_net3d.c LINK net3d
+            ARGS window tiny_nbase8_vol3d_multitile smooth1 1 TIMEOUT 900)
+foreach(v main noresample)
+  cp_add_test(NAME net3d_window_synth_trained_nbase16_vol3d_aniso_${v} SOURCE test_net3d.c
+              LINK net3d ARGS window synth_trained_nbase16_vol3d_aniso ${v} 2 TIMEOUT 900)
+endforeach()
+foreach(v main r2)
+  cp_add_test(NAME net3d_window_tiny_nbase8_vol3d_${v}_all SOURCE test_net3d.c LINK net3d
+              ARGS window tiny_nbase8_vol3d ${v} all TIMEOUT 3600 LABELS heavy)
+endforeach()

@@ -1,0 +1,41 @@
+/* The 3-D network stage over a window (issue 19, first step): dZ, dY, dX, cellprob of any box of
+ * the output grid, bit-identical to the same voxels of cp_run_net3d on the whole volume, computed
+ * from the input that box needs only (CELLPOSE_ALGORITHM.md §8.4-8.6). The output box is traced
+ * back through every stage, each a function of global coordinates:
+ *   output box W (the volume grid with resample, else the network scale)
+ *   -> flow3D_smooth: W grown by the kernel's reach (reflected at the borders) = box S
+ *   -> resize back (resample): the network-scale box A that resizing S reads
+ *   -> each pass: A's planes of the pass, only the tiles of each image touching A's image rect
+ *      (blended in increasing index), reading the slab of those planes over the tiles' rect
+ *   -> the network input over that slab: resized (window) from the box of x it reads.
+ * Memory: the boxes S and A (4 channels), per pass the slab (2 channels at the network scale and
+ * at the volume grid) and the images of one network call (as cp_net3d_pass) -- of the order of
+ * the window plus the slices and tiles it touches, never the volume.
+ * Tiles shared by neighbouring windows are evaluated again by each window. An each-tile-once
+ * cache would key a tile by (pass, plane, tile index) -- the tile grid of a pass is the same for
+ * all its planes -- and keep the tile's output (or its parts over the windows still to come, as
+ * mpi/dnet.c does with cp_tiles_crop) until the last window needing it is done; the blending
+ * order (increasing tile index per image) is unchanged, so the bits are too. */
+#ifndef CP_NET3D_WINDOW_H
+#define CP_NET3D_WINDOW_H
+
+#include <stdint.h>
+
+#include "cpnet.h"
+#include "net3d.h"
+#include "resize.h"
+
+/* Reads the box b of the normalized volume x (L[0], L[1], L[2], 2) into dst (b.n, 2)
+ * interleaved; returns 0 or an error (err set). */
+typedef int (*cp_net3d_reader)(void *arg, cp_box3 b, float *dst, char *err);
+
+/* out4 (4, w.n): dZ, dY, dX, cellprob over the box w of the output grid (the volume
+ * L with p->resample, else its network scale cp_net3d_scale), bit-identical to the same voxels
+ * of cp_run_net3d(m, x, L, p) (dP, then cellprob), for any rescale, anisotropy, resample,
+ * tile_overlap, augment and flow3D_smooth. x is read through rd only, by boxes inside L. No
+ * progress is reported. Errors: CP_EPARAM (w empty or outside the grid, an empty network scale,
+ * batch_size < 1, a bad smooth sigma), CP_ENOMEM, CP_EINTR (stop requested), rd's errors. */
+int cp_net3d_window(const cp_model *m, cp_net3d_reader rd, void *arg, const int64_t L[3],
+                    const cp_net3d_params *p, cp_box3 w, float *out4, char *err);
+
+#endif
