@@ -28,6 +28,7 @@
 #include "dprot.h"
 #include "dresize.h"
 #include "dstack.h"
+#include "dvolume.h"
 #include "flows3d_input.h"
 #include "h5par.h"
 #include "image.h"
@@ -103,7 +104,8 @@ static int remove_all_but_dp(const char *path, const struct stat *st, int flag, 
     (void)st;
     const char *base = path + f->base;
     if (f->level == 0 || flag == FTW_D || flag == FTW_DP) return 0;
-    if (!strncmp(base, "dp.", 3) && !strstr(base, ".tmp")) return 0;
+    if ((!strncmp(base, "dp.", 3) || !strncmp(base, "dp3.", 4)) && !strstr(base, ".tmp"))
+        return 0; /* network blocks of a plane, a stack or a volume */
     if (!strcmp(base, "manifest")) return 0;
     return remove(path);
 }
@@ -204,7 +206,7 @@ static int finish_output(run *r, cp_h5out *h, cp_cell *cells, int64_t ncells, in
         .niter_used = r->plan->steps,
         .n_masks = nmasks,
     };
-    int rc = cp_h5_write_cells(h, cells, ncells, 0, err);
+    int rc = cp_h5_write_cells(h, cells, ncells, r->plan->do3d, err);
     if (!rc) rc = cp_h5_write_attrs(h, r->p, &pv, err);
     if (rc) {
         cp_h5_abort(h);
@@ -531,13 +533,36 @@ static int stack_run(run *r, cp_image *im, char *err)
     return rc;
 }
 
-/* The plane or the stack of the plan, in the work folder (removed after success unless
- * --keep_work). */
+/* ---- a volume over 3-D blocks (dvolume.h) ------------------------------------------------ */
+
+static int volume_run(run *r, cp_image *im, char *err)
+{
+    cp_dvolume v = {.comm = r->comm, .p = r->p, .plan = r->plan, .m = r->m, .im = im,
+                    .store = &r->store, .resume = r->resumed, .stop = &stop_requested,
+                    .out_path = r->out_path, .tm = r->tm};
+    cp_h5out *h;
+    cp_cell *cells;
+    int64_t ncells, nmasks, reused;
+    int rc = cp_dvolume_run(&v, &h, &cells, &ncells, &nmasks, &reused, err);
+    r->t0 = MPI_Wtime(), r->c0 = cp_comm_seconds(); /* the volume timed its phases */
+    if (rc == CP_EINTR)
+        say(r, "stop requested: finished network blocks kept in %s; run again with --resume",
+            r->store.dir);
+    if (!rc) rc = finish_output(r, h, cells, ncells, nmasks, err);
+    free(cells);
+    lap(r, CP_PH_WRITE);
+    if (!rc) say(r, "wrote %s (%lld masks)", r->out_path, (long long)nmasks);
+    return rc;
+}
+
+/* The plane, the stack or the volume of the plan, in the work folder (removed after success
+ * unless --keep_work). */
 static int run_plan(run *r, cp_image *im, char *err)
 {
     int rc = workdir_open(r, &r->resumed, err);
     lap(r, CP_PH_READ);
-    if (!rc) rc = r->plan->nz > 1 ? stack_run(r, im, err) : plane_run(r, im, err);
+    if (!rc && r->plan->do3d) rc = volume_run(r, im, err);
+    else if (!rc) rc = r->plan->nz > 1 ? stack_run(r, im, err) : plane_run(r, im, err);
     if (!rc && !r->p->keep_work && r->rank == 0) cp_bstore_destroy(&r->store);
     return rc;
 }
@@ -560,17 +585,16 @@ int cp_dsegment_image(MPI_Comm comm, const cp_params *p, const cp_model *m,
     run r = {.m = m, .plan = &plan, .model_path = model_path, .image = image,
              .out_path = out_path, .cmdline = cmdline, .tm = tm};
     run_init(&r, comm, p);
-    if (p->do_3D) /* one process until the distributed 3-D mode exists (mpi/main.c refuses more) */
-        return cp_agree(comm, r.nranks == 1 ? cp_segment_volume(p, m, model_path, image, out_path,
-                                                                cmdline, tm, err)
-                                            : cp_errf(err, CP_EPARAM, "--do_3D runs on one "
-                                                      "process"), err);
+    if (p->do_3D && r.nranks == 1 && !p->block) /* a volume that one process holds whole */
+        return cp_agree(comm, cp_segment_volume(p, m, model_path, image, out_path, cmdline, tm,
+                                                err), err);
     cp_image im;
     int rc = cp_image_open(&im, image, (int)p->z_axis, (int)p->channel_axis,
-                           p->stitch_threshold > 0, (int)p->chan, (int)p->chan2, err);
+                           p->stitch_threshold > 0 || p->do_3D, (int)p->chan, (int)p->chan2, err);
     if (!rc && cp_model_get_info(m)->nchan != 2)
         rc = cp_errf(err, CP_EPARAM, "%s: the model has %d input channels; cellpose-mpi feeds "
                      "the 2 channels of --chan/--chan2", model_path, cp_model_get_info(m)->nchan);
+    if (!rc && p->do_3D) rc = cp_volume_check(image, &im.layout, err);
     if (!rc) rc = cp_plan_image(&plan, p, m, &im, r.nranks, err);
     if (!(rc = cp_agree(comm, rc, err))) rc = run_plan(&r, &im, err);
     cp_image_close(&im);

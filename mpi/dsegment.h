@@ -6,7 +6,9 @@
  *   a stack has contiguous planes per rank (each plane by the per-plane engine of
  *   src/segment.h), kept in the work folder and stitched where they are when --stitch_threshold
  *   is given (dstack.h);
- *   a volume with --do_3D goes to the 3-D engine of src/segment.h, on one process only for now.
+ *   a volume with --do_3D on N ranks (or with --block) is decomposed into cubic owner blocks
+ *   (dvolume.h); on one process without --block it goes whole to the 3-D engine of
+ *   src/segment.h.
  * Labels are identical for any number of ranks and any block size.
  * Block state lives in <output>.work (resumable; removed after success unless --keep_work). */
 #ifndef CP_DSEGMENT_H

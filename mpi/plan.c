@@ -3,8 +3,6 @@
 
 #include "run_net.h"
 
-#define DEFAULT_BLOCK 2048
-
 /* The default block side: the largest power-of-two fraction of DEFAULT_BLOCK (not below 256)
  * that gives each of nranks ranks a block of a plane. */
 static int64_t auto_block(int64_t Ly, int64_t Lx, int nranks)
@@ -14,12 +12,25 @@ static int64_t auto_block(int64_t Ly, int64_t Lx, int nranks)
     return B;
 }
 
+/* The default side of the cubic blocks of a volume: DEFAULT_BLOCK3 halved (not below 32) until
+ * each of nranks ranks has a block. */
+static int64_t auto_block3(int64_t Lz, int64_t Ly, int64_t Lx, int nranks)
+{
+    int64_t B = DEFAULT_BLOCK3;
+    while (B > 32 && ((Lz + B - 1) / B) * ((Ly + B - 1) / B) * ((Lx + B - 1) / B) < nranks)
+        B /= 2;
+    return B;
+}
+
 /* What the image and the flows plans share: the stack mode and the blocks. */
 static void plan_common(cp_plan *pl, const cp_params *p, int nranks)
 {
+    pl->do3d = p->do_3D;
     pl->stitch = pl->nz > 1 && p->stitch_threshold > 0;
     pl->min_size = pl->stitch ? -1 : p->min_size;
-    pl->B = p->block ? p->block : auto_block(pl->Ly, pl->Lx, pl->nz > 1 ? 1 : nranks);
+    if (p->block) pl->B = p->block;
+    else if (pl->do3d) pl->B = auto_block3(pl->nz, pl->Ly0, pl->Lx0, nranks);
+    else pl->B = auto_block(pl->Ly, pl->Lx, pl->nz > 1 ? 1 : nranks);
 }
 
 int cp_plan_image(cp_plan *pl, const cp_params *p, const cp_model *m, cp_image *im, int nranks,

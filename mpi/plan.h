@@ -10,6 +10,13 @@
 #include "dnet.h"
 #include "params.h"
 
+/* Default block sides: 2048 pixels (a plane up to 2048 x 2048 is one block), and 128 voxels for
+ * a volume (its network output grown by 1 voxel is 4 x 130^3 floats = 35 MB, and the network
+ * window of a block holds the slices and tiles it touches: a few hundred MB per rank with the
+ * trained model, see docs/performance.md). */
+#define DEFAULT_BLOCK 2048
+#define DEFAULT_BLOCK3 128
+
 typedef struct cp_plan {
     int64_t nz;        /* planes (1: a plane; > 1: a stack, segmented plane by plane) */
     int64_t Ly0, Lx0;  /* a plane of the input: the labels are written at this size */
@@ -19,7 +26,10 @@ typedef struct cp_plan {
     int32_t steps;     /* flow-following iterations: the niter rule (cp_niter_steps), or --niter
                           (200 if not given) for saved flows */
     int64_t B;         /* owner block side of a plane: --block, or DEFAULT_BLOCK halved (not below
-                          256) until every rank has a block; a plane of a stack is on one rank */
+                          256) until every rank has a block; a plane of a stack is on one rank.
+                          Of a --do_3D volume: the side of cubic blocks, --block or
+                          DEFAULT_BLOCK3 halved (not below 32) until every rank has a block */
+    int do3d;          /* --do_3D: the volume over 3-D blocks (dvolume.h) */
     int stitch;        /* a stack stitched by IoU (--stitch_threshold > 0, nz > 1) */
     int64_t min_size;  /* per plane: --min_size, or -1 when stitched (min_size then in 3-D) */
     cp_dnet net;       /* the network's geometry and inputs (model NULL for saved flows); per

@@ -191,6 +191,13 @@ static int segment_volume(const cp_params *p, const cp_model *m, cp_image *im, d
     return rc;
 }
 
+int cp_volume_check(const char *image, const cp_layout *L, char *err)
+{
+    if (L->nz >= 2) return 0;
+    return cp_errf(err, CP_EPARAM, "%s: --do_3D needs a volume of at least 2 planes, the image "
+                   "has %lld (give --z_axis?)", image, (long long)L->nz);
+}
+
 int cp_segment_volume(const cp_params *p, const cp_model *m, const char *model_path,
                       const char *image, const char *out_path, const char *cmdline, cp_timing *tm,
                       char *err)
@@ -205,9 +212,8 @@ int cp_segment_volume(const cp_params *p, const cp_model *m, const char *model_p
     if (mi->nchan != 2)
         rc = cp_errf(err, CP_EPARAM, "%s: the model has %d input channels; cellpose-mpi feeds "
                      "the 2 channels of --chan/--chan2", model_path, mi->nchan);
-    else if (L.nz < 2)
-        rc = cp_errf(err, CP_EPARAM, "%s: --do_3D needs a volume of at least 2 planes, the image "
-                     "has %lld (give --z_axis?)", image, (long long)L.nz);
+    else
+        rc = cp_volume_check(image, &L, err);
     double rescale = cp_rescale(p->diameter, mi->diam_mean, mi->diam_labels);
     /* the labels' grid Lm, and the flows' Lf (the dynamics scale) */
     const int64_t Lv[3] = {L.nz, L.ny, L.nx};

@@ -12,6 +12,9 @@
 #include "run_net.h"
 #include "timing.h"
 
+/* --do_3D needs a volume: CP_EPARAM naming image when L has fewer than 2 planes. */
+int cp_volume_check(const char *image, const cp_layout *L, char *err);
+
 /* --do_3D on one process: segments the volume `image` with the loaded model into out_path
  * (written atomically). model_path is recorded in the output; cmdline too. Timing is added to
  * *tm. */

@@ -208,6 +208,12 @@ static void do3d_refusals(const char *base)
     write_one_plane(tu_path("%s/one.tif", dir), 64, 64);
     expect(1, "one.tif: --do_3D needs a volume of at least 2 planes, the image has 1", NULL,
            "%s --image_path %s/one.tif --z_axis 0 --do_3D", base, dir);
+    expect(1, "one.tif: --do_3D needs a volume of at least 2 planes, the image has 1", NULL,
+           "%s --image_path %s/one.tif --z_axis 0 --do_3D --block 64", base, dir); /* blocks */
+    launch = "mpirun --oversubscribe -n 2 ";
+    expect(1, "plane.tif", "is 2-D: --do_3D and stitching", "%s --image_path %s/plane.tif --do_3D",
+           base, dir);
+    launch = "";
     /* the same refusals from a job file (LeakSanitizer off in the child, as in test_jobfile.c:
      * its tracer crashes at exit in an Open MPI program that used libconfig) */
     launch = "ASAN_OPTIONS=$ASAN_OPTIONS:detect_leaks=0 ";
@@ -224,17 +230,22 @@ static void do3d_refusals(const char *base)
     fclose(job);
     expect(2, "--protrusions: not with --do_3D", NULL, "%s --job %s/vol.cfg", base, dir);
     launch = "";
-    /* distributed: refused on one rank with --block, and agreed on by several ranks */
-    const char *one = "--do_3D runs on one process for now; the distributed 3-D mode is not done yet";
-    expect(2, one, NULL, "%s --image_path %s --do_3D --block 64", base, vol);
+    /* over 3-D blocks (N ranks or --block): what is not done there yet is refused on one rank
+     * with --block, and agreed on by several ranks; the 2-D-only checks come first there too */
+    expect(2, "--no_resample with --do_3D runs on one process without --block for now (not over "
+           "3-D blocks)", NULL, "%s --image_path %s --do_3D --no_resample --block 64", base, vol);
+    expect(2, "--save_tif with --do_3D runs on one process without --block", NULL,
+           "%s --image_path %s --do_3D --save_tif --block 64", base, vol);
     launch = "mpirun --oversubscribe -n 2 ";
-    expect(2, one, NULL, "%s --image_path %s --do_3D", base, vol);
+    expect(2, "--no_resample with --do_3D runs on one process without --block", NULL,
+           "%s --image_path %s --do_3D --no_resample", base, vol);
+    expect(2, bs, NULL, "%s --image_path %s --do_3D --bsize 256", base, vol);
     launch = "";
 }
 
 /* --flows with --do_3D: flows of the other dimension, HDF5 or TIFF pair, and a TIFF pair whose
  * pages do not pair up, each a one-line error with no output; several ranks or --block refused
- * as every --do_3D run. The flows files come from the oracle's 2-D and 3-D dP/cellprob. */
+ * (saved 3-D flows are read on one process only for now). The flows files come from the oracle's 2-D and 3-D dP/cellprob. */
 static void flows3d_bad_input(void)
 {
     const char *ref = tu_path("%s/reference", tu_shared());
@@ -261,7 +272,8 @@ static void flows3d_bad_input(void)
            "--do_3D --output %s", v, ref, out);
     expect(1, "dP.tif: expected 2 pages per page of", NULL,
            "--flows %s/dP.tif --cellprob_in %s/cellprob.tif --output %s", v, v, out);
-    const char *one = "--do_3D runs on one process for now; the distributed 3-D mode is not done yet";
+    const char *one = "--flows with --do_3D runs on one process without --block for now (not "
+                      "over 3-D blocks)";
     expect(2, one, NULL, "--flows %s --do_3D --block 64 --output %s", vh5, out);
     launch = "mpirun --oversubscribe -n 2 ";
     expect(2, one, NULL, "--flows %s --do_3D --output %s", vh5, out);

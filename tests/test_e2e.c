@@ -9,7 +9,8 @@
  * fed back through --flows --do_3D give its labels again (not without resample).
  * usage: test_e2e CASE image|flows [VARIANT]
  *   VARIANT: stitch025, noresample, smooth1 (the case's <variant>_run / smooth_run with its
- *   <file>_<variant>.tif outputs), niter200, recipe */
+ *   <file>_<variant>.tif outputs), niter200, recipe; blocks (3-D image cases: the main run, then
+ *   --do_3D over blocks of 32 voxels on 1-4 ranks, bit-identical to it) */
 #include <hdf5.h>
 #include <math.h>
 #include <stdarg.h>
@@ -240,6 +241,24 @@ static void check_roundtrip(const char *out, json_object *j, json_object *k)
     free(a), free(b);
 }
 
+/* --do_3D over cubic blocks of 32 voxels on 1-4 ranks (mpi/dvolume.c): /labels, /cells, /flows
+ * and /cellprob bit-identical to the whole-volume run `out` of command line `whole`. */
+static void check_blocks3(const char *whole, const char *out)
+{
+    for (int np = 1; np <= 4; np++) {
+        const char *o = tu_path("%s/blocks_np%d.h5", tu_tmpdir(), np);
+        int st = tu_run("mpirun --oversubscribe -n %d -x OMP_NUM_THREADS=1 %s --block 32 "
+                        "--output %s", np, whole, o);
+        TU_CHECK(st == 0, "--do_3D on %d rank(s) with blocks of 32 exited with %d", np, st);
+        for (int k = 0; st == 0 && k < 4; k++) {
+            const char *set = (const char *[]){"/labels", "/cells", "/flows", "/cellprob"}[k];
+            int same = tu_run("h5diff -q %s %s %s", out, o, set) == 0;
+            printf("blocks of 32 on %d rank(s): %s %s\n", np, set, same ? "identical" : "DIFFER");
+            TU_CHECK(same, "%d rank(s): %s differs from the whole-volume run", np, set);
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -247,6 +266,8 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *c = argv[1], *mode = argv[2], *variant = argc > 3 ? argv[3] : "";
+    const int blocks = !strcmp(variant, "blocks"); /* the main run, then over 3-D blocks */
+    if (blocks) variant = "";
     json_object *j = tu_case_json(c);
     char out[4096], masks[4096];
     snprintf(out, sizeof out, "%s/%s_%s%s.h5", tu_tmpdir(), c, mode, variant);
@@ -288,6 +309,8 @@ int main(int argc, char **argv)
         }
     }
     printf("%s\n", cmd);
+    char whole[sizeof cmd];
+    snprintf(whole, sizeof whole, "%s", cmd);
     int st = tu_run("%s", cmd);
     TU_CHECK(st == 0, "cellpose-mpi exited with %d", st);
     if (st == 0) {
@@ -305,6 +328,7 @@ int main(int argc, char **argv)
         /* without resample the saved flows are at the network scale, the labels are not */
         if (do3d && !strcmp(mode, "image") && strcmp(variant, "noresample"))
             check_roundtrip(out, j, k);
+        if (blocks) check_blocks3(whole, out);
     }
     json_object_put(j);
     tu_run("rm -rf %s", tu_tmpdir());

@@ -30,3 +30,8 @@ foreach(c tiny_nbase8_vol3d synth_trained_nbase16_vol3d_aniso flows3d_protrusion
   cp_add_test(NAME e2e_flows_${c} SOURCE test_e2e.c ARGS ${c} flows)
 endforeach()
 cp_add_test(NAME e2e_flows_tiny_nbase8_vol3d_multitile_smooth1 SOURCE test_e2e.c ARGS tiny_nbase8_vol3d_multitile flows smooth1)
+# --do_3D over cubic blocks of 32 voxels (mpi/dvolume.c) on 1-4 ranks: bit-identical to the
+# whole-volume run (labels, cells, flows), on a random net and on the trained net (real masks).
+foreach(c tiny_nbase8_vol3d synth_trained_nbase16_vol3d_aniso)
+  cp_add_test(NAME e2e_image_${c}_blocks SOURCE test_e2e.c ARGS ${c} image blocks LABELS heavy)
+endforeach()

@@ -1,0 +1,201 @@
+/* --do_3D over 3-D owner blocks (see dvolume.h). */
+#include "dvolume.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agree.h"
+#include "commtime.h"
+#include "cp_err.h"
+#include "dcells.h"
+#include "dfollow.h"
+#include "dfollow3.h"
+#include "dmasks3.h"
+#include "dnorm.h"
+#include "dpost3.h"
+#include "h5par.h"
+#include "net3d_window.h"
+#include "prep.h"
+#include "progress.h"
+#include "segment.h"
+
+/* The run's state: the call, the grid, the normalization, the phase clock. */
+typedef struct vol {
+    cp_dvolume *v;
+    int rank, nranks;
+    cp_grid g;
+    cp_norm norm[2];
+    int inv[2];
+    double t0, c0;
+} vol;
+
+#define say(k, ...) cp_say((k)->rank || (k)->v->p->quiet, __VA_ARGS__)
+
+static void lap(vol *k, cp_phase ph) { cp_comm_lap(k->v->tm, ph, &k->t0, &k->c0); }
+
+static int64_t box_voxels(cp_box3 b) { return b.n[0] * b.n[1] * b.n[2]; }
+
+/* cp_net3d_reader: box b of the normalized volume (b.n, 2), read plane by plane, normalized and
+ * inverted voxel by voxel as the whole-volume engine does. */
+static int read_normalized(void *arg, cp_box3 b, float *dst, char *err)
+{
+    const vol *k = arg;
+    const int64_t plane = b.n[1] * b.n[2], n = b.n[0] * plane;
+    int rc = 0;
+    for (int64_t z = 0; !rc && z < b.n[0]; z++)
+        rc = cp_image_read(k->v->im, b.o[0] + z, b.o[1], b.o[2], b.n[1], b.n[2],
+                           dst + z * plane * 2, err);
+    if (!rc && !k->v->p->no_norm) cp_norm_apply(dst, n, k->norm, 0);
+    if (!rc) cp_norm_invert(dst, n, k->inv);
+    return rc;
+}
+
+/* The network phase: "dp3" of every own block (its grown box, 4 channels), kept from a
+ * checkpoint when it verifies. */
+static int network(vol *k, int64_t *reused, char *err)
+{
+    const cp_dvolume *v = k->v;
+    const cp_params *p = v->p;
+    const int64_t L[3] = {k->g.Lz, k->g.Ly, k->g.Lx};
+    const cp_net3d_params np = {
+        .rescale = v->plan->rescale, .anisotropy = p->anisotropy, .resample = !p->no_resample,
+        .tile_overlap = p->tile_overlap, .augment = p->augment, .batch_size = p->batch_size,
+        .smooth = p->flow3D_smooth,
+    };
+    int64_t b0, b1;
+    cp_grid_range(&k->g, k->rank, &b0, &b1);
+    cp_progress pr;
+    cp_progress_begin(&pr, "network", k->nranks > 1 ? "blocks of rank 0" : "blocks", b1 - b0);
+    int rc = 0;
+    *reused = 0;
+    for (int64_t b = b0; !rc && b < b1; b++) {
+        const cp_box3 w = cp_box3_grow(&k->g, cp_grid_box(&k->g, b), 1);
+        const size_t bytes = sizeof(float) * (size_t)(4 * box_voxels(w));
+        char ignored[CP_ERR_LEN];
+        if (v->resume && !cp_bstore_verify(v->store, CP_DFOLLOW3_FIELD, b, bytes, ignored)) {
+            ++*reused;
+        } else {
+            float *out = malloc(bytes);
+            rc = out ? cp_net3d_window(v->m, read_normalized, k, L, &np, w, out, err)
+                     : cp_errf(err, CP_ENOMEM, "network: out of memory for a block");
+            if (!rc) rc = cp_bstore_put(v->store, CP_DFOLLOW3_FIELD, b, out, bytes, err);
+            free(out);
+        }
+        cp_progress_add(&pr, !rc);
+        if (!rc && *v->stop) rc = cp_errf(err, CP_EINTR, "stopped by a signal in the network phase");
+    }
+    if (rc) cp_progress_cancel(&pr);
+    cp_progress_end(&pr);
+    MPI_Allreduce(MPI_IN_PLACE, reused, 1, MPI_INT64_T, MPI_SUM, v->comm);
+    return cp_agree(v->comm, rc, err);
+}
+
+/* The centre (block q) of a grown block's 4-channel field f (box w) into dP (3, q) and
+ * cellprob (q). */
+static void field_centre(const float *f, cp_box3 w, cp_box3 q, float *dP, float *cellprob)
+{
+    const int64_t nq = box_voxels(q), nw = box_voxels(w);
+    for (int c = 0; c < 4; c++) {
+        float *dst = c < 3 ? dP + c * nq : cellprob;
+        for (int64_t z = 0; z < q.n[0]; z++)
+            for (int64_t y = 0; y < q.n[1]; y++)
+                memcpy(dst + (z * q.n[1] + y) * q.n[2],
+                       f + c * nw + ((q.o[0] - w.o[0] + z) * w.n[1] + q.o[1] - w.o[1] + y) *
+                                        w.n[2] + q.o[2] - w.o[2],
+                       sizeof *dst * (size_t)q.n[2]);
+    }
+}
+
+/* Collective writes in rounds, round i writing every rank's i-th own block (a rank past its last
+ * block writes an empty box): the final labels, and with flows the field's centre. */
+static int write_blocks(vol *k, cp_h5out *h, int flows, char *err)
+{
+    int64_t b0, b1, mine, most;
+    cp_grid_range(&k->g, k->rank, &b0, &b1);
+    mine = b1 - b0;
+    MPI_Allreduce(&mine, &most, 1, MPI_INT64_T, MPI_MAX, k->v->comm);
+    int rc = 0;
+    for (int64_t i = 0; !rc && i < most; i++) {
+        const cp_box3 q = i < mine ? cp_grid_box(&k->g, b0 + i) : (cp_box3){{0}, {0, 0, 0}};
+        const cp_box3 w = i < mine ? cp_box3_grow(&k->g, q, 1) : q;
+        const int64_t nq = box_voxels(q), nw = box_voxels(w);
+        void *a = malloc(sizeof(float) * (size_t)(flows ? 4 * (nq + nw) + 1 : nq + 1));
+        int lrc = a ? 0 : cp_errf(err, CP_ENOMEM, "write: out of memory");
+        if (!lrc && nq)
+            lrc = flows ? cp_bstore_get(k->v->store, CP_DFOLLOW3_FIELD, b0 + i, a,
+                                        sizeof(float) * (size_t)(4 * nw), err)
+                        : cp_bstore_get(k->v->store, CP_DPOST3_OUT, b0 + i, a,
+                                        sizeof(uint32_t) * (size_t)nq, err);
+        float *c = (float *)a + 4 * nw;
+        if (!lrc && nq && flows) field_centre(a, w, q, c, c + 3 * nq);
+        rc = cp_agree(k->v->comm, lrc, err);
+        if (!rc && flows) rc = cp_h5_write_flows3(h, q.o, q.n, c, c + 3 * nq, err);
+        else if (!rc) rc = cp_h5_write_labels3(h, q.o, q.n, a, err);
+        free(a);
+    }
+    return rc;
+}
+
+/* The output file: /labels, the flows with --save_flows, and rank 0's rows of /cells. */
+static int output(vol *k, int64_t nlabels, cp_h5out **h, cp_cell **cells, int64_t *ncells,
+                  char *err)
+{
+    cp_dvolume *v = k->v;
+    const int64_t L[3] = {k->g.Lz, k->g.Ly, k->g.Lx};
+    cp_h5_backend be = cp_h5par_backend(&v->comm); /* v outlives the file */
+    int rc = cp_h5_create(v->out_path, &be, L[0], L[1], L[2], CP_H5_VOLUME, 0, 0, h, err);
+    if (!rc && v->p->save_flows) rc = cp_h5_create_flows3(*h, L, err);
+    if (!rc) rc = write_blocks(k, *h, 0, err);
+    if (!rc && v->p->save_flows) rc = write_blocks(k, *h, 1, err);
+    if (!rc) rc = cp_dcells_blocks(v->comm, &k->g, v->store, CP_DPOST3_OUT, -1, nlabels, cells,
+                                   ncells, err);
+    if (rc && *h) {
+        cp_h5_abort(*h);
+        *h = NULL;
+    }
+    return rc;
+}
+
+int cp_dvolume_run(cp_dvolume *v, cp_h5out **h, cp_cell **cells, int64_t *ncells,
+                   int64_t *nmasks, int64_t *reused, char *err)
+{
+    const cp_params *p = v->p;
+    const cp_layout *lay = &v->im->layout;
+    vol k = {.v = v, .t0 = MPI_Wtime(), .c0 = cp_comm_seconds()};
+    MPI_Comm_rank(v->comm, &k.rank);
+    MPI_Comm_size(v->comm, &k.nranks);
+    cp_grid_init3(&k.g, lay->nz, lay->ny, lay->nx, v->plan->B, k.nranks);
+    *h = NULL, *cells = NULL, *ncells = 0, *nmasks = 0, *reused = 0;
+    say(&k, "%s: %lldx%lldx%lld in 3-D on %d rank(s), blocks of %lld (%lld blocks); rescale "
+        "%.6g, %d steps", v->out_path, (long long)lay->nz, (long long)lay->ny, (long long)lay->nx,
+        k.nranks, (long long)v->plan->B, (long long)k.g.nblocks, v->plan->rescale,
+        v->plan->steps);
+    int rc = 0;
+    if (!p->no_norm) /* over every voxel of the volume, Cellpose's sample (§8.3) */
+        rc = cp_dnorm_compute(v->comm, v->im, 0, lay->nz, p->norm_percentile_lo,
+                              p->norm_percentile_hi, k.norm, err);
+    for (int c = 0; c < 2; c++) k.inv[c] = p->invert && !p->no_norm && k.norm[c].good;
+    lap(&k, CP_PH_PREP);
+    if (!rc) rc = network(&k, reused, err);
+    lap(&k, CP_PH_NET);
+    if (rc) return rc;
+    say(&k, "network: %lld blocks done, %lld reused from the checkpoint",
+        (long long)(k.g.nblocks - *reused), (long long)*reused);
+    int64_t rounds, nlabels;
+    rc = cp_dfollow3_run(v->comm, &k.g, v->store, v->plan->steps, !p->no_interp,
+                         (float)p->cellprob_threshold, INT_MAX / k.nranks, CP_DFOLLOW_MAX_HELD,
+                         &rounds, err);
+    lap(&k, CP_PH_FOLLOW);
+    if (!rc) say(&k, "flow following: %d steps, %lld rounds of particle exchange",
+                 v->plan->steps, (long long)rounds);
+    if (!rc) rc = cp_dmasks3_run(v->comm, &k.g, v->store, p->max_size_fraction, &nlabels, err);
+    lap(&k, CP_PH_MASKS);
+    if (!rc) rc = cp_dpost3_run(v->comm, &k.g, v->store, p->min_size, &nlabels, err);
+    lap(&k, CP_PH_POST);
+    if (!rc) rc = output(&k, nlabels, h, cells, ncells, err);
+    *nmasks = *ncells;
+    if (!rc) MPI_Bcast(nmasks, 1, MPI_INT64_T, 0, v->comm);
+    lap(&k, CP_PH_WRITE);
+    return rc;
+}
