@@ -15,6 +15,12 @@ T(1 rank, t threads) / T(ranks, t threads).
 
   python3 slurm/scaling_study.py --bin build/cellpose-mpi --model M.pth --image I.tif \
       --ranks 1 2 4 --threads 1 2 --out docs/scaling -- --chan 1 --chan2 2
+
+A volume in 3-D: give its axes and --do_3D after `--`, and a block side for cubic blocks (weak
+scaling stacks the volume along Y):
+
+  python3 slurm/scaling_study.py --model M.pth --image vol.tif --block 64 --ranks 1 2 4 \
+      --threads 1 --out docs/scaling3d -- --do_3D --z_axis 0 --diameter 30
 """
 import argparse
 import csv

@@ -11,6 +11,7 @@
  *   signal       SIGUSR1 in the network phase: stop at the next block boundary, exit status 3;
  *                --resume finishes identically
  *   signal_stack the same in a stitched stack: --resume reuses its planes' network blocks
+ *   signal_volume the same with --do_3D over 3-D blocks: --resume reuses the "dp3" blocks
  *   bad_block    a corrupt strip read by one rank: the job stops with that rank's message, no output
  *   h5py         a 3-rank output read by h5py: layout, chunking + deflate, /cells, attributes
  * usage: test_dist_ops NAME */
@@ -266,6 +267,16 @@ static void slow_stack(void)
              img, dir);
 }
 
+/* The volume the 3-D interruption stops: synth_vol_17x61x80 with the full-width random net, in 3-D
+ * over 6 blocks of 32 voxels. */
+static void slow_volume(void)
+{
+    snprintf(slow, sizeof slow, "--pretrained_model %s --image_path %s --z_axis 0 --do_3D "
+             "--diameter 30 --block 32 --output %s/out.h5",
+             tu_need(tu_path("%s/models/random_cp3_seed0.pth", tu_shared())),
+             tu_need(tu_path("%s/data/synthetic/synth_vol_17x61x80.tif", tu_shared())), dir);
+}
+
 /* kill -9 of the newest cellpose-mpi process whose command line names our output: one rank. */
 static void kill_one_rank(void)
 {
@@ -318,7 +329,7 @@ static void interrupted(const char *how)
     } else if (!strcmp(how, "kill_dynamics")) {
         started = wait_for(pid, work, 0);
         kill_one_rank();
-    } else { /* signal, signal_stack: 3 network blocks of plane 0 done */
+    } else { /* signal*: 3 network blocks (of plane 0, or of the volume) done */
         started = wait_for(pid, work, 3);
         kill(pid, SIGUSR1);
     }
@@ -425,8 +436,10 @@ int main(int argc, char **argv)
         slow_plane(), interrupted(what);
     else if (!strcmp(what, "signal_stack"))
         slow_stack(), interrupted(what);
+    else if (!strcmp(what, "signal_volume"))
+        slow_volume(), interrupted(what);
     else return fprintf(stderr, "usage: test_dist_ops stack|stack8|dataset|kill_network|kill_dynamics|"
-                                "signal|signal_stack|bad_block|h5py\n"), 2;
+                                "signal|signal_stack|signal_volume|bad_block|h5py\n"), 2;
     if (!tu_failed) tu_run("rm -rf %s", dir);
     return tu_finish();
 }

@@ -364,7 +364,8 @@ int tu_blocks_on_disk(const char *work)
     int n = 0;
     for (struct dirent *e; d && (e = readdir(d));) {
         size_t len = strlen(e->d_name);
-        n += !strncmp(e->d_name, "dp.z0.", 6) && !(len > 4 && !strcmp(e->d_name + len - 4, ".tmp"));
+        int net = !strncmp(e->d_name, "dp.z0.", 6) || !strncmp(e->d_name, "dp3.", 4);
+        n += net && !(len > 4 && !strcmp(e->d_name + len - 4, ".tmp"));
     }
     if (d) closedir(d);
     return n;

@@ -88,7 +88,8 @@ double tu_now(void);
  * contains needle, in /proc order, at most max; returns how many. */
 int tu_cellpose_pids(const char *needle, long *pids, int max);
 
-/* Complete network blocks ("dp.z0.*", not "*.tmp") in a --block run's work folder. */
+/* Complete network blocks ("dp.z0.*" of a plane, "dp3.*" of a volume; not "*.tmp") in a --block
+ * run's work folder. */
 int tu_blocks_on_disk(const char *work);
 
 /* Runs a shell command, returns its exit status (or -1), output to the test's stdout. */
