@@ -32,6 +32,8 @@ endforeach()
 cp_add_test(NAME e2e_flows_tiny_nbase8_vol3d_multitile_smooth1 SOURCE test_e2e.c ARGS tiny_nbase8_vol3d_multitile flows smooth1)
 # --do_3D over cubic blocks of 32 voxels (mpi/dvolume.c) on 1-4 ranks: bit-identical to the
 # whole-volume run (labels, cells, flows), on a random net and on the trained net (real masks).
-foreach(c tiny_nbase8_vol3d synth_trained_nbase16_vol3d_aniso)
-  cp_add_test(NAME e2e_image_${c}_blocks SOURCE test_e2e.c ARGS ${c} image blocks LABELS heavy)
-endforeach()
+# The tiny case also runs in the sanitizer pass (seconds).
+cp_add_test(NAME e2e_image_tiny_nbase8_vol3d_blocks SOURCE test_e2e.c ARGS tiny_nbase8_vol3d
+            image blocks)
+cp_add_test(NAME e2e_image_synth_trained_nbase16_vol3d_aniso_blocks SOURCE test_e2e.c
+            ARGS synth_trained_nbase16_vol3d_aniso image blocks LABELS heavy)
