@@ -31,16 +31,9 @@ static int tally(MPI_Comm comm, const cp_grid *g, const cp_bstore *store, const 
             if (l > nlabels) { /* a damaged or foreign block: never an index out of bounds */
                 char path[4200], where[64];
                 cp_bstore_path(store, name, b, path, sizeof path);
-                if (g->Lz == 1)
-                    snprintf(where, sizeof where, "(%lld,%lld)", (long long)(b / g->nbx),
-                             (long long)(b % g->nbx));
-                else
-                    snprintf(where, sizeof where, "(%lld,%lld,%lld)",
-                             (long long)(b / (g->nby * g->nbx)), (long long)(b / g->nbx % g->nby),
-                             (long long)(b % g->nbx));
                 rc = cp_errf(err, CP_EFORMAT, "%s: block %s array '%.*s': label %lld out of "
-                             "range [0, %lld]", path, where, (int)strcspn(name, "."), name,
-                             (long long)l, (long long)nlabels);
+                             "range [0, %lld]", path, cp_grid_block_coords(g, b, where, sizeof where),
+                             (int)strcspn(name, "."), name, (long long)l, (long long)nlabels);
                 break;
             }
             const int64_t c[3] = {q.o[0] + i / (q.n[1] * q.n[2]), q.o[1] + i / q.n[2] % q.n[1],

@@ -674,18 +674,11 @@ static int relabel_block(const dm *m, int64_t b, const uint32_t *to, int64_t K, 
     for (int64_t i = 0; !rc && i < nv; i++) {
         if (lab[i] > K) { /* ids read back index `to`: check them (issue 20) */
             char path[4200], where[80];
-            const cp_grid *g = m->g;
             cp_bstore_path(m->store, m->m0, b, path, sizeof path);
-            if (m->nd == 2)
-                snprintf(where, sizeof where, "(%lld,%lld)", (long long)(b / g->nbx),
-                         (long long)(b % g->nbx));
-            else
-                snprintf(where, sizeof where, "(%lld,%lld,%lld)",
-                         (long long)(b / (g->nby * g->nbx)), (long long)(b / g->nbx % g->nby),
-                         (long long)(b % g->nbx));
             rc = cp_errf(err, CP_EFORMAT, "%s: block %s array '%s': label %lu out of range [0, "
-                         "%lld]", path, where, m->nd == 2 ? "m0" : CP_DMASKS3_OUT,
-                         (unsigned long)lab[i], (long long)K);
+                         "%lld]", path, cp_grid_block_coords(m->g, b, where, sizeof where),
+                         m->nd == 2 ? "m0" : CP_DMASKS3_OUT, (unsigned long)lab[i],
+                         (long long)K);
             break;
         }
         lab[i] = to[lab[i]];

@@ -1,6 +1,8 @@
 /* Block decomposition of a plane or a volume (see grid.h). */
 #include "grid.h"
 
+#include <stdio.h>
+
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
@@ -40,6 +42,14 @@ cp_box3 cp_box3_grow(const cp_grid *g, cp_box3 r, int64_t h)
         r.o[k] = lo, r.n[k] = hi - lo;
     }
     return r;
+}
+
+const char *cp_grid_block_coords(const cp_grid *g, int64_t b, char *buf, size_t len)
+{
+    const long long z = b / (g->nby * g->nbx), y = b / g->nbx % g->nby, x = b % g->nbx;
+    if (g->Lz == 1) snprintf(buf, len, "(%lld,%lld)", y, x);
+    else snprintf(buf, len, "(%lld,%lld,%lld)", z, y, x);
+    return buf;
 }
 
 cp_rect cp_grid_block(const cp_grid *g, int64_t b)

@@ -7,6 +7,7 @@
 #ifndef CP_GRID_H
 #define CP_GRID_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct cp_rect {
@@ -32,6 +33,8 @@ cp_box3 cp_grid_box(const cp_grid *g, int64_t b);
 int64_t cp_grid_block_at3(const cp_grid *g, int64_t z, int64_t y, int64_t x);
 /* r grown by h voxels on every side, clipped to the volume. */
 cp_box3 cp_box3_grow(const cp_grid *g, cp_box3 r, int64_t h);
+/* "(by,bx)" of block b of a plane, "(bz,by,bx)" of a volume, into buf (messages). */
+const char *cp_grid_block_coords(const cp_grid *g, int64_t b, char *buf, size_t len);
 /* The pixels (y, x) of block b. */
 cp_rect cp_grid_block(const cp_grid *g, int64_t b);
 /* The block holding pixel (y, x) (inside the plane). */
