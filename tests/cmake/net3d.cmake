@@ -27,13 +27,15 @@ cp_add_test(NAME net3d_window_tiny_nbase8_vol3d_main SOURCE test_net3d.c LINK ne
             ARGS window tiny_nbase8_vol3d main 3 TIMEOUT 600)
 cp_add_test(NAME net3d_window_tiny_nbase8_vol3d_r2 SOURCE test_net3d.c LINK net3d
             ARGS window tiny_nbase8_vol3d r2 12 TIMEOUT 600)
+# (the four longer ones are label heavy: minutes each under the sanitizers)
 cp_add_test(NAME net3d_window_tiny_nbase8_vol3d_aug SOURCE test_net3d.c LINK net3d
-            ARGS window tiny_nbase8_vol3d aug 1 TIMEOUT 600)
+            ARGS window tiny_nbase8_vol3d aug 1 TIMEOUT 600 LABELS heavy)
 cp_add_test(NAME net3d_window_tiny_nbase8_vol3d_multitile_smooth1 SOURCE test_net3d.c LINK net3d
-            ARGS window tiny_nbase8_vol3d_multitile smooth1 1 TIMEOUT 900)
+            ARGS window tiny_nbase8_vol3d_multitile smooth1 1 TIMEOUT 900 LABELS heavy)
 foreach(v main noresample)
   cp_add_test(NAME net3d_window_synth_trained_nbase16_vol3d_aniso_${v} SOURCE test_net3d.c
-              LINK net3d ARGS window synth_trained_nbase16_vol3d_aniso ${v} 2 TIMEOUT 900)
+              LINK net3d ARGS window synth_trained_nbase16_vol3d_aniso ${v} 2 TIMEOUT 900
+              LABELS heavy)
 endforeach()
 foreach(v main r2)
   cp_add_test(NAME net3d_window_tiny_nbase8_vol3d_${v}_all SOURCE test_net3d.c LINK net3d
