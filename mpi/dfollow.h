@@ -18,7 +18,8 @@
  * lies in that block, sorted by src. *rounds: number of communication rounds. A failure on any
  * rank is returned by every rank ("rank R: dfollow.c: ..."). Memory per rank: one block's field
  * and one block's particles at a time, at most CP_DFOLLOW_MAX_HELD particles held for its blocks
- * (beyond that they are spilled to the store), and the particles leaving the rank in one round. */
+ * (beyond that they are spilled to the store), and at most as many (plus one block's) waiting to
+ * leave the rank. */
 int cp_dfollow_run(const cp_dplane *d, int32_t steps, int interp, float threshold, int64_t *rounds,
                    char *err);
 

@@ -271,9 +271,17 @@ int cp_prounds_run(const cp_prounds *pr, int64_t max_msg, int64_t max_held, int6
                       pr->grid->nranks > 1 ? "particles of rank 0" : "particles", own_seeds(&c));
     do {
         const int64_t r = (*rounds)++;
-        int64_t travelling = 0;
-        for (int64_t b = c.b0; !rc && b < c.b1; b++) rc = advance_block(&c, b, r, &travelling, err);
-        rc = exchange(&c, ARR_QUEUE + (int)((r + 1) % 2), max_msg, rc, err);
+        int64_t travelling = 0, b = c.b0;
+        int more;
+        do { /* the particles leaving the rank go out whenever max_held of them wait (and at the
+              * round's end): received ones are the next round's either way, so the memory of a
+              * round is bounded, not the share of the rank's particles leaving it */
+            for (int64_t k = 0; !rc && b < c.b1 && (k == 0 || c.out.queued < max_held); k++, b++)
+                rc = advance_block(&c, b, r, &travelling, err);
+            more = !rc && b < c.b1;
+            rc = exchange(&c, ARR_QUEUE + (int)((r + 1) % 2), max_msg, rc, err);
+            MPI_Allreduce(MPI_IN_PLACE, &more, 1, MPI_INT, MPI_MAX, pr->comm);
+        } while (more);
         state[0] = travelling, state[1] = rc != 0;
         MPI_Allreduce(MPI_IN_PLACE, state, 2, MPI_INT64_T, MPI_SUM, pr->comm);
     } while (state[0] > 0 && state[1] == 0);

@@ -50,7 +50,8 @@ typedef struct cp_prounds {
 /* Collective. Runs the rounds until no particle travels, with at most max_msg particles per rank
  * pair in one MPI message (values above INT_MAX / nranks are lowered to it) and at most max_held
  * particles held in memory before all of them are spilled to the store (0: every particle goes
- * through the store). Writes "fin" of every own block sorted by src (an empty array where none
+ * through the store); within a round, the particles bound for other ranks are sent whenever
+ * max_held of them wait (after at least one block), so they too are bounded. Writes "fin" of every own block sorted by src (an empty array where none
  * ends); removes the queues. *rounds: number of communication rounds. A failure on any rank
  * (bad max_msg / max_held included) is returned by every rank ("rank R: <what>: ..."). */
 int cp_prounds_run(const cp_prounds *pr, int64_t max_msg, int64_t max_held, int64_t *rounds,

@@ -47,7 +47,7 @@ const cp_param_def cp_param_defs[] = {
     {"max_size_fraction", CP_PT_REAL, OFF(max_size_fraction), 0, 1, "largest mask (0.4)"},
     {"stitch_threshold", CP_PT_REAL, OFF(stitch_threshold), 0, 1, "stitch planes by IoU (0: off)"},
     {"do_3D", CP_PT_FLAG, OFF(do_3D), 0, 1,
-     "segment a volume in 3-D (Cellpose's do_3D; one process for now)"},
+     "segment a volume in 3-D (Cellpose's do_3D; on N ranks in cubic blocks)"},
     {"anisotropy", CP_PT_REAL, OFF(anisotropy), 0, 1e6,
      "--do_3D: Z spacing / XY spacing, > 0 (1.0)"},
     {"flow3D_smooth", CP_PT_REAL, OFF(flow3D_smooth), 0, 1e3,
@@ -60,7 +60,8 @@ const cp_param_def cp_param_defs[] = {
      "longest attachment path in pixels for --protrusions (400)"},
     {"job", CP_PT_STR, OFF(job), 0, 0, "job file describing the run (flags override it)"},
     {"block", CP_PT_INT, OFF(block), 0, 1 << 20,
-     "owner-block side in pixels for distributed runs (0: automatic)"},
+     "owner-block side in pixels for distributed runs, in voxels of cubic blocks with --do_3D "
+     "(0: automatic)"},
     {"resume", CP_PT_FLAG, OFF(resume), 0, 1,
      "reuse the finished blocks of <output>.work; --dir: skip images already done"},
     {"keep_work", CP_PT_FLAG, OFF(keep_work), 0, 1, "keep <output>.work after success"},

@@ -8,7 +8,9 @@
 #  4. the same with --time=1 --signal=B:USR1@20: USR1 -> checkpoint -> exit 3 -> requeue ->
 #     --resume, finishing with labels identical to run 3. slurmctld checks time limits every
 #     ~30 s, so with a 1-minute limit the signal comes at its first check, 0-30 s into each run
-#     (whatever the @ lead time): the run must be longer than that, and each run does that much.
+#     (whatever the @ lead time): the run must be longer than that, and each run does that much;
+#  5. large_image.sbatch with a job file for a volume in 3-D (do_3D, blocks of 32) on 2 ranks:
+#     labels identical to one process holding the whole volume.
 # Usage: test_slurm.sh BUILD_DIR SOURCE_DIR SHARED_DIR (CELLPOSE_MPI_SHARED overrides the last;
 # where SHARED_DIR has no reference/, the data bundled in tests/data ($CP_TEST_DATA), which holds
 # every file used here).
@@ -166,6 +168,27 @@ check "time limit: USR1 reached the program, which exited 3" \
 check "time limit: the next run resumed from the checkpoint" grep -q -- "--resume" "$log"
 check "time limit: labels identical to the uninterrupted run" same_labels big_requeue.h5 big_ref.h5
 check "time limit: no checkpoint left (big_requeue.h5.work)" test ! -e big_requeue.h5.work
+
+# 5. a volume in 3-D over 2 ranks in cubic blocks, through the same script and a job file
+cat > vol.cfg <<CFG
+image_path = "$shared/data/synthetic/synth_vol_17x61x80.tif";
+pretrained_model = "$tiny";
+do_3D = true;
+z_axis = 0;
+diameter = 30.0;
+block = 32;
+CFG
+t0=$(elapsed)
+"$build/cellpose-mpi" --quiet --job vol.cfg --block 0 --output vol_one.h5 || \
+    echo "FAIL: the single-process volume run"
+jid=$(CP_JOB=vol.cfg CP_OUTPUT=vol_blocks.h5 sbatch --parsable -n 2 -c 1 --time=5 \
+      "$src/slurm/large_image.sbatch") || exit 1
+st=$(wait_job "$jid" 300)
+echo "$st"
+grep -h "in 3-D on\|^  total\|^== " "cellpose-large-$jid.out" | sed 's/^/      /'
+check "volume: COMPLETED with exit 0 ($(( $(elapsed) - t0 )) s)" all_completed "$st"
+check "volume: labels identical to one process holding the whole volume" \
+    same_labels vol_blocks.h5 vol_one.h5
 
 cd /
 echo "total $(elapsed) s; $failures failure(s)"
