@@ -466,6 +466,18 @@ static int plane_run(run *r, cp_image *im, char *err)
 
 /* ---- a stack: contiguous planes per rank, in the work folder (dstack.h) ---------------------- */
 
+/* The end of a stack or a volume whose engine created the output h (rc: its status): the cells
+ * and attributes, the commit, the last progress line. */
+static int finish_run(run *r, int rc, cp_h5out *h, cp_cell *cells, int64_t ncells,
+                      int64_t nmasks, char *err)
+{
+    if (!rc) rc = finish_output(r, h, cells, ncells, nmasks, err);
+    free(cells);
+    lap(r, CP_PH_WRITE);
+    if (!rc) say(r, "wrote %s (%lld masks)", r->out_path, (long long)nmasks);
+    return rc;
+}
+
 /* One plane of a stack through plane_network (or the saved flows) and plane_labels on this rank
  * alone (cp_dstack_plane): its labels and flows read back whole, then its block arrays other
  * than "dp" (kept for --resume) removed. */
@@ -526,11 +538,7 @@ static int stack_run(run *r, cp_image *im, char *err)
     if (rc == CP_EINTR)
         say(r, "stop requested: the network blocks of the planes are kept in %s; run again with "
             "--resume", r->store.dir);
-    if (!rc) rc = finish_output(r, h, cells, ncells, nmasks, err);
-    free(cells);
-    lap(r, CP_PH_WRITE);
-    if (!rc) say(r, "wrote %s (%lld masks)", r->out_path, (long long)nmasks);
-    return rc;
+    return finish_run(r, rc, h, cells, ncells, nmasks, err);
 }
 
 /* ---- a volume over 3-D blocks (dvolume.h) ------------------------------------------------ */
@@ -542,17 +550,13 @@ static int volume_run(run *r, cp_image *im, char *err)
                     .out_path = r->out_path, .tm = r->tm};
     cp_h5out *h;
     cp_cell *cells;
-    int64_t ncells, nmasks, reused;
-    int rc = cp_dvolume_run(&v, &h, &cells, &ncells, &nmasks, &reused, err);
+    int64_t ncells, nmasks;
+    int rc = cp_dvolume_run(&v, &h, &cells, &ncells, &nmasks, err);
     r->t0 = MPI_Wtime(), r->c0 = cp_comm_seconds(); /* the volume timed its phases */
     if (rc == CP_EINTR)
         say(r, "stop requested: finished network blocks kept in %s; run again with --resume",
             r->store.dir);
-    if (!rc) rc = finish_output(r, h, cells, ncells, nmasks, err);
-    free(cells);
-    lap(r, CP_PH_WRITE);
-    if (!rc) say(r, "wrote %s (%lld masks)", r->out_path, (long long)nmasks);
-    return rc;
+    return finish_run(r, rc, h, cells, ncells, nmasks, err);
 }
 
 /* The plane, the stack or the volume of the plan, in the work folder (removed after success

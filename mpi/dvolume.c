@@ -158,7 +158,7 @@ static int output(vol *k, int64_t nlabels, cp_h5out **h, cp_cell **cells, int64_
 }
 
 int cp_dvolume_run(cp_dvolume *v, cp_h5out **h, cp_cell **cells, int64_t *ncells,
-                   int64_t *nmasks, int64_t *reused, char *err)
+                   int64_t *nmasks, char *err)
 {
     const cp_params *p = v->p;
     const cp_layout *lay = &v->im->layout;
@@ -166,7 +166,8 @@ int cp_dvolume_run(cp_dvolume *v, cp_h5out **h, cp_cell **cells, int64_t *ncells
     MPI_Comm_rank(v->comm, &k.rank);
     MPI_Comm_size(v->comm, &k.nranks);
     cp_grid_init3(&k.g, lay->nz, lay->ny, lay->nx, v->plan->B, k.nranks);
-    *h = NULL, *cells = NULL, *ncells = 0, *nmasks = 0, *reused = 0;
+    *h = NULL, *cells = NULL, *ncells = 0, *nmasks = 0;
+    int64_t reused = 0;
     say(&k, "%s: %lldx%lldx%lld in 3-D on %d rank(s), blocks of %lld (%lld blocks); rescale "
         "%.6g, %d steps", v->out_path, (long long)lay->nz, (long long)lay->ny, (long long)lay->nx,
         k.nranks, (long long)v->plan->B, (long long)k.g.nblocks, v->plan->rescale,
@@ -177,11 +178,11 @@ int cp_dvolume_run(cp_dvolume *v, cp_h5out **h, cp_cell **cells, int64_t *ncells
                               p->norm_percentile_hi, k.norm, err);
     for (int c = 0; c < 2; c++) k.inv[c] = p->invert && !p->no_norm && k.norm[c].good;
     lap(&k, CP_PH_PREP);
-    if (!rc) rc = network(&k, reused, err);
+    if (!rc) rc = network(&k, &reused, err);
     lap(&k, CP_PH_NET);
     if (rc) return rc;
     say(&k, "network: %lld blocks done, %lld reused from the checkpoint",
-        (long long)(k.g.nblocks - *reused), (long long)*reused);
+        (long long)(k.g.nblocks - reused), (long long)reused);
     int64_t rounds, nlabels;
     rc = cp_dfollow3_run(v->comm, &k.g, v->store, v->plan->steps, !p->no_interp,
                          (float)p->cellprob_threshold, INT_MAX / k.nranks, CP_DFOLLOW_MAX_HELD,

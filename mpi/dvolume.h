@@ -35,11 +35,12 @@ typedef struct cp_dvolume {
 
 /* Collective: segments the volume and writes /labels (and /flows, /cellprob with --save_flows)
  * of the output *h it creates; rank 0 gets the 3-D /cells rows in *cells (*ncells), every rank
- * the number of masks in *nmasks; *reused the network blocks kept from a checkpoint (summed).
+ * the number of masks in *nmasks (the network blocks kept from a checkpoint are reported on
+ * rank 0's progress line).
  * The caller writes the cells and attributes and commits *h; on failure *h is NULL (aborted).
  * Returns 0, CP_EINTR after a stop request in the network phase (finished blocks kept), or the
  * agreed failure. */
 int cp_dvolume_run(cp_dvolume *v, cp_h5out **h, cp_cell **cells, int64_t *ncells,
-                   int64_t *nmasks, int64_t *reused, char *err);
+                   int64_t *nmasks, char *err);
 
 #endif
