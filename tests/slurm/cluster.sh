@@ -75,6 +75,10 @@ MailProg=/bin/true
 NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=test Nodes=$host Default=YES MaxTime=INFINITE State=UP
 CONF
+    # PMIx's per-step folders under the cluster's folder, not /tmp: job ids restart at 1 with
+    # every cluster, and a folder left in /tmp by a killed earlier cluster fails that step's launch
+    mkdir -p "$d/pmix"
+    echo "PMIxCliTmpDirBase=$d/pmix" > "$d/mpi.conf"
     export SLURM_CONF=$d/slurm.conf
     /usr/sbin/slurmctld -D -i -f "$SLURM_CONF" >"$d/log/slurmctld.out" 2>&1 &
     CLUSTER_PIDS="$CLUSTER_PIDS $!"

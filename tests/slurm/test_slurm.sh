@@ -10,7 +10,8 @@
 #     ~30 s, so with a 1-minute limit the signal comes at its first check, 0-30 s into each run
 #     (whatever the @ lead time): the run must be longer than that, and each run does that much;
 #  5. large_image.sbatch with a job file for a volume in 3-D (do_3D, blocks of 32) on 2 ranks:
-#     labels identical to one process holding the whole volume.
+#     labels identical to one process holding the whole volume;
+#  6. a job step that fails to launch (srun exits 0 then): the job fails, with no output.
 # Usage: test_slurm.sh BUILD_DIR SOURCE_DIR SHARED_DIR (CELLPOSE_MPI_SHARED overrides the last;
 # where SHARED_DIR has no reference/, the data bundled in tests/data ($CP_TEST_DATA), which holds
 # every file used here).
@@ -189,6 +190,21 @@ grep -h "in 3-D on\|^  total\|^== " "cellpose-large-$jid.out" | sed 's/^/      /
 check "volume: COMPLETED with exit 0 ($(( $(elapsed) - t0 )) s)" all_completed "$st"
 check "volume: labels identical to one process holding the whole volume" \
     same_labels vol_blocks.h5 vol_one.h5
+
+# 6. a job step whose tasks fail to launch (srun then exits 0): the job fails, nothing written.
+# PMIx refuses to launch a step whose folder exists already: one is made before the job runs.
+jid=$(CP_JOB=vol.cfg CP_OUTPUT=never.h5 sbatch --parsable --hold -n 2 -c 1 --time=5 \
+      "$src/slurm/large_image.sbatch") || exit 1
+mkdir -p "$T/pmix/spmix_appdir_$(id -u)_$jid.0"
+scontrol release "$jid"
+st=$(wait_job "$jid" 120)
+echo "$st"
+grep -h "did not start\|^== .*exit status" "cellpose-large-$jid.out" | sed 's/^/      /'
+check "launch failure: the job FAILED with exit 1" test "$st" = "JobState=FAILED exit 1:0"
+check "launch failure: the log says the step did not start" \
+    grep -q "the job step did not start" "cellpose-large-$jid.out"
+check "launch failure: no output, no step marker left" \
+    test ! -e never.h5 -a -z "$(ls -A | grep '^\.cellpose-step')"
 
 cd /
 echo "total $(elapsed) s; $failures failure(s)"
