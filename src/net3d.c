@@ -88,39 +88,35 @@ static int pass_geom_of(const int64_t L[3], int pass, cp_box3 a, double tile_ove
     return rc;
 }
 
-int cp_net3d_slab(const int64_t L[3], int pass, cp_box3 a, double tile_overlap, int augment,
-                  cp_box3 *slab, char *err)
-{
-    pass_geom q;
-    int rc = pass_geom_of(L, pass, a, tile_overlap, augment, &q, err);
-    *slab = q.slab;
-    return rc;
-}
-
-int cp_net3d_pass_box(const cp_model *m, const float *xs, const int64_t L[3], int pass,
-                      cp_box3 a, double tile_overlap, int augment, int64_t batch, float *acc,
-                      float *view, cp_progress *pr, char *err)
+int cp_net3d_pass_box(const cp_model *m, cp_net3d_reader rd, void *arg, const int64_t L[3],
+                      int pass, cp_box3 a, double tile_overlap, int augment, int64_t batch,
+                      float *acc, float *view, cp_progress *pr, char *err)
 {
     pass_geom q;
     int rc = pass_geom_of(L, pass, a, tile_overlap, augment, &q, err);
     if (rc) return rc;
-    cp_view vs = cp_view_of(pass, q.slab.n[0], q.slab.n[1], q.slab.n[2]),
-            va = cp_view_of(pass, a.n[0], a.n[1], a.n[2]);
+    cp_view va = cp_view_of(pass, a.n[0], a.n[1], a.n[2]);
     int64_t cpix = q.cover[2] * q.cover[3], wpix = q.win[2] * q.win[3];
     int64_t nvox = a.n[0] * a.n[1] * a.n[2];
     /* images per network call: enough to fill a batch of tiles */
     int64_t group = q.per > 0 && q.per < batch ? batch / q.per : 1;
     if (group > q.pn) group = q.pn;
+    /* the input of one call's images (the slab of their planes), then the images themselves */
+    float *xs = malloc(sizeof(float) * (size_t)(group * 2 * cpix));
     float *x2 = malloc(sizeof(float) * (size_t)(group * 2 * cpix));
     float *y = malloc(sizeof(float) * (size_t)(group * 3 * wpix));
-    rc = (x2 && y) ? 0 : cp_errf(err, CP_ENOMEM, "network 3-D: out of memory for %lld "
-                                 "images of %lldx%lld", (long long)group,
-                                 (long long)q.cover[2], (long long)q.cover[3]);
+    rc = (xs && x2 && y) ? 0 : cp_errf(err, CP_ENOMEM, "network 3-D: out of memory for %lld "
+                                       "images of %lldx%lld", (long long)group,
+                                       (long long)q.cover[2], (long long)q.cover[3]);
     for (int64_t i0 = 0; !rc && i0 < q.pn; i0 += group) {
         int64_t n = q.pn - i0 < group ? q.pn - i0 : group;
-        for (int64_t i = 0; i < n; i++) cp_view_image(&vs, xs, i0 + i, x2 + i * 2 * cpix);
-        rc = cp_net_images_window(m, x2, n, q.v.rows, q.v.cols, NET3D_BSIZE, tile_overlap,
-                                  augment, batch, q.win, y, pr, err);
+        cp_box3 part = view_box(pass, q.p0 + i0, n, q.cover);
+        rc = rd(arg, part, xs, err);
+        cp_view vs = cp_view_of(pass, part.n[0], part.n[1], part.n[2]);
+        for (int64_t i = 0; !rc && i < n; i++) cp_view_image(&vs, xs, i, x2 + i * 2 * cpix);
+        if (!rc)
+            rc = cp_net_images_window(m, x2, n, q.v.rows, q.v.cols, NET3D_BSIZE, tile_overlap,
+                                      augment, batch, q.win, y, pr, err);
         for (int64_t i = 0; !rc && i < n; i++) {
             const float *yi = y + i * 3 * wpix;
             cp_view_add(&va, i0 + i, yi, wpix, acc, nvox);
@@ -129,18 +125,38 @@ int cp_net3d_pass_box(const cp_model *m, const float *xs, const int64_t L[3], in
                        sizeof(float) * (size_t)wpix);
         }
     }
+    free(xs);
     free(x2);
     free(y);
     return rc;
+}
+
+/* cp_net3d_reader over a whole volume in memory. */
+typedef struct volume_src {
+    const float *x;
+    const int64_t *L;
+} volume_src;
+
+static int read_volume(void *arg, cp_box3 b, float *dst, char *err)
+{
+    (void)err;
+    const volume_src *s = arg;
+    for (int64_t z = 0; z < b.n[0]; z++)
+        for (int64_t y = 0; y < b.n[1]; y++)
+            memcpy(dst + 2 * (z * b.n[1] + y) * b.n[2],
+                   s->x + 2 * (((b.o[0] + z) * s->L[1] + b.o[1] + y) * s->L[2] + b.o[2]),
+                   sizeof(float) * (size_t)(2 * b.n[2]));
+    return 0;
 }
 
 int cp_net3d_pass(const cp_model *m, const float *x, const int64_t L[3], int pass,
                   double tile_overlap, int augment, int64_t batch, float *acc, float *view,
                   cp_progress *pr, char *err)
 {
-    /* the whole volume: its slab is the volume */
+    volume_src s = {x, L};
     cp_box3 a = {{0, 0, 0}, {L[0], L[1], L[2]}};
-    return cp_net3d_pass_box(m, x, L, pass, a, tile_overlap, augment, batch, acc, view, pr, err);
+    return cp_net3d_pass_box(m, read_volume, &s, L, pass, a, tile_overlap, augment, batch, acc,
+                             view, pr, err);
 }
 
 int cp_net3d_scale(const int64_t L[3], double rescale, double anisotropy, int64_t Ln[3],

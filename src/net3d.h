@@ -62,20 +62,19 @@ int cp_net3d_pass(const cp_model *m, const float *x, const int64_t L[3], int pas
                   double tile_overlap, int augment, int64_t batch, float *acc, float *view,
                   cp_progress *pr, char *err);
 
-/* The box (slab) of the network-scale volume L that pass `pass` reads for the summed field over
- * box a: a's planes of the pass, over the image rect its tiles cover (cp_net_window_cover).
- * Errors: CP_EPARAM (a outside L, tiling parameters). */
-int cp_net3d_slab(const int64_t L[3], int pass, cp_box3 a, double tile_overlap, int augment,
-                  cp_box3 *slab, char *err);
+/* Reads the box b of a two-channel volume into dst (b.n, 2) interleaved; returns 0 or an error
+ * (err set). */
+typedef int (*cp_net3d_reader)(void *arg, cp_box3 b, float *dst, char *err);
 
-/* cp_net3d_pass over box a of the network-scale volume L: xs holds the input (slab, 2)
- * interleaved over the pass's slab (cp_net3d_slab); acc (4, a.n) and view (3, the
- * box's planes, its image rows, columns; may be NULL) receive the same bits as cp_net3d_pass's
- * over those voxels. Only the tiles touching the box's image rect are run. cp_net3d_pass is
- * this call on the whole volume. */
-int cp_net3d_pass_box(const cp_model *m, const float *xs, const int64_t L[3], int pass,
-                      cp_box3 a, double tile_overlap, int augment, int64_t batch, float *acc,
-                      float *view, cp_progress *pr, char *err);
+/* cp_net3d_pass over box a of the network-scale volume L, its input read through rd: acc
+ * (4, a.n) and view (3, the box's planes, its image rows, columns; may be NULL) receive the same
+ * bits as cp_net3d_pass's over those voxels. Only the tiles touching the box's image rect are
+ * run, and the input is read one network call's images at a time: the box of their planes over
+ * the rect those tiles cover (cp_net_window_cover), so memory is that of one call, whatever the
+ * box. cp_net3d_pass is this call on the whole volume. Errors: cp_net3d_pass's, rd's. */
+int cp_net3d_pass_box(const cp_model *m, cp_net3d_reader rd, void *arg, const int64_t L[3],
+                      int pass, cp_box3 a, double tile_overlap, int augment, int64_t batch,
+                      float *acc, float *view, cp_progress *pr, char *err);
 
 typedef struct cp_net3d_params {
     double rescale;      /* cp_rescale() of §1.2; applies to Z too */

@@ -12,17 +12,24 @@ static int64_t box_vox(cp_box3 b)
     return b.n[0] * b.n[1] * b.n[2];
 }
 
-/* The network input (slab, 2) over box slab of the network scale Ln into xs: read through rd
- * (the same box when Ln is L), else resized from the box of x it reads. */
-static int net_input(cp_net3d_reader rd, void *arg, const int64_t L[3], const int64_t Ln[3],
-                     cp_box3 slab, float *xs, char *err)
+/* cp_net3d_reader of the network input at the network scale Ln: read through rd (same box
+ * when Ln is L), else resized from the box of x (volume L) it needs. */
+typedef struct scaled_src {
+    cp_net3d_reader rd;
+    void *arg;
+    const int64_t *L, *Ln;
+} scaled_src;
+
+static int read_scaled(void *arg, cp_box3 b, float *dst, char *err)
 {
-    if (Ln[0] == L[0] && Ln[1] == L[1] && Ln[2] == L[2]) return rd(arg, slab, xs, err);
-    cp_box3 src = cp_resize_volume_src_box(L, Ln, slab);
+    const scaled_src *s = arg;
+    const int64_t *L = s->L, *Ln = s->Ln;
+    if (Ln[0] == L[0] && Ln[1] == L[1] && Ln[2] == L[2]) return s->rd(s->arg, b, dst, err);
+    cp_box3 src = cp_resize_volume_src_box(L, Ln, b);
     float *xsrc = malloc(sizeof(float) * (size_t)(2 * box_vox(src)));
-    int rc = xsrc ? rd(arg, src, xsrc, err)
+    int rc = xsrc ? s->rd(s->arg, src, xsrc, err)
                   : cp_errf(err, CP_ENOMEM, "network 3-D window: out of memory for the input");
-    if (!rc) rc = cp_resize_volume_window(xsrc, src, L, 2, xs, slab, Ln, 0, err);
+    if (!rc) rc = cp_resize_volume_window(xsrc, src, L, 2, dst, b, Ln, 0, err);
     free(xsrc);
     return rc;
 }
@@ -31,19 +38,11 @@ static int net_input(cp_net3d_reader rd, void *arg, const int64_t L[3], const in
 static int passes(const cp_model *m, cp_net3d_reader rd, void *arg, const int64_t L[3],
                   const int64_t Ln[3], const cp_net3d_params *p, cp_box3 a, float *acc, char *err)
 {
+    scaled_src s = {rd, arg, L, Ln};
     int rc = 0;
-    for (int pass = 0; !rc && pass < 3; pass++) {
-        cp_box3 slab;
-        rc = cp_net3d_slab(Ln, pass, a, p->tile_overlap, p->augment, &slab, err);
-        float *xs = rc ? NULL : malloc(sizeof(float) * (size_t)(2 * box_vox(slab)));
-        if (!rc && !xs)
-            rc = cp_errf(err, CP_ENOMEM, "network 3-D window: out of memory for a slab");
-        if (!rc) rc = net_input(rd, arg, L, Ln, slab, xs, err);
-        if (!rc)
-            rc = cp_net3d_pass_box(m, xs, Ln, pass, a, p->tile_overlap, p->augment,
-                                   p->batch_size, acc, NULL, NULL, err);
-        free(xs);
-    }
+    for (int pass = 0; !rc && pass < 3; pass++)
+        rc = cp_net3d_pass_box(m, read_scaled, &s, Ln, pass, a, p->tile_overlap, p->augment,
+                               p->batch_size, acc, NULL, NULL, err);
     return rc;
 }
 

@@ -8,9 +8,9 @@
  *   -> each pass: A's planes of the pass, only the tiles of each image touching A's image rect
  *      (blended in increasing index), reading the slab of those planes over the tiles' rect
  *   -> the network input over that slab: resized (window) from the box of x it reads.
- * Memory: the boxes S and A (4 channels), per pass the slab (2 channels at the network scale and
- * at the volume grid) and the images of one network call (as cp_net3d_pass) -- of the order of
- * the window plus the slices and tiles it touches, never the volume.
+ * Memory: the boxes S and A (4 channels), and the input of one network call's images at a time
+ * (cp_net3d_pass_box: 2 channels at the network scale, and at the volume grid where resized) --
+ * of the order of the window plus the tiles of one call, never the volume nor its slices.
  * Tiles shared by neighbouring windows are evaluated again by each window. An each-tile-once
  * cache would key a tile by (pass, plane, tile index) -- the tile grid of a pass is the same for
  * all its planes -- and keep the tile's output (or its parts over the windows still to come, as
@@ -25,14 +25,11 @@
 #include "net3d.h"
 #include "resize.h"
 
-/* Reads the box b of the normalized volume x (L[0], L[1], L[2], 2) into dst (b.n, 2)
- * interleaved; returns 0 or an error (err set). */
-typedef int (*cp_net3d_reader)(void *arg, cp_box3 b, float *dst, char *err);
-
 /* out4 (4, w.n): dZ, dY, dX, cellprob over the box w of the output grid (the volume
  * L with p->resample, else its network scale cp_net3d_scale), bit-identical to the same voxels
  * of cp_run_net3d(m, x, L, p) (dP, then cellprob), for any rescale, anisotropy, resample,
- * tile_overlap, augment and flow3D_smooth. x is read through rd only, by boxes inside L. No
+ * tile_overlap, augment and flow3D_smooth. The normalized volume x (L[0], L[1], L[2], 2) is
+ * read through rd only, by boxes inside L. No
  * progress is reported. Errors: CP_EPARAM (w empty or outside the grid, an empty network scale,
  * batch_size < 1, a bad smooth sigma), CP_ENOMEM, CP_EINTR (stop requested), rd's errors. */
 int cp_net3d_window(const cp_model *m, cp_net3d_reader rd, void *arg, const int64_t L[3],
