@@ -29,7 +29,7 @@
  *   ranks: removal (count > Lz*Ly*Lx*fraction in f64, strict) and new ids by increasing smallest
  *   index are what cp_masks_finish's raster pass does.
  * Memory per rank: one block grown by 10, one block's particles and the records of one round in
- * flight (ROUND_RECORDS plus one block's), plus tables of the number of seeds. What arrives for a
+ * flight (round_records plus one block's), plus tables of the number of seeds. What arrives for a
  * block is queued in the store until the block is processed. */
 #include "dmasks.h"
 
@@ -326,12 +326,18 @@ static int send_to_blocks(const dm *m, int rc, cp_outbox *out, const char *queue
     return cp_agree(m->comm, rc, err);
 }
 
-/* What a rank sends in one round beyond the records of its last block: bounds the memory of a
- * round (24 bytes per record) while keeping the number of rounds, each a few collectives, small. */
-enum { ROUND_RECORDS = 1 << 20 };
+/* What a rank sends in one round beyond the records of its last block: the records of two
+ * blocks' cells, between 2^16 and 2^20, so that the memory of a round (24 bytes per record, sent
+ * and received) follows the block while the rounds, each a few collectives, stay few. */
+static int64_t round_records(const dm *m)
+{
+    int64_t cells = m->g->B * m->g->B * (m->nd == 3 ? m->g->B : 1);
+    int64_t n = 2 * cells;
+    return n < (1 << 16) ? 1 << 16 : n > (1 << 20) ? 1 << 20 : n;
+}
 
 /* Runs step(m, t, b, ...) on every own block in order and sends the records it produces, in
- * rounds: a rank steps through blocks until ROUND_RECORDS are pending, then every rank exchanges
+ * rounds: a rank steps through blocks until round_records are pending, then every rank exchanges
  * (send_to_blocks); rounds go on while any rank has blocks left. Collective; the returned status
  * is agreed. */
 typedef int (*block_step)(const dm *m, const seedtab *t, int64_t b, cp_outbox *out, char *err);
@@ -342,7 +348,8 @@ static int rounds(const dm *m, const seedtab *t, cp_outbox *out, block_step step
     int rc = 0, more = 1;
     for (int64_t b = m->b0; !rc && more;) {
         int lrc = 0;
-        while (!lrc && b < m->b1 && out->queued < ROUND_RECORDS) lrc = step(m, t, b++, out, err);
+        while (!lrc && b < m->b1 && out->queued < round_records(m))
+            lrc = step(m, t, b++, out, err);
         rc = send_to_blocks(m, lrc, out, queue, err);
         int mine = b < m->b1;
         if (!rc) MPI_Allreduce(&mine, &more, 1, MPI_INT, MPI_MAX, m->comm);

@@ -184,9 +184,13 @@ int cp_dvolume_run(cp_dvolume *v, cp_h5out **h, cp_cell **cells, int64_t *ncells
     say(&k, "network: %lld blocks done, %lld reused from the checkpoint",
         (long long)(k.g.nblocks - reused), (long long)reused);
     int64_t rounds, nlabels;
+    /* particles held in memory per rank: those of two full blocks at most, so that the memory of
+     * the flow following follows the block (the rest wait in the store) */
+    const int64_t block_vox = k.g.B * k.g.B * k.g.B,
+                  max_held = 2 * block_vox < CP_DFOLLOW_MAX_HELD ? 2 * block_vox
+                                                                  : CP_DFOLLOW_MAX_HELD;
     rc = cp_dfollow3_run(v->comm, &k.g, v->store, v->plan->steps, !p->no_interp,
-                         (float)p->cellprob_threshold, INT_MAX / k.nranks, CP_DFOLLOW_MAX_HELD,
-                         &rounds, err);
+                         (float)p->cellprob_threshold, INT_MAX / k.nranks, max_held, &rounds, err);
     lap(&k, CP_PH_FOLLOW);
     if (!rc) say(&k, "flow following: %d steps, %lld rounds of particle exchange",
                  v->plan->steps, (long long)rounds);

@@ -11,9 +11,9 @@
 #include "params.h"
 
 /* Default block sides: 2048 pixels (a plane up to 2048 x 2048 is one block), and 128 voxels for
- * a volume (its network output grown by 1 voxel is 4 x 130^3 floats = 35 MB, and the network
- * window of a block holds the slices and tiles it touches; measured per rank in
- * docs/performance.md with blocks of 64). */
+ * a volume (its network output grown by 1 voxel is 4 x 130^3 floats = 35 MB, beside one network
+ * call's tiles and the particles of two blocks; measured per rank in docs/performance.md with
+ * blocks of 64). */
 #define DEFAULT_BLOCK 2048
 #define DEFAULT_BLOCK3 128
 
