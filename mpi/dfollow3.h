@@ -30,8 +30,9 @@ int cp_dfollow3_put(MPI_Comm comm, const cp_grid *g, const cp_bstore *store, con
  * array where none ends): the particles whose end voxel (each coordinate truncated, clamped to
  * the volume) lies in the block, sorted by src. A particle meeting NaN flows is CP_EDATA, as in
  * cp_compute_masks3. max_msg, max_held: as cp_dfollow_run_opts (a volume run: INT_MAX / nranks,
- * and the particles of two blocks, at most CP_DFOLLOW_MAX_HELD). *rounds: number of communication rounds. A failure on
- * any rank, bad parameters included (cp_follow3_check), is returned by every rank. */
+ * and the particles of two blocks, at most CP_DFOLLOW_MAX_HELD). *rounds: number of
+ * communication rounds. A failure on any rank, bad parameters included (cp_follow3_check), is
+ * returned by every rank. */
 int cp_dfollow3_run(MPI_Comm comm, const cp_grid *g, const cp_bstore *store, int32_t steps,
                     int interp, float threshold, int64_t max_msg, int64_t max_held,
                     int64_t *rounds, char *err);

@@ -6,8 +6,9 @@
  *   -> flow3D_smooth: W grown by the kernel's reach (reflected at the borders) = box S
  *   -> resize back (resample): the network-scale box A that resizing S reads
  *   -> each pass: A's planes of the pass, only the tiles of each image touching A's image rect
- *      (blended in increasing index), reading the slab of those planes over the tiles' rect
- *   -> the network input over that slab: resized (window) from the box of x it reads.
+ *      (blended in increasing index), reading those planes over the tiles' rect one network
+ *      call's images at a time
+ *   -> the network input over each such box: resized (window) from the box of x it reads.
  * Memory: the boxes S and A (4 channels), and the input of one network call's images at a time
  * (cp_net3d_pass_box: 2 channels at the network scale, and at the volume grid where resized) --
  * of the order of the window plus the tiles of one call, never the volume nor its slices.
