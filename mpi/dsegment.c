@@ -627,12 +627,12 @@ int cp_dsegment_flows(MPI_Comm comm, const cp_params *p, const char *out_path,
     run r = {.plan = &plan, .model_path = "", .image = p->flows, .out_path = out_path,
              .cmdline = cmdline, .tm = tm};
     run_init(&r, comm, p);
-    if (p->do_3D) /* one process until the distributed 3-D mode exists (mpi/main.c refuses more) */
-        return cp_agree(comm, r.nranks == 1 ? cp_segment_flows3(p, out_path, cmdline, tm, err)
-                                            : cp_errf(err, CP_EPARAM, "--do_3D runs on one "
-                                                      "process"), err);
-    int64_t nz = 1, Ly = 0, Lx = 0;
-    int rc = cp_agree(comm, flows_size(p, &nz, &Ly, &Lx, err), err);
+    if (p->do_3D && r.nranks == 1 && !p->block) /* flows that one process holds whole */
+        return cp_agree(comm, cp_segment_flows3(p, out_path, cmdline, tm, err), err);
+    int64_t nz = 1, Ly = 0, Lx = 0, n3[3];
+    int rc = p->do_3D ? cp_flows3_size(p, n3, err) : flows_size(p, &nz, &Ly, &Lx, err);
+    if (!rc && p->do_3D) nz = n3[0], Ly = n3[1], Lx = n3[2];
+    rc = cp_agree(comm, rc, err);
     if (rc) return rc;
     cp_plan_flows(&plan, p, nz, Ly, Lx, r.nranks);
     return run_plan(&r, NULL, err);

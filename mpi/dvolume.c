@@ -14,6 +14,7 @@
 #include "dmasks3.h"
 #include "dnorm.h"
 #include "dpost3.h"
+#include "flows3d_input.h"
 #include "h5par.h"
 #include "net3d_window.h"
 #include "prep.h"
@@ -51,8 +52,8 @@ static int read_normalized(void *arg, cp_box3 b, float *dst, char *err)
     return rc;
 }
 
-/* The network phase: "dp3" of every own block (its grown box, 4 channels), kept from a
- * checkpoint when it verifies. */
+/* The network phase: "dp3" of every own block (its grown box, 4 channels) from the network, or
+ * read from the saved flows with --flows; kept from a checkpoint when it verifies. */
 static int network(vol *k, int64_t *reused, char *err)
 {
     const cp_dvolume *v = k->v;
@@ -66,7 +67,8 @@ static int network(vol *k, int64_t *reused, char *err)
     int64_t b0, b1;
     cp_grid_range(&k->g, k->rank, &b0, &b1);
     cp_progress pr;
-    cp_progress_begin(&pr, "network", k->nranks > 1 ? "blocks of rank 0" : "blocks", b1 - b0);
+    cp_progress_begin(&pr, v->im ? "network" : "saved flows",
+                      k->nranks > 1 ? "blocks of rank 0" : "blocks", b1 - b0);
     int rc = 0;
     *reused = 0;
     for (int64_t b = b0; !rc && b < b1; b++) {
@@ -77,8 +79,9 @@ static int network(vol *k, int64_t *reused, char *err)
             ++*reused;
         } else {
             float *out = malloc(bytes);
-            rc = out ? cp_net3d_window(v->m, read_normalized, k, L, &np, w, out, err)
-                     : cp_errf(err, CP_ENOMEM, "network: out of memory for a block");
+            if (!out) rc = cp_errf(err, CP_ENOMEM, "network: out of memory for a block");
+            else if (v->im) rc = cp_net3d_window(v->m, read_normalized, k, L, &np, w, out, err);
+            else rc = cp_flows3_window(p, L, w, out, err); /* --flows: the saved field */
             if (!rc) rc = cp_bstore_put(v->store, CP_DFOLLOW3_FIELD, b, out, bytes, err);
             free(out);
         }
@@ -161,28 +164,27 @@ int cp_dvolume_run(cp_dvolume *v, cp_h5out **h, cp_cell **cells, int64_t *ncells
                    int64_t *nmasks, char *err)
 {
     const cp_params *p = v->p;
-    const cp_layout *lay = &v->im->layout;
+    const cp_plan *pl = v->plan;
     vol k = {.v = v, .t0 = MPI_Wtime(), .c0 = cp_comm_seconds()};
     MPI_Comm_rank(v->comm, &k.rank);
     MPI_Comm_size(v->comm, &k.nranks);
-    cp_grid_init3(&k.g, lay->nz, lay->ny, lay->nx, v->plan->B, k.nranks);
+    cp_grid_init3(&k.g, pl->nz, pl->Ly0, pl->Lx0, pl->B, k.nranks);
     *h = NULL, *cells = NULL, *ncells = 0, *nmasks = 0;
     int64_t reused = 0;
     say(&k, "%s: %lldx%lldx%lld in 3-D on %d rank(s), blocks of %lld (%lld blocks); rescale "
-        "%.6g, %d steps", v->out_path, (long long)lay->nz, (long long)lay->ny, (long long)lay->nx,
-        k.nranks, (long long)v->plan->B, (long long)k.g.nblocks, v->plan->rescale,
-        v->plan->steps);
+        "%.6g, %d steps", v->out_path, (long long)pl->nz, (long long)pl->Ly0, (long long)pl->Lx0,
+        k.nranks, (long long)pl->B, (long long)k.g.nblocks, pl->rescale, pl->steps);
     int rc = 0;
-    if (!p->no_norm) /* over every voxel of the volume, Cellpose's sample (§8.3) */
-        rc = cp_dnorm_compute(v->comm, v->im, 0, lay->nz, p->norm_percentile_lo,
+    if (v->im && !p->no_norm) /* over every voxel of the volume, Cellpose's sample (§8.3) */
+        rc = cp_dnorm_compute(v->comm, v->im, 0, pl->nz, p->norm_percentile_lo,
                               p->norm_percentile_hi, k.norm, err);
     for (int c = 0; c < 2; c++) k.inv[c] = p->invert && !p->no_norm && k.norm[c].good;
     lap(&k, CP_PH_PREP);
     if (!rc) rc = network(&k, &reused, err);
     lap(&k, CP_PH_NET);
     if (rc) return rc;
-    say(&k, "network: %lld blocks done, %lld reused from the checkpoint",
-        (long long)(k.g.nblocks - reused), (long long)reused);
+    say(&k, "%s: %lld blocks done, %lld reused from the checkpoint",
+        v->im ? "network" : "saved flows", (long long)(k.g.nblocks - reused), (long long)reused);
     int64_t rounds, nlabels;
     /* particles held in memory per rank: those of two full blocks at most, so that the memory of
      * the flow following follows the block (the rest wait in the store) */

@@ -4,8 +4,9 @@
  * (dfollow3.h), raw masks (dmasks3.h), hole filling and min_size (dpost3.h), then the label
  * volume, its /cells and, with --save_flows, the flows, written collectively. The labels are
  * those of the whole-volume engine (cp_segment_volume) for any number of ranks and any block
- * size; no rank holds the volume. Not yet over blocks (refused by mpi/main.c): --no_resample,
- * --flows, --save_tif. */
+ * size; no rank holds the volume. With --flows (im NULL) the blocks' field is read from the
+ * saved 3-D flows instead of the network. Not yet over blocks (refused by mpi/main.c):
+ * --no_resample, --save_tif. */
 #ifndef CP_DVOLUME_H
 #define CP_DVOLUME_H
 
@@ -23,9 +24,10 @@
 typedef struct cp_dvolume {
     MPI_Comm comm;
     const cp_params *p;
-    const cp_plan *plan;                 /* rescale, steps, B (a side of the cubic blocks) */
-    const cp_model *m;
-    cp_image *im;                        /* the volume: nz >= 2 planes */
+    const cp_plan *plan;                 /* the volume nz x Ly0 x Lx0, rescale, steps, B (a side
+                                            of the cubic blocks) */
+    const cp_model *m;                   /* NULL with --flows */
+    cp_image *im;                        /* the volume (nz >= 2 planes); NULL with --flows */
     const cp_bstore *store;              /* the work folder */
     int resume;                          /* keep the network blocks ("dp3") that verify */
     const volatile sig_atomic_t *stop;   /* set: stop after the network block in hand */

@@ -12,18 +12,9 @@
 #include "stop.h"
 #include "tiff_io.h"
 
-/* One allocation of dP (3, n) then cellprob (n) for the volume n, the layout cp_compute_masks3
- * reads; *buf NULL on error. */
-static int alloc_flows(const char *path, const int64_t n[3], float **buf, char *err)
-{
-    *buf = malloc(sizeof(float) * (size_t)(4 * n[0] * n[1] * n[2]));
-    return *buf ? 0
-                : cp_err_nomem(err, path, (int64_t[]){4, n[0], n[1], n[2]}, 4, "float32", 4,
-                               "for the flows");
-}
-
-/* dP.tif (3 x Z pages: dZ, dY, dX planes, channel-major) and cellprob.tif (Z pages) of one size. */
-static int read_tiffs(const char *dpath, const char *cpath, int64_t n[3], float **buf, char *err)
+/* The TIFF pair's sizes: dP (3 x Z pages: dZ, dY, dX planes, channel-major) and cellprob (Z
+ * pages) of one Y, X. */
+static int tiff_pair_size(const char *dpath, const char *cpath, int64_t n[3], char *err)
 {
     cp_tiff *td = NULL, *tc = NULL;
     cp_tiff_info id, ic;
@@ -36,28 +27,54 @@ static int read_tiffs(const char *dpath, const char *cpath, int64_t n[3], float 
                      "(Z, Y, X) of the same Y, X", dpath, (long long)id.npages, (long long)id.ny,
                      (long long)id.nx, id.spp, (long long)ic.npages, (long long)ic.ny,
                      (long long)ic.nx, cpath);
-    if (!rc) {
-        n[0] = ic.npages, n[1] = ic.ny, n[2] = ic.nx;
-        rc = alloc_flows(dpath, n, buf, err);
-    }
-    const int64_t npix = n[1] * n[2];
-    for (int64_t k = 0; !rc && k < 4 * n[0]; k++) /* dP's pages, then cellprob's */
-        rc = k < 3 * n[0] ? cp_tiff_read_f32(td, k, 0, 0, n[1], n[2], *buf + k * npix, err)
-                          : cp_tiff_read_f32(tc, k - 3 * n[0], 0, 0, n[1], n[2], *buf + k * npix,
-                                             err);
+    if (!rc) n[0] = ic.npages, n[1] = ic.ny, n[2] = ic.nx;
     if (td) cp_tiff_close(td);
     if (tc) cp_tiff_close(tc);
     return rc;
 }
 
+int cp_flows3_size(const cp_params *p, int64_t n[3], char *err)
+{
+    return p->cellprob_in[0] ? tiff_pair_size(p->flows, p->cellprob_in, n, err)
+                             : cp_h5_read_flows3(p->flows, n, NULL, NULL, err);
+}
+
+/* The box b of the TIFF pair of nz planes into out4 (4, b.n), page window by page window. */
+static int tiff_pair_window(const char *dpath, const char *cpath, int64_t nz, cp_box3 b,
+                            float *out4, char *err)
+{
+    cp_tiff *td = NULL, *tc = NULL;
+    cp_tiff_info id, ic;
+    int rc = cp_tiff_open(dpath, &td, &id, err);
+    if (!rc) rc = cp_tiff_open(cpath, &tc, &ic, err);
+    const int64_t plane = b.n[1] * b.n[2];
+    for (int c = 0; !rc && c < 4; c++) /* dZ, dY, dX pages, then cellprob's */
+        for (int64_t z = 0; !rc && z < b.n[0]; z++)
+            rc = cp_tiff_read_f32(c < 3 ? td : tc, (c < 3 ? c * nz : 0) + b.o[0] + z, b.o[1],
+                                  b.o[2], b.n[1], b.n[2], out4 + (c * b.n[0] + z) * plane, err);
+    if (td) cp_tiff_close(td);
+    if (tc) cp_tiff_close(tc);
+    return rc;
+}
+
+int cp_flows3_window(const cp_params *p, const int64_t n[3], cp_box3 b, float *out4, char *err)
+{
+    if (p->cellprob_in[0]) return tiff_pair_window(p->flows, p->cellprob_in, n[0], b, out4, err);
+    return cp_h5_read_flows3_window(p->flows, b.o, b.n, out4,
+                                    out4 + 3 * b.n[0] * b.n[1] * b.n[2], err);
+}
+
+/* The whole flows: dP (3, n) then cellprob (n) in one allocation *buf (NULL on error), the layout
+ * cp_compute_masks3 reads. */
 static int read_flows3(const cp_params *p, int64_t n[3], float **buf, char *err)
 {
     *buf = NULL;
-    if (p->cellprob_in[0]) return read_tiffs(p->flows, p->cellprob_in, n, buf, err);
-    int rc = cp_h5_read_flows3(p->flows, n, NULL, NULL, err);
-    if (!rc) rc = alloc_flows(p->flows, n, buf, err);
-    const int64_t nvox = n[0] * n[1] * n[2];
-    return rc ? rc : cp_h5_read_flows3(p->flows, n, *buf, *buf + 3 * nvox, err);
+    int rc = cp_flows3_size(p, n, err);
+    if (!rc && !(*buf = malloc(sizeof(float) * (size_t)(4 * n[0] * n[1] * n[2]))))
+        rc = cp_err_nomem(err, p->flows, (int64_t[]){4, n[0], n[1], n[2]}, 4, "float32", 4,
+                          "for the flows");
+    if (!rc) rc = cp_flows3_window(p, n, (cp_box3){{0, 0, 0}, {n[0], n[1], n[2]}}, *buf, err);
+    return rc;
 }
 
 int cp_segment_flows3(const cp_params *p, const char *out_path, const char *cmdline,

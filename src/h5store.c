@@ -621,3 +621,22 @@ int cp_h5_read_flows_window(const char *path, int64_t z, int64_t y0, int64_t x0,
     H5Fclose(f);
     return rc;
 }
+
+int cp_h5_read_flows3_window(const char *path, const int64_t o[3], const int64_t n[3], float *dP,
+                             float *cellprob, char *err)
+{
+    int64_t L[3];
+    int rc = cp_h5_read_flows3(path, L, NULL, NULL, err);
+    for (int a = 0; !rc && a < 3; a++)
+        if (o[a] < 0 || n[a] < 0 || o[a] + n[a] > L[a])
+            rc = cp_errf(err, CP_EPARAM, "%s: window outside the saved 3-D flows", path);
+    if (rc) return rc;
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) return cp_errf(err, CP_EFORMAT, "%s: not an HDF5 file", path);
+    const hsize_t s4[4] = {0, (hsize_t)o[0], (hsize_t)o[1], (hsize_t)o[2]},
+                  c4[4] = {3, (hsize_t)n[0], (hsize_t)n[1], (hsize_t)n[2]};
+    rc = read_slab(f, path, "flows", 4, s4, c4, dP, err);
+    if (!rc) rc = read_slab(f, path, "cellprob", 3, s4 + 1, c4 + 1, cellprob, err);
+    H5Fclose(f);
+    return rc;
+}

@@ -117,6 +117,11 @@ int cp_h5_read_flows(const char *path, int64_t *nz, int64_t *ny, int64_t *nx, fl
  * cp_h5_read_flows refuses a 3-D one): each names the flag to give or leave out. */
 int cp_h5_read_flows3(const char *path, int64_t n[3], float *dP, float *cellprob, char *err);
 
+/* The box at o of n voxels of a --do_3D --save_flows file: dP (3, n) = (dZ, dY, dX) and
+ * cellprob (n). Errors: cp_h5_read_flows3's, CP_EPARAM (the box outside the flows). */
+int cp_h5_read_flows3_window(const char *path, const int64_t o[3], const int64_t n[3], float *dP,
+                             float *cellprob, char *err);
+
 /* A window of plane z of a --save_flows file: dP (2, ny, nx) and cellprob (ny, nx). */
 int cp_h5_read_flows_window(const char *path, int64_t z, int64_t y0, int64_t x0, int64_t ny,
                             int64_t nx, float *dP, float *cellprob, char *err);

@@ -9,8 +9,9 @@
  * fed back through --flows --do_3D give its labels again (not without resample).
  * usage: test_e2e CASE image|flows [VARIANT]
  *   VARIANT: stitch025, noresample, smooth1 (the case's <variant>_run / smooth_run with its
- *   <file>_<variant>.tif outputs), niter200, recipe; blocks (3-D image cases: the main run, then
- *   --do_3D over blocks of 32 voxels on 1-4 ranks, bit-identical to it) */
+ *   <file>_<variant>.tif outputs), niter200, recipe; blocks (3-D cases, from the image or from
+ *   the oracle's flows: the main run, then --do_3D over blocks of 32 voxels on 1-4 ranks,
+ *   bit-identical to it) */
 #include <hdf5.h>
 #include <math.h>
 #include <stdarg.h>
@@ -222,23 +223,29 @@ static void check_chunks(const char *out, int volume)
     TU_CHECK(ok, "/labels: not chunked as %s", volume ? "3-D tiles" : "planes");
 }
 
-/* A 3-D output's saved flows fed back (--flows --do_3D): the same labels, label for label. */
-static void check_roundtrip(const char *out, json_object *j, json_object *k)
+/* A 3-D output's saved flows fed back (--flows --do_3D): the same labels, label for label; with
+ * blocks also over blocks of 32 on 2 ranks (the saved flows read by windows). */
+static void check_roundtrip(const char *out, json_object *j, json_object *k, int blocks)
 {
-    char back[4096];
-    snprintf(back, sizeof back, "%s/roundtrip.h5", tu_tmpdir());
-    snprintf(cmd, sizeof cmd, "%s/cellpose-mpi --quiet --flows %s --do_3D --niter %d --output %s",
-             tu_build_dir(), out, json_object_get_int(tu_json_get(j, "niter.used_by_follow_flows")),
-             back);
-    dynamics_flags(k);
-    printf("%s\n", cmd);
-    TU_CHECK(tu_run("%s", cmd) == 0, "the round trip through --flows --do_3D failed");
-    int64_t n, m;
-    uint32_t *a = tu_h5_read_u32(out, "labels", &n), *b = tu_h5_read_u32(back, "labels", &m);
-    int64_t diff = a && b && n == m ? tu_count_diff_u32(a, b, n) : -1;
-    printf("round trip: %lld voxels with a different label\n", (long long)diff);
-    TU_CHECK(diff == 0, "round trip: labels differ (%lld)", (long long)diff);
-    free(a), free(b);
+    for (int over = 0; over <= blocks; over++) {
+        char back[4096];
+        snprintf(back, sizeof back, "%s/roundtrip%d.h5", tu_tmpdir(), over);
+        snprintf(cmd, sizeof cmd, "%s%s/cellpose-mpi --quiet --flows %s --do_3D --niter %d "
+                 "--output %s%s", over ? "mpirun --oversubscribe -n 2 -x OMP_NUM_THREADS=1 " : "",
+                 tu_build_dir(), out,
+                 json_object_get_int(tu_json_get(j, "niter.used_by_follow_flows")), back,
+                 over ? " --block 32" : "");
+        dynamics_flags(k);
+        printf("%s\n", cmd);
+        TU_CHECK(tu_run("%s", cmd) == 0, "the round trip through --flows --do_3D failed");
+        int64_t n, m;
+        uint32_t *a = tu_h5_read_u32(out, "labels", &n), *b = tu_h5_read_u32(back, "labels", &m);
+        int64_t diff = a && b && n == m ? tu_count_diff_u32(a, b, n) : -1;
+        printf("round trip%s: %lld voxels with a different label\n",
+               over ? " over blocks of 32 on 2 ranks" : "", (long long)diff);
+        TU_CHECK(diff == 0, "round trip: labels differ (%lld)", (long long)diff);
+        free(a), free(b);
+    }
 }
 
 /* --do_3D over cubic blocks of 32 voxels on 1-4 ranks (mpi/dvolume.c): /labels, /cells, /flows
@@ -293,6 +300,7 @@ int main(int argc, char **argv)
         json_object *o = tu_json_get(j, "niter.used_by_follow_flows");
         arg("--niter %d", !strcmp(variant, "niter200") ? 200 : json_object_get_int(o));
         if (is_true(tu_json_get(k, "do_3D"))) arg("--do_3D");
+        if (blocks) arg("--save_flows"); /* compared over blocks too */
         dynamics_flags(k);
     } else {
         json_object *in = tu_json_get(j, "input.path");
@@ -327,7 +335,7 @@ int main(int argc, char **argv)
         }
         /* without resample the saved flows are at the network scale, the labels are not */
         if (do3d && !strcmp(mode, "image") && strcmp(variant, "noresample"))
-            check_roundtrip(out, j, k);
+            check_roundtrip(out, j, k, blocks);
         if (blocks) check_blocks3(whole, out);
     }
     json_object_put(j);

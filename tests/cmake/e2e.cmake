@@ -37,3 +37,8 @@ cp_add_test(NAME e2e_image_tiny_nbase8_vol3d_blocks SOURCE test_e2e.c ARGS tiny_
             image blocks)
 cp_add_test(NAME e2e_image_synth_trained_nbase16_vol3d_aniso_blocks SOURCE test_e2e.c
             ARGS synth_trained_nbase16_vol3d_aniso image blocks LABELS heavy)
+# The same from the oracle's own 3-D flows (--flows over blocks reads them by windows).
+cp_add_test(NAME e2e_flows_tiny_nbase8_vol3d_blocks SOURCE test_e2e.c ARGS tiny_nbase8_vol3d
+            flows blocks)
+cp_add_test(NAME e2e_flows_flows3d_protrusions_blocks SOURCE test_e2e.c ARGS flows3d_protrusions
+            flows blocks)
