@@ -32,6 +32,7 @@
 #include "flows3d_input.h"
 #include "h5par.h"
 #include "image.h"
+#include "masks_tif.h"
 #include "plan.h"
 #include "progress.h"
 #include "segment.h"
@@ -352,7 +353,7 @@ static int plane_labels(run *r, planes *pp, int64_t *nlabels, char *err)
 }
 
 /* The committed output of a plane from its final labels (pp->o) and flows (pp->d): collective
- * writes, the cells, the attributes, and the --save_tif file. */
+ * writes, the cells, the attributes. */
 static int plane_output(run *r, const planes *pp, int64_t nlabels, char *err)
 {
     const cp_params *p = r->p;
@@ -371,17 +372,6 @@ static int plane_output(run *r, const planes *pp, int64_t nlabels, char *err)
     if (!rc) rc = finish_output(r, h, cells, ncells, nmasks, err);
     else if (h) cp_h5_abort(h);
     free(cells);
-    if (!rc && p->save_tif) {
-        uint32_t *all = r->rank == 0 ? malloc(sizeof *all * (size_t)(pl->Ly0 * pl->Lx0)) : NULL;
-        rc = cp_dplane_gather_u32(pp->o, CP_SLOT_LAB, all, err);
-        char tif[CP_PATH_LEN + 64];
-        if (!rc && r->rank == 0) {
-            cp_masks_tif_path(r->out_path, r->image, tif, sizeof tif);
-            rc = cp_tiff_write_u32(tif, all, 1, pl->Ly0, pl->Lx0, err);
-        }
-        free(all);
-        rc = cp_agree(r->comm, rc, err);
-    }
     lap(r, CP_PH_WRITE);
     if (!rc) say(r, "wrote %s (%lld masks)", r->out_path, (long long)nmasks);
     return rc;
@@ -581,6 +571,20 @@ static void run_init(run *r, MPI_Comm comm, const cp_params *p)
     r->t0 = MPI_Wtime(), r->c0 = cp_comm_seconds();
 }
 
+/* After a run's output is committed (rc 0): with --save_tif, rank 0 writes its masks TIFF from
+ * /labels a plane at a time (one rule for planes, stacks and volumes). Returns the agreed
+ * status. */
+static int save_tif(const run *r, int rc, char *err)
+{
+    if (rc || !r->p->save_tif) return rc;
+    char tif[CP_PATH_LEN + 64];
+    cp_masks_tif_path(r->out_path, r->image, tif, sizeof tif);
+    if (r->rank == 0) rc = cp_masks_tif_save(r->out_path, tif, err);
+    rc = cp_agree(r->comm, rc, err);
+    if (!rc) say(r, "wrote %s", tif);
+    return rc;
+}
+
 int cp_dsegment_image(MPI_Comm comm, const cp_params *p, const cp_model *m,
                       const char *model_path, const char *image, const char *out_path,
                       const char *cmdline, cp_timing *tm, char *err)
@@ -590,8 +594,8 @@ int cp_dsegment_image(MPI_Comm comm, const cp_params *p, const cp_model *m,
              .out_path = out_path, .cmdline = cmdline, .tm = tm};
     run_init(&r, comm, p);
     if (p->do_3D && r.nranks == 1 && !p->block) /* a volume that one process holds whole */
-        return cp_agree(comm, cp_segment_volume(p, m, model_path, image, out_path, cmdline, tm,
-                                                err), err);
+        return save_tif(&r, cp_agree(comm, cp_segment_volume(p, m, model_path, image, out_path,
+                                                             cmdline, tm, err), err), err);
     cp_image im;
     int rc = cp_image_open(&im, image, (int)p->z_axis, (int)p->channel_axis,
                            p->stitch_threshold > 0 || p->do_3D, (int)p->chan, (int)p->chan2, err);
@@ -602,7 +606,7 @@ int cp_dsegment_image(MPI_Comm comm, const cp_params *p, const cp_model *m,
     if (!rc) rc = cp_plan_image(&plan, p, m, &im, r.nranks, err);
     if (!(rc = cp_agree(comm, rc, err))) rc = run_plan(&r, &im, err);
     cp_image_close(&im);
-    return rc;
+    return save_tif(&r, rc, err);
 }
 
 /* ---- masks from saved flows ------------------------------------------------------------------ */
@@ -628,12 +632,13 @@ int cp_dsegment_flows(MPI_Comm comm, const cp_params *p, const char *out_path,
              .cmdline = cmdline, .tm = tm};
     run_init(&r, comm, p);
     if (p->do_3D && r.nranks == 1 && !p->block) /* flows that one process holds whole */
-        return cp_agree(comm, cp_segment_flows3(p, out_path, cmdline, tm, err), err);
+        return save_tif(&r, cp_agree(comm, cp_segment_flows3(p, out_path, cmdline, tm, err), err),
+                        err);
     int64_t nz = 1, Ly = 0, Lx = 0, n3[3];
     int rc = p->do_3D ? cp_flows3_size(p, n3, err) : flows_size(p, &nz, &Ly, &Lx, err);
     if (!rc && p->do_3D) nz = n3[0], Ly = n3[1], Lx = n3[2];
     rc = cp_agree(comm, rc, err);
     if (rc) return rc;
     cp_plan_flows(&plan, p, nz, Ly, Lx, r.nranks);
-    return run_plan(&r, NULL, err);
+    return save_tif(&r, run_plan(&r, NULL, err), err);
 }

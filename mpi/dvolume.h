@@ -6,7 +6,7 @@
  * those of the whole-volume engine (cp_segment_volume) for any number of ranks and any block
  * size; no rank holds the volume. With --flows (im NULL) the blocks' field is read from the
  * saved 3-D flows instead of the network. Not yet over blocks (refused by mpi/main.c):
- * --no_resample, --save_tif. */
+ * --no_resample. */
 #ifndef CP_DVOLUME_H
 #define CP_DVOLUME_H
 

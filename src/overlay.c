@@ -2,7 +2,6 @@
  * image, display normalisation, outlines, libpng. */
 #include "overlay.h"
 
-#include <hdf5.h>
 #include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,10 +10,10 @@
 
 #include "cp_err.h"
 #include "image.h"
+#include "labels_in.h"
 #include "segment.h"
 
 #define ROW_BUDGET (1 << 20) /* image pixels read at once (about 40 MB of scratch at most) */
-#define MAX_BLOCK 4096       /* largest side of a /labels block read at once */
 
 void cp_overlay_path(const char *out_path, const char *input, char *buf, size_t len)
 {
@@ -130,82 +129,6 @@ int cp_overlay_png_write(const char *path, const uint8_t *rgb, int64_t oy, int64
 
 /* ---- sampled reads -------------------------------------------------------------------------- */
 
-/* Picture rows [a, b) whose source rows lie in [r0, r1): a, b out (a == b: none). */
-static void rows_in(const int64_t *src, int64_t on, int64_t r0, int64_t r1, int64_t *a, int64_t *b)
-{
-    int64_t i = 0;
-    while (i < on && src[i] < r0) i++;
-    *a = i;
-    while (i < on && src[i] < r1) i++;
-    *b = i;
-}
-
-/* Plane z of /labels at the picture's pixels into lab (oy, ox), one block of (at most) the
- * dataset's chunk at a time, so that every chunk is inflated once. */
-static int read_labels(hid_t d, int rank, int64_t z, const int64_t *sy, int64_t oy,
-                       const int64_t *sx, int64_t ox, int64_t ny, int64_t nx, uint32_t *lab)
-{
-    hsize_t chunk[3] = {1, 1024, 1024};
-    hid_t dcpl = H5Dget_create_plist(d);
-    if (dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CHUNKED) H5Pget_chunk(dcpl, rank, chunk);
-    if (dcpl >= 0) H5Pclose(dcpl);
-    int64_t cy = (int64_t)chunk[rank - 2], cx = (int64_t)chunk[rank - 1];
-    cy = cy < 1 ? 1 : cy > MAX_BLOCK ? MAX_BLOCK : cy;
-    cx = cx < 1 ? 1 : cx > MAX_BLOCK ? MAX_BLOCK : cx;
-    uint32_t *buf = malloc(sizeof *buf * (size_t)(cy * cx));
-    if (!buf) return -1;
-    hid_t fs = H5Dget_space(d);
-    int st = 0;
-    for (int64_t r0 = 0; !st && r0 < ny; r0 += cy) {
-        int64_t ya, yb;
-        rows_in(sy, oy, r0, r0 + cy, &ya, &yb);
-        if (ya == yb) continue;
-        for (int64_t c0 = 0; !st && c0 < nx; c0 += cx) {
-            int64_t xa, xb;
-            rows_in(sx, ox, c0, c0 + cx, &xa, &xb);
-            if (xa == xb) continue;
-            int64_t y0 = sy[ya], x0 = sx[xa], h = sy[yb - 1] - y0 + 1, w = sx[xb - 1] - x0 + 1;
-            hsize_t start[3] = {(hsize_t)z, (hsize_t)y0, (hsize_t)x0};
-            hsize_t count[3] = {1, (hsize_t)h, (hsize_t)w};
-            hid_t ms = H5Screate_simple(2, count + 1, NULL);
-            st = H5Sselect_hyperslab(fs, H5S_SELECT_SET, start + 3 - rank, NULL, count + 3 - rank,
-                                     NULL) < 0 ||
-                 H5Dread(d, H5T_NATIVE_UINT32, ms, fs, H5P_DEFAULT, buf) < 0;
-            H5Sclose(ms);
-            for (int64_t i = ya; !st && i < yb; i++)
-                for (int64_t j = xa; j < xb; j++)
-                    lab[i * ox + j] = buf[(sy[i] - y0) * w + (sx[j] - x0)];
-        }
-    }
-    H5Sclose(fs);
-    free(buf);
-    return st ? -1 : 0;
-}
-
-/* Opens /labels of path; its plane count and size out. */
-static int open_labels(const char *path, hid_t *f, hid_t *d, int *rank, int64_t *nz, int64_t *ny,
-                       int64_t *nx, char *err)
-{
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    *f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (*f < 0) return cp_errf(err, CP_EIO, "%s: cannot open to draw the overlay", path);
-    *d = H5Dopen2(*f, "labels", H5P_DEFAULT);
-    hid_t s = *d < 0 ? -1 : H5Dget_space(*d);
-    *rank = s < 0 ? 0 : H5Sget_simple_extent_ndims(s);
-    hsize_t dims[3] = {0, 0, 0};
-    if (*rank == 2 || *rank == 3) H5Sget_simple_extent_dims(s, dims, NULL);
-    if (s >= 0) H5Sclose(s);
-    if (*rank != 2 && *rank != 3) {
-        if (*d >= 0) H5Dclose(*d);
-        H5Fclose(*f);
-        return cp_errf(err, CP_EFORMAT, "%s: no 2-D or 3-D /labels to draw the overlay", path);
-    }
-    *nz = *rank == 3 ? (int64_t)dims[0] : 1;
-    *ny = (int64_t)dims[*rank - 2];
-    *nx = (int64_t)dims[*rank - 1];
-    return 0;
-}
-
 /* Plane z of the image at the picture's pixels into x2 (oy, ox, 2): groups of picture rows read
  * as one window of whole image rows while the window stays within ROW_BUDGET pixels. */
 static int read_image(cp_image *im, int64_t z, const int64_t *sy, int64_t oy, const int64_t *sx,
@@ -268,11 +191,11 @@ static int paint_channel(const float *x2, int c, int64_t n, uint8_t *rgb, const 
 int cp_overlay_save(const char *h5_path, const char *image, const cp_params *p,
                     const char *png_path, char *err)
 {
-    hid_t f = -1, d = -1;
-    int rank = 0;
-    int64_t nz = 0, ny = 0, nx = 0, oy, ox;
-    int rc = open_labels(h5_path, &f, &d, &rank, &nz, &ny, &nx, err);
+    cp_labels_in li;
+    int64_t oy, ox;
+    int rc = cp_labels_open(h5_path, "to draw the overlay", &li, err);
     if (rc) return rc;
+    const int64_t nz = li.nz, ny = li.ny, nx = li.nx;
     cp_overlay_size(ny, nx, &oy, &ox);
     int64_t z = nz / 2, n = oy * ox;
     int64_t *sy = malloc(sizeof *sy * (size_t)oy), *sx = malloc(sizeof *sx * (size_t)ox);
@@ -283,10 +206,9 @@ int cp_overlay_save(const char *h5_path, const char *image, const cp_params *p,
         rc = cp_errf(err, CP_ENOMEM, "%s: out of memory for the overlay", png_path);
     for (int64_t i = 0; !rc && i < oy; i++) sy[i] = cp_overlay_source(i, oy, ny);
     for (int64_t j = 0; !rc && j < ox; j++) sx[j] = cp_overlay_source(j, ox, nx);
-    if (!rc && read_labels(d, rank, z, sy, oy, sx, ox, ny, nx, lab))
+    if (!rc && cp_labels_read(&li, z, sy, oy, sx, ox, lab))
         rc = cp_errf(err, CP_EIO, "%s: cannot read /labels to draw the overlay", h5_path);
-    H5Dclose(d);
-    H5Fclose(f);
+    cp_labels_close(&li);
     if (!rc && image) {
         cp_image im;
         rc = cp_image_open(&im, image, (int)p->z_axis, (int)p->channel_axis,

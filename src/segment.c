@@ -100,7 +100,8 @@ static int norm_planes(const float *x2, int64_t nz, int64_t ny, int64_t nx, cons
     return rc;
 }
 
-/* Labels, cells and attributes into the open output, then commit; the optional TIFF after. */
+/* Labels, cells and attributes into the open output, then commit (the --save_tif masks are
+ * written from the committed file by the driver: masks_tif.h). */
 int cp_write_output(const cp_params *p, cp_h5out *h, const uint32_t *labels, int64_t nz,
                     int64_t ny, int64_t nx, cp_provenance *pv, const char *out_path, char *err)
 {
@@ -118,11 +119,6 @@ int cp_write_output(const cp_params *p, cp_h5out *h, const uint32_t *labels, int
         return rc;
     }
     if ((rc = cp_h5_commit(h, err))) return rc;
-    if (p->save_tif) {
-        char tif[CP_PATH_LEN + 64];
-        cp_masks_tif_path(out_path, pv->input_file, tif, sizeof tif);
-        rc = cp_tiff_write_u32(tif, labels, nz, ny, nx, err);
-    }
     cp_say(p->quiet, "wrote %s (%lld masks)", out_path, (long long)ncells);
     return rc;
 }

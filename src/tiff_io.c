@@ -592,10 +592,11 @@ void cp_tiff_close(cp_tiff *t)
     free(t);
 }
 
-/* Writes the nz pages of v (4-byte samples: uint32 or float32) to path.partial with deflate,
- * flushes it to disk and renames it to path; the partial file is removed on any failure. */
-static int write_pages(const char *path, const void *v, int64_t nz, int64_t ny, int64_t nx,
-                       int is_float, char *err)
+/* Writes the nz pages given by page (4-byte samples: uint32 or float32) to path.partial with
+ * deflate, flushes it to disk and renames it to path; the partial file is removed on any
+ * failure. */
+static int write_pages(const char *path, cp_tiff_page_fn page, void *arg, int64_t nz, int64_t ny,
+                       int64_t nx, int is_float, char *err)
 {
     char b[300];
     if (nz < 1 || ny < 1 || nx < 1 || ny > UINT32_MAX || nx > UINT32_MAX)
@@ -624,6 +625,11 @@ static int write_pages(const char *path, const void *v, int64_t nz, int64_t ny, 
     }
     uint32_t rps = (uint32_t)(nx >= 65536 ? 1 : 65536 / nx);
     for (int64_t z = 0; z < nz && !rc; z++) {
+        const void *v = page(arg, z, err);
+        if (!v) {
+            rc = CP_EIO;
+            break;
+        }
         TIFFSetField(tif, TIFFTAG_IMAGEWIDTH, (uint32_t)nx);
         TIFFSetField(tif, TIFFTAG_IMAGELENGTH, (uint32_t)ny);
         TIFFSetField(tif, TIFFTAG_SAMPLESPERPIXEL, 1);
@@ -635,7 +641,7 @@ static int write_pages(const char *path, const void *v, int64_t nz, int64_t ny, 
         TIFFSetField(tif, TIFFTAG_ROWSPERSTRIP, rps);
         for (int64_t y = 0; y < ny && !rc; y += rps) {
             int64_t rows = y + rps <= ny ? rps : ny - y;
-            const unsigned char *src = (const unsigned char *)v + ((z * ny + y) * nx) * 4;
+            const unsigned char *src = (const unsigned char *)v + y * nx * 4;
             if (TIFFWriteEncodedStrip(tif, (uint32_t)(y / rps), (void *)src,
                                       (tmsize_t)(rows * nx * 4)) < 0)
                 rc = cp_errf(err, CP_EIO, "%s: page %lld: cannot write rows %lld-%lld%s", path,
@@ -660,14 +666,35 @@ static int write_pages(const char *path, const void *v, int64_t nz, int64_t ny, 
     return rc;
 }
 
+/* cp_tiff_page_fn over pages held in memory, 4 bytes a sample. */
+typedef struct mem_pages {
+    const unsigned char *v;
+    int64_t page_bytes;
+} mem_pages;
+
+static const void *mem_page(void *arg, int64_t z, char *err)
+{
+    (void)err;
+    const mem_pages *m = arg;
+    return m->v + z * m->page_bytes;
+}
+
 int cp_tiff_write_u32(const char *path, const uint32_t *v, int64_t nz, int64_t ny, int64_t nx,
                       char *err)
 {
-    return write_pages(path, v, nz, ny, nx, 0, err);
+    mem_pages m = {(const unsigned char *)v, ny * nx * 4};
+    return write_pages(path, mem_page, &m, nz, ny, nx, 0, err);
 }
 
 int cp_tiff_write_f32(const char *path, const float *v, int64_t nz, int64_t ny, int64_t nx,
                       char *err)
 {
-    return write_pages(path, v, nz, ny, nx, 1, err);
+    mem_pages m = {(const unsigned char *)v, ny * nx * 4};
+    return write_pages(path, mem_page, &m, nz, ny, nx, 1, err);
+}
+
+int cp_tiff_write_u32_pages(const char *path, cp_tiff_page_fn page, void *arg, int64_t nz,
+                            int64_t ny, int64_t nx, char *err)
+{
+    return write_pages(path, page, arg, nz, ny, nx, 0, err);
 }

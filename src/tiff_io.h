@@ -52,4 +52,11 @@ int cp_tiff_write_u32(const char *path, const uint32_t *v, int64_t nz, int64_t n
 int cp_tiff_write_f32(const char *path, const float *v, int64_t nz, int64_t ny, int64_t nx,
                       char *err);
 
+/* Page z (ny x nx samples of 4 bytes), valid until the next call; NULL on failure (err set). */
+typedef const void *(*cp_tiff_page_fn)(void *arg, int64_t z, char *err);
+
+/* cp_tiff_write_u32 with the pages given one at a time by page (memory: one page). */
+int cp_tiff_write_u32_pages(const char *path, cp_tiff_page_fn page, void *arg, int64_t nz,
+                            int64_t ny, int64_t nx, char *err);
+
 #endif

@@ -234,8 +234,6 @@ static void do3d_refusals(const char *base)
      * with --block, and agreed on by several ranks; the 2-D-only checks come first there too */
     expect(2, "--no_resample with --do_3D runs on one process without --block for now (not over "
            "3-D blocks)", NULL, "%s --image_path %s --do_3D --no_resample --block 64", base, vol);
-    expect(2, "--save_tif with --do_3D runs on one process without --block", NULL,
-           "%s --image_path %s --do_3D --save_tif --block 64", base, vol);
     launch = "mpirun --oversubscribe -n 2 ";
     expect(2, "--no_resample with --do_3D runs on one process without --block", NULL,
            "%s --image_path %s --do_3D --no_resample", base, vol);
