@@ -1,28 +1,17 @@
-/* Hole filling and min_size of a volume over 3-D owner blocks (see dpost3.h). The steps are those
- * of mpi/dfill3.c (a stack's planes) with blocks for planes; the per-label tables, the batches,
- * the groups and their fill on a canvas are shared through holding.h. Label v "holds" u when a
- * hole of v contains a voxel of u; groups linked by holding are independent (a fill writes only
- * over its group's voxels and holes, see mpi/dpost_holes.c), so each is filled alone. */
+/* Hole filling and min_size of a volume over 3-D owner blocks (see dpost3.h). The per-label
+ * tables and the groups are shared with mpi/dfill3.c (a stack's planes) through holding.h; the
+ * holes of a box over several blocks come from dholes3.c. Label v "holds" u when a hole of v
+ * contains a voxel of u; groups linked by holding are independent (a fill writes only over its
+ * group's voxels and holes, see mpi/dpost_holes.c), so groups are filled side by side. */
 #include "dpost3.h"
 
 #include <stdlib.h>
-#include <string.h>
 
 #include "agree.h"
 #include "cp_err.h"
-#include "exchange.h"
+#include "dholes3.h"
 #include "holding.h"
 #include "post.h"
-
-/* Boxes are moved in batches of at least this many voxels (each batch reads the own blocks it
- * touches once): 2^20 voxels, 16 MiB of records at most in transit, but one box at least. */
-#define CP_DPOST3_BATCH ((int64_t)1 << 20)
-
-/* A voxel's new value (memset: the padding travels); blk is set by the receiver. */
-struct edit {
-    int64_t idx, blk;
-    uint32_t v, pad;
-};
 
 /* The run: the volume, this rank's blocks and block-sized scratch. */
 struct d3 {
@@ -31,10 +20,10 @@ struct d3 {
     const cp_grid *g;
     const cp_bstore *store;
     int64_t b0, b1, bmax, npix;
-    int64_t budget; /* voxels of the boxes of one batch: max(bmax, CP_DPOST3_BATCH) */
-    uint32_t *blk, *out, *list;
+    uint32_t *blk, *list;
     unsigned char *state, *mark; /* mark: one byte per label (zeroed between uses) */
     int64_t *stack;
+    cp_dholes3 holes; /* the components of crossing boxes (step b) */
     char *err;
 };
 
@@ -51,14 +40,6 @@ static cp_box block_box(const struct d3 *d, int64_t b)
     cp_box3 r = cp_grid_box(d->g, b);
     return (cp_box){r.o[0], r.o[0] + r.n[0], r.o[1], r.o[1] + r.n[1], r.o[2], r.o[2] + r.n[2]};
 }
-
-static cp_box meet(cp_box a, cp_box b)
-{
-    return (cp_box){max64(a.z0, b.z0), min64(a.z1, b.z1), max64(a.y0, b.y0),
-                    min64(a.y1, b.y1), max64(a.x0, b.x0), min64(a.x1, b.x1)};
-}
-
-static int empty(cp_box b) { return b.z0 >= b.z1 || b.y0 >= b.y1 || b.x0 >= b.x1; }
 
 /* b relative to the origin of block box bb. */
 static cp_box rel(cp_box b, cp_box bb)
@@ -115,287 +96,235 @@ static void reduce_max_u8(MPI_Comm comm, unsigned char *a, int64_t n)
                       comm);
 }
 
+/* The voxels left 0 in d->state over r (a box inside block bb, voxels d->blk) are holes of w:
+ * hole[w] set, an edge (w, u) for each label u in them. */
+static int scan_holes(struct d3 *d, cp_box bb, cp_box r, uint32_t w, unsigned char *hole,
+                      uint32_t **e, int64_t *ne, int64_t *cap)
+{
+    int64_t by = bb.y1 - bb.y0, bx = bb.x1 - bb.x0, sy = r.y1 - r.y0, sx = r.x1 - r.x0;
+    for (int64_t q = 0; q < cp_box_vol(r); q++) {
+        if (d->state[q]) continue;
+        hole[w] = 1;
+        uint32_t u = d->blk[((r.z0 + q / (sy * sx)) * by + r.y0 + q / sx % sy) * bx + r.x0 + q % sx];
+        if (u && cp_holding_push(e, ne, cap, w, u)) return oom(d->err, "edges");
+    }
+    return 0;
+}
+
+/* The labels of the store's "m03" through map_a, for cp_dholes3. */
+struct raw {
+    struct d3 *d;
+    const uint32_t *map_a;
+    int64_t ns;
+};
+
+static int get_raw(void *ctx, int64_t b, const uint32_t **vox, cp_box *bb)
+{
+    struct raw *c = ctx;
+    *vox = c->d->blk;
+    return get(c->d, CP_DPOST3_IN, b, c->map_a, c->ns, bb);
+}
+
 /* Step (b), on the blocks: a label w whose box lies in the block gets its holes (hole[w]) and
- * its edges; a crossing one is marked in cand when a voxel of its box in the block is not reached
- * from the faces it shares with the box (a voxel reached so is reached in the whole box). */
-static int search_blocks(struct d3 *d, const cp_vstats *a, const uint32_t *map_a, int64_t ns,
-                         unsigned char *hole, unsigned char *cand, uint32_t **e, int64_t *ne,
-                         int64_t *cap)
+ * its edges; a crossing label xl[k] (box xbox[k]) whose box meets the block, present there or
+ * not, is marked in cand when a voxel of its box in the block is not reached from the faces it
+ * shares with the box (a voxel reached so is reached in the whole box). */
+static int search_blocks(struct d3 *d, const cp_vstats *a, const struct raw *raw,
+                         const uint32_t *xl, const cp_box *xbox, int64_t nxl, unsigned char *hole,
+                         unsigned char *cand, uint32_t **e, int64_t *ne, int64_t *cap)
 {
     int rc = 0;
     for (int64_t b = d->b0; !rc && b < d->b1; b++) {
         cp_box bb;
-        if ((rc = get(d, CP_DPOST3_IN, b, map_a, ns, &bb))) break;
+        if ((rc = get(d, CP_DPOST3_IN, b, raw->map_a, raw->ns, &bb))) break;
         int64_t k = labels_of(d, cp_box_vol(bb)), by = bb.y1 - bb.y0, bx = bb.x1 - bb.x0;
         for (int64_t i = 0; !rc && i < k; i++) {
             uint32_t w = d->list[i];
-            cp_box lb = cp_vstats_box(a, w), sub = meet(lb, bb), r = rel(sub, bb);
-            int cross = crossing(d->g, lb);
-            if (cross && cand[w]) continue;
+            cp_box lb = cp_vstats_box(a, w), r = rel(lb, bb);
+            if (crossing(d->g, lb)) continue;
+            cp_post_hole_map(d->blk, by, bx, 1, w, &r, d->state, d->stack);
+            rc = scan_holes(d, bb, r, w, hole, e, ne, cap);
+        }
+        for (int64_t i = 0; i < nxl; i++) {
+            cp_box lb = xbox[i], sub = cp_box_meet(lb, bb), r = rel(sub, bb);
+            if (cand[xl[i]] || cp_box_empty(sub)) continue;
             unsigned faces =
                 (sub.z0 == lb.z0 ? CP_FACE_Z0 : 0) | (sub.z1 == lb.z1 ? CP_FACE_Z1 : 0) |
                 (sub.y0 == lb.y0 ? CP_FACE_Y0 : 0) | (sub.y1 == lb.y1 ? CP_FACE_Y1 : 0) |
                 (sub.x0 == lb.x0 ? CP_FACE_X0 : 0) | (sub.x1 == lb.x1 ? CP_FACE_X1 : 0);
-            cp_post_hole_map_faces(d->blk, by, bx, faces, w, &r, d->state, d->stack);
-            int64_t sy = r.y1 - r.y0, sx = r.x1 - r.x0;
-            for (int64_t q = 0; !rc && q < cp_box_vol(r); q++) {
-                if (d->state[q]) continue;
-                if (cross) {
-                    cand[w] = 1;
-                    break;
-                }
-                hole[w] = 1;
-                uint32_t u = d->blk[((r.z0 + q / (sy * sx)) * by + r.y0 + q / sx % sy) * bx +
-                                    r.x0 + q % sx];
-                if (u && cp_holding_push(e, ne, cap, w, u)) rc = oom(d->err, "edges");
-            }
+            cp_post_hole_map_faces(d->blk, by, bx, faces, xl[i], &r, d->state, d->stack);
+            for (int64_t q = 0; q < cp_box_vol(r) && !cand[xl[i]]; q++) cand[xl[i]] = !d->state[q];
         }
     }
     return cp_agree(d->comm, rc, d->err);
 }
 
-/* What the passes over boxes (cp_holding_pass) see. */
-struct pass3 {
-    struct d3 *d;
-    const cp_vstats *a;
-    const uint32_t *map_a, *keys, *root, *jmap;
-    int64_t ns;
-    const cp_box *box;
-    unsigned char *hole, *in;
-    uint32_t **e;
-    int64_t *ne, *cap;
-    const cp_groups *G;
-    cp_outbox ed;
-};
-
-/* Sends the nonzero voxels of the own blocks inside the boxes box[i..e) of keys[i..e) (their
- * union: span) to the keys' owners. */
-static int send_boxes(void *ctx, cp_outbox *o, int64_t i, int64_t e, cp_box span)
+/* The holes and edges of the crossing candidates cl[0..ncl) (boxes cbox), their components
+ * joined over the blocks (cp_dholes3; collective). */
+static int search_crossing(struct d3 *d, const struct raw *raw, const uint32_t *cl,
+                           const cp_box *cbox, int64_t ncl, unsigned char *hole, uint32_t **e,
+                           int64_t *ne, int64_t *cap)
 {
-    struct pass3 *c = ctx;
-    struct d3 *d = c->d;
-    int rc = 0;
+    int rc = cp_dholes3_find(&d->holes, cl, cbox, ncl);
     for (int64_t b = d->b0; !rc && b < d->b1; b++) {
         cp_box bb = block_box(d, b);
-        if (empty(meet(bb, span))) continue;
-        if ((rc = get(d, CP_DPOST3_IN, b, c->map_a, c->ns, &bb))) break;
-        int64_t by = bb.y1 - bb.y0, bx = bb.x1 - bb.x0;
-        for (int64_t k = i; !rc && k < e; k++) {
-            cp_box s = meet(c->box[k], bb);
-            for (int64_t z = s.z0; !rc && z < s.z1; z++)
-                for (int64_t y = s.y0; !rc && y < s.y1; y++)
-                    for (int64_t x = s.x0; !rc && x < s.x1; x++) {
-                        uint32_t u = d->blk[((z - bb.z0) * by + y - bb.y0) * bx + x - bb.x0];
-                        cp_kpix p = {z * d->npix + y * d->g->Lx + x, c->keys[k], u};
-                        if (u && cp_outbox_push(o, (int)(c->keys[k] % (uint32_t)d->np), &p, 1))
-                            rc = oom(d->err, "box voxels in transit");
-                    }
+        for (int64_t k = 0, loaded = 0; !rc && k < ncl; k++) {
+            cp_box sub = cp_box_meet(cbox[k], bb);
+            if (cp_box_empty(sub)) continue;
+            if (!loaded++ && (rc = get(d, CP_DPOST3_IN, b, raw->map_a, raw->ns, &bb))) break;
+            cp_dholes3_map(&d->holes, b, d->blk, bb, cl[k], cbox[k], d->state);
+            rc = scan_holes(d, bb, rel(sub, bb), cl[k], hole, e, ne, cap);
         }
     }
-    return rc;
+    return cp_agree(d->comm, rc, d->err);
 }
 
-/* The holes and edges of one candidate from the voxels of its box. */
-static int box_edges(void *ctx, const cp_kpix *px, int64_t n)
+/* Every voxel of r (a box inside block bb) that d->state does not mark as reached from the
+ * box's faces (2) gets v in dst (the block's voxels). */
+static void fill_state(struct d3 *d, uint32_t *dst, cp_box bb, cp_box r, uint32_t v)
 {
-    struct pass3 *c = ctx;
-    int h = 0, rc = cp_holding_edges3(cp_vstats_box(c->a, px->key), px->key, px, n, c->d->g->Ly,
-                                      c->d->g->Lx, c->e, c->ne, c->cap, &h, c->d->err);
-    c->hole[px->key] |= (unsigned char)h;
-    return rc;
+    int64_t by = bb.y1 - bb.y0, bx = bb.x1 - bb.x0, sy = r.y1 - r.y0, sx = r.x1 - r.x0;
+    for (int64_t q = 0; q < cp_box_vol(r); q++)
+        if (d->state[q] != 2)
+            dst[((r.z0 + q / (sy * sx)) * by + r.y0 + q / sx % sy) * bx + r.x0 + q % sx] = v;
 }
 
-/* cp_edit_fn of the group fill: queues the edit for the block's owner. */
-static int queue_edit(void *ctx, int64_t z, int64_t y, int64_t x, uint32_t v)
+/* "lab3" of the own blocks, for cp_dholes3 during the fill. */
+static int get_filled(void *ctx, int64_t b, const uint32_t **vox, cp_box *bb)
 {
-    struct pass3 *c = ctx;
-    const cp_grid *g = c->d->g;
-    struct edit d;
-    memset(&d, 0, sizeof d);
-    d.idx = z * c->d->npix + y * g->Lx + x, d.v = v;
-    int dst = cp_grid_owner(g, cp_grid_block_at3(g, z, y, x));
-    return cp_outbox_push(&c->ed, dst, &d, 1) ? oom(c->d->err, "edits") : 0;
+    struct d3 *d = ctx;
+    *vox = d->blk;
+    return get(d, CP_DPOST3_OUT, b, NULL, -1, bb);
 }
 
-static int cmp_edit(const void *a, const void *b)
-{
-    const struct edit *x = a, *y = b;
-    if (x->blk != y->blk) return x->blk < y->blk ? -1 : 1;
-    return (x->idx > y->idx) - (x->idx < y->idx);
-}
-
-/* Sends the voxels of the own blocks of the groups [i, e) (their boxes' union: span) to the
- * groups' owners. */
-static int send_groups(void *ctx, cp_outbox *o, int64_t i, int64_t e, cp_box span)
-{
-    struct pass3 *c = ctx;
-    struct d3 *d = c->d;
-    int rc = 0;
-    for (int64_t k = i; k < e; k++) c->in[c->G->gl[k]] = 1;
-    for (int64_t b = d->b0; !rc && b < d->b1; b++) {
-        cp_box bb = block_box(d, b);
-        if (empty(meet(bb, span))) continue;
-        if ((rc = get(d, CP_DPOST3_IN, b, c->map_a, c->ns, &bb))) break;
-        for (int64_t q = 0; !rc && q < cp_box_vol(bb); q++) {
-            uint32_t w = d->blk[q], r = c->root[w];
-            cp_kpix p = {vidx(d, bb, q), r, w};
-            if (w && c->in[r] && cp_outbox_push(o, (int)(r % (uint32_t)d->np), &p, 1))
-                rc = oom(d->err, "group voxels in transit");
-        }
-    }
-    for (int64_t k = i; k < e; k++) c->in[c->G->gl[k]] = 0;
-    return rc;
-}
-
-/* One group filled on a canvas of its box, its edits queued for the blocks' owners. */
-static int fill_group(void *ctx, const cp_kpix *px, int64_t n)
-{
-    struct pass3 *c = ctx;
-    return cp_holding_fill3(c->G->gbox[c->G->gidx[px->key]], px, n, c->d->g->Ly, c->d->g->Lx,
-                            c->jmap, queue_edit, c, c->d->err);
-}
-
-/* The edits of a batch of groups to the blocks' owners, queued in the store per block. */
-static int send_edits(void *ctx, int rc)
-{
-    struct pass3 *c = ctx;
-    struct d3 *d = c->d;
-    struct edit *e = NULL;
-    int64_t ne = 0;
-    if ((rc = cp_exchange(&c->ed, rc, INT64_MAX, (void **)&e, &ne, d->err))) return rc;
-    for (int64_t k = 0; k < ne; k++) {
-        int64_t z = e[k].idx / d->npix, r = e[k].idx % d->npix;
-        e[k].blk = cp_grid_block_at3(d->g, z, r / d->g->Lx, r % d->g->Lx);
-    }
-    qsort(e, (size_t)ne, sizeof *e, cmp_edit);
-    for (int64_t k = 0, end; !rc && k < ne; k = end) { /* one append per block */
-        for (end = k; end < ne && e[end].blk == e[k].blk; end++) continue;
-        rc = cp_bstore_append(d->store, CP_DPOST3_EDITS, e[k].blk, e + k,
-                              sizeof *e * (size_t)(end - k), d->err);
-    }
-    free(e);
-    return rc;
-}
-
-/* The holes and edges of the crossing candidates cl[0..ncl), from their boxes gathered in
- * batches at their owners (collective). */
-static int search_boxes(struct pass3 *c, const uint32_t *cl, int64_t ncl)
-{
-    cp_box *box = malloc(sizeof *box * (size_t)(ncl ? ncl : 1));
-    int rc = cp_agree(c->d->comm, box ? 0 : oom(c->d->err, "boxes"), c->d->err);
-    for (int64_t k = 0; !rc && k < ncl; k++) box[k] = cp_vstats_box(c->a, cl[k]);
-    c->keys = cl, c->box = box;
-    cp_pass p = {c->d->comm, c->d->budget, send_boxes, box_edges, NULL, c, c->d->err};
-    if (!rc) rc = cp_holding_pass(&p, box, ncl);
-    free(box);
-    return rc;
-}
-
-/* The groups of the labels marked in need, in batches: their voxels gathered at the group's
- * owner, filled there on a canvas of the group's box, the edits queued at the blocks' owners
- * (collective). */
-static int fill_groups(struct pass3 *c, const unsigned char *need)
-{
-    cp_groups G = {0};
-    c->in = calloc((size_t)c->a->n + 1, 1), c->G = &G;
-    int rc = c->in ? cp_groups_make(&G, c->a, need, c->root, c->d->err)
-                   : oom(c->d->err, "group tables");
-    if (!rc) rc = cp_outbox_init(&c->ed, c->d->comm, sizeof(struct edit), c->d->err);
-    cp_pass p = {c->d->comm, c->d->budget, send_groups, fill_group, send_edits, c, c->d->err};
-    if (!(rc = cp_agree(c->d->comm, rc, c->d->err))) rc = cp_holding_pass(&p, G.gbox + 1, G.ng);
-    cp_groups_free(&G);
-    free(c->in);
-    cp_outbox_free(&c->ed);
-    return rc;
-}
-
-/* Own blocks to jmap[A], the labels alone in their block with a hole (inplace) filled there, the
- * queued edits applied; stored as "lab3", their tables added to sb (if not NULL). */
-static int write_filled(struct d3 *d, const cp_vstats *a, const uint32_t *map_a, int64_t ns,
-                        const uint32_t *jmap, const unsigned char *inplace, cp_vstats *sb)
+/* "lab3" of the own blocks = through map from array `name` (map NULL: as stored, values up to
+ * n), its tables added to sb when not NULL (collective). */
+static int rewrite(struct d3 *d, const char *name, const uint32_t *map, int64_t n, cp_vstats *sb)
 {
     int rc = 0;
     for (int64_t b = d->b0; !rc && b < d->b1; b++) {
         cp_box bb;
-        if ((rc = get(d, CP_DPOST3_IN, b, map_a, ns, &bb))) break;
-        int64_t nv = cp_box_vol(bb), by = bb.y1 - bb.y0, bx = bb.x1 - bb.x0;
-        for (int64_t q = 0; q < nv; q++) d->out[q] = jmap[d->blk[q]];
-        int64_t k = labels_of(d, nv);
-        for (int64_t i = 0; i < k; i++) {
-            uint32_t w = d->list[i];
-            if (!inplace[w]) continue;
-            cp_box r = rel(cp_vstats_box(a, w), bb);
-            int64_t sy = r.y1 - r.y0, sx = r.x1 - r.x0;
-            cp_post_hole_map(d->blk, by, bx, 1, w, &r, d->state, d->stack);
-            for (int64_t q = 0; q < cp_box_vol(r); q++) {
-                int64_t p = ((r.z0 + q / (sy * sx)) * by + r.y0 + q / sx % sy) * bx + r.x0 + q % sx;
-                if (d->state[q] != 2) d->out[p] = jmap[w];
-            }
-        }
-        void *data = NULL;
-        size_t bytes = 0;
-        rc = cp_bstore_take(d->store, CP_DPOST3_EDITS, b, &data, &bytes, d->err);
-        const struct edit *e = data;
-        for (size_t i = 0; !rc && i < bytes / sizeof *e; i++) {
-            int64_t z = e[i].idx / d->npix, r = e[i].idx % d->npix;
-            d->out[((z - bb.z0) * by + r / d->g->Lx - bb.y0) * bx + r % d->g->Lx - bb.x0] = e[i].v;
-        }
-        free(data);
-        for (int64_t q = 0; !rc && sb && q < nv; q++) {
+        if ((rc = get(d, name, b, map, n, &bb))) break;
+        for (int64_t q = 0; sb && q < cp_box_vol(bb); q++) {
             int64_t idx = vidx(d, bb, q), z = idx / d->npix, r = idx % d->npix;
-            if (d->out[q]) cp_vstats_add(sb, d->out[q], idx, z, r / d->g->Lx, r % d->g->Lx);
+            if (d->blk[q]) cp_vstats_add(sb, d->blk[q], idx, z, r / d->g->Lx, r % d->g->Lx);
         }
-        if (!rc)
-            rc = cp_bstore_put(d->store, CP_DPOST3_OUT, b, d->out, sizeof *d->out * (size_t)nv,
-                               d->err);
+        rc = cp_bstore_put(d->store, CP_DPOST3_OUT, b, d->blk,
+                           sizeof *d->blk * (size_t)cp_box_vol(bb), d->err);
     }
     return cp_agree(d->comm, rc, d->err);
+}
+
+/* One round of the fill: the labels fl[0..n) (boxes fbox; at most one per group) filled in
+ * "lab3" with their own value where cp_dholes3 finds their holes (collective). */
+static int fill_round(struct d3 *d, const uint32_t *fl, const cp_box *fbox, int64_t n)
+{
+    int rc = cp_dholes3_find(&d->holes, fl, fbox, n);
+    for (int64_t b = d->b0; !rc && b < d->b1; b++) {
+        cp_box bb = block_box(d, b);
+        int loaded = 0;
+        for (int64_t k = 0; !rc && k < n; k++) {
+            cp_box sub = cp_box_meet(fbox[k], bb);
+            if (cp_box_empty(sub)) continue;
+            if (!loaded++ && (rc = get(d, CP_DPOST3_OUT, b, NULL, -1, &bb))) break;
+            cp_dholes3_map(&d->holes, b, d->blk, bb, fl[k], fbox[k], d->state);
+            fill_state(d, d->blk, bb, rel(sub, bb), fl[k]);
+        }
+        if (loaded && !rc)
+            rc = cp_bstore_put(d->store, CP_DPOST3_OUT, b, d->blk,
+                               sizeof *d->blk * (size_t)cp_box_vol(bb), d->err);
+    }
+    return cp_agree(d->comm, rc, d->err);
+}
+
+/* The labels marked in sel (n + 1 entries), increasing, into *l, their boxes into *box
+ * (collective). */
+static int label_list(struct d3 *d, const cp_vstats *a, const unsigned char *sel, uint32_t **l,
+                      cp_box **box, int64_t *nl)
+{
+    *nl = 0;
+    for (int64_t v = 1; v <= a->n; v++) *nl += sel[v];
+    *l = malloc(sizeof **l * (size_t)(*nl ? *nl : 1));
+    *box = malloc(sizeof **box * (size_t)(*nl ? *nl : 1));
+    if (!*l || !*box) return cp_agree(d->comm, oom(d->err, "label lists"), d->err);
+    for (int64_t v = 1, k = 0; v <= a->n; v++)
+        if (sel[v]) (*l)[k] = (uint32_t)v, (*box)[k++] = cp_vstats_box(a, (uint32_t)v);
+    return cp_agree(d->comm, 0, d->err);
+}
+
+/* The labels with a hole filled in "lab3" (which holds A), in rounds: Cellpose fills labels in
+ * increasing order, and only labels of one group (root) change each other's voxels, so round r
+ * fills the r-th label with a hole of every group at once. A label without a hole on A gets
+ * none from its group's fills (they only turn voxels of it into voxels of another), so it is
+ * skipped (collective). */
+static int fill_rounds(struct d3 *d, const cp_vstats *a, const uint32_t *root,
+                       const unsigned char *hole)
+{
+    int64_t n = a->n, nr = 0, nl = 0;
+    int64_t *cnt = calloc((size_t)n + 1, sizeof *cnt), *turn = malloc(sizeof *turn * (size_t)(n + 1));
+    unsigned char *sel = calloc((size_t)n + 1, 1);
+    uint32_t *fl = NULL;
+    cp_box *fbox = NULL;
+    int rc = cnt && turn && sel ? 0 : oom(d->err, "fill rounds");
+    if ((rc = cp_agree(d->comm, rc, d->err))) goto out;
+    for (int64_t l = 1; l <= n; l++) {
+        turn[l] = hole[l] ? cnt[root[l]]++ : -1;
+        nr = turn[l] + 1 > nr ? turn[l] + 1 : nr;
+    }
+    for (int64_t r = 0; !rc && r < nr; r++) {
+        for (int64_t l = 1; l <= n; l++) sel[l] = turn[l] == r;
+        free(fl), free(fbox);
+        if (!(rc = label_list(d, a, sel, &fl, &fbox, &nl))) rc = fill_round(d, fl, fbox, nl);
+    }
+out:
+    free(cnt);
+    free(turn);
+    free(sel);
+    free(fl);
+    free(fbox);
+    return rc;
 }
 
 /* Step (b): see dpost3.h. */
 static int stage_b(struct d3 *d, const cp_vstats *a, const uint32_t *map_a, int64_t ns,
                    uint32_t *jmap, cp_vstats *sb)
 {
-    int64_t n = a->n, ne = 0, cap = 0, ncl = 0;
-    uint32_t *root = malloc(sizeof *root * ((size_t)n + 1)), *e = NULL, *cl = NULL;
-    int64_t *gsize = calloc((size_t)n + 1, sizeof *gsize);
+    int64_t n = a->n, ne = 0, cap = 0, nxl = 0, ncl = 0;
+    uint32_t *root = malloc(sizeof *root * ((size_t)n + 1)), *e = NULL, *xl = NULL, *cl = NULL;
+    cp_box *xbox = NULL, *cbox = NULL;
     unsigned char *hole = calloc((size_t)n + 1, 1), *cand = calloc((size_t)n + 1, 1);
-    unsigned char *need = calloc((size_t)n + 1, 1), *inplace = calloc((size_t)n + 1, 1);
-    struct pass3 c = {.d = d, .a = a, .map_a = map_a, .root = root, .jmap = jmap, .ns = ns,
-                      .hole = hole, .e = &e, .ne = &ne, .cap = &cap};
-    int rc = root && gsize && hole && cand && need && inplace ? 0 : oom(d->err, "label tables");
+    unsigned char *cross = calloc((size_t)n + 1, 1);
+    struct raw raw = {d, map_a, ns};
+    int rc = root && hole && cand && cross ? 0 : oom(d->err, "label tables");
+    if (!rc) rc = cp_dholes3_init(&d->holes, d->comm, d->g, d->bmax, get_raw, &raw, d->err);
     if ((rc = cp_agree(d->comm, rc, d->err))) goto out;
+    for (int64_t l = 1; l <= n; l++)
+        cross[l] = a->area[l] && crossing(d->g, cp_vstats_box(a, (uint32_t)l));
+    if ((rc = label_list(d, a, cross, &xl, &xbox, &nxl))) goto out;
+    if ((rc = search_blocks(d, a, &raw, xl, xbox, nxl, hole, cand, &e, &ne, &cap))) goto out;
+    reduce_max_u8(d->comm, cand, n + 1);
+    if ((rc = label_list(d, a, cand, &cl, &cbox, &ncl))) goto out;
+    if ((rc = search_crossing(d, &raw, cl, cbox, ncl, hole, &e, &ne, &cap))) goto out;
+    reduce_max_u8(d->comm, hole, n + 1);
+    if ((rc = cp_holding_groups(d->comm, e, ne, root, n, d->err))) goto out;
+    if ((rc = rewrite(d, CP_DPOST3_IN, map_a, ns, NULL))) goto out;
+    d->holes.get = get_filled, d->holes.ctx = d;
+    if ((rc = fill_rounds(d, a, root, hole))) goto out;
     uint32_t j = 0; /* Cellpose's counter: labels with a box, in label order */
     jmap[0] = 0;
     for (int64_t l = 1; l <= n; l++) jmap[l] = a->area[l] ? ++j : 0;
-    if ((rc = search_blocks(d, a, map_a, ns, hole, cand, &e, &ne, &cap))) goto out;
-    reduce_max_u8(d->comm, cand, n + 1);
-    for (int64_t l = 1; l <= n; l++) ncl += cand[l];
-    cl = malloc(sizeof *cl * (size_t)(ncl ? ncl : 1));
-    if ((rc = cp_agree(d->comm, cl ? 0 : oom(d->err, "candidates"), d->err))) goto out;
-    for (int64_t l = 1, k = 0; l <= n; l++)
-        if (cand[l]) cl[k++] = (uint32_t)l;
-    if ((rc = search_boxes(&c, cl, ncl))) goto out;
-    reduce_max_u8(d->comm, hole, n + 1);
-    if ((rc = cp_holding_groups(d->comm, e, ne, root, n, d->err))) goto out;
-    for (int64_t l = 1; l <= n; l++) gsize[root[l]] += a->area[l] > 0;
-    for (int64_t l = 1; l <= n; l++) {
-        if (!a->area[l]) continue;
-        int cross = crossing(d->g, cp_vstats_box(a, (uint32_t)l));
-        need[l] = gsize[root[l]] > 1 || (cross && hole[l]);
-        inplace[l] = !need[l] && hole[l];
-    }
-    if ((rc = fill_groups(&c, need))) goto out;
-    rc = write_filled(d, a, map_a, ns, jmap, inplace, sb);
+    rc = rewrite(d, CP_DPOST3_OUT, jmap, n, sb);
 out:
+    cp_dholes3_free(&d->holes);
     free(root);
     free(e);
+    free(xl);
+    free(xbox);
     free(cl);
-    free(gsize);
+    free(cbox);
     free(hole);
     free(cand);
-    free(need);
-    free(inplace);
+    free(cross);
     return rc;
 }
 
@@ -441,15 +370,14 @@ int cp_dpost3_run(MPI_Comm comm, const cp_grid *g, const cp_bstore *store, int64
     cp_grid_range(g, rank, &d.b0, &d.b1);
     for (int64_t b = d.b0; b < d.b1; b++) d.bmax = max64(d.bmax, cp_box_vol(block_box(&d, b)));
     MPI_Allreduce(MPI_IN_PLACE, &d.bmax, 1, MPI_INT64_T, MPI_MAX, comm);
-    d.budget = max64(d.bmax, CP_DPOST3_BATCH);
     size_t nb = (size_t)(d.bmax ? d.bmax : 1);
-    d.blk = malloc(sizeof *d.blk * nb), d.out = malloc(sizeof *d.out * nb);
+    d.blk = malloc(sizeof *d.blk * nb);
     d.list = malloc(sizeof *d.list * nb), d.state = malloc(nb);
     d.stack = malloc(sizeof *d.stack * nb);
     cp_vstats s = {0}, a = {0}, sb = {0};
     uint32_t *map_a = NULL, *jmap = NULL;
     int64_t ns = 0, most = 0;
-    int rc = d.blk && d.out && d.list && d.state && d.stack ? 0 : oom(err, "a block");
+    int rc = d.blk && d.list && d.state && d.stack ? 0 : oom(err, "a block");
     if ((rc = cp_agree(comm, rc, err))) goto out;
     if ((rc = largest(&d, CP_DPOST3_IN, &ns))) goto out;
     /* step (a) */
@@ -477,7 +405,6 @@ int cp_dpost3_run(MPI_Comm comm, const cp_grid *g, const cp_bstore *store, int64
     if (!rc) *nlabels = most;
 out:
     free(d.blk);
-    free(d.out);
     free(d.list);
     free(d.state);
     free(d.stack);

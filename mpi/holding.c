@@ -137,6 +137,14 @@ cp_box cp_vstats_box(const cp_vstats *s, uint32_t l)
 
 int64_t cp_box_vol(cp_box b) { return (b.z1 - b.z0) * (b.y1 - b.y0) * (b.x1 - b.x0); }
 
+cp_box cp_box_meet(cp_box a, cp_box b)
+{
+    return (cp_box){max64(a.z0, b.z0), min64(a.z1, b.z1), max64(a.y0, b.y0),
+                    min64(a.y1, b.y1), max64(a.x0, b.x0), min64(a.x1, b.x1)};
+}
+
+int cp_box_empty(cp_box b) { return b.z0 >= b.z1 || b.y0 >= b.y1 || b.x0 >= b.x1; }
+
 int cp_vstats_min_size(const cp_vstats *s, int64_t min_size, uint32_t *map, int64_t *kept,
                        char *err)
 {

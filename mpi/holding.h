@@ -47,6 +47,9 @@ void cp_vstats_add(cp_vstats *s, uint32_t l, int64_t idx, int64_t z, int64_t y, 
 void cp_vstats_reduce(MPI_Comm comm, cp_vstats *s);
 cp_box cp_vstats_box(const cp_vstats *s, uint32_t l);
 int64_t cp_box_vol(cp_box b);
+/* The intersection of a and b (cp_box_empty when they do not meet). */
+cp_box cp_box_meet(cp_box a, cp_box b);
+int cp_box_empty(cp_box b);
 /* The corrected min_size rule on the tables: map (n + 1) gets the kept labels' ids by first
  * appearance (0: removed); *kept: their count. */
 int cp_vstats_min_size(const cp_vstats *s, int64_t min_size, uint32_t *map, int64_t *kept,

@@ -69,12 +69,10 @@ static void box_rect(int pass, cp_box3 a, int64_t *p0, int64_t *pn, int64_t r[4]
     r[0] = ro[0], r[1] = co[0], r[2] = ro[1], r[3] = co[1];
 }
 
-/* Image rect win of box a in pass `pass`, its cover, the slab over the cover, the tiles per
- * image. */
+/* Image rect win of box a in pass `pass`, its cover, the tiles per image. */
 typedef struct pass_geom {
     cp_view v;
     int64_t p0, pn, win[4], cover[4], per;
-    cp_box3 slab;
 } pass_geom;
 
 static int pass_geom_of(const int64_t L[3], int pass, cp_box3 a, double tile_overlap,
@@ -82,10 +80,8 @@ static int pass_geom_of(const int64_t L[3], int pass, cp_box3 a, double tile_ove
 {
     q->v = cp_view_of(pass, L[0], L[1], L[2]);
     box_rect(pass, a, &q->p0, &q->pn, q->win);
-    int rc = cp_net_window_cover(q->v.rows, q->v.cols, NET3D_BSIZE, tile_overlap, augment, q->win,
-                                 q->cover, &q->per, err);
-    q->slab = view_box(pass, q->p0, q->pn, q->cover);
-    return rc;
+    return cp_net_window_cover(q->v.rows, q->v.cols, NET3D_BSIZE, tile_overlap, augment, q->win,
+                               q->cover, &q->per, err);
 }
 
 int cp_net3d_pass_box(const cp_model *m, cp_net3d_reader rd, void *arg, const int64_t L[3],

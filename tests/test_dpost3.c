@@ -9,8 +9,12 @@
  *   test_dpost3 case <name> <B>...  the oracle's masks_raw of a 3-D reference case with its
  *       min_size: "lab3" must equal the whole-volume function and the oracle's masks label for
  *       label (where masks has the shape of masks_raw);
- *   test_dpost3 edges  an empty volume, one label filling it, and a missing "m03" block on the
- *       last rank (every rank returns the same error). */
+ *   test_dpost3 holes <nseeds> <B>...  the same random volumes: cp_dholes3 over blocks of side B
+ *       for every label, its map on each block against cp_post_hole_map on the label's whole
+ *       box, voxel for voxel;
+ *   test_dpost3 edges  an empty volume, one label filling it, a wall around a cavity that is
+ *       exactly one block, and a missing "m03" block on the last rank (every rank returns the
+ *       same error). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,9 +23,11 @@
 
 #include "bstore.h"
 #include "cp_err.h"
+#include "dholes3.h"
 #include "dpost3.h"
 #include "dtest.h"
 #include "grid.h"
+#include "holding.h"
 #include "post.h"
 #include "refcase.h"
 #include "testutil.h"
@@ -269,6 +275,116 @@ static int test_random(int nseeds, int nb, char **bs)
     return tu_finish();
 }
 
+/* The whole volume of test_holes, for cp_dholes3's reads of a block. */
+struct whole {
+    const cp_grid *g;
+    const uint32_t *vol;
+    uint32_t *blk;
+};
+
+static int get_block(void *ctx, int64_t b, const uint32_t **vox, cp_box *bb)
+{
+    struct whole *w = ctx;
+    cp_box3 r = cp_grid_box(w->g, b);
+    *bb = (cp_box){r.o[0], r.o[0] + r.n[0], r.o[1], r.o[1] + r.n[1], r.o[2], r.o[2] + r.n[2]};
+    for (int64_t z = 0, q = 0; z < r.n[0]; z++)
+        for (int64_t y = 0; y < r.n[1]; y++)
+            for (int64_t x = 0; x < r.n[2]; x++, q++)
+                w->blk[q] = w->vol[((r.o[0] + z) * w->g->Ly + r.o[1] + y) * w->g->Lx + r.o[2] + x];
+    *vox = w->blk;
+    return 0;
+}
+
+/* The maps of every label of vol on the own blocks against cp_post_hole_map on its whole box;
+ * returns the voxels that differ (all ranks). */
+static int64_t holes_vs_whole(const uint32_t *vol, int64_t nz, int64_t ny, int64_t nx, int64_t B)
+{
+    cp_grid g;
+    cp_grid_init3(&g, nz, ny, nx, B, nranks_);
+    int64_t n = nz * ny * nx, bad = 0, nl = 0, b0, b1, bmax = B * B * B;
+    uint32_t m = max_u32(vol, n), *l = malloc(sizeof *l * ((size_t)m + 1));
+    cp_box *box = malloc(sizeof *box * ((size_t)m + 1));
+    for (uint32_t v = 1; v <= m; v++) box[v] = (cp_box){nz, 0, ny, 0, nx, 0};
+    for (int64_t z = 0, i = 0; z < nz; z++)
+        for (int64_t y = 0; y < ny; y++)
+            for (int64_t x = 0; x < nx; x++, i++) {
+                cp_box *b = &box[vol[i]];
+                if (!vol[i]) continue;
+                b->z0 = z < b->z0 ? z : b->z0, b->z1 = z + 1 > b->z1 ? z + 1 : b->z1;
+                b->y0 = y < b->y0 ? y : b->y0, b->y1 = y + 1 > b->y1 ? y + 1 : b->y1;
+                b->x0 = x < b->x0 ? x : b->x0, b->x1 = x + 1 > b->x1 ? x + 1 : b->x1;
+            }
+    for (uint32_t v = 1; v <= m; v++)
+        if (box[v].z1 > 0) l[nl] = v, box[nl++] = box[v];
+    struct whole w = {&g, vol, malloc(sizeof(uint32_t) * (size_t)bmax)};
+    unsigned char *st = malloc((size_t)bmax), *ws = malloc((size_t)n);
+    int64_t *stack = malloc(sizeof *stack * (size_t)n);
+    cp_dholes3 h;
+    char err[CP_ERR_LEN] = "";
+    int rc = cp_dholes3_init(&h, MPI_COMM_WORLD, &g, bmax, get_block, &w, err);
+    if (!rc) rc = cp_dholes3_find(&h, l, box, nl);
+    TU_CHECK(rc == 0, "cp_dholes3_find: %s", err);
+    cp_grid_range(&g, rank_, &b0, &b1);
+    for (int64_t k = 0; !rc && k < nl; k++) {
+        cp_box lb = box[k];
+        int64_t sy = lb.y1 - lb.y0, sx = lb.x1 - lb.x0;
+        cp_post_hole_map(vol, ny, nx, 1, l[k], &lb, ws, stack);
+        for (int64_t b = b0; b < b1; b++) {
+            const uint32_t *blk;
+            cp_box bb;
+            get_block(&w, b, &blk, &bb);
+            cp_box s = cp_box_meet(lb, bb);
+            if (cp_box_empty(s)) continue;
+            cp_dholes3_map(&h, b, blk, bb, l[k], lb, st);
+            for (int64_t z = s.z0, q = 0; z < s.z1; z++)
+                for (int64_t y = s.y0; y < s.y1; y++)
+                    for (int64_t x = s.x0; x < s.x1; x++, q++)
+                        bad += st[q] != ws[((z - lb.z0) * sy + y - lb.y0) * sx + x - lb.x0];
+        }
+    }
+    cp_dholes3_free(&h);
+    MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
+    free(l);
+    free(box);
+    free(w.blk);
+    free(st);
+    free(ws);
+    free(stack);
+    return bad;
+}
+
+static int test_holes(int nseeds, int nb, char **bs)
+{
+    static const int64_t dims[][3] = {{9, 20, 23}, {16, 33, 40}};
+    int64_t bad = 0, nholes = 0;
+    for (int d = 0; d < 2; d++)
+        for (int seed = 1; seed <= nseeds; seed++) {
+            int64_t nz = dims[d][0], ny = dims[d][1], nx = dims[d][2], n = nz * ny * nx;
+            uint32_t *vol = malloc(sizeof *vol * (size_t)n), *f = malloc(sizeof *f * (size_t)n);
+            rng_state = (uint64_t)seed * 7919 + (uint64_t)d;
+            random_volume(vol, nz, ny, nx, (seed + d) % 2);
+            memcpy(f, vol, sizeof *f * (size_t)n);
+            char err[CP_ERR_LEN] = "";
+            TU_CHECK(cp_post_fill_and_min_size_3d(f, nz, ny, nx, -1, err) == 0, "%s", err);
+            for (int64_t i = 0; i < n; i++) nholes += !vol[i] && f[i];
+            for (int k = 0; k < nb; k++) {
+                int64_t db = holes_vs_whole(vol, nz, ny, nx, atoll(bs[k]));
+                if (rank_ == 0)
+                    printf("  random %lldx%lldx%lld seed %d B %s: %lld voxels differ\n",
+                           (long long)nz, (long long)ny, (long long)nx, seed, bs[k], (long long)db);
+                TU_CHECK(db == 0, "seed %d B %s: %lld voxels differ", seed, bs[k], (long long)db);
+                bad += db;
+            }
+            free(vol);
+            free(f);
+        }
+    if (rank_ == 0)
+        printf("holes: %lld background voxels in holes in all, %lld map voxels differ\n",
+               (long long)nholes, (long long)bad);
+    TU_CHECK(nholes > 0, "the random volumes have holes");
+    return tu_finish();
+}
+
 static int test_case(const char *name, int nb, char **bs)
 {
     json_object *j = tu_case_json(name);
@@ -321,6 +437,23 @@ static int test_edges(void)
     /* one label everywhere */
     for (int64_t i = 0; i < n; i++) vol[i] = want[i] = 1;
     check(&st, vol, nz, ny, nx, 4, 15, want, "full");
+    /* a wall around a cavity that is exactly one block: the block holds no voxel of the wall's
+     * label, every other block only its voxels */
+    {
+        int64_t m = 12, nm = m * m * m;
+        uint32_t *cv = calloc((size_t)nm, sizeof *cv), *cw = calloc((size_t)nm, sizeof *cw);
+        for (int64_t z = 3; z < 9; z++)
+            for (int64_t y = 3; y < 9; y++)
+                for (int64_t x = 3; x < 9; x++) {
+                    int in = z >= 4 && z < 8 && y >= 4 && y < 8 && x >= 4 && x < 8;
+                    cv[(z * m + y) * m + x] = in ? 0 : 1;
+                    cw[(z * m + y) * m + x] = 1;
+                }
+        check(&st, cv, m, m, m, 4, 15, cw, "cavity of one block");
+        check(&st, cv, m, m, m, 0, 15, cw, "cavity of one block");
+        free(cv);
+        free(cw);
+    }
     /* a missing block */
     cp_grid g;
     cp_grid_init3(&g, nz, ny, nx, 3, nranks_);
@@ -346,12 +479,15 @@ int main(int argc, char **argv)
     int rc = 2;
     if (argc >= 4 && strcmp(argv[1], "random") == 0)
         rc = test_random(atoi(argv[2]), argc - 3, argv + 3);
+    else if (argc >= 4 && strcmp(argv[1], "holes") == 0)
+        rc = test_holes(atoi(argv[2]), argc - 3, argv + 3);
     else if (argc >= 4 && strcmp(argv[1], "case") == 0)
         rc = test_case(argv[2], argc - 3, argv + 3);
     else if (argc == 2 && strcmp(argv[1], "edges") == 0)
         rc = test_edges();
     else if (rank_ == 0)
-        fprintf(stderr, "usage: test_dpost3 random <nseeds> <B>... | case <name> <B>... | edges\n");
+        fprintf(stderr, "usage: test_dpost3 random|holes <nseeds> <B>... | case <name> <B>... | "
+                        "edges\n");
     int failed = tu_failed;
     MPI_Allreduce(MPI_IN_PLACE, &failed, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
     MPI_Finalize();

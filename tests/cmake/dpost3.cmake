@@ -1,7 +1,8 @@
 # Hole filling and min_size of a volume over 3-D owner blocks (mpi/dpost3.c) at 1 to 4 ranks:
 # "lab3" gathered against cp_post_fill_and_min_size_3d of the whole volume on seeded random label
 # volumes and on the masks_raw of the 3-D reference cases (and their masks), through blocks of
-# 4, 5, 8 voxels and one block. The long sweeps are label heavy.
+# 4, 5, 8 voxels and one block; the hole maps of mpi/dholes3.c against the whole box's, every
+# label of random volumes through blocks of 3, 4 and 7. The long sweeps are label heavy.
 if(TARGET cp_dpost3)
   set(CP_DPOST3_LINK dpost3 bstore grid post)
   foreach(np 1 2 3 4)
@@ -13,6 +14,8 @@ if(TARGET cp_dpost3)
     endif()
     cp_add_mpi_test(NAME dpost3_random_np${np} SOURCE test_dpost3.c NP ${np}
                     LINK ${CP_DPOST3_LINK} ARGS random 1 ${bs} TIMEOUT 120)
+    cp_add_mpi_test(NAME dpost3_holes_np${np} SOURCE test_dpost3.c NP ${np}
+                    LINK ${CP_DPOST3_LINK} ARGS holes 3 3 4 7 TIMEOUT 120)
     cp_add_mpi_test(NAME dpost3_edges_np${np} SOURCE test_dpost3.c NP ${np}
                     LINK ${CP_DPOST3_LINK} ARGS edges TIMEOUT 60)
     cp_add_mpi_test(NAME dpost3_random_sweep_np${np} SOURCE test_dpost3.c NP ${np}
