@@ -14,6 +14,7 @@
 #include "dmasks3.h"
 #include "dnorm.h"
 #include "dpost3.h"
+#include "dresize3.h"
 #include "flows3d_input.h"
 #include "h5par.h"
 #include "net3d_window.h"
@@ -21,11 +22,15 @@
 #include "progress.h"
 #include "segment.h"
 
-/* The run's state: the call, the grid, the normalization, the phase clock. */
+/* The run's state: the call, the grids, the normalization, the phase clock. */
 typedef struct vol {
     cp_dvolume *v;
     int rank, nranks;
-    cp_grid g;
+    int64_t L[3];            /* the input volume (or the saved flows) */
+    cp_grid g;               /* the dynamics: L, or the network scale with --no_resample */
+    cp_grid gm;              /* the labels: g, or their grid after --no_resample's resize */
+    cp_bstore image_scale;   /* gm's blocks when gm is not g (a folder of the work folder) */
+    const cp_bstore *ms;     /* the store of gm's blocks */
     cp_norm norm[2];
     int inv[2];
     double t0, c0;
@@ -58,7 +63,7 @@ static int network(vol *k, int64_t *reused, char *err)
 {
     const cp_dvolume *v = k->v;
     const cp_params *p = v->p;
-    const int64_t L[3] = {k->g.Lz, k->g.Ly, k->g.Lx};
+    const int64_t *L = k->L;
     const cp_net3d_params np = {
         .rescale = v->plan->rescale, .anisotropy = p->anisotropy, .resample = !p->no_resample,
         .tile_overlap = p->tile_overlap, .augment = p->augment, .batch_size = p->batch_size,
@@ -111,24 +116,27 @@ static void field_centre(const float *f, cp_box3 w, cp_box3 q, float *dP, float 
 }
 
 /* Collective writes in rounds, round i writing every rank's i-th own block (a rank past its last
- * block writes an empty box): the final labels, and with flows the field's centre. */
+ * block writes an empty box): the final labels (grid gm), and with flows the field's centre
+ * (grid g). */
 static int write_blocks(vol *k, cp_h5out *h, int flows, char *err)
 {
+    const cp_grid *g = flows ? &k->g : &k->gm;
+    const cp_bstore *s = flows ? k->v->store : k->ms;
     int64_t b0, b1, mine, most;
-    cp_grid_range(&k->g, k->rank, &b0, &b1);
+    cp_grid_range(g, k->rank, &b0, &b1);
     mine = b1 - b0;
     MPI_Allreduce(&mine, &most, 1, MPI_INT64_T, MPI_MAX, k->v->comm);
     int rc = 0;
     for (int64_t i = 0; !rc && i < most; i++) {
-        const cp_box3 q = i < mine ? cp_grid_box(&k->g, b0 + i) : (cp_box3){{0}, {0, 0, 0}};
-        const cp_box3 w = i < mine ? cp_box3_grow(&k->g, q, 1) : q;
+        const cp_box3 q = i < mine ? cp_grid_box(g, b0 + i) : (cp_box3){{0}, {0, 0, 0}};
+        const cp_box3 w = i < mine ? cp_box3_grow(g, q, 1) : q;
         const int64_t nq = box_voxels(q), nw = box_voxels(w);
         void *a = malloc(sizeof(float) * (size_t)(flows ? 4 * (nq + nw) + 1 : nq + 1));
         int lrc = a ? 0 : cp_errf(err, CP_ENOMEM, "write: out of memory");
         if (!lrc && nq)
-            lrc = flows ? cp_bstore_get(k->v->store, CP_DFOLLOW3_FIELD, b0 + i, a,
+            lrc = flows ? cp_bstore_get(s, CP_DFOLLOW3_FIELD, b0 + i, a,
                                         sizeof(float) * (size_t)(4 * nw), err)
-                        : cp_bstore_get(k->v->store, CP_DPOST3_OUT, b0 + i, a,
+                        : cp_bstore_get(s, CP_DPOST3_OUT, b0 + i, a,
                                         sizeof(uint32_t) * (size_t)nq, err);
         float *c = (float *)a + 4 * nw;
         if (!lrc && nq && flows) field_centre(a, w, q, c, c + 3 * nq);
@@ -145,19 +153,42 @@ static int output(vol *k, int64_t nlabels, cp_h5out **h, cp_cell **cells, int64_
                   char *err)
 {
     cp_dvolume *v = k->v;
-    const int64_t L[3] = {k->g.Lz, k->g.Ly, k->g.Lx};
+    const int64_t Lm[3] = {k->gm.Lz, k->gm.Ly, k->gm.Lx}, Ld[3] = {k->g.Lz, k->g.Ly, k->g.Lx};
     cp_h5_backend be = cp_h5par_backend(&v->comm); /* v outlives the file */
-    int rc = cp_h5_create(v->out_path, &be, L[0], L[1], L[2], CP_H5_VOLUME, 0, 0, h, err);
-    if (!rc && v->p->save_flows) rc = cp_h5_create_flows3(*h, L, err);
+    int rc = cp_h5_create(v->out_path, &be, Lm[0], Lm[1], Lm[2], CP_H5_VOLUME, 0, 0, h, err);
+    if (!rc && v->p->save_flows) rc = cp_h5_create_flows3(*h, Ld, err);
     if (!rc) rc = write_blocks(k, *h, 0, err);
     if (!rc && v->p->save_flows) rc = write_blocks(k, *h, 1, err);
-    if (!rc) rc = cp_dcells_blocks(v->comm, &k->g, v->store, CP_DPOST3_OUT, -1, nlabels, cells,
+    if (!rc) rc = cp_dcells_blocks(v->comm, &k->gm, k->ms, CP_DPOST3_OUT, -1, nlabels, cells,
                                    ncells, err);
     if (rc && *h) {
         cp_h5_abort(*h);
         *h = NULL;
     }
     return rc;
+}
+
+/* The grids of the run (cp_volume_grids; with --flows both are the flows' grid) and, when the
+ * masks are resized (--no_resample with a rescale or anisotropy), the folder of gm's blocks. */
+static int grids(vol *k, char *err)
+{
+    const cp_dvolume *v = k->v;
+    const cp_plan *pl = v->plan;
+    int64_t Ld[3], Lm[3];
+    int rc = 0;
+    memcpy(Ld, k->L, sizeof Ld), memcpy(Lm, k->L, sizeof Lm);
+    if (v->im && (rc = cp_volume_grids(v->p, k->L, pl->rescale, Ld, Lm, err))) return rc;
+    cp_grid_init3(&k->g, Ld[0], Ld[1], Ld[2], pl->B, k->nranks);
+    cp_grid_init3(&k->gm, Lm[0], Lm[1], Lm[2], pl->B, k->nranks);
+    k->ms = v->store;
+    if (!memcmp(Ld, Lm, sizeof Ld)) return 0;
+    say(k, "%s: dynamics at the network scale %lldx%lldx%lld (--no_resample), masks resized to "
+        "%lldx%lldx%lld", v->out_path, (long long)Ld[0], (long long)Ld[1], (long long)Ld[2],
+        (long long)Lm[0], (long long)Lm[1], (long long)Lm[2]);
+    char dir[sizeof k->image_scale.dir + 16];
+    snprintf(dir, sizeof dir, "%s/image_scale", v->store->dir);
+    k->ms = &k->image_scale;
+    return cp_agree(v->comm, cp_bstore_open(&k->image_scale, dir, err), err);
 }
 
 int cp_dvolume_run(cp_dvolume *v, cp_h5out **h, cp_cell **cells, int64_t *ncells,
@@ -168,13 +199,14 @@ int cp_dvolume_run(cp_dvolume *v, cp_h5out **h, cp_cell **cells, int64_t *ncells
     vol k = {.v = v, .t0 = MPI_Wtime(), .c0 = cp_comm_seconds()};
     MPI_Comm_rank(v->comm, &k.rank);
     MPI_Comm_size(v->comm, &k.nranks);
-    cp_grid_init3(&k.g, pl->nz, pl->Ly0, pl->Lx0, pl->B, k.nranks);
     *h = NULL, *cells = NULL, *ncells = 0, *nmasks = 0;
     int64_t reused = 0;
+    k.L[0] = pl->nz, k.L[1] = pl->Ly0, k.L[2] = pl->Lx0;
+    int rc = grids(&k, err);
+    if (rc) return rc;
     say(&k, "%s: %lldx%lldx%lld in 3-D on %d rank(s), blocks of %lld (%lld blocks); rescale "
         "%.6g, %d steps", v->out_path, (long long)pl->nz, (long long)pl->Ly0, (long long)pl->Lx0,
         k.nranks, (long long)pl->B, (long long)k.g.nblocks, pl->rescale, pl->steps);
-    int rc = 0;
     if (v->im && !p->no_norm) /* over every voxel of the volume, Cellpose's sample (§8.3) */
         rc = cp_dnorm_compute(v->comm, v->im, 0, pl->nz, p->norm_percentile_lo,
                               p->norm_percentile_hi, k.norm, err);
@@ -197,8 +229,10 @@ int cp_dvolume_run(cp_dvolume *v, cp_h5out **h, cp_cell **cells, int64_t *ncells
     if (!rc) say(&k, "flow following: %d steps, %lld rounds of particle exchange",
                  v->plan->steps, (long long)rounds);
     if (!rc) rc = cp_dmasks3_run(v->comm, &k.g, v->store, p->max_size_fraction, &nlabels, err);
+    if (!rc && k.ms != v->store) /* --no_resample: the raw masks to the labels' grid */
+        rc = cp_dresize3_nearest(v->comm, &k.g, v->store, &k.gm, k.ms, CP_DPOST3_IN, err);
     lap(&k, CP_PH_MASKS);
-    if (!rc) rc = cp_dpost3_run(v->comm, &k.g, v->store, p->min_size, &nlabels, err);
+    if (!rc) rc = cp_dpost3_run(v->comm, &k.gm, k.ms, p->min_size, &nlabels, err);
     lap(&k, CP_PH_POST);
     if (!rc) rc = output(&k, nlabels, h, cells, ncells, err);
     *nmasks = *ncells;

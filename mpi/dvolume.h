@@ -5,8 +5,9 @@
  * volume, its /cells and, with --save_flows, the flows, written collectively. The labels are
  * those of the whole-volume engine (cp_segment_volume) for any number of ranks and any block
  * size; no rank holds the volume. With --flows (im NULL) the blocks' field is read from the
- * saved 3-D flows instead of the network. Not yet over blocks (refused by mpi/main.c):
- * --no_resample. */
+ * saved 3-D flows instead of the network. With --no_resample the dynamics run at the network
+ * scale and the raw masks are resized to the labels' grid over blocks (dresize3.h) before the
+ * hole filling, as cp_segment_volume does. */
 #ifndef CP_DVOLUME_H
 #define CP_DVOLUME_H
 

@@ -308,10 +308,6 @@ int main(int argc, char **argv)
     int help = rc == CP_CLI_EXIT || rc == CP_CLI_VERSION, bad = agree(nranks, rc < 0 ? rc : 0, err);
     if (nranks > 1) MPI_Allreduce(MPI_IN_PLACE, &help, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     if (!bad && !help && nranks > 1) bad = cp_agree_params(MPI_COMM_WORLD, &p, err);
-    if (!bad && !help && p.do_3D && p.no_resample && (nranks > 1 || p.block)) /* every rank */
-        bad = agree(nranks, cp_errf(err, CP_EPARAM, "--no_resample with --do_3D runs on one "
-                                    "process without --block for now (not over 3-D blocks)"),
-                    err);
     if (bad || help) {
         if (bad) report(rank, err);
         MPI_Finalize();

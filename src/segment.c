@@ -133,10 +133,8 @@ static void stopped_message(const char *input, char *err)
             "no checkpoint); run again", input, where);
 }
 
-/* The grids of a --do_3D run of a volume L (§8.4-8.9): the dynamics (and saved flows) at Ld, the
- * volume or the network scale without resample, and the labels at Lm (cp_masks3_out_shape). */
-static int volume_grids(const cp_params *p, const int64_t L[3], double rescale, int64_t Ld[3],
-                        int64_t Lm[3], char *err)
+int cp_volume_grids(const cp_params *p, const int64_t L[3], double rescale, int64_t Ld[3],
+                    int64_t Lm[3], char *err)
 {
     int rc = cp_net3d_scale(L, rescale, p->anisotropy, Ld, err);
     if (rc) return rc;
@@ -147,7 +145,7 @@ static int volume_grids(const cp_params *p, const int64_t L[3], double rescale, 
 
 /* --do_3D (§8): the volume read whole, normalized over all its voxels (§8.3), the three network
  * passes summed (cp_run_net3d), the 3-D mask phase (cp_compute_masks3) -> labels at the grid of
- * volume_grids; with --save_flows the flows of the dynamics into h. */
+ * cp_volume_grids; with --save_flows the flows of the dynamics into h. */
 static int segment_volume(const cp_params *p, const cp_model *m, cp_image *im, double rescale,
                           cp_h5out *h, uint32_t *labels, cp_timing *tm, char *err)
 {
@@ -214,7 +212,7 @@ int cp_segment_volume(const cp_params *p, const cp_model *m, const char *model_p
     /* the labels' grid Lm, and the flows' Lf (the dynamics scale) */
     const int64_t Lv[3] = {L.nz, L.ny, L.nx};
     int64_t Lm[3], Lf[3];
-    if (!rc) rc = volume_grids(p, Lv, rescale, Lf, Lm, err);
+    if (!rc) rc = cp_volume_grids(p, Lv, rescale, Lf, Lm, err);
     if (rc) {
         cp_image_close(&im);
         return rc;

@@ -15,6 +15,12 @@
 /* --do_3D needs a volume: CP_EPARAM naming image when L has fewer than 2 planes. */
 int cp_volume_check(const char *image, const cp_layout *L, char *err);
 
+/* The grids of a --do_3D run of a volume L (§8.4-8.9) at rescale: the dynamics (and saved flows)
+ * at Ld, the volume or the network scale without resample, and the labels at Lm
+ * (cp_masks3_out_shape). Errors of cp_net3d_scale (CP_EPARAM). */
+int cp_volume_grids(const cp_params *p, const int64_t L[3], double rescale, int64_t Ld[3],
+                    int64_t Lm[3], char *err);
+
 /* --do_3D on one process: segments the volume `image` with the loaded model into out_path
  * (written atomically). model_path is recorded in the output; cmdline too. Timing is added to
  * *tm. */

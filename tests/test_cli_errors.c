@@ -230,14 +230,11 @@ static void do3d_refusals(const char *base)
     fclose(job);
     expect(2, "--protrusions: not with --do_3D", NULL, "%s --job %s/vol.cfg", base, dir);
     launch = "";
-    /* over 3-D blocks (N ranks or --block): what is not done there yet is refused on one rank
-     * with --block, and agreed on by several ranks; the 2-D-only checks come first there too */
-    expect(2, "--no_resample with --do_3D runs on one process without --block for now (not over "
-           "3-D blocks)", NULL, "%s --image_path %s --do_3D --no_resample --block 64", base, vol);
+    /* over 3-D blocks (N ranks): the refusals are agreed on by every rank */
     launch = "mpirun --oversubscribe -n 2 ";
-    expect(2, "--no_resample with --do_3D runs on one process without --block", NULL,
-           "%s --image_path %s --do_3D --no_resample", base, vol);
     expect(2, bs, NULL, "%s --image_path %s --do_3D --bsize 256", base, vol);
+    expect(2, "--protrusions: not with --do_3D", NULL, "%s --image_path %s --do_3D --protrusions",
+           base, vol);
     launch = "";
 }
 

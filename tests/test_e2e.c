@@ -7,11 +7,11 @@
  *                3-D cases with --do_3D): masks identical label for label.
  * Both: /labels chunked as h5store.h says (3-D tiles for a volume); a 3-D image run's saved flows
  * fed back through --flows --do_3D give its labels again (not without resample).
- * usage: test_e2e CASE image|flows [VARIANT]
+ * usage: test_e2e CASE image|flows [VARIANT] [blocks]
  *   VARIANT: stitch025, noresample, smooth1 (the case's <variant>_run / smooth_run with its
  *   <file>_<variant>.tif outputs), niter200, recipe; blocks (3-D cases, from the image or from
- *   the oracle's flows: the main run, then --do_3D over blocks of 32 voxels on 1-4 ranks,
- *   bit-identical to it) */
+ *   the oracle's flows, alone or after noresample: the main run, then --do_3D over blocks of 32
+ *   voxels on 1-4 ranks, bit-identical to it) */
 #include <hdf5.h>
 #include <math.h>
 #include <stdarg.h>
@@ -273,8 +273,9 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *c = argv[1], *mode = argv[2], *variant = argc > 3 ? argv[3] : "";
-    const int blocks = !strcmp(variant, "blocks"); /* the main run, then over 3-D blocks */
-    if (blocks) variant = "";
+    /* the main run, then over 3-D blocks ("blocks" alone or after the variant) */
+    const int blocks = !strcmp(argv[argc - 1], "blocks") && argc > 3;
+    if (!strcmp(variant, "blocks")) variant = "";
     json_object *j = tu_case_json(c);
     char out[4096], masks[4096];
     snprintf(out, sizeof out, "%s/%s_%s%s.h5", tu_tmpdir(), c, mode, variant);

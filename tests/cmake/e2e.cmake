@@ -37,6 +37,10 @@ cp_add_test(NAME e2e_image_tiny_nbase8_vol3d_blocks SOURCE test_e2e.c ARGS tiny_
             image blocks)
 cp_add_test(NAME e2e_image_synth_trained_nbase16_vol3d_aniso_blocks SOURCE test_e2e.c
             ARGS synth_trained_nbase16_vol3d_aniso image blocks LABELS heavy)
+# --no_resample over blocks: the dynamics at the network scale (18x60x66), the raw masks resized
+# to the volume's grid over blocks (mpi/dresize3.c), then the hole filling.
+cp_add_test(NAME e2e_image_synth_trained_nbase16_vol3d_aniso_noresample_blocks SOURCE test_e2e.c
+            ARGS synth_trained_nbase16_vol3d_aniso image noresample blocks)
 # The same from the oracle's own 3-D flows (--flows over blocks reads them by windows).
 cp_add_test(NAME e2e_flows_tiny_nbase8_vol3d_blocks SOURCE test_e2e.c ARGS tiny_nbase8_vol3d
             flows blocks)
