@@ -5,7 +5,7 @@
  * touches a face of the box is outside; components of neighbouring blocks that touch across a
  * block face are joined at w's owner (union-find over the components, keyed (block, w, number)).
  * The joined components that are not outside are exactly the holes of the whole box.
- * Memory of a rank: block-sized scratch (17 bytes per voxel of the largest block), records of
+ * Memory of a rank: block-sized scratch (13 bytes per voxel of the largest block), records of
  * the block faces inside the boxes (24 bytes per voxel of such a face in transit), and 32 bytes
  * per component that touches a block face and per distinct pair of touching components. */
 #ifndef CP_DHOLES3_H

@@ -29,7 +29,7 @@
  * filled in rounds, round r filling the r-th of each group (Cellpose's order within a group;
  * groups do not touch each other's voxels), each round one cp_dholes3 pass over "lab3", and
  * renamed to Cellpose's counter; (c) min_size again, renumbering.
- * Memory of a rank, bounded by the block, never a label's box: block-sized scratch (38 bytes per
+ * Memory of a rank, bounded by the block, never a label's box: block-sized scratch (30 bytes per
  * voxel of the largest block, one block read at a time), per-label tables (about 250 bytes per
  * label value, and 8 bytes per distinct holding edge of all ranks), and cp_dholes3's records
  * of the block faces inside the boxes of one round (dholes3.h).
