@@ -1,7 +1,7 @@
 /* Tests of mpi/dpost3.c (hole filling and min_size of a volume over 3-D owner blocks), run under
  * mpirun at several rank counts:
- *   test_dpost3 random <nseeds> <B>...  seeded random label volumes (9x20x23 and 16x33x40:
- *       shells holding nested labels or only background, shells with an opening, a shell whose
+ *   test_dpost3 random <seeds> <B>...  seeded random label volumes (seeds: N for 1..N, or A-B;
+ *       9x20x23 and 16x33x40: shells holding nested labels or only background, shells with an opening, a shell whose
  *       box is the whole volume, nested shells, small blobs below min_size, labels in shuffled
  *       order with gaps) through blocks of side B (0: one block), min_size -1, 0, 15: the
  *       gathered "lab3" must equal cp_post_fill_and_min_size_3d of the whole volume voxel for
@@ -9,7 +9,7 @@
  *   test_dpost3 case <name> <B>...  the oracle's masks_raw of a 3-D reference case with its
  *       min_size: "lab3" must equal the whole-volume function and the oracle's masks label for
  *       label (where masks has the shape of masks_raw);
- *   test_dpost3 holes <nseeds> <B>...  the same random volumes: cp_dholes3 over blocks of side B
+ *   test_dpost3 holes <seeds> <B>...  the same random volumes: cp_dholes3 over blocks of side B
  *       for every label, its map on each block against cp_post_hole_map on the label's whole
  *       box, voxel for voxel;
  *   test_dpost3 edges  an empty volume, one label filling it, a wall around a cavity that is
@@ -227,15 +227,26 @@ static void random_volume(uint32_t *v, int64_t nz, int64_t ny, int64_t nx, int w
     free(perm);
 }
 
-static int test_random(int nseeds, int nb, char **bs)
+/* Seeds "N" (1..N) or "A-B" into [*first, *last]. */
+static void parse_seeds(const char *s, int *first, int *last)
+{
+    if (sscanf(s, "%d-%d", first, last) != 2) {
+        *first = 1;
+        *last = atoi(s);
+    }
+}
+
+static int test_random(const char *seeds, int nb, char **bs)
 {
     cp_bstore st;
     dtest_open_store(&st);
     static const int64_t dims[][3] = {{9, 20, 23}, {16, 33, 40}};
     static const int64_t ms[] = {-1, 0, 15};
     int64_t bad = 0;
+    int first, last;
+    parse_seeds(seeds, &first, &last);
     for (int d = 0; d < 2; d++)
-        for (int seed = 1; seed <= nseeds; seed++) {
+        for (int seed = first; seed <= last; seed++) {
             int64_t nz = dims[d][0], ny = dims[d][1], nx = dims[d][2], n = nz * ny * nx;
             uint32_t *vol = malloc(sizeof *vol * (size_t)n);
             uint32_t *want = malloc(sizeof *want * (size_t)n);
@@ -353,12 +364,14 @@ static int64_t holes_vs_whole(const uint32_t *vol, int64_t nz, int64_t ny, int64
     return bad;
 }
 
-static int test_holes(int nseeds, int nb, char **bs)
+static int test_holes(const char *seeds, int nb, char **bs)
 {
     static const int64_t dims[][3] = {{9, 20, 23}, {16, 33, 40}};
     int64_t bad = 0, nholes = 0;
+    int first, last;
+    parse_seeds(seeds, &first, &last);
     for (int d = 0; d < 2; d++)
-        for (int seed = 1; seed <= nseeds; seed++) {
+        for (int seed = first; seed <= last; seed++) {
             int64_t nz = dims[d][0], ny = dims[d][1], nx = dims[d][2], n = nz * ny * nx;
             uint32_t *vol = malloc(sizeof *vol * (size_t)n), *f = malloc(sizeof *f * (size_t)n);
             rng_state = (uint64_t)seed * 7919 + (uint64_t)d;
@@ -478,15 +491,15 @@ int main(int argc, char **argv)
     MPI_Comm_size(MPI_COMM_WORLD, &nranks_);
     int rc = 2;
     if (argc >= 4 && strcmp(argv[1], "random") == 0)
-        rc = test_random(atoi(argv[2]), argc - 3, argv + 3);
+        rc = test_random(argv[2], argc - 3, argv + 3);
     else if (argc >= 4 && strcmp(argv[1], "holes") == 0)
-        rc = test_holes(atoi(argv[2]), argc - 3, argv + 3);
+        rc = test_holes(argv[2], argc - 3, argv + 3);
     else if (argc >= 4 && strcmp(argv[1], "case") == 0)
         rc = test_case(argv[2], argc - 3, argv + 3);
     else if (argc == 2 && strcmp(argv[1], "edges") == 0)
         rc = test_edges();
     else if (rank_ == 0)
-        fprintf(stderr, "usage: test_dpost3 random|holes <nseeds> <B>... | case <name> <B>... | "
+        fprintf(stderr, "usage: test_dpost3 random|holes <N|A-B> <B>... | case <name> <B>... | "
                         "edges\n");
     int failed = tu_failed;
     MPI_Allreduce(MPI_IN_PLACE, &failed, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);

@@ -19,9 +19,10 @@ cp_add_test(NAME e2e_image_tiny_nbase8_stack3_stitch025 SOURCE test_e2e.c ARGS t
 cp_add_test(NAME e2e_flows_tiny_nbase8_stack3_stitch025 SOURCE test_e2e.c ARGS tiny_nbase8_stack3 flows stitch025)
 cp_add_test(NAME e2e_flows_flows_protrusions_niter200 SOURCE test_e2e.c ARGS flows_protrusions_niter2000 flows niter200)
 cp_add_test(NAME e2e_image_synth_trained_nbase16_synth1024_recipe SOURCE test_e2e.c ARGS synth_trained_nbase16_synth1024 image recipe LABELS heavy)
-# 3-D (--do_3D): every 3-D network case, with its flow3D_smooth and resample=False runs.
+# 3-D (--do_3D): every 3-D network case, with its flow3D_smooth and resample=False runs; the
+# three plain cases on 2 OpenMP threads (the parallel loops of the network and the 3-D dynamics).
 foreach(c tiny_nbase8_vol3d tiny_nbase8_vol3d_multitile synth_trained_nbase16_vol3d_aniso)
-  cp_add_test(NAME e2e_image_${c} SOURCE test_e2e.c ARGS ${c} image)
+  cp_add_test(NAME e2e_image_${c} SOURCE test_e2e.c ARGS ${c} image THREADS 2)
 endforeach()
 cp_add_test(NAME e2e_image_tiny_nbase8_vol3d_multitile_smooth1 SOURCE test_e2e.c ARGS tiny_nbase8_vol3d_multitile image smooth1)
 cp_add_test(NAME e2e_image_synth_trained_nbase16_vol3d_aniso_noresample SOURCE test_e2e.c ARGS synth_trained_nbase16_vol3d_aniso image noresample)

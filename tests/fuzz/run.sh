@@ -89,4 +89,11 @@ for t in "${targets[@]}"; do
     # libFuzzer exits non-zero after any finding: only ours, or a failure without one, fail
     if [ $ours -ne 0 ] || { [ $rc -ne 0 ] && [ $lib -eq 0 ]; }; then status=1; fi
 done
+# A fork-mode child killed on a timeout or an OOM leaves its named input (fuzz_common.c,
+# cp_fuzz_<pid>.bin) behind: remove those whose process is gone.
+for f in /dev/shm/cp_fuzz_*.bin "${TMPDIR:-/tmp}"/cp_fuzz_*.bin; do
+    [ -e "$f" ] || continue
+    pid=${f##*_}
+    kill -0 "${pid%.bin}" 2>/dev/null || rm -f "$f"
+done
 exit $status
