@@ -23,8 +23,6 @@ typedef struct ops_ctx {
     float threshold;
 } ops_ctx;
 
-static int64_t box_voxels(cp_box3 b) { return b.n[0] * b.n[1] * b.n[2]; }
-
 /* The block of voxel cell. */
 static int64_t block_of(const cp_grid *g, const int64_t cell[3])
 {
@@ -46,7 +44,7 @@ static int64_t dest(const void *ctx, const void *rec, int *fin)
 static int load(const ops_ctx *o, int64_t b, float **dp, cp_box3 *box, cp_box3 *w, char *err)
 {
     *box = cp_grid_box(o->g, b), *w = cp_box3_grow(o->g, *box, 1);
-    const size_t bytes = sizeof(float) * (size_t)(4 * box_voxels(*w));
+    const size_t bytes = sizeof(float) * (size_t)(4 * cp_box3_voxels(*w));
     *dp = malloc(bytes);
     if (!*dp)
         return cp_errf(err, CP_ENOMEM, "dfollow3.c: block %lld: out of memory for its field",
@@ -65,7 +63,7 @@ static int load(const ops_ctx *o, int64_t b, float **dp, cp_box3 *box, cp_box3 *
 static int64_t seeds(const ops_ctx *o, cp_box3 box, cp_box3 w, const float *cellprob,
                      cp_particle3 *p)
 {
-    float *cb = malloc(sizeof *cb * (size_t)(box_voxels(box) ? box_voxels(box) : 1));
+    float *cb = malloc(sizeof *cb * (size_t)(cp_box3_voxels(box) ? cp_box3_voxels(box) : 1));
     if (!cb) return -1;
     for (int64_t z = 0, i = 0; z < box.n[0]; z++)
         for (int64_t y = 0; y < box.n[1]; y++, i += box.n[2])
@@ -86,7 +84,7 @@ static int64_t count_seeds(void *ctx, int64_t b)
     cp_box3 box, w;
     char err[CP_ERR_LEN];
     int64_t n = 0;
-    if (!load(o, b, &dp, &box, &w, err)) n = seeds(o, box, w, dp + 3 * box_voxels(w), NULL);
+    if (!load(o, b, &dp, &box, &w, err)) n = seeds(o, box, w, dp + 3 * cp_box3_voxels(w), NULL);
     free(dp); /* a failed read fails again, and is reported, in the round */
     return n > 0 ? n : 0;
 }
@@ -101,7 +99,7 @@ static int advance(void *ctx, int64_t b, int64_t r, void **qp, int64_t *nq, cp_p
     float *dp, *f = NULL;
     cp_box3 box, w;
     int rc = load(o, b, &dp, &box, &w, err);
-    const int64_t nvox = box_voxels(w);
+    const int64_t nvox = cp_box3_voxels(w);
     if (!rc && r == 0) {
         const float *cellprob = dp + 3 * nvox;
         const int64_t ns = seeds(o, box, w, cellprob, NULL);
@@ -153,7 +151,7 @@ int cp_dfollow3_put(MPI_Comm comm, const cp_grid *g, const cp_bstore *store, con
     int rc = 0;
     for (int64_t b = b0; !rc && b < b1; b++) {
         const cp_box3 w = cp_box3_grow(g, cp_grid_box(g, b), 1);
-        const int64_t n = box_voxels(w);
+        const int64_t n = cp_box3_voxels(w);
         float *a = malloc(sizeof *a * (size_t)(4 * n));
         if (!a) {
             rc = cp_errf(err, CP_ENOMEM, "dfollow3.c: block %lld: out of memory", (long long)b);

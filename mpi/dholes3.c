@@ -74,12 +74,6 @@ void cp_dholes3_free(cp_dholes3 *h)
     memset(h, 0, sizeof *h);
 }
 
-static cp_box block_box(const cp_grid *g, int64_t b)
-{
-    cp_box3 r = cp_grid_box(g, b);
-    return (cp_box){r.o[0], r.o[0] + r.n[0], r.o[1], r.o[1] + r.n[1], r.o[2], r.o[2] + r.n[2]};
-}
-
 /* The components of the voxels != w of box lb inside block box bb (voxels blk), 6-connected,
  * numbered 1.. in raster order into h->comp over s = meet(lb, bb) in C order (0: a voxel of w),
  * what each touches in h->flag. Returns their count. */
@@ -275,7 +269,8 @@ static int join(cp_dholes3 *h, struct link *lk, int64_t n, cp_outbox *o)
 }
 
 /* Runs round (1) (in NULL) or (2) (the records in[0..nin), sorted by cmp_layer) over own blocks
- * and the labels of cl (increasing) whose box meets them. */
+ * and the labels of cl (increasing) whose box meets them but does not lie inside them (such a box
+ * has no block face: cp_dholes3_map finds its holes alone). */
 static int over_blocks(cp_dholes3 *h, const uint32_t *cl, const cp_box *box, int64_t ncl,
                        cp_outbox *o, const struct layer *in, int64_t nin, struct link **lk,
                        int64_t *nl, int64_t *cap)
@@ -283,11 +278,12 @@ static int over_blocks(cp_dholes3 *h, const uint32_t *cl, const cp_box *box, int
     int rc = 0;
     int64_t i = 0;
     for (int64_t b = h->b0; !rc && b < h->b1; b++) {
-        cp_box bb = block_box(h->g, b);
+        cp_box bb = cp_grid_bounds(h->g, b);
         const uint32_t *blk = NULL;
         int loaded = 0;
         for (int64_t k = 0; !rc && k < ncl; k++) {
-            if (cp_box_empty(cp_box_meet(box[k], bb))) continue;
+            cp_box s = cp_box_meet(box[k], bb);
+            if (cp_box_empty(s) || cp_box_vol(s) == cp_box_vol(box[k])) continue;
             if (!loaded && (rc = h->get(h->ctx, b, &blk, &bb))) break;
             loaded = 1;
             if (!in) {

@@ -35,12 +35,6 @@ static int oom(char *err, const char *what)
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
-static cp_box block_box(const struct d3 *d, int64_t b)
-{
-    cp_box3 r = cp_grid_box(d->g, b);
-    return (cp_box){r.o[0], r.o[0] + r.n[0], r.o[1], r.o[1] + r.n[1], r.o[2], r.o[2] + r.n[2]};
-}
-
 /* b relative to the origin of block box bb. */
 static cp_box rel(cp_box b, cp_box bb)
 {
@@ -67,7 +61,7 @@ static int crossing(const cp_grid *g, cp_box b)
 static int get(struct d3 *d, const char *name, int64_t b, const uint32_t *map, int64_t n,
                cp_box *bb)
 {
-    *bb = block_box(d, b);
+    *bb = cp_grid_bounds(d->g, b);
     int64_t nv = cp_box_vol(*bb);
     int rc = cp_bstore_get(d->store, name, b, d->blk, sizeof *d->blk * (size_t)nv, d->err);
     for (int64_t q = 0; !rc && n >= 0 && q < nv; q++) {
@@ -167,7 +161,7 @@ static int search_crossing(struct d3 *d, const struct raw *raw, const uint32_t *
 {
     int rc = cp_dholes3_find(&d->holes, cl, cbox, ncl);
     for (int64_t b = d->b0; !rc && b < d->b1; b++) {
-        cp_box bb = block_box(d, b);
+        cp_box bb = cp_grid_bounds(d->g, b);
         for (int64_t k = 0, loaded = 0; !rc && k < ncl; k++) {
             cp_box sub = cp_box_meet(cbox[k], bb);
             if (cp_box_empty(sub)) continue;
@@ -221,7 +215,7 @@ static int fill_round(struct d3 *d, const uint32_t *fl, const cp_box *fbox, int6
 {
     int rc = cp_dholes3_find(&d->holes, fl, fbox, n);
     for (int64_t b = d->b0; !rc && b < d->b1; b++) {
-        cp_box bb = block_box(d, b);
+        cp_box bb = cp_grid_bounds(d->g, b);
         int loaded = 0;
         for (int64_t k = 0; !rc && k < n; k++) {
             cp_box sub = cp_box_meet(fbox[k], bb);
@@ -368,7 +362,7 @@ int cp_dpost3_run(MPI_Comm comm, const cp_grid *g, const cp_bstore *store, int64
     struct d3 d = {.comm = comm, .g = g, .store = store, .npix = g->Ly * g->Lx, .err = err};
     MPI_Comm_size(comm, &d.np);
     cp_grid_range(g, rank, &d.b0, &d.b1);
-    for (int64_t b = d.b0; b < d.b1; b++) d.bmax = max64(d.bmax, cp_box_vol(block_box(&d, b)));
+    for (int64_t b = d.b0; b < d.b1; b++) d.bmax = max64(d.bmax, cp_box_vol(cp_grid_bounds(d.g, b)));
     MPI_Allreduce(MPI_IN_PLACE, &d.bmax, 1, MPI_INT64_T, MPI_MAX, comm);
     size_t nb = (size_t)(d.bmax ? d.bmax : 1);
     d.blk = malloc(sizeof *d.blk * nb);

@@ -15,8 +15,6 @@ struct vox {
     uint32_t v, pad;
 };
 
-static int64_t vol3(cp_box3 b) { return b.n[0] * b.n[1] * b.n[2]; }
-
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
 /* The box of src's voxels that the voxels of box q of dst read (nearest sources are
@@ -25,22 +23,11 @@ static cp_box3 source_box(const cp_grid *src, const cp_grid *dst, cp_box3 q)
 {
     const int64_t Ls[3] = {src->Lz, src->Ly, src->Lx}, Ld[3] = {dst->Lz, dst->Ly, dst->Lx};
     cp_box3 s = {{0, 0, 0}, {0, 0, 0}};
-    for (int a = 0; a < 3 && vol3(q); a++) {
+    for (int a = 0; a < 3 && cp_box3_voxels(q); a++) {
         s.o[a] = cp_nearest_source(q.o[a], Ls[a], Ld[a]);
         s.n[a] = cp_nearest_source(q.o[a] + q.n[a] - 1, Ls[a], Ld[a]) - s.o[a] + 1;
     }
     return s;
-}
-
-static cp_box3 meet3(cp_box3 a, cp_box3 b)
-{
-    cp_box3 r;
-    for (int k = 0; k < 3; k++) {
-        int64_t lo = a.o[k] > b.o[k] ? a.o[k] : b.o[k];
-        int64_t hi = a.o[k] + a.n[k] < b.o[k] + b.n[k] ? a.o[k] + a.n[k] : b.o[k] + b.n[k];
-        r.o[k] = lo, r.n[k] = hi > lo ? hi - lo : 0;
-    }
-    return r;
 }
 
 /* The block of dst that rank r resizes in round i (-1: none). */
@@ -66,10 +53,10 @@ static int send_round(MPI_Comm comm, const cp_grid *src, const cp_bstore *ss, co
         for (int r = 0; !rc && r < np; r++) {
             int64_t t = round_block(dst, r, i);
             if (t < 0) continue;
-            cp_box3 m = meet3(source_box(src, dst, cp_grid_box(dst, t)), bb);
-            if (!vol3(m)) continue;
+            cp_box3 m = cp_box3_meet(source_box(src, dst, cp_grid_box(dst, t)), bb);
+            if (!cp_box3_voxels(m)) continue;
             if (!loaded++ && (rc = cp_bstore_get(ss, name, b, sb,
-                                                 sizeof *sb * (size_t)vol3(bb), err)))
+                                                 sizeof *sb * (size_t)cp_box3_voxels(bb), err)))
                 break;
             for (int64_t z = m.o[0]; !rc && z < m.o[0] + m.n[0]; z++)
                 for (int64_t y = m.o[1]; !rc && y < m.o[1] + m.n[1]; y++)
@@ -95,9 +82,9 @@ static int resize_block(const cp_grid *src, const cp_grid *dst, const cp_bstore 
     const cp_box3 q = cp_grid_box(dst, t), s = source_box(src, dst, q);
     const int64_t Ls[3] = {src->Lz, src->Ly, src->Lx}, Ld[3] = {dst->Lz, dst->Ly, dst->Lx};
     const int64_t npix = src->Ly * src->Lx;
-    if (n != vol3(s))
+    if (n != cp_box3_voxels(s))
         return cp_errf(err, CP_EDATA, "dresize3.c: block %lld: %lld of %lld source voxels "
-                       "received", (long long)t, (long long)n, (long long)vol3(s));
+                       "received", (long long)t, (long long)n, (long long)cp_box3_voxels(s));
     for (int64_t k = 0; k < n; k++) {
         int64_t z = in[k].idx / npix, y = in[k].idx % npix / src->Lx, x = in[k].idx % src->Lx;
         sv[((z - s.o[0]) * s.n[1] + y - s.o[1]) * s.n[2] + x - s.o[2]] = in[k].v;
@@ -111,7 +98,7 @@ static int resize_block(const cp_grid *src, const cp_grid *dst, const cp_bstore 
                            cp_nearest_source(q.o[2] + x, Ls[2], Ld[2]) - s.o[2]];
         }
     }
-    return cp_bstore_put(ds, name, t, db, sizeof *db * (size_t)vol3(q), err);
+    return cp_bstore_put(ds, name, t, db, sizeof *db * (size_t)cp_box3_voxels(q), err);
 }
 
 int cp_dresize3_nearest(MPI_Comm comm, const cp_grid *src, const cp_bstore *ss,
@@ -122,10 +109,10 @@ int cp_dresize3_nearest(MPI_Comm comm, const cp_grid *src, const cp_bstore *ss,
     int64_t s0, s1, d0, d1, most, smax = 0, dmax = 0, vmax = 0;
     cp_grid_range(src, rank, &s0, &s1);
     cp_grid_range(dst, rank, &d0, &d1);
-    for (int64_t b = s0; b < s1; b++) smax = max64(smax, vol3(cp_grid_box(src, b)));
+    for (int64_t b = s0; b < s1; b++) smax = max64(smax, cp_box3_voxels(cp_grid_box(src, b)));
     for (int64_t b = d0; b < d1; b++) {
         cp_box3 q = cp_grid_box(dst, b);
-        dmax = max64(dmax, vol3(q)), vmax = max64(vmax, vol3(source_box(src, dst, q)));
+        dmax = max64(dmax, cp_box3_voxels(q)), vmax = max64(vmax, cp_box3_voxels(source_box(src, dst, q)));
     }
     most = d1 - d0;
     MPI_Allreduce(MPI_IN_PLACE, &most, 1, MPI_INT64_T, MPI_MAX, comm);

@@ -40,8 +40,6 @@ typedef struct vol {
 
 static void lap(vol *k, cp_phase ph) { cp_comm_lap(k->v->tm, ph, &k->t0, &k->c0); }
 
-static int64_t box_voxels(cp_box3 b) { return b.n[0] * b.n[1] * b.n[2]; }
-
 /* cp_net3d_reader: box b of the normalized volume (b.n, 2), read plane by plane, normalized and
  * inverted voxel by voxel as the whole-volume engine does. */
 static int read_normalized(void *arg, cp_box3 b, float *dst, char *err)
@@ -78,7 +76,7 @@ static int network(vol *k, int64_t *reused, char *err)
     *reused = 0;
     for (int64_t b = b0; !rc && b < b1; b++) {
         const cp_box3 w = cp_box3_grow(&k->g, cp_grid_box(&k->g, b), 1);
-        const size_t bytes = sizeof(float) * (size_t)(4 * box_voxels(w));
+        const size_t bytes = sizeof(float) * (size_t)(4 * cp_box3_voxels(w));
         char ignored[CP_ERR_LEN];
         if (v->resume && !cp_bstore_verify(v->store, CP_DFOLLOW3_FIELD, b, bytes, ignored)) {
             ++*reused;
@@ -103,7 +101,7 @@ static int network(vol *k, int64_t *reused, char *err)
  * cellprob (q). */
 static void field_centre(const float *f, cp_box3 w, cp_box3 q, float *dP, float *cellprob)
 {
-    const int64_t nq = box_voxels(q), nw = box_voxels(w);
+    const int64_t nq = cp_box3_voxels(q), nw = cp_box3_voxels(w);
     for (int c = 0; c < 4; c++) {
         float *dst = c < 3 ? dP + c * nq : cellprob;
         for (int64_t z = 0; z < q.n[0]; z++)
@@ -130,7 +128,7 @@ static int write_blocks(vol *k, cp_h5out *h, int flows, char *err)
     for (int64_t i = 0; !rc && i < most; i++) {
         const cp_box3 q = i < mine ? cp_grid_box(g, b0 + i) : (cp_box3){{0}, {0, 0, 0}};
         const cp_box3 w = i < mine ? cp_box3_grow(g, q, 1) : q;
-        const int64_t nq = box_voxels(q), nw = box_voxels(w);
+        const int64_t nq = cp_box3_voxels(q), nw = cp_box3_voxels(w);
         void *a = malloc(sizeof(float) * (size_t)(flows ? 4 * (nq + nw) + 1 : nq + 1));
         int lrc = a ? 0 : cp_errf(err, CP_ENOMEM, "write: out of memory");
         if (!lrc && nq)

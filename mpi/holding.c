@@ -145,6 +145,12 @@ cp_box cp_box_meet(cp_box a, cp_box b)
 
 int cp_box_empty(cp_box b) { return b.z0 >= b.z1 || b.y0 >= b.y1 || b.x0 >= b.x1; }
 
+cp_box cp_grid_bounds(const cp_grid *g, int64_t b)
+{
+    cp_box3 r = cp_grid_box(g, b);
+    return (cp_box){r.o[0], r.o[0] + r.n[0], r.o[1], r.o[1] + r.n[1], r.o[2], r.o[2] + r.n[2]};
+}
+
 int cp_vstats_min_size(const cp_vstats *s, int64_t min_size, uint32_t *map, int64_t *kept,
                        char *err)
 {

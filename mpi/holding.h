@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "exchange.h"
+#include "grid.h"
 #include "post.h"
 
 /* A pixel (raster index idx of the plane or volume, value v) sent for label or group `key`. */
@@ -50,6 +51,8 @@ int64_t cp_box_vol(cp_box b);
 /* The intersection of a and b (cp_box_empty when they do not meet). */
 cp_box cp_box_meet(cp_box a, cp_box b);
 int cp_box_empty(cp_box b);
+/* Block b of grid g as a cp_box. */
+cp_box cp_grid_bounds(const cp_grid *g, int64_t b);
 /* The corrected min_size rule on the tables: map (n + 1) gets the kept labels' ids by first
  * appearance (0: removed); *kept: their count. */
 int cp_vstats_min_size(const cp_vstats *s, int64_t min_size, uint32_t *map, int64_t *kept,
