@@ -205,6 +205,7 @@ static int finish_output(run *r, cp_h5out *h, cp_cell *cells, int64_t ncells, in
         .model_file = r->model_path, .rescale = r->plan->rescale,
         .model_sha256 = r->m ? cp_model_get_info(r->m)->sha256 : "",
         .niter_used = r->plan->steps,
+        .block_used = r->plan->B,
         .n_masks = nmasks,
     };
     int rc = cp_h5_write_cells(h, cells, ncells, r->plan->do3d, err);

@@ -12,11 +12,12 @@ static int64_t auto_block(int64_t Ly, int64_t Lx, int nranks)
     return B;
 }
 
-/* The default side of the cubic blocks of a volume: DEFAULT_BLOCK3 halved (not below 32) until
- * each of nranks ranks has a block. */
+/* The default side of the cubic blocks of a volume: the block of the memory budget (plan.h)
+ * halved (not below 32) until each of nranks ranks has a block. */
 static int64_t auto_block3(int64_t Lz, int64_t Ly, int64_t Lx, int nranks)
 {
-    int64_t B = DEFAULT_BLOCK3;
+    int64_t B = 32;
+    while (2 * B <= 1024 && BLOCK3_BYTES * (2 * B) * (2 * B) * (2 * B) <= BLOCK3_BUDGET) B *= 2;
     while (B > 32 && ((Lz + B - 1) / B) * ((Ly + B - 1) / B) * ((Lx + B - 1) / B) < nranks)
         B /= 2;
     return B;

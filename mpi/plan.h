@@ -10,12 +10,17 @@
 #include "dnet.h"
 #include "params.h"
 
-/* Default block sides: 2048 pixels (a plane up to 2048 x 2048 is one block), and 128 voxels for
- * a volume (its network output grown by 1 voxel is 4 x 130^3 floats = 35 MB, beside one network
- * call's tiles and the particles of two blocks; measured per rank in docs/performance.md with
- * blocks of 64). */
+/* Default block sides. A plane: 2048 pixels (a plane up to 2048 x 2048 is one block). A volume:
+ * the largest power of two B from 32 to 1024 whose memory in proportion to the block,
+ * BLOCK3_BYTES x B^3, fits BLOCK3_BUDGET per rank: 128 voxels (148 MiB; 256 would need 1.2 GB).
+ * BLOCK3_BYTES is the measured growth of a rank's peak RSS per voxel of its blocks
+ * (bench/block_memory.py: 104 MiB with blocks of 64, 234 MiB with 128; docs/performance.md):
+ * the network output and its windows, the particles of two blocks, the masks' scratch. Beside it
+ * a rank holds the libraries, the model and one network call's tiles, which do not grow with B
+ * (about 85 MiB with the tiny model). */
 #define DEFAULT_BLOCK 2048
-#define DEFAULT_BLOCK3 128
+#define BLOCK3_BUDGET ((int64_t)512 << 20)
+#define BLOCK3_BYTES 74
 
 typedef struct cp_plan {
     int64_t nz;        /* planes (1: a plane; > 1: a stack, segmented plane by plane) */
@@ -27,8 +32,8 @@ typedef struct cp_plan {
                           (200 if not given) for saved flows */
     int64_t B;         /* owner block side of a plane: --block, or DEFAULT_BLOCK halved (not below
                           256) until every rank has a block; a plane of a stack is on one rank.
-                          Of a --do_3D volume: the side of cubic blocks, --block or
-                          DEFAULT_BLOCK3 halved (not below 32) until every rank has a block */
+                          Of a --do_3D volume: the side of cubic blocks, --block or the
+                          budget's block halved (not below 32) until every rank has a block */
     int do3d;          /* --do_3D: the volume over 3-D blocks (dvolume.h) */
     int stitch;        /* a stack stitched by IoU (--stitch_threshold > 0, nz > 1) */
     int64_t min_size;  /* per plane: --min_size, or -1 when stitched (min_size then in 3-D) */

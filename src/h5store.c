@@ -378,6 +378,7 @@ int cp_h5_write_attrs(cp_h5out *h, const cp_params *p, const cp_provenance *pv, 
     bad |= attr_str(h->file, "model_sha256", pv->model_sha256 ? pv->model_sha256 : "");
     bad |= attr_write(h->file, "rescale", H5T_NATIVE_DOUBLE, &pv->rescale);
     bad |= attr_write(h->file, "niter_used", H5T_NATIVE_INT64, &pv->niter_used);
+    bad |= attr_write(h->file, "block_used", H5T_NATIVE_INT64, &pv->block_used);
     bad |= attr_write(h->file, "n_masks", H5T_NATIVE_INT64, &pv->n_masks);
     if (p->do_3D) /* accepted for Cellpose's command lines, but there is no flow QC in 3-D */
         bad |= attr_str(h->file, "unused_parameters", "flow_threshold (no flow-error QC in 3-D)");

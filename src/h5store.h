@@ -43,6 +43,7 @@ typedef struct cp_provenance {
     const char *model_sha256;
     double rescale;
     int64_t niter_used;
+    int64_t block_used;              /* the owner block side (0: the whole image or volume) */
     int64_t n_masks;
 } cp_provenance;
 

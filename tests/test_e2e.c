@@ -248,6 +248,29 @@ static void check_roundtrip(const char *out, json_object *j, json_object *k, int
     }
 }
 
+/* --do_3D on 4 ranks without --block: the default block (mpi/plan.c), recorded as block_used, is
+ * the budget's 128 halved (not below 32) until the 4 ranks have a block each; the labels are
+ * those of the whole-volume run `out` of command line `whole`. */
+static void check_default_block3(const char *whole, const char *out)
+{
+    char d[4096];
+    snprintf(d, sizeof d, "%s/default_np4.h5", tu_tmpdir());
+    int st = tu_run("mpirun --oversubscribe -n 4 -x OMP_NUM_THREADS=1 %s --output %s", whole, d);
+    TU_CHECK(st == 0, "--do_3D on 4 ranks with the default block exited with %d", st);
+    st = tu_run("/usr/bin/python3 -c \"import h5py, sys\n"
+                "f = h5py.File(sys.argv[1], 'r'); B = int(f.attrs['block_used'])\n"
+                "Z, Y, X = f['labels'].shape\n"
+                "n = lambda b: -(-Z // b) * -(-Y // b) * -(-X // b)\n"
+                "print('4 ranks, default block: %%d (%%d blocks of %%dx%%dx%%d)' %% (B, n(B), Z, Y, X))\n"
+                "assert B in (32, 64, 128) and (n(B) >= 4 or B == 32) and (B == 128 or n(2 * B) < 4)"
+                "\" %s", d);
+    TU_CHECK(st == 0, "4 ranks: the default block breaks the rule of mpi/plan.c");
+    if (st == 0) {
+        int same = tu_run("h5diff -q %s %s /labels", out, d) == 0;
+        TU_CHECK(same, "4 ranks with the default block: /labels differs from the whole volume");
+    }
+}
+
 /* --do_3D over cubic blocks of 32 voxels on 1-4 ranks (mpi/dvolume.c): /labels, /cells, /flows
  * and /cellprob bit-identical to the whole-volume run `out` of command line `whole`. */
 static void check_blocks3(const char *whole, const char *out)
@@ -338,6 +361,7 @@ int main(int argc, char **argv)
         if (do3d && !strcmp(mode, "image") && strcmp(variant, "noresample"))
             check_roundtrip(out, j, k, blocks);
         if (blocks) check_blocks3(whole, out);
+        if (blocks && !strcmp(mode, "image") && !*variant) check_default_block3(whole, out);
     }
     json_object_put(j);
     tu_run("rm -rf %s", tu_tmpdir());

@@ -1,6 +1,6 @@
 /* The output's attributes as h5py sees them (src/h5store.c): every string attribute is a
  * variable-length UTF-8 string, so h5py returns str (not bytes), including a path with non-ASCII
- * characters; numbers stay numbers. One process (`one`) and 2 ranks with --block 128 (`mpi`):
+ * characters; numbers stay numbers; block_used is the block side of the run. One process (`one`) and 2 ranks with --block 128 (`mpi`):
  * the distributed writer takes the same path through parallel HDF5. */
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +29,7 @@ static const char *check_py =
     "assert a['reproduces'] == 'Cellpose 3.1.1.3'\n"
     "assert len(a['model_sha256']) == 64 and a['dir'] == ''\n"
     "assert int(a['chan']) == 1 and float(a['diameter']) == 30.0 and int(a['n_masks']) >= 0\n"
+    "assert int(a['block_used']) == int(sys.argv[3]), (a['block_used'], sys.argv[3])\n"
     "print('h5py: %d attributes, %d strings, all str' % (len(a), len(strings)))\n";
 
 int main(int argc, char **argv)
@@ -49,7 +50,9 @@ int main(int argc, char **argv)
                     strcmp(what, "mpi") ? "" : MPIRUN " -n 2", tu_build_dir(), tu_shared(), img,
                     strcmp(what, "mpi") ? "" : "--block 128", dir);
     TU_CHECK(st == 0, "run failed (%d)", st);
-    st = tu_run("/usr/bin/python3 %s/check.py %s/o.h5 '%s'", dir, dir, img);
+    /* the block side used: --block, or the default plane block of 2048 */
+    st = tu_run("/usr/bin/python3 %s/check.py %s/o.h5 '%s' %s", dir, dir, img,
+                strcmp(what, "mpi") ? "2048" : "128");
     TU_CHECK(st == 0, "h5py does not read every string attribute as str");
     if (!tu_failed) tu_run("rm -rf %s", dir);
     return tu_finish();
