@@ -10,13 +10,11 @@ usage: /usr/bin/python3 bench/block_memory.py [--build build] [--tmp DIR] [--sha
 """
 import argparse
 import os
-import re
-import subprocess
 import tempfile
 
 import numpy as np
 
-from volume_blocks import MODEL, run, tiled
+from volume_blocks import MODEL, print_machine, run, tiled
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,9 +28,7 @@ def main():
     a = ap.parse_args()
     exe = os.path.join(a.build, "cellpose-mpi")
     tmp = a.tmp or tempfile.mkdtemp(prefix="cp_blockmem_")
-    cpu = subprocess.run(["lscpu"], stdout=subprocess.PIPE, text=True).stdout
-    model = re.search(r"Model name:\s*(.*)", cpu)
-    print("CPU:", model.group(1) if model else "?", "| load average", os.getloadavg())
+    print_machine()
     name = "x".join(map(str, a.shape))
     image = os.path.join(tmp, f"v{name}.tif")
     tiled(tuple(a.shape), image)

@@ -44,6 +44,12 @@ def run(cmd):
     return dt, rss, float(net.group(1)) if net else float("nan")
 
 
+def print_machine():
+    cpu = subprocess.run(["lscpu"], stdout=subprocess.PIPE, text=True).stdout
+    model = re.search(r"Model name:\s*(.*)", cpu)
+    print("CPU:", model.group(1) if model else "?", "| load average", os.getloadavg())
+
+
 def segment(exe, image, out, ranks):
     args = ["--pretrained_model", MODEL, "--image_path", image, "--z_axis", "0", "--do_3D",
             "--diameter", "30", "--output", out]
@@ -62,9 +68,7 @@ def main():
     a = ap.parse_args()
     exe = os.path.join(a.build, "cellpose-mpi")
     tmp = a.tmp or tempfile.mkdtemp(prefix="cp_volblocks_")
-    cpu = subprocess.run(["lscpu"], stdout=subprocess.PIPE, text=True).stdout
-    model = re.search(r"Model name:\s*(.*)", cpu)
-    print("CPU:", model.group(1) if model else "?", "| load average", os.getloadavg())
+    print_machine()
     shapes = [(64, 256, 256)] + ([] if a.skip_large else [(128, 512, 512)])
     peaks = []
     for shape in shapes:
