@@ -80,7 +80,7 @@ int cp_grid_owner(const cp_grid *g, int64_t b)
     /* the rank whose share of the voxels holds b's middle voxel, kept within [b - (nblocks - n), b]
      * so that every rank has a block where one block is not larger than a share */
     const cp_box3 r = cp_grid_box(g, b);
-    const int64_t twice_mid = 2 * voxels_before(g, r) + r.n[0] * r.n[1] * r.n[2];
+    const int64_t twice_mid = 2 * voxels_before(g, r) + cp_box3_voxels(r);
     const int64_t total = g->Lz * g->Ly * g->Lx;
     const int64_t raw = twice_mid * n / (2 * total); /* total * n < 2^62 on any volume we hold */
     return (int)max64(b - (g->nblocks - n), min64(b, min64(raw, n - 1)));

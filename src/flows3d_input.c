@@ -61,7 +61,7 @@ int cp_flows3_window(const cp_params *p, const int64_t n[3], cp_box3 b, float *o
 {
     if (p->cellprob_in[0]) return tiff_pair_window(p->flows, p->cellprob_in, n[0], b, out4, err);
     return cp_h5_read_flows3_window(p->flows, b.o, b.n, out4,
-                                    out4 + 3 * b.n[0] * b.n[1] * b.n[2], err);
+                                    out4 + 3 * cp_box3_voxels(b), err);
 }
 
 /* The whole flows: dP (3, n) then cellprob (n) in one allocation *buf (NULL on error), the layout

@@ -93,7 +93,7 @@ int cp_net3d_pass_box(const cp_model *m, cp_net3d_reader rd, void *arg, const in
     if (rc) return rc;
     cp_view va = cp_view_of(pass, a.n[0], a.n[1], a.n[2]);
     int64_t cpix = q.cover[2] * q.cover[3], wpix = q.win[2] * q.win[3];
-    int64_t nvox = a.n[0] * a.n[1] * a.n[2];
+    int64_t nvox = cp_box3_voxels(a);
     /* images per network call: enough to fill a batch of tiles */
     int64_t group = q.per > 0 && q.per < batch ? batch / q.per : 1;
     if (group > q.pn) group = q.pn;

@@ -7,11 +7,6 @@
 #include "cp_err.h"
 #include "smooth3d.h"
 
-static int64_t box_vox(cp_box3 b)
-{
-    return b.n[0] * b.n[1] * b.n[2];
-}
-
 /* cp_net3d_reader of the network input at the network scale Ln: read through rd (same box
  * when Ln is L), else resized from the box of x (volume L) it needs. */
 typedef struct scaled_src {
@@ -26,7 +21,7 @@ static int read_scaled(void *arg, cp_box3 b, float *dst, char *err)
     const int64_t *L = s->L, *Ln = s->Ln;
     if (Ln[0] == L[0] && Ln[1] == L[1] && Ln[2] == L[2]) return s->rd(s->arg, b, dst, err);
     cp_box3 src = cp_resize_volume_src_box(L, Ln, b);
-    float *xsrc = malloc(sizeof(float) * (size_t)(2 * box_vox(src)));
+    float *xsrc = malloc(sizeof(float) * (size_t)(2 * cp_box3_voxels(src)));
     int rc = xsrc ? s->rd(s->arg, src, xsrc, err)
                   : cp_errf(err, CP_ENOMEM, "network 3-D window: out of memory for the input");
     if (!rc) rc = cp_resize_volume_window(xsrc, src, L, 2, dst, b, Ln, 0, err);
@@ -83,7 +78,7 @@ int cp_net3d_window(const cp_model *m, cp_net3d_reader rd, void *arg, const int6
             cp_smooth3d_reach(p->smooth, G[ax], w.o[ax], w.n[ax], &s.o[ax], &s.n[ax]);
     }
     cp_box3 a = back ? cp_resize_volume_src_box(Ln, L, s) : s; /* at the network scale */
-    int64_t na = box_vox(a), ns = box_vox(s), nw = box_vox(w);
+    int64_t na = cp_box3_voxels(a), ns = cp_box3_voxels(s), nw = cp_box3_voxels(w);
     float *acc = calloc((size_t)(4 * na), sizeof *acc);
     rc = acc ? passes(m, rd, arg, L, Ln, p, a, acc, err)
              : cp_errf(err, CP_ENOMEM, "network 3-D window: out of memory for the flows");
