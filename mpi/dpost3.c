@@ -362,7 +362,7 @@ int cp_dpost3_run(MPI_Comm comm, const cp_grid *g, const cp_bstore *store, int64
     struct d3 d = {.comm = comm, .g = g, .store = store, .npix = g->Ly * g->Lx, .err = err};
     MPI_Comm_size(comm, &d.np);
     cp_grid_range(g, rank, &d.b0, &d.b1);
-    for (int64_t b = d.b0; b < d.b1; b++) d.bmax = max64(d.bmax, cp_box_vol(cp_grid_bounds(d.g, b)));
+    for (int64_t b = d.b0; b < d.b1; b++) d.bmax = max64(d.bmax, cp_box3_voxels(cp_grid_box(g, b)));
     MPI_Allreduce(MPI_IN_PLACE, &d.bmax, 1, MPI_INT64_T, MPI_MAX, comm);
     size_t nb = (size_t)(d.bmax ? d.bmax : 1);
     d.blk = malloc(sizeof *d.blk * nb);

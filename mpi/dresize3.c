@@ -112,7 +112,8 @@ int cp_dresize3_nearest(MPI_Comm comm, const cp_grid *src, const cp_bstore *ss,
     for (int64_t b = s0; b < s1; b++) smax = max64(smax, cp_box3_voxels(cp_grid_box(src, b)));
     for (int64_t b = d0; b < d1; b++) {
         cp_box3 q = cp_grid_box(dst, b);
-        dmax = max64(dmax, cp_box3_voxels(q)), vmax = max64(vmax, cp_box3_voxels(source_box(src, dst, q)));
+        dmax = max64(dmax, cp_box3_voxels(q));
+        vmax = max64(vmax, cp_box3_voxels(source_box(src, dst, q)));
     }
     most = d1 - d0;
     MPI_Allreduce(MPI_IN_PLACE, &most, 1, MPI_INT64_T, MPI_MAX, comm);

@@ -1,11 +1,11 @@
 /* Tests of mpi/dpost3.c (hole filling and min_size of a volume over 3-D owner blocks), run under
  * mpirun at several rank counts:
  *   test_dpost3 random <seeds> <B>...  seeded random label volumes (seeds: N for 1..N, or A-B;
- *       9x20x23 and 16x33x40: shells holding nested labels or only background, shells with an opening, a shell whose
- *       box is the whole volume, nested shells, small blobs below min_size, labels in shuffled
- *       order with gaps) through blocks of side B (0: one block), min_size -1, 0, 15: the
- *       gathered "lab3" must equal cp_post_fill_and_min_size_3d of the whole volume voxel for
- *       voxel, and the count returned its largest label;
+ *       9x20x23 and 16x33x40: shells holding nested labels or only background, shells with an
+ *       opening, a shell whose box is the whole volume, nested shells, small blobs below
+ *       min_size, labels in shuffled order with gaps) through blocks of side B (0: one block),
+ *       min_size -1, 0, 15: the gathered "lab3" must equal cp_post_fill_and_min_size_3d of the
+ *       whole volume voxel for voxel, and the count returned its largest label;
  *   test_dpost3 case <name> <B>...  the oracle's masks_raw of a 3-D reference case with its
  *       min_size: "lab3" must equal the whole-volume function and the oracle's masks label for
  *       label (where masks has the shape of masks_raw);

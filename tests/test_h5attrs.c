@@ -1,7 +1,8 @@
 /* The output's attributes as h5py sees them (src/h5store.c): every string attribute is a
  * variable-length UTF-8 string, so h5py returns str (not bytes), including a path with non-ASCII
- * characters; numbers stay numbers; block_used is the block side of the run. One process (`one`) and 2 ranks with --block 128 (`mpi`):
- * the distributed writer takes the same path through parallel HDF5. */
+ * characters; numbers stay numbers; block_used is the block side of the run. One process (`one`)
+ * and 2 ranks with --block 128 (`mpi`): the distributed writer takes the same path through
+ * parallel HDF5. */
 #include <stdlib.h>
 #include <string.h>
 
