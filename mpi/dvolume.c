@@ -17,7 +17,7 @@
 #include "dresize3.h"
 #include "flows3d_input.h"
 #include "h5par.h"
-#include "net3d_window.h"
+#include "dnet3.h"
 #include "prep.h"
 #include "progress.h"
 #include "segment.h"
@@ -55,46 +55,76 @@ static int read_normalized(void *arg, cp_box3 b, float *dst, char *err)
     return rc;
 }
 
-/* The network phase: "dp3" of every own block (its grown box, 4 channels) from the network, or
- * read from the saved flows with --flows; kept from a checkpoint when it verifies. */
-static int network(vol *k, int64_t *reused, char *err)
+/* cp_dnet3_emit: window j of the network's list is own block todo[j]; stored as its "dp3". */
+typedef struct net_blocks {
+    const vol *k;
+    const int64_t *todo;
+} net_blocks;
+
+static int store_block(void *arg, int64_t j, const float *out4, char *err)
+{
+    const net_blocks *nb = arg;
+    const cp_grid *g = &nb->k->g;
+    const cp_box3 w = cp_box3_grow(g, cp_grid_box(g, nb->todo[j]), 1);
+    return cp_bstore_put(nb->k->v->store, CP_DFOLLOW3_FIELD, nb->todo[j], out4,
+                         sizeof(float) * (size_t)(4 * cp_box3_voxels(w)), err);
+}
+
+/* The network phase: "dp3" of every own block (its box grown by 1 voxel, 4 channels) from the
+ * network (cp_dnet3_windows: each tile once), or read from the saved flows with --flows; a block
+ * kept from a checkpoint when it verifies. */
+static int network(vol *k, int64_t *reused, cp_dnet3_stats *st, char *err)
 {
     const cp_dvolume *v = k->v;
     const cp_params *p = v->p;
-    const int64_t *L = k->L;
     const cp_net3d_params np = {
         .rescale = v->plan->rescale, .anisotropy = p->anisotropy, .resample = !p->no_resample,
         .tile_overlap = p->tile_overlap, .augment = p->augment, .batch_size = p->batch_size,
         .smooth = p->flow3D_smooth,
     };
-    int64_t b0, b1;
+    int64_t b0, b1, n = 0;
     cp_grid_range(&k->g, k->rank, &b0, &b1);
-    cp_progress pr;
-    cp_progress_begin(&pr, v->im ? "network" : "saved flows",
-                      k->nranks > 1 ? "blocks of rank 0" : "blocks", b1 - b0);
-    int rc = 0;
-    *reused = 0;
+    int64_t *todo = malloc(sizeof *todo * (size_t)(b1 - b0 + 1));
+    cp_box3 *ws = malloc(sizeof *ws * (size_t)(b1 - b0 + 1));
+    int rc = todo && ws ? 0 : cp_errf(err, CP_ENOMEM, "network: out of memory for the blocks");
     for (int64_t b = b0; !rc && b < b1; b++) {
         const cp_box3 w = cp_box3_grow(&k->g, cp_grid_box(&k->g, b), 1);
-        const size_t bytes = sizeof(float) * (size_t)(4 * cp_box3_voxels(w));
         char ignored[CP_ERR_LEN];
-        if (v->resume && !cp_bstore_verify(v->store, CP_DFOLLOW3_FIELD, b, bytes, ignored)) {
-            ++*reused;
-        } else {
-            float *out = malloc(bytes);
-            if (!out) rc = cp_errf(err, CP_ENOMEM, "network: out of memory for a block");
-            else if (v->im) rc = cp_net3d_window(v->m, read_normalized, k, L, &np, w, out, err);
-            else rc = cp_flows3_window(p, L, w, out, err); /* --flows: the saved field */
-            if (!rc) rc = cp_bstore_put(v->store, CP_DFOLLOW3_FIELD, b, out, bytes, err);
-            free(out);
-        }
-        cp_progress_add(&pr, !rc);
-        if (!rc && *v->stop) rc = cp_errf(err, CP_EINTR, "stopped by a signal in the network phase");
+        if (!v->resume || cp_bstore_verify(v->store, CP_DFOLLOW3_FIELD, b,
+                                           sizeof(float) * (size_t)(4 * cp_box3_voxels(w)),
+                                           ignored))
+            todo[n] = b, ws[n++] = w;
     }
-    if (rc) cp_progress_cancel(&pr);
-    cp_progress_end(&pr);
+    *reused = b1 - b0 - n;
+    memset(st, 0, sizeof *st);
+    net_blocks nb = {k, todo};
+    if (v->im) {
+        rc = cp_agree(v->comm, rc, err);
+        if (!rc)
+            rc = cp_dnet3_windows(v->comm, v->m, read_normalized, k, k->L, &np, ws, n, v->stop,
+                                  store_block, &nb, st, err);
+    } else { /* --flows: the saved field, block by block */
+        cp_progress pr;
+        cp_progress_begin(&pr, "saved flows", k->nranks > 1 ? "blocks of rank 0" : "blocks", n);
+        float *out = NULL;
+        for (int64_t j = 0; !rc && j < n; j++) {
+            free(out);
+            out = malloc(sizeof(float) * (size_t)(4 * cp_box3_voxels(ws[j])));
+            rc = out ? cp_flows3_window(p, k->L, ws[j], out, err)
+                     : cp_errf(err, CP_ENOMEM, "network: out of memory for a block");
+            if (!rc) rc = store_block(&nb, j, out, err);
+            cp_progress_add(&pr, !rc);
+            if (!rc && *v->stop)
+                rc = cp_errf(err, CP_EINTR, "stopped by a signal in the network phase");
+        }
+        free(out);
+        if (rc) cp_progress_cancel(&pr);
+        cp_progress_end(&pr);
+        rc = cp_agree(v->comm, rc, err);
+    }
+    free(todo), free(ws);
     MPI_Allreduce(MPI_IN_PLACE, reused, 1, MPI_INT64_T, MPI_SUM, v->comm);
-    return cp_agree(v->comm, rc, err);
+    return rc;
 }
 
 /* The centre (block q) of a grown block's 4-channel field f (box w) into dP (3, q) and
@@ -199,6 +229,7 @@ int cp_dvolume_run(cp_dvolume *v, cp_h5out **h, cp_cell **cells, int64_t *ncells
     MPI_Comm_size(v->comm, &k.nranks);
     *h = NULL, *cells = NULL, *ncells = 0, *nmasks = 0;
     int64_t reused = 0;
+    cp_dnet3_stats nst;
     k.L[0] = pl->nz, k.L[1] = pl->Ly0, k.L[2] = pl->Lx0;
     int rc = grids(&k, err);
     if (rc) return rc;
@@ -210,11 +241,16 @@ int cp_dvolume_run(cp_dvolume *v, cp_h5out **h, cp_cell **cells, int64_t *ncells
                               p->norm_percentile_hi, k.norm, err);
     for (int c = 0; c < 2; c++) k.inv[c] = p->invert && !p->no_norm && k.norm[c].good;
     lap(&k, CP_PH_PREP);
-    if (!rc) rc = network(&k, &reused, err);
+    if (!rc) rc = network(&k, &reused, &nst, err);
     lap(&k, CP_PH_NET);
     if (rc) return rc;
-    say(&k, "%s: %lld blocks done, %lld reused from the checkpoint",
-        v->im ? "network" : "saved flows", (long long)(k.g.nblocks - reused), (long long)reused);
+    if (v->im)
+        say(&k, "network: %lld blocks done, %lld reused from the checkpoint; %lld tile evaluations "
+            "for %lld tiles of the volume", (long long)(k.g.nblocks - reused), (long long)reused,
+            (long long)nst.tiles_run, (long long)nst.tiles_volume);
+    else
+        say(&k, "saved flows: %lld blocks done, %lld reused from the checkpoint",
+            (long long)(k.g.nblocks - reused), (long long)reused);
     int64_t rounds, nlabels;
     /* particles held in memory per rank: those of two full blocks at most, so that the memory of
      * the flow following follows the block (the rest wait in the store) */

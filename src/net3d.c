@@ -9,9 +9,6 @@
 #include "run_net.h"
 #include "smooth3d.h"
 
-/* Tile size of the three passes: run_3D never receives eval's bsize (§8.1). */
-enum { NET3D_BSIZE = 224 };
-
 cp_view cp_view_of(int pass, int64_t Lz, int64_t Ly, int64_t Lx)
 {
     int64_t sz = Ly * Lx, sy = Lx;
@@ -47,9 +44,7 @@ void cp_view_add(const cp_view *v, int64_t i, const float *y, int64_t cstride, f
         }
 }
 
-/* The box of the volume holding the images' rows [r[0], r[0]+r[2]) x columns [r[1], r[1]+r[3])
- * of planes [p0, p0+pn) of pass `pass` (cp_view_of's axes). */
-static cp_box3 view_box(int pass, int64_t p0, int64_t pn, const int64_t r[4])
+cp_box3 cp_view_box(int pass, int64_t p0, int64_t pn, const int64_t r[4])
 {
     switch (pass) {
     case 0: return (cp_box3){{p0, r[0], r[1]}, {pn, r[2], r[3]}};
@@ -58,9 +53,7 @@ static cp_box3 view_box(int pass, int64_t p0, int64_t pn, const int64_t r[4])
     }
 }
 
-/* Box a seen by pass `pass`: its planes [*p0, *p0+*pn) and its image rect r (view_box's
- * inverse). */
-static void box_rect(int pass, cp_box3 a, int64_t *p0, int64_t *pn, int64_t r[4])
+void cp_view_rect(int pass, cp_box3 a, int64_t *p0, int64_t *pn, int64_t r[4])
 {
     int64_t z[2] = {a.o[0], a.n[0]}, y[2] = {a.o[1], a.n[1]}, x[2] = {a.o[2], a.n[2]};
     const int64_t *pl = pass == 0 ? z : pass == 1 ? y : x, *ro = pass == 0 ? y : z,
@@ -79,8 +72,8 @@ static int pass_geom_of(const int64_t L[3], int pass, cp_box3 a, double tile_ove
                         int augment, pass_geom *q, char *err)
 {
     q->v = cp_view_of(pass, L[0], L[1], L[2]);
-    box_rect(pass, a, &q->p0, &q->pn, q->win);
-    return cp_net_window_cover(q->v.rows, q->v.cols, NET3D_BSIZE, tile_overlap, augment, q->win,
+    cp_view_rect(pass, a, &q->p0, &q->pn, q->win);
+    return cp_net_window_cover(q->v.rows, q->v.cols, CP_NET3D_BSIZE, tile_overlap, augment, q->win,
                                q->cover, &q->per, err);
 }
 
@@ -106,12 +99,12 @@ int cp_net3d_pass_box(const cp_model *m, cp_net3d_reader rd, void *arg, const in
                                        (long long)q.cover[2], (long long)q.cover[3]);
     for (int64_t i0 = 0; !rc && i0 < q.pn; i0 += group) {
         int64_t n = q.pn - i0 < group ? q.pn - i0 : group;
-        cp_box3 part = view_box(pass, q.p0 + i0, n, q.cover);
+        cp_box3 part = cp_view_box(pass, q.p0 + i0, n, q.cover);
         rc = rd(arg, part, xs, err);
         cp_view vs = cp_view_of(pass, part.n[0], part.n[1], part.n[2]);
         for (int64_t i = 0; !rc && i < n; i++) cp_view_image(&vs, xs, i, x2 + i * 2 * cpix);
         if (!rc)
-            rc = cp_net_images_window(m, x2, n, q.v.rows, q.v.cols, NET3D_BSIZE, tile_overlap,
+            rc = cp_net_images_window(m, x2, n, q.v.rows, q.v.cols, CP_NET3D_BSIZE, tile_overlap,
                                       augment, batch, q.win, y, pr, err);
         for (int64_t i = 0; !rc && i < n; i++) {
             const float *yi = y + i * 3 * wpix;
@@ -217,7 +210,7 @@ int cp_run_net3d(const cp_model *m, const float *x, const int64_t L[3], const cp
         int64_t ntiles = 0;
         for (int pass = 0; pass < 3; pass++) {
             cp_view v = cp_view_of(pass, Ln[0], Ln[1], Ln[2]);
-            ntiles += v.planes * cp_net_image_tiles(v.rows, v.cols, NET3D_BSIZE, p->tile_overlap,
+            ntiles += v.planes * cp_net_image_tiles(v.rows, v.cols, CP_NET3D_BSIZE, p->tile_overlap,
                                                     p->augment);
         }
         cp_progress pr;

@@ -21,6 +21,9 @@
 #include "progress.h"
 #include "resize.h"
 
+/* Tile size of the three passes: run_3D never receives eval's bsize (§8.1). */
+enum { CP_NET3D_BSIZE = 224 };
+
 /* Channels of the summed field (Cellpose's run_3D accumulator order). */
 enum { CP_V3_DZ = 0, CP_V3_DY = 1, CP_V3_DX = 2, CP_V3_CELLPROB = 3 };
 
@@ -41,6 +44,13 @@ cp_view cp_view_of(int pass, int64_t Lz, int64_t Ly, int64_t Lx);
 
 /* Image i of view v, from the volume x (Lz, Ly, Lx, 2) interleaved, into x2 (rows, cols, 2). */
 void cp_view_image(const cp_view *v, const float *x, int64_t i, float *x2);
+
+/* The box of the volume holding the images' rows [r[0], r[0]+r[2]) x columns [r[1], r[1]+r[3])
+ * of planes [p0, p0+pn) of pass `pass` (cp_view_of's axes). */
+cp_box3 cp_view_box(int pass, int64_t p0, int64_t pn, const int64_t r[4]);
+/* Box a seen by pass `pass`: its planes [*p0, *p0+*pn) and its image rect r (cp_view_box's
+ * inverse). */
+void cp_view_rect(int pass, cp_box3 a, int64_t *p0, int64_t *pn, int64_t r[4]);
 
 /* Adds the network output of image i -- channel k at y + k * cstride, each (rows, cols) -- to
  * the summed field acc (4, Lz, Ly, Lx) of nvox = Lz*Ly*Lx voxels, in float32 as Cellpose's

@@ -36,4 +36,30 @@
 int cp_net3d_window(const cp_model *m, cp_net3d_reader rd, void *arg, const int64_t L[3],
                     const cp_net3d_params *p, cp_box3 w, float *out4, char *err);
 
+/* The boxes of window w (checked as cp_net3d_window does): Ln the network scale, back whether
+ * the field is resized back to L, s the field before smoothing (w grown by flow3D_smooth's
+ * reach), a the network-scale box whose summed field (the three passes) gives s. */
+typedef struct cp_net3d_boxes {
+    int64_t Ln[3];
+    int back;
+    cp_box3 s, a;
+} cp_net3d_boxes;
+int cp_net3d_window_boxes(const int64_t L[3], const cp_net3d_params *p, cp_box3 w,
+                          cp_net3d_boxes *bx, char *err);
+
+/* The rest of cp_net3d_window from the summed field acc (4, bx->a): resized back, smoothed and
+ * cropped to out4 (4, w). Errors: CP_ENOMEM, the smoothing's. */
+int cp_net3d_window_finish(const float *acc, const int64_t L[3], const cp_net3d_params *p,
+                           cp_box3 w, const cp_net3d_boxes *bx, float *out4, char *err);
+
+/* cp_net3d_reader of the network input at the network scale Ln (arg: a cp_net3d_scaled): boxes
+ * of the normalized volume L read through rd (the same box when Ln is L), else resized from the
+ * box of it they need (bit-identical to the whole volume resized). */
+typedef struct cp_net3d_scaled {
+    cp_net3d_reader rd;
+    void *arg;
+    const int64_t *L, *Ln;
+} cp_net3d_scaled;
+int cp_net3d_read_scaled(void *arg, cp_box3 b, float *dst, char *err);
+
 #endif

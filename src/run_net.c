@@ -72,9 +72,7 @@ static int run_tiles(const cp_model *m, const cp_tile_grid *g, const int64_t *ks
     return rc;
 }
 
-/* The tile grid of an image Lyr x Lxr at the network scale, padded (§2.4); by, bx: the padding
- * before the image. */
-static int plan_image(int64_t Lyr, int64_t Lxr, int64_t bsize, double overlap, int augment,
+int cp_net_image_grid(int64_t Lyr, int64_t Lxr, int64_t bsize, double overlap, int augment,
                       cp_tile_grid *g, int64_t *by, int64_t *bx, char *err)
 {
     int64_t ay, ax;
@@ -88,7 +86,7 @@ int64_t cp_net_image_tiles(int64_t Lyr, int64_t Lxr, int64_t bsize, double overl
     cp_tile_grid g;
     int64_t by, bx;
     char err[CP_ERR_LEN];
-    if (plan_image(Lyr, Lxr, bsize, overlap, augment, &g, &by, &bx, err)) return 0;
+    if (cp_net_image_grid(Lyr, Lxr, bsize, overlap, augment, &g, &by, &bx, err)) return 0;
     int64_t n = g.ny * g.nx;
     cp_tiles_free(&g);
     return n;
@@ -112,7 +110,7 @@ static int net_win_plan(int64_t Lyr, int64_t Lxr, int64_t bsize, double overlap,
         return cp_errf(err, CP_EPARAM, "network: window %lldx%lld at (%lld, %lld) outside the "
                        "%lldx%lld image", (long long)win[2], (long long)win[3],
                        (long long)win[0], (long long)win[1], (long long)Lyr, (long long)Lxr);
-    int rc = plan_image(Lyr, Lxr, bsize, overlap, augment, &q->g, &q->by, &q->bx, err);
+    int rc = cp_net_image_grid(Lyr, Lxr, bsize, overlap, augment, &q->g, &q->by, &q->bx, err);
     if (rc) return rc;
     const cp_tile_grid *g = &q->g;
     int whole = win[2] == Lyr && win[3] == Lxr;

@@ -8,6 +8,7 @@
 
 #include "cpnet.h"
 #include "progress.h"
+#include "tiles.h"
 
 typedef struct cp_net_out {
     int64_t ny, nx;  /* dynamics scale: the image size, or the network scale without resample */
@@ -51,6 +52,11 @@ int cp_net_window_cover(int64_t Lyr, int64_t Lxr, int64_t bsize, double overlap,
 int cp_net_images_window(const cp_model *m, const float *x2, int64_t nimg, int64_t Lyr,
                          int64_t Lxr, int64_t bsize, double overlap, int augment, int64_t batch,
                          const int64_t win[4], float *out, cp_progress *pr, char *err);
+/* The tile grid g (cp_tiles_free it) of an image Lyr x Lxr at the network scale, zero-padded
+ * (§2.4); *by, *bx: the padding before the image, so image pixel (y, x) is canvas pixel
+ * (y + *by, x + *bx). Errors: cp_tiles_plan's. */
+int cp_net_image_grid(int64_t Lyr, int64_t Lxr, int64_t bsize, double overlap, int augment,
+                      cp_tile_grid *g, int64_t *by, int64_t *bx, char *err);
 /* Tiles cp_net_images runs per image of Lyr x Lxr (0 if the parameters are invalid). */
 int64_t cp_net_image_tiles(int64_t Lyr, int64_t Lxr, int64_t bsize, double overlap, int augment);
 
