@@ -12,6 +12,9 @@
  *                               1e-3, printing the max errors and the time per voxel
  *   tiling <case>               each pass's padding, tile size and tile starts at bsize 224 =
  *                               case.json run_3D.views[].tiling (Z as image rows, §8.11.5)
+ *   dnet3 <case> <variant> <B>  (under mpirun) cp_dnet3_windows over the blocks of B: bit-identical
+ *                               to the whole volume, each tile once in a wave, errors reach
+ *                               every rank
  *   unit                        the 4-channel area order, the views' geometry, bad parameters,
  *                               tile batches that span images (cp_net_images)
  * Tolerances: bit-identical where the oracle's arithmetic is reproduced, 1e-3 for our network
@@ -20,6 +23,8 @@
 #include "net3d_window.h"
 
 #include "cp_err.h"
+#include "dnet3.h"
+#include "grid.h"
 #include "run_net.h"
 #include "resize.h"
 #include "smooth3d.h"
@@ -27,6 +32,7 @@
 #include "tiles.h"
 
 #include <math.h>
+#include <mpi.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -482,7 +488,8 @@ static float *oracle_field(const char *name, const cp_net3d_params *p, const int
  * within 1e-3. Variants on x cropped (no oracle), anisotropy 1.5, flow3D_smooth 1: "r2", at most
  * 5x14x17 at rescale 2 (resizing back takes the exact-2x area path in Y, X; 3x in Z); "aug", at
  * most 4x8x9 with augment (its tiles are 224 wide even on small images: slow). */
-static int test_window(const char *name, const char *variant, int64_t sample)
+/* The case of the window tests: its x_norm and parameters, or the variants' crops (r2, aug). */
+static tcase window_case(const char *name, const char *variant)
 {
     int r2 = variant && strcmp(variant, "r2") == 0, aug = variant && strcmp(variant, "aug") == 0;
     tcase tc = open_case(name, r2 || aug || (variant && strcmp(variant, "main") == 0) ? NULL
@@ -501,6 +508,14 @@ static int test_window(const char *name, const char *variant, int64_t sample)
         tc.p.rescale = r2 ? 2.0 : 1.0, tc.p.anisotropy = 1.5, tc.p.augment = aug,
         tc.p.smooth = 1.0;
     }
+    return tc;
+}
+
+static int test_window(const char *name, const char *variant, int64_t sample)
+{
+    int r2 = variant && strcmp(variant, "r2") == 0, aug = variant && strcmp(variant, "aug") == 0;
+    tcase tc = window_case(name, variant);
+    char err[CP_ERR_LEN] = "";
     const char *mpath = json_object_get_string(tu_json_get(tc.j, "model.path"));
     cp_model *m = NULL;
     int rc = cp_model_load(tu_need(tu_path("%s/%s", tu_shared(), mpath + 7)), &m, err);
@@ -588,6 +603,113 @@ static int test_window(const char *name, const char *variant, int64_t sample)
     rc = cp_net3d_window(m, read_fails, NULL, tc.L, &tc.p, one, dummy, err);
     TU_CHECK(rc == CP_EIO && strcmp(err, "reader: no volume") == 0, "%s: reader error: %d %s",
              name, rc, err);
+    cp_net3d_out_free(&o);
+    cp_model_free(m);
+    close_case(&tc);
+    return tu_finish();
+}
+
+/* ---- each tile once over blocks (cp_dnet3_windows, MPI) ------------------------------------ */
+
+/* What the emitted windows of this rank gave, against the whole volume's field. */
+typedef struct dnet3_check {
+    const cp_net3d_out *o;
+    const cp_box3 *ws;
+    int64_t emitted, values, differ;
+    double maxabs;
+} dnet3_check;
+
+static int dnet3_compare(void *arg, int64_t j, const float *out4, char *err)
+{
+    (void)err;
+    dnet3_check *k = arg;
+    const int64_t G[3] = {k->o->nz, k->o->ny, k->o->nx}, nw = cp_box3_voxels(k->ws[j]);
+    float *ref4 = malloc(sizeof(float) * (size_t)(4 * nw));
+    field_box(k->o->dP, G, k->ws[j], ref4);
+    int64_t where;
+    double e = tu_maxabs(out4, ref4, 4 * nw, &where);
+    k->maxabs = e > k->maxabs ? e : k->maxabs;
+    k->differ += nbits_differ(out4, ref4, 4 * nw);
+    k->values += 4 * nw, k->emitted++;
+    free(ref4);
+    return 0;
+}
+
+/* Fails on the last rank: every rank must return the error, none may wait for ever. */
+static int read_fails_last(void *arg, cp_box3 b, float *dst, char *err)
+{
+    int rank, n;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &n);
+    return rank == n - 1 ? read_fails(arg, b, dst, err) : read_box(arg, b, dst, err);
+}
+
+/* The blocks of side B of the output grid, grown by 1 voxel (as the driver's "dp3"), dealt to the
+ * ranks as the driver deals them, through cp_dnet3_windows on every rank: each window bit for bit
+ * against cp_run_net3d on the whole volume; the tile evaluations, summed over the ranks, equal the
+ * whole volume's tiles when one wave holds every block and nothing is resized (no more with a
+ * resize); then a reader failing on the last rank and a stop on rank 0 end every rank with the
+ * error. */
+static int test_dnet3(const char *name, const char *variant, int64_t B)
+{
+    int rank, nranks;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &nranks);
+    tcase tc = window_case(name, variant);
+    char err[CP_ERR_LEN] = "";
+    const char *mpath = json_object_get_string(tu_json_get(tc.j, "model.path"));
+    cp_model *m = NULL;
+    int rc = cp_model_load(tu_need(tu_path("%s/%s", tu_shared(), mpath + 7)), &m, err);
+    TU_CHECK(rc == 0, "%s: %s", name, err);
+    cp_net3d_out o;
+    if (!rc) rc = cp_run_net3d(m, tc.x, tc.L, &tc.p, &o, err);
+    TU_CHECK(rc == 0, "%s: %s", name, err);
+    if (rc) return tu_finish();
+    cp_grid g;
+    cp_grid_init3(&g, o.nz, o.ny, o.nx, B, nranks);
+    int64_t b0, b1;
+    cp_grid_range(&g, rank, &b0, &b1);
+    cp_box3 *ws = malloc(sizeof *ws * (size_t)(b1 - b0 + 1));
+    for (int64_t b = b0; b < b1; b++) ws[b - b0] = cp_box3_grow(&g, cp_grid_box(&g, b), 1);
+    box_reader rd = {tc.x, {tc.L[0], tc.L[1], tc.L[2]}, 0};
+    dnet3_check k = {&o, ws, 0, 0, 0, 0};
+    cp_dnet3_stats st = {0, 0};
+    double t0 = MPI_Wtime();
+    rc = cp_dnet3_windows(MPI_COMM_WORLD, m, read_box, &rd, tc.L, &tc.p, ws, b1 - b0, NULL,
+                          dnet3_compare, &k, &st, err);
+    TU_CHECK(rc == 0, "%s: %s", name, err);
+    int64_t sums[3] = {k.emitted, k.values, k.differ}, most = b1 - b0;
+    MPI_Allreduce(MPI_IN_PLACE, sums, 3, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
+    MPI_Allreduce(MPI_IN_PLACE, &k.maxabs, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    MPI_Allreduce(MPI_IN_PLACE, &most, 1, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD);
+    int one_wave = most <= CP_DNET3_WAVE, resized = tc.Ln[0] != tc.L[0] ||
+                                                    tc.Ln[1] != tc.L[1] || tc.Ln[2] != tc.L[2];
+    if (rank == 0)
+        printf("%s: %s: %d rank(s), %lld blocks of %lld (grown by 1), %s: %lld windows, %lld "
+               "values: %lld not bit-identical, max abs difference %.3g; %lld tile evaluations "
+               "for the volume's %lld tiles; %.2f s\n", name, variant, nranks,
+               (long long)g.nblocks, (long long)B, one_wave ? "one wave" : "several waves",
+               (long long)sums[0], (long long)sums[1], (long long)sums[2], k.maxabs,
+               (long long)st.tiles_run, (long long)st.tiles_volume, MPI_Wtime() - t0);
+    TU_CHECK(sums[0] == g.nblocks && sums[2] == 0, "%s: %lld of %lld windows, %lld values differ",
+             name, (long long)sums[0], (long long)g.nblocks, (long long)sums[2]);
+    TU_CHECK(!one_wave || (resized ? st.tiles_run <= st.tiles_volume
+                                   : st.tiles_run == st.tiles_volume),
+             "%s: one wave: %lld tile evaluations for %lld tiles", name, (long long)st.tiles_run,
+             (long long)st.tiles_volume);
+    /* a reader failing on one rank, a stop on one rank: every rank returns the error */
+    if (nranks > 1 || rank == 0) {
+        rc = cp_dnet3_windows(MPI_COMM_WORLD, m, read_fails_last, &rd, tc.L, &tc.p, ws, b1 - b0,
+                              NULL, dnet3_compare, &k, NULL, err);
+        TU_CHECK(rc == CP_EIO && strstr(err, "reader: no volume"), "failing reader: %d %s", rc,
+                 err);
+        volatile sig_atomic_t stop = rank == 0;
+        rc = cp_dnet3_windows(MPI_COMM_WORLD, m, read_box, &rd, tc.L, &tc.p, ws, b1 - b0, &stop,
+                              dnet3_compare, &k, NULL, err);
+        TU_CHECK(rc == CP_EINTR && strstr(err, "stopped"), "stop on rank 0: %d %s", rc, err);
+        if (rank == 0) printf("failing reader, stop on rank 0: every rank returned: %s\n", err);
+    }
+    free(ws);
     cp_net3d_out_free(&o);
     cp_model_free(m);
     close_case(&tc);
@@ -743,11 +865,17 @@ int main(int argc, char **argv)
     if (argc >= 3 && strcmp(argv[1], "smooth") == 0) return test_smooth(argv[2]);
     if (argc >= 3 && strcmp(argv[1], "net") == 0)
         return test_net(argv[2], argc > 3 ? argv[3] : NULL);
+    if (argc >= 5 && strcmp(argv[1], "dnet3") == 0) {
+        MPI_Init(&argc, &argv);
+        int rc = test_dnet3(argv[2], argv[3], atoll(argv[4]));
+        MPI_Finalize();
+        return rc;
+    }
     if (argc >= 3 && strcmp(argv[1], "window") == 0)
         return test_window(argv[2], argc > 3 ? argv[3] : NULL,
                            argc > 4 && strcmp(argv[4], "all") != 0 ? atoll(argv[4]) : 0);
     fprintf(stderr, "usage: test_net3d unit | xnet|views|tiling|smooth <case> | net <case> "
                     "[smooth1|noresample] | window <case> [main|smooth1|noresample|r2|aug] "
-                    "[blocks per size|all]\n");
+                    "[blocks per size|all] | dnet3 <case> <variant> <block> (under mpirun)\n");
     return 2;
 }

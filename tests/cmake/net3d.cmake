@@ -1,6 +1,6 @@
 # The 3-D network stage (src/net3d.c, src/smooth3d.c, cp_resize_volume): CELLPOSE_ALGORITHM.md
 # §8.4-8.6 against the 3-D reference cases. x_norm of the same cases: prep.cmake.
-cp_add_test(NAME net3d_unit SOURCE test_net3d.c LINK net3d net3d_window ARGS unit TIMEOUT 120)
+cp_add_test(NAME net3d_unit SOURCE test_net3d.c LINK net3d net3d_window dnet3 grid ARGS unit TIMEOUT 120)
 cp_add_test(NAME net3d_xnet_synth_trained_nbase16_vol3d_aniso SOURCE test_net3d.c LINK net3d
             ARGS xnet synth_trained_nbase16_vol3d_aniso TIMEOUT 120)
 foreach(c tiny_nbase8_vol3d synth_trained_nbase16_vol3d_aniso)
@@ -41,3 +41,22 @@ foreach(v main r2)
   cp_add_test(NAME net3d_window_tiny_nbase8_vol3d_${v}_all SOURCE test_net3d.c LINK net3d
               ARGS window tiny_nbase8_vol3d ${v} all TIMEOUT 3600 LABELS heavy)
 endforeach()
+# cp_dnet3_windows (mpi/dnet3.c): the grown blocks of a grid through the each-tile-once network
+# at 1-4 ranks, bit for bit against the whole volume, the tile count of a wave, an error or a stop
+# on one rank reaching all: one and several waves (32: 6 blocks; 8: many), a resize up (r2),
+# augment, flow3D_smooth with slices of several tiles, and anisotropy without resample.
+foreach(np 1 2 3 4)
+  cp_add_mpi_test(NAME dnet3_tiny_nbase8_vol3d_main_np${np} SOURCE test_net3d.c NP ${np}
+                  ARGS dnet3 tiny_nbase8_vol3d main 32 TIMEOUT 300)
+endforeach()
+foreach(np 2 3)
+  cp_add_mpi_test(NAME dnet3_tiny_nbase8_vol3d_r2_np${np} SOURCE test_net3d.c NP ${np}
+                  ARGS dnet3 tiny_nbase8_vol3d r2 8 TIMEOUT 300)
+  cp_add_mpi_test(NAME dnet3_tiny_nbase8_vol3d_multitile_smooth1_np${np} SOURCE test_net3d.c
+                  NP ${np} ARGS dnet3 tiny_nbase8_vol3d_multitile smooth1 32 TIMEOUT 600
+                  LABELS heavy)
+endforeach()
+cp_add_mpi_test(NAME dnet3_tiny_nbase8_vol3d_aug_np2 SOURCE test_net3d.c NP 2
+                ARGS dnet3 tiny_nbase8_vol3d aug 4 TIMEOUT 300)
+cp_add_mpi_test(NAME dnet3_synth_trained_nbase16_vol3d_aniso_noresample_np3 SOURCE test_net3d.c
+                NP 3 ARGS dnet3 synth_trained_nbase16_vol3d_aniso noresample 16 TIMEOUT 600)
