@@ -36,12 +36,13 @@ def main():
     for B in a.blocks:
         args = ["--pretrained_model", MODEL, "--image_path", image, "--z_axis", "0", "--do_3D",
                 "--diameter", "30", "--block", str(B), "--output", os.path.join(tmp, f"b{B}.h5")]
-        dt, rss, net = run(["mpirun", "--oversubscribe", "-n", "2", "-x", "OMP_NUM_THREADS=1",
-                            "/usr/bin/time", "-f", "rss %M", exe] + args)
+        dt, rss, net, tiles = run(["mpirun", "--oversubscribe", "-n", "2", "-x",
+                                   "OMP_NUM_THREADS=1", "/usr/bin/time", "-f", "rss %M", exe] + args)
         sides.append(B)
         peaks.append(max(rss))
         print(f"{name}, 2 ranks, blocks of {B}: {dt:.1f} s (network {net:.1f} s), peak RSS per "
-              f"rank {[round(r) for r in rss]} MiB")
+              f"rank {[round(r) for r in rss]} MiB; {tiles[0]} tile evaluations for the "
+              f"volume's {tiles[1]} tiles")
     cube = np.array(sides, dtype=float) ** 3
     i, j = int(np.argmin(cube)), int(np.argmax(cube))
     print(f"growth per block voxel, blocks of {sides[i]} to {sides[j]}: "

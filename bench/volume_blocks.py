@@ -33,7 +33,8 @@ def tiled(shape, path):
 
 
 def run(cmd):
-    """Runs cmd; returns (seconds, [peak RSS MiB of each process], the network seconds)."""
+    """Runs cmd; returns (seconds, [peak RSS MiB of each process], the network seconds, the
+    summary's "<n> tile evaluations for <m> tiles" as (n, m), or None on one process)."""
     t = time.perf_counter()
     r = subprocess.run(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     dt = time.perf_counter() - t
@@ -41,7 +42,9 @@ def run(cmd):
         sys.exit("failed: " + " ".join(cmd) + "\n" + r.stdout[-3000:])
     rss = [int(k) / 1024 for k in re.findall(r"^rss (\d+)", r.stdout, re.M)]
     net = re.search(r"^\s+network\s+([\d.]+) s", r.stdout, re.M)
-    return dt, rss, float(net.group(1)) if net else float("nan")
+    tiles = re.search(r"(\d+) tile evaluations for (\d+) tiles", r.stdout)
+    return (dt, rss, float(net.group(1)) if net else float("nan"),
+            (int(tiles.group(1)), int(tiles.group(2))) if tiles else None)
 
 
 def print_machine():
@@ -75,12 +78,13 @@ def main():
         name = "x".join(map(str, shape))
         image = os.path.join(tmp, f"v{name}.tif")
         tiled(shape, image)
-        dt, rss, net = segment(exe, image, os.path.join(tmp, f"b{name}.h5"), 2)
+        dt, rss, net, tiles = segment(exe, image, os.path.join(tmp, f"b{name}.h5"), 2)
         peaks.append(max(rss))
         print(f"{name}, 2 ranks, blocks of 64: {dt:.1f} s (network {net:.1f} s), peak RSS per "
-              f"rank {[round(r) for r in rss]} MiB")
+              f"rank {[round(r) for r in rss]} MiB; {tiles[0]} tile evaluations for the "
+              f"volume's {tiles[1]} tiles ({tiles[0] / tiles[1]:.2f}x)")
         if shape == shapes[0]:
-            dt1, rss1, net1 = segment(exe, image, os.path.join(tmp, f"w{name}.h5"), 0)
+            dt1, rss1, net1, _ = segment(exe, image, os.path.join(tmp, f"w{name}.h5"), 0)
             print(f"{name}, one process, whole volume: {dt1:.1f} s (network {net1:.1f} s), "
                   f"peak RSS {round(rss1[0])} MiB")
             import h5py
@@ -88,7 +92,7 @@ def main():
                     h5py.File(os.path.join(tmp, f"w{name}.h5"))["labels"][...]).all()
             print("  labels identical to the whole-volume run:", bool(same))
             print(f"  network time over blocks of 64 (2 ranks, summed) / whole volume (1 process):"
-                  f" {2 * net / net1:.1f}x (tiles recomputed by each block that needs them)")
+                  f" {2 * net / net1:.1f}x")
     if len(peaks) == 2:
         print(f"peak RSS per rank, 128x512x512 / 64x256x256: {peaks[1] / peaks[0]:.2f} "
               f"(issue 19: within 25%)")
