@@ -1,6 +1,7 @@
 /* --do_3D over 3-D owner blocks (issue 19; CELLPOSE_ALGORITHM.md §8) on the ranks of a
  * communicator: global percentiles over the volume, the network output of each own block
- * (cp_net3d_window on the block grown by 1 voxel, "dp3"), flow following across blocks
+ * (the block grown by 1 voxel, "dp3", from cp_dnet3_windows: each tile run once per wave of
+ * blocks, bit-identical to cp_net3d_window), flow following across blocks
  * (dfollow3.h), raw masks (dmasks3.h), hole filling and min_size (dpost3.h), then the label
  * volume, its /cells and, with --save_flows, the flows, written collectively. The labels are
  * those of the whole-volume engine (cp_segment_volume) for any number of ranks and any block
