@@ -511,19 +511,27 @@ static tcase window_case(const char *name, const char *variant)
     return tc;
 }
 
+/* The case's model; NULL after a failed check. */
+static cp_model *case_model(const char *name, const tcase *tc)
+{
+    char err[CP_ERR_LEN] = "";
+    const char *mpath = json_object_get_string(tu_json_get(tc->j, "model.path"));
+    cp_model *m = NULL;
+    int rc = cp_model_load(tu_need(tu_path("%s/%s", tu_shared(), mpath + 7)), &m, err);
+    TU_CHECK(rc == 0, "%s: %s", name, err);
+    return rc ? NULL : m;
+}
+
 static int test_window(const char *name, const char *variant, int64_t sample)
 {
     int r2 = variant && strcmp(variant, "r2") == 0, aug = variant && strcmp(variant, "aug") == 0;
     tcase tc = window_case(name, variant);
     char err[CP_ERR_LEN] = "";
-    const char *mpath = json_object_get_string(tu_json_get(tc.j, "model.path"));
-    cp_model *m = NULL;
-    int rc = cp_model_load(tu_need(tu_path("%s/%s", tu_shared(), mpath + 7)), &m, err);
-    TU_CHECK(rc == 0, "%s: %s", name, err);
-    if (rc) return tu_finish();
+    cp_model *m = case_model(name, &tc);
+    if (!m) return tu_finish();
     cp_net3d_out o;
     double c0 = cpu_now();
-    rc = cp_run_net3d(m, tc.x, tc.L, &tc.p, &o, err);
+    int rc = cp_run_net3d(m, tc.x, tc.L, &tc.p, &o, err);
     TU_CHECK(rc == 0, "%s: %s", name, err);
     if (rc) return tu_finish();
     const int64_t G[3] = {o.nz, o.ny, o.nx};
@@ -657,12 +665,9 @@ static int test_dnet3(const char *name, const char *variant, int64_t B)
     MPI_Comm_size(MPI_COMM_WORLD, &nranks);
     tcase tc = window_case(name, variant);
     char err[CP_ERR_LEN] = "";
-    const char *mpath = json_object_get_string(tu_json_get(tc.j, "model.path"));
-    cp_model *m = NULL;
-    int rc = cp_model_load(tu_need(tu_path("%s/%s", tu_shared(), mpath + 7)), &m, err);
-    TU_CHECK(rc == 0, "%s: %s", name, err);
+    cp_model *m = case_model(name, &tc);
     cp_net3d_out o;
-    if (!rc) rc = cp_run_net3d(m, tc.x, tc.L, &tc.p, &o, err);
+    int rc = m ? cp_run_net3d(m, tc.x, tc.L, &tc.p, &o, err) : CP_EPARAM;
     TU_CHECK(rc == 0, "%s: %s", name, err);
     if (rc) return tu_finish();
     cp_grid g;
