@@ -15,6 +15,11 @@ tile of each shape (one batch of --batch tiles) times the number of tiles of tha
 right after each of our runs (the machine may be shared: both see the same load), best of the
 --repeat rounds; also for as many tiles of 224x224 (issue 19's wording), for scale.
 
+Then the same volume over 3-D blocks on 2 MPI ranks of 1 thread (the default block: the
+distributed pipeline, each tile once per wave, mpi/dnet3.c): wall time per voxel, the network
+per rank, the tile evaluations against the volume's tiles, peak RSS per rank, and whether the
+labels equal the one-process run's.
+
 usage: /usr/bin/python3 bench/volume_3d.py [--build build] [--repeat 3] [--batch 8] [--tmp DIR]
 """
 import argparse
@@ -73,21 +78,25 @@ def tile_counts(ln):
     return counts
 
 
-def run_ours(exe, vol, out, threads):
-    """One --do_3D run: its phases (s), peak RSS (MB), CPU s / wall s of the process, stderr."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), CELLPOSE_MPI_PROGRESS="log")
-    cmd = ["/usr/bin/time", "-f", "rss_kb %M cpu_s %U %S", exe, "--pretrained_model", MODEL, "--image_path",
-           vol, "--do_3D", "--z_axis", "1", "--channel_axis", "0", "--chan", "1", "--chan2", "2",
-           "--diameter", "30", "--anisotropy", "1", "--threads", str(threads), "--output", out]
+def run_ours(exe, vol, out, threads, ranks=0):
+    """One --do_3D run (ranks 0: one process, else mpirun -n ranks): its phases (s; rank 0's),
+    peak RSS (MB; the largest rank's), CPU s / wall s of the process (of rank 0), stderr."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), CELLPOSE_MPI_PROGRESS="log",
+               OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    mpi = ["mpirun", "--oversubscribe", "-n", str(ranks)] if ranks else []
+    cmd = mpi + ["/usr/bin/time", "-f", "rss_kb %M cpu_s %U %S", exe, "--pretrained_model", MODEL,
+                 "--image_path", vol, "--do_3D", "--z_axis", "1", "--channel_axis", "0", "--chan",
+                 "1", "--chan2", "2", "--diameter", "30", "--anisotropy", "1", "--threads",
+                 str(threads), "--output", out]
     t0 = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t0
     if r.returncode:
         sys.exit(f"volume_3d: {' '.join(cmd)}: exit {r.returncode}\n{r.stderr}")
-    os.remove(out)
     ph = {k: float(v) for k, v in PHASE.findall(r.stderr)}
-    m = re.search(r"^rss_kb (\d+) cpu_s ([0-9.]+) ([0-9.]+)", r.stderr, re.M)
-    return ph, int(m[1]) / 1024, (float(m[2]) + float(m[3])) / wall, r.stderr
+    ms = re.findall(r"^rss_kb (\d+) cpu_s ([0-9.]+) ([0-9.]+)", r.stderr, re.M)
+    rss = max(int(m[0]) for m in ms) / 1024
+    return ph, rss, (float(ms[0][1]) + float(ms[0][2])) / wall, r.stderr
 
 
 def torch_per_tile(shapes, threads, batch):
@@ -128,6 +137,7 @@ def main():
             best, tt, t224 = None, float("inf"), float("inf")
             for _ in range(a.repeat):  # ours and PyTorch interleaved: they share the load
                 run = run_ours(exe, vol, out, threads)
+                os.remove(out)
                 if best is None or run[0]["total"] < best[0]["total"]:
                     best = run
                 rescale = float(re.search(r"rescale ([0-9.e+-]+)", run[3])[1])
@@ -142,6 +152,7 @@ def main():
                 t224 = min(t224, per[(224, 224)] * sum(counts.values()))
             ph, rss, cpu, err = best
             rows.append((threads, ph, rss, cpu, counts, tt, t224))
+        blocks = over_blocks(exe, vol, tmp, a.repeat)
         load = os.getloadavg()[0]
     print(f"volume {SHAPE[0]}x{SHAPE[1]}x{SHAPE[2]} ({nvox} voxels), 2 channels, trained nbase16, "
           f"diameter 30 (rescale {rescale:.4g}), anisotropy 1; best of {a.repeat}")
@@ -160,6 +171,30 @@ def main():
               f"({100 * rss / CELLPOSE_RSS_MB:.0f}% of 1.09 GB) | {cpu:.2f} |")
     print(f"load average after: {load:.2f} (CPU s / wall s of the whole process: the cores it "
           "had)")
+    ph, rss, tiles, same = blocks
+    one = rows[1][1]["total"]
+    print(f"over blocks, 2 ranks of 1 thread, default block, best of {a.repeat}: total "
+          f"{ph['total']:.2f} s = {1e6 * ph['total'] / nvox:.2f} us/voxel ({ph['total'] / one:.2f}x "
+          f"one process on 2 threads; {1e6 * ph['total'] / nvox / CELLPOSE_US:.2f}x Cellpose), "
+          f"network {ph['network']:.2f} s on rank 0, {tiles[0]} tile evaluations for the volume's "
+          f"{tiles[1]}, peak RSS per rank {rss:.0f} MB, labels identical to one process: {same}")
+
+
+def over_blocks(exe, vol, tmp, repeat):
+    """The best of repeat runs on 2 ranks of 1 thread: phases, peak RSS per rank (MB), (tile
+    evaluations, the volume's tiles), labels equal to a one-process run's."""
+    import h5py
+    one, out = os.path.join(tmp, "one.h5"), os.path.join(tmp, "blocks.h5")
+    run_ours(exe, vol, one, 2)
+    best = None
+    for _ in range(repeat):
+        run = run_ours(exe, vol, out, 1, ranks=2)
+        if best is None or run[0]["total"] < best[0]["total"]:
+            best = run
+        same = bool((h5py.File(one)["labels"][...] == h5py.File(out)["labels"][...]).all())
+        os.remove(out)
+    t = re.search(r"(\d+) tile evaluations for (\d+) tiles", best[3])
+    return best[0], best[1], (int(t[1]), int(t[2])), same
 
 
 if __name__ == "__main__":

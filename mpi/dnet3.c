@@ -1,9 +1,13 @@
 /* The 3-D network phase over owner blocks, each tile evaluated once (see dnet3.h). */
 #include "dnet3.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "agree.h"
 #include "cp_err.h"
@@ -20,6 +24,7 @@ typedef struct wwin {
     int64_t j;
     cp_net3d_boxes bx;
     int64_t p0, pn, cw[4], nk, *ks;
+    int64_t at; /* own windows: where its passes start in the scratch file (floats) */
 } wwin;
 
 /* The run: the call, every rank's windows and boxes, the current wave and pass. */
@@ -30,13 +35,15 @@ typedef struct run3 {
     cp_net3d_scaled src;
     const int64_t *L;
     const cp_net3d_params *p;
+    int64_t wave;           /* windows per rank per wave */
+    char path[4096];        /* this rank's scratch file */
+    int fd;                 /* open during a wave, else -1 */
     int64_t Ln[3];
     int64_t *cnt, *first;   /* windows per rank, and where each rank's start in all */
     cp_net3d_boxes *all;    /* every rank's windows, rank by rank */
     int64_t *load;          /* tile runs per rank so far (the same on every rank) */
     int64_t nw;             /* windows of the wave */
     wwin *w;
-    float **acc;            /* the summed field (4, a) of the wave's own windows, by wave index */
     /* the pass */
     int pass;
     cp_view v;
@@ -268,18 +275,40 @@ static int run_items(run3 *r, const step *s, float *sbuf, char *err)
     return rc;
 }
 
+/* pwrite of n floats at float offset at, all of them. */
+static int write_floats(const run3 *r, const float *v, int64_t n, int64_t at, char *err)
+{
+    const char *b = (const char *)v;
+    size_t left = sizeof(float) * (size_t)n;
+    off_t off = (off_t)at * (off_t)sizeof(float);
+    while (left > 0) {
+        ssize_t k = pwrite(r->fd, b, left, off);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0)
+            return cp_errf(err, CP_EIO, "%s: cannot write the network's scratch: %s", r->path,
+                           k < 0 ? strerror(errno) : "no space written");
+        b += k, off += k, left -= (size_t)k;
+    }
+    return 0;
+}
+
+/* The pass's image of plane i of window w: (3, rows, cols) at this offset of the scratch. */
+static int64_t image_at(const run3 *r, const wwin *w, int64_t i)
+{
+    return w->at + r->pass * 3 * cp_box3_voxels(w->bx.a) + (i - w->p0) * 3 * w->cw[2] * w->cw[3];
+}
+
 /* Own window q's planes of the step: its parts blended in increasing tile index, plane by plane
- * (on the canvas c, weights wt, scratch of the step's largest own rect), added to its summed
- * field acc. */
-static void blend(const run3 *r, const step *s, const float *rbuf, int64_t q, float *c,
-                  double *wt, float *acc)
+ * (on the canvas c, weights wt, scratch of the step's largest own rect), each plane's image
+ * (dY, dX, cellprob of the pass's view) written to the scratch. */
+static int blend(const run3 *r, const step *s, const float *rbuf, int64_t q, float *c, double *wt,
+                 char *err)
 {
     const wwin *w = &r->w[q];
-    const cp_box3 a = w->bx.a;
     int64_t npix = w->cw[2] * w->cw[3];
-    cp_view va = cp_view_of(r->pass, a.n[0], a.n[1], a.n[2]);
     int64_t lo = max64(w->p0, s->i0), hi = min64(w->p0 + w->pn, s->i0 + s->ni);
-    for (int64_t i = lo; i < hi; i++) {
+    int rc = 0;
+    for (int64_t i = lo; !rc && i < hi; i++) {
         memset(c, 0, sizeof(float) * (size_t)(r->nout * npix));
         memset(wt, 0, sizeof(double) * (size_t)npix);
         for (int64_t t = 0; t < w->nk; t++) {
@@ -289,8 +318,9 @@ static void blend(const run3 *r, const step *s, const float *rbuf, int64_t q, fl
                                      w->cw[0], w->cw[1], w->cw[2], w->cw[3]);
         }
         cp_tiles_finish(c, wt, r->nout, npix);
-        cp_view_add(&va, i - w->p0, c, npix, acc, cp_box3_voxels(a));
+        rc = write_floats(r, c, 3 * npix, image_at(r, w, i), err);
     }
+    return rc;
 }
 
 /* One step: plan, run, exchange, blend (counting: plan and count this rank's runs only). */
@@ -319,8 +349,11 @@ static int do_step(run3 *r, int64_t i0, int64_t ni, int counting,
     if (!rc)
         MPI_Alltoallv(sbuf, s.scount, s.sdisp, MPI_FLOAT, rbuf, s.rcount, s.rdisp, MPI_FLOAT,
                       r->comm);
-    for (int64_t q = 0, l = 0; !rc && q < r->nw; q++)
-        if (r->w[q].rank == r->rank) blend(r, &s, rbuf, q, c, wt, r->acc[l++]);
+    if (!rc) {
+        for (int64_t q = 0; !rc && q < r->nw; q++)
+            if (r->w[q].rank == r->rank) rc = blend(r, &s, rbuf, q, c, wt, err);
+        rc = cp_agree(r->comm, rc, err);
+    }
     free(sbuf), free(rbuf), free(c), free(wt);
     step_free(&s);
     return rc;
@@ -357,12 +390,12 @@ static int do_pass(run3 *r, int pass, int counting, const volatile sig_atomic_t 
     return rc;
 }
 
-/* Rank o's windows in wave t: its t-th group of CP_DNET3_WAVE, from the end on odd ranks.
+/* Rank o's windows in wave t: its t-th group of r->wave, from the end on odd ranks.
  * Returns the count; *j0 the first index, *dir +1 or -1. */
 static int64_t wave_share(const run3 *r, int o, int64_t t, int64_t *j0, int64_t *dir)
 {
-    int64_t n = r->cnt[o], a = t * CP_DNET3_WAVE;
-    int64_t k = n - a < CP_DNET3_WAVE ? n - a : CP_DNET3_WAVE;
+    int64_t n = r->cnt[o], a = t * r->wave;
+    int64_t k = n - a < r->wave ? n - a : r->wave;
     if (k <= 0) return 0;
     *dir = o % 2 ? -1 : 1;
     *j0 = o % 2 ? n - 1 - a : a;
@@ -394,40 +427,76 @@ static int wave_init(run3 *r, int64_t t, char *err)
     return 0;
 }
 
-/* Wave t: the three passes, then every own window finished and emitted. */
+/* Own window w's summed field acc (4, a), from its three pass images in the scratch, added in
+ * pass order as cp_net3d_pass does; buf: scratch of 3 x a floats. */
+static int sum_passes(run3 *r, const wwin *w, float *buf, float *acc, char *err)
+{
+    const cp_box3 a = w->bx.a;
+    const int64_t na = cp_box3_voxels(a);
+    memset(acc, 0, sizeof(float) * (size_t)(4 * na));
+    for (int pass = 0; pass < 3; pass++) {
+        size_t left = sizeof(float) * (size_t)(3 * na);
+        char *b = (char *)buf;
+        off_t off = (off_t)(w->at + pass * 3 * na) * (off_t)sizeof(float);
+        while (left > 0) {
+            ssize_t k = pread(r->fd, b, left, off);
+            if (k < 0 && errno == EINTR) continue;
+            if (k <= 0)
+                return cp_errf(err, CP_EIO, "%s: cannot read the network's scratch: %s", r->path,
+                               k < 0 ? strerror(errno) : "file too short");
+            b += k, off += k, left -= (size_t)k;
+        }
+        cp_view va = cp_view_of(pass, a.n[0], a.n[1], a.n[2]);
+        int64_t p0, pn, rect[4];
+        cp_view_rect(pass, a, &p0, &pn, rect);
+        for (int64_t i = 0; i < pn; i++)
+            cp_view_add(&va, i, buf + i * 3 * rect[2] * rect[3], rect[2] * rect[3], acc, na);
+    }
+    return 0;
+}
+
+/* Wave t: the three passes (each plane's image of each own window into the scratch file), then
+ * every own window summed, finished and emitted. */
 static int do_wave(run3 *r, int64_t t, int counting, const cp_box3 *ws,
                    const volatile sig_atomic_t *stop, cp_dnet3_emit emit, void *earg, char *err)
 {
     int rc = wave_init(r, t, err);
-    int64_t own = 0;
-    for (int64_t q = 0; q < r->nw; q++) own += r->w[q].rank == r->rank;
-    r->acc = calloc((size_t)(own + 1), sizeof *r->acc);
-    if (!rc && !r->acc) rc = cp_errf(err, CP_ENOMEM, "network 3-D: out of memory for a wave");
-    for (int64_t q = 0, l = 0; !rc && !counting && q < r->nw; q++)
+    int64_t at = 0, most = 0;
+    for (int64_t q = 0; q < r->nw; q++)
         if (r->w[q].rank == r->rank) {
-            r->acc[l] = calloc((size_t)(4 * cp_box3_voxels(r->w[q].bx.a)), sizeof(float));
-            if (!r->acc[l++]) rc = cp_errf(err, CP_ENOMEM, "network 3-D: out of memory for the "
-                                           "flows of a block");
+            int64_t na = cp_box3_voxels(r->w[q].bx.a);
+            r->w[q].at = at, at += 9 * na, most = max64(most, na);
         }
-    if (!counting) rc = cp_agree(r->comm, rc, err);
+    if (!counting) {
+        if (!rc && (r->fd = open(r->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0)
+            rc = cp_errf(err, CP_EIO, "%s: cannot create the network's scratch: %s", r->path,
+                         strerror(errno));
+        rc = cp_agree(r->comm, rc, err);
+    }
     for (int pass = 0; !rc && pass < 3; pass++) rc = do_pass(r, pass, counting, stop, err);
-    float *out = NULL;
-    for (int64_t q = 0, l = 0; !rc && !counting && q < r->nw; q++) {
+    float *acc = NULL, *buf = NULL, *out = NULL;
+    if (!rc && !counting) {
+        acc = malloc(sizeof(float) * (size_t)(4 * most + 1));
+        buf = malloc(sizeof(float) * (size_t)(3 * most + 1));
+        if (!acc || !buf) rc = cp_errf(err, CP_ENOMEM, "network 3-D: out of memory for a block");
+    }
+    for (int64_t q = 0; !rc && !counting && q < r->nw; q++) {
         const wwin *w = &r->w[q];
         if (w->rank != r->rank) continue;
         const cp_box3 b = ws[w->j];
         free(out);
         out = malloc(sizeof(float) * (size_t)(4 * cp_box3_voxels(b)));
-        rc = out ? cp_net3d_window_finish(r->acc[l], r->L, r->p, b, &w->bx, out, err)
+        rc = out ? sum_passes(r, w, buf, acc, err)
                  : cp_errf(err, CP_ENOMEM, "network 3-D: out of memory for a block");
-        free(r->acc[l]);
-        r->acc[l++] = NULL;
+        if (!rc) rc = cp_net3d_window_finish(acc, r->L, r->p, b, &w->bx, out, err);
         if (!rc) rc = emit(earg, w->j, out, err);
     }
-    free(out);
-    for (int64_t l = 0; l < own; l++) free(r->acc[l]);
-    free(r->acc);
-    r->acc = NULL;
+    free(acc), free(buf), free(out);
+    if (r->fd >= 0) {
+        close(r->fd);
+        unlink(r->path);
+        r->fd = -1;
+    }
     return counting ? rc : cp_agree(r->comm, rc, err);
 }
 
@@ -462,12 +531,14 @@ static int gather(run3 *r, const cp_box3 *ws, int64_t n, char *err)
 
 int cp_dnet3_windows(MPI_Comm comm, const cp_model *m, cp_net3d_reader rd, void *arg,
                      const int64_t L[3], const cp_net3d_params *p, const cp_box3 *ws, int64_t n,
-                     const volatile sig_atomic_t *stop, cp_dnet3_emit emit, void *earg,
-                     cp_dnet3_stats *st, char *err)
+                     int64_t wave, const char *scratch, const volatile sig_atomic_t *stop,
+                     cp_dnet3_emit emit, void *earg, cp_dnet3_stats *st, char *err)
 {
-    run3 r = {.comm = comm, .m = m, .L = L, .p = p, .nout = cp_model_get_info(m)->nout};
+    run3 r = {.comm = comm, .m = m, .L = L, .p = p, .nout = cp_model_get_info(m)->nout,
+              .wave = wave > 0 ? wave : 1, .fd = -1};
     MPI_Comm_rank(comm, &r.rank);
     MPI_Comm_size(comm, &r.nranks);
+    snprintf(r.path, sizeof r.path, "%s/net3d_scratch_rank%d.f32", scratch, r.rank);
     int rc = cp_net3d_scale(L, p->rescale, p->anisotropy, r.Ln, err);
     r.src = (cp_net3d_scaled){rd, arg, L, r.Ln};
     if (!rc && cp_model_get_info(m)->nchan != 2)
@@ -479,7 +550,7 @@ int cp_dnet3_windows(MPI_Comm comm, const cp_model *m, cp_net3d_reader rd, void 
     if (!rc && !r.load) rc = cp_errf(err, CP_ENOMEM, "network 3-D: out of memory");
     int64_t waves = 0, tiles = 0;
     for (int o = 0; !rc && o < r.nranks; o++) {
-        int64_t k = (r.cnt[o] + CP_DNET3_WAVE - 1) / CP_DNET3_WAVE;
+        int64_t k = (r.cnt[o] + r.wave - 1) / r.wave;
         waves = k > waves ? k : waves;
     }
     /* the progress counts this rank's tile runs, planned once before the first (no messages) */

@@ -70,6 +70,23 @@ static int store_block(void *arg, int64_t j, const float *out4, char *err)
                          sizeof(float) * (size_t)(4 * cp_box3_voxels(w)), err);
 }
 
+/* CP_EINTR on every rank when a stop was requested on any (SIGTERM, SIGUSR1): the phases after
+ * the network keep nothing, so a stop between them ends the run at once; --resume reuses the
+ * network blocks. */
+static int stopped(const vol *k, const char *after, char *err)
+{
+    int mine = *k->v->stop != 0, any;
+    MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, k->v->comm);
+    return any ? cp_errf(err, CP_EINTR, "stopped by a signal after %s", after) : 0;
+}
+
+/* Blocks of side B per rank in a wave of the network (plan.h NET3_WAVE_VOXELS), at least 1. */
+static int64_t wave_blocks(int64_t B)
+{
+    int64_t n = NET3_WAVE_VOXELS / (B * B * B);
+    return n > 0 ? n : 1;
+}
+
 /* The network phase: "dp3" of every own block (its box grown by 1 voxel, 4 channels) from the
  * network (cp_dnet3_windows: each tile once), or read from the saved flows with --flows; a block
  * kept from a checkpoint when it verifies. */
@@ -101,8 +118,9 @@ static int network(vol *k, int64_t *reused, cp_dnet3_stats *st, char *err)
     if (v->im) {
         rc = cp_agree(v->comm, rc, err);
         if (!rc)
-            rc = cp_dnet3_windows(v->comm, v->m, read_normalized, k, k->L, &np, ws, n, v->stop,
-                                  store_block, &nb, st, err);
+            rc = cp_dnet3_windows(v->comm, v->m, read_normalized, k, k->L, &np, ws, n,
+                                  wave_blocks(k->g.B), v->store->dir, v->stop, store_block, &nb,
+                                  st, err);
     } else { /* --flows: the saved field, block by block */
         cp_progress pr;
         cp_progress_begin(&pr, "saved flows", k->nranks > 1 ? "blocks of rank 0" : "blocks", n);
@@ -251,6 +269,7 @@ int cp_dvolume_run(cp_dvolume *v, cp_h5out **h, cp_cell **cells, int64_t *ncells
     else
         say(&k, "saved flows: %lld blocks done, %lld reused from the checkpoint",
             (long long)(k.g.nblocks - reused), (long long)reused);
+    if ((rc = stopped(&k, "the network phase", err))) return rc;
     int64_t rounds, nlabels;
     /* particles held in memory per rank: those of two full blocks at most, so that the memory of
      * the flow following follows the block (the rest wait in the store) */
@@ -262,10 +281,12 @@ int cp_dvolume_run(cp_dvolume *v, cp_h5out **h, cp_cell **cells, int64_t *ncells
     lap(&k, CP_PH_FOLLOW);
     if (!rc) say(&k, "flow following: %d steps, %lld rounds of particle exchange",
                  v->plan->steps, (long long)rounds);
+    if (!rc) rc = stopped(&k, "the flow following", err);
     if (!rc) rc = cp_dmasks3_run(v->comm, &k.g, v->store, p->max_size_fraction, &nlabels, err);
     if (!rc && k.ms != v->store) /* --no_resample: the raw masks to the labels' grid */
         rc = cp_dresize3_nearest(v->comm, &k.g, v->store, &k.gm, k.ms, CP_DPOST3_IN, err);
     lap(&k, CP_PH_MASKS);
+    if (!rc) rc = stopped(&k, "the masks", err);
     if (!rc) rc = cp_dpost3_run(v->comm, &k.gm, k.ms, p->min_size, &nlabels, err);
     lap(&k, CP_PH_POST);
     if (!rc) rc = output(&k, nlabels, h, cells, ncells, err);

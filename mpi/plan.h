@@ -21,6 +21,11 @@
 #define DEFAULT_BLOCK 2048
 #define BLOCK3_BUDGET ((int64_t)512 << 20)
 #define BLOCK3_BYTES 74
+/* A wave of the 3-D network over blocks (mpi/dnet3.h): the blocks of a rank whose voxels make
+ * up to NET3_WAVE_VOXELS (32 blocks of 128), so its tiles run once per 64 Mi voxels per rank; the
+ * scratch file of a wave takes 36 bytes per voxel of its grown blocks (about 2.4 GB per rank in
+ * the work folder at most); the blocks are checkpointed at the end of each wave. */
+#define NET3_WAVE_VOXELS ((int64_t)64 << 20)
 
 typedef struct cp_plan {
     int64_t nz;        /* planes (1: a plane; > 1: a stack, segmented plane by plane) */

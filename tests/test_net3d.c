@@ -625,7 +625,10 @@ typedef struct dnet3_check {
     const cp_box3 *ws;
     int64_t emitted, values, differ;
     double maxabs;
+    volatile sig_atomic_t stop; /* set by rank 0's first emit */
 } dnet3_check;
+
+enum { WAVE = 4 }; /* windows per rank in a wave of the test runs */
 
 static int dnet3_compare(void *arg, int64_t j, const float *out4, char *err)
 {
@@ -639,6 +642,9 @@ static int dnet3_compare(void *arg, int64_t j, const float *out4, char *err)
     k->maxabs = e > k->maxabs ? e : k->maxabs;
     k->differ += nbits_differ(out4, ref4, 4 * nw);
     k->values += 4 * nw, k->emitted++;
+    int rank;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    k->stop = rank == 0;
     free(ref4);
     return 0;
 }
@@ -656,8 +662,9 @@ static int read_fails_last(void *arg, cp_box3 b, float *dst, char *err)
  * ranks as the driver deals them, through cp_dnet3_windows on every rank: each window bit for bit
  * against cp_run_net3d on the whole volume; the tile evaluations, summed over the ranks, equal the
  * whole volume's tiles when one wave holds every block and nothing is resized (no more with a
- * resize); then a reader failing on the last rank and a stop on rank 0 end every rank with the
- * error. */
+ * resize); then a reader failing on the last rank ends every rank with its error, and a stop
+ * set by rank 0's first window ends every rank after the first wave (its windows emitted, no
+ * more); no scratch file is left. */
 static int test_dnet3(const char *name, const char *variant, int64_t B)
 {
     int rank, nranks;
@@ -677,17 +684,21 @@ static int test_dnet3(const char *name, const char *variant, int64_t B)
     cp_box3 *ws = malloc(sizeof *ws * (size_t)(b1 - b0 + 1));
     for (int64_t b = b0; b < b1; b++) ws[b - b0] = cp_box3_grow(&g, cp_grid_box(&g, b), 1);
     box_reader rd = {tc.x, {tc.L[0], tc.L[1], tc.L[2]}, 0};
-    dnet3_check k = {&o, ws, 0, 0, 0, 0};
+    dnet3_check k = {&o, ws, 0, 0, 0, 0, 0};
     cp_dnet3_stats st = {0, 0};
     double t0 = MPI_Wtime();
-    rc = cp_dnet3_windows(MPI_COMM_WORLD, m, read_box, &rd, tc.L, &tc.p, ws, b1 - b0, NULL,
-                          dnet3_compare, &k, &st, err);
+    char tmp[512]; /* the scratch folder of this run, empty again at the end */
+    snprintf(tmp, sizeof tmp, "%s/dnet3_XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    if (rank == 0) TU_CHECK(mkdtemp(tmp) != NULL, "mkdtemp %s", tmp);
+    MPI_Bcast(tmp, sizeof tmp, MPI_CHAR, 0, MPI_COMM_WORLD);
+    rc = cp_dnet3_windows(MPI_COMM_WORLD, m, read_box, &rd, tc.L, &tc.p, ws, b1 - b0, WAVE, tmp,
+                          NULL, dnet3_compare, &k, &st, err);
     TU_CHECK(rc == 0, "%s: %s", name, err);
     int64_t sums[3] = {k.emitted, k.values, k.differ}, most = b1 - b0;
     MPI_Allreduce(MPI_IN_PLACE, sums, 3, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
     MPI_Allreduce(MPI_IN_PLACE, &k.maxabs, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
     MPI_Allreduce(MPI_IN_PLACE, &most, 1, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD);
-    int one_wave = most <= CP_DNET3_WAVE, resized = tc.Ln[0] != tc.L[0] ||
+    int one_wave = most <= WAVE, resized = tc.Ln[0] != tc.L[0] ||
                                                     tc.Ln[1] != tc.L[1] || tc.Ln[2] != tc.L[2];
     if (rank == 0)
         printf("%s: %s: %d rank(s), %lld blocks of %lld (grown by 1), %s: %lld windows, %lld "
@@ -703,17 +714,23 @@ static int test_dnet3(const char *name, const char *variant, int64_t B)
              "%s: one wave: %lld tile evaluations for %lld tiles", name, (long long)st.tiles_run,
              (long long)st.tiles_volume);
     /* a reader failing on one rank, a stop on one rank: every rank returns the error */
-    if (nranks > 1 || rank == 0) {
-        rc = cp_dnet3_windows(MPI_COMM_WORLD, m, read_fails_last, &rd, tc.L, &tc.p, ws, b1 - b0,
-                              NULL, dnet3_compare, &k, NULL, err);
-        TU_CHECK(rc == CP_EIO && strstr(err, "reader: no volume"), "failing reader: %d %s", rc,
-                 err);
-        volatile sig_atomic_t stop = rank == 0;
-        rc = cp_dnet3_windows(MPI_COMM_WORLD, m, read_box, &rd, tc.L, &tc.p, ws, b1 - b0, &stop,
-                              dnet3_compare, &k, NULL, err);
-        TU_CHECK(rc == CP_EINTR && strstr(err, "stopped"), "stop on rank 0: %d %s", rc, err);
-        if (rank == 0) printf("failing reader, stop on rank 0: every rank returned: %s\n", err);
-    }
+    rc = cp_dnet3_windows(MPI_COMM_WORLD, m, read_fails_last, &rd, tc.L, &tc.p, ws, b1 - b0, WAVE,
+                          tmp, NULL, dnet3_compare, &k, NULL, err);
+    TU_CHECK(rc == CP_EIO && strstr(err, "reader: no volume"), "failing reader: %d %s", rc, err);
+    k.stop = 0, k.emitted = 0;
+    rc = cp_dnet3_windows(MPI_COMM_WORLD, m, read_box, &rd, tc.L, &tc.p, ws, b1 - b0, WAVE, tmp,
+                          &k.stop, dnet3_compare, &k, NULL, err);
+    /* rank 0's first window sets the stop: the rest of the first wave is emitted, no more */
+    int64_t first = b1 - b0 < WAVE ? b1 - b0 : WAVE;
+    TU_CHECK(one_wave ? rc == 0 : rc == CP_EINTR && strstr(err, "stopped"),
+             "stop on rank 0 (%s): %d %s", one_wave ? "one wave" : "waves", rc, err);
+    TU_CHECK(k.emitted == first, "stop: %lld windows emitted, the first wave has %lld",
+             (long long)k.emitted, (long long)first);
+    if (rank == 0)
+        printf("failing reader, stop in the first wave on rank 0: every rank returned (%s); the "
+               "first wave's windows kept\n", rc ? err : "done: one wave");
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (rank == 0) TU_CHECK(rmdir(tmp) == 0, "%s: a scratch file was left there", tmp);
     free(ws);
     cp_net3d_out_free(&o);
     cp_model_free(m);
