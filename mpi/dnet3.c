@@ -119,17 +119,34 @@ static int plan_step(run3 *r, int64_t i0, int64_t ni, step *s, char *err)
         memcpy(fill, s->start, sizeof *fill * (size_t)s->nitems);
     }
     free(fill);
-    /* who runs each item: the needing rank with the fewest runs so far, ties to the lowest */
+    /* who runs each item: the steps go in lockstep, so the runs of a step are spread over all
+     * ranks. The needing rank with the fewest runs in this step (then overall, then the lowest)
+     * runs it, unless some rank has fewer runs in this step: then the next such rank does, and
+     * sends the parts (a step's planes may lie in one rank's blocks only). */
+    int64_t *sl = calloc((size_t)N, sizeof *sl), least = 0, nleast = N;
+    if (!sl) return cp_errf(err, CP_ENOMEM, "network 3-D: out of memory for a step's plan");
+    int idle = 0; /* where to look next for a rank with `least` runs in this step */
     for (int64_t it = 0; it < s->nitems; it++) {
-        s->eval[it] = -1;
+        int c = -1;
         for (int64_t e = s->start[it]; e < s->start[it + 1]; e++) {
             int o = r->w[s->who[e]].rank;
-            if (s->eval[it] < 0 || r->load[o] < r->load[s->eval[it]] ||
-                (r->load[o] == r->load[s->eval[it]] && o < s->eval[it]))
-                s->eval[it] = o;
+            if (c < 0 || sl[o] < sl[c] ||
+                (sl[o] == sl[c] && (r->load[o] < r->load[c] || (r->load[o] == r->load[c] && o < c))))
+                c = o;
         }
-        if (s->eval[it] >= 0) r->load[s->eval[it]]++;
+        if (c >= 0 && sl[c] > least) {
+            while (sl[idle] != least) idle = (idle + 1) % N;
+            c = idle;
+        }
+        s->eval[it] = c;
+        if (c < 0) continue;
+        sl[c]++, r->load[c]++;
+        if (sl[c] - 1 == least && --nleast == 0) { /* every rank has more: the next level */
+            least++;
+            for (int o = 0; o < N; o++) nleast += sl[o] == least;
+        }
     }
+    free(sl);
     /* the parts: to rank d in (item, window) order from each runner; the same walk gives both
      * ends their offsets */
     int64_t *spos = calloc((size_t)N, sizeof *spos), *rpos = calloc((size_t)N, sizeof *rpos);
