@@ -51,7 +51,21 @@ typedef struct run3 {
     int64_t by, bx, nt, group;
     cp_progress pr;
     int64_t mine_total;     /* counting run: this rank's tile runs */
+    /* the steps' buffers, grown as needed and kept over the run (no allocation per step) */
+    struct { void *p; size_t cap; } slab, its, img, in, out, sbuf, rbuf, canvas, wt;
 } run3;
+
+/* b with room for n bytes (grown, never shrunk); NULL when out of memory. */
+#define ROOM(b, n) room(&(b).p, &(b).cap, (size_t)(n))
+static void *room(void **p, size_t *cap, size_t n)
+{
+    if (n > *cap) {
+        void *q = realloc(*p, n);
+        if (!q) return NULL;
+        *p = q, *cap = n;
+    }
+    return *p;
+}
 
 /* One step's plan: items it = (plane - i0) * nt + k; the windows needing each (CSR, increasing),
  * the rank running it (-1: none), and per (item, window) pair the offset of its part in the send
@@ -228,7 +242,7 @@ static int read_slab(run3 *r, const step *s, slab *sl, char *err)
     sl->i0 = lo, sl->r[0] = y0, sl->r[1] = x0, sl->r[2] = y1 - y0, sl->r[3] = x1 - x0;
     sl->box = cp_view_box(r->pass, lo, hi - lo + 1, sl->r);
     sl->v = cp_view_of(r->pass, sl->box.n[0], sl->box.n[1], sl->box.n[2]);
-    sl->x = malloc(sizeof(float) * (size_t)(2 * cp_box3_voxels(sl->box)));
+    sl->x = ROOM(r->slab, sizeof(float) * (size_t)(2 * cp_box3_voxels(sl->box)));
     if (!sl->x) return cp_errf(err, CP_ENOMEM, "network 3-D: out of memory for a step's input");
     return cp_net3d_read_scaled(&r->src, sl->box, sl->x, err);
 }
@@ -261,10 +275,10 @@ static int run_items(run3 *r, const step *s, float *sbuf, char *err)
     int rc = read_slab(r, s, &sl, err);
     const cp_tile_grid *g = &r->g;
     int64_t tsz = g->ty * g->tx, batch = r->p->batch_size;
-    int64_t *its = malloc(sizeof *its * (size_t)batch);
-    float *img = malloc(sizeof(float) * (size_t)(2 * tsz));
-    float *in = malloc(sizeof(float) * (size_t)(batch * 2 * tsz));
-    float *out = malloc(sizeof(float) * (size_t)(batch * r->nout * tsz));
+    int64_t *its = ROOM(r->its, sizeof *its * (size_t)batch);
+    float *img = ROOM(r->img, sizeof(float) * (size_t)(2 * tsz));
+    float *in = ROOM(r->in, sizeof(float) * (size_t)(batch * 2 * tsz));
+    float *out = ROOM(r->out, sizeof(float) * (size_t)(batch * r->nout * tsz));
     if (!rc && !(its && img && in && out))
         rc = cp_errf(err, CP_ENOMEM, "network 3-D: out of memory for a batch of tiles");
     for (int64_t it = 0, nb = 0; !rc && it <= s->nitems; it++) {
@@ -288,7 +302,6 @@ static int run_items(run3 *r, const step *s, float *sbuf, char *err)
             nb = 0;
         }
     }
-    free(sl.x), free(its), free(img), free(in), free(out);
     return rc;
 }
 
@@ -354,10 +367,10 @@ static int do_step(run3 *r, int64_t i0, int64_t ni, int counting,
     int64_t npix = 0; /* the largest own canvas rect */
     for (int64_t q = 0; q < r->nw; q++)
         if (r->w[q].rank == r->rank) npix = max64(npix, r->w[q].cw[2] * r->w[q].cw[3]);
-    float *sbuf = rc ? NULL : malloc(sizeof(float) * (size_t)(s.nsend + 1));
-    float *rbuf = rc ? NULL : malloc(sizeof(float) * (size_t)(s.nrecv + 1));
-    float *c = rc ? NULL : malloc(sizeof(float) * (size_t)(r->nout * npix + 1));
-    double *wt = rc ? NULL : malloc(sizeof(double) * (size_t)(npix + 1));
+    float *sbuf = rc ? NULL : ROOM(r->sbuf, sizeof(float) * (size_t)(s.nsend + 1));
+    float *rbuf = rc ? NULL : ROOM(r->rbuf, sizeof(float) * (size_t)(s.nrecv + 1));
+    float *c = rc ? NULL : ROOM(r->canvas, sizeof(float) * (size_t)(r->nout * npix + 1));
+    double *wt = rc ? NULL : ROOM(r->wt, sizeof(double) * (size_t)(npix + 1));
     if (!rc && !(sbuf && rbuf && c && wt))
         rc = cp_errf(err, CP_ENOMEM, "network 3-D: out of memory for a step's parts");
     if (!rc) rc = run_items(r, &s, sbuf, err);
@@ -371,7 +384,6 @@ static int do_step(run3 *r, int64_t i0, int64_t ni, int counting,
             if (r->w[q].rank == r->rank) rc = blend(r, &s, rbuf, q, c, wt, err);
         rc = cp_agree(r->comm, rc, err);
     }
-    free(sbuf), free(rbuf), free(c), free(wt);
     step_free(&s);
     return rc;
 }
@@ -591,5 +603,7 @@ int cp_dnet3_windows(MPI_Comm comm, const cp_model *m, cp_net3d_reader rd, void 
     }
     wave_free(&r);
     free(r.cnt), free(r.first), free(r.all), free(r.load);
+    free(r.slab.p), free(r.its.p), free(r.img.p), free(r.in.p), free(r.out.p);
+    free(r.sbuf.p), free(r.rbuf.p), free(r.canvas.p), free(r.wt.p);
     return rc;
 }

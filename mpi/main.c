@@ -8,6 +8,9 @@
  * <output>.work (a plane), the finished images of --dir, or nothing (a stack, a volume); run
  * again with --resume. */
 #include <dirent.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <mpi.h>
 #include <signal.h>
 #include <omp.h>
@@ -285,6 +288,14 @@ int main(int argc, char **argv)
     static cp_params p;
     char err[CP_ERR_LEN], cmdline[8192];
     pin_openblas_kernel(argv);
+#ifdef __GLIBC__
+    /* A fixed mmap threshold: buffers of 4 MiB and more are mapped and unmapped, so each phase's
+     * peak memory is its own. glibc otherwise raises the threshold to the largest buffer freed
+     * (the network's parts of a step), and the next phases' buffers below it go to the heap,
+     * where their changing sizes fragment it: the 3-D run of bench/volume_blocks.py peaked at
+     * 1.36-1.47x the smaller volume's per rank, 1.17x with this (docs/performance.md). */
+    mallopt(M_MMAP_THRESHOLD, 4 << 20);
+#endif
     int provided, rank, nranks;
     /* Open MPI's shared-memory file-pointer component names a POSIX semaphore after the output
      * file's base name only (/dev/shm/sem.OMPIO_<name>): one left by a run killed with -9 blocks
