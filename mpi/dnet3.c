@@ -94,6 +94,14 @@ static int64_t part_floats(const run3 *r, int64_t k, const wwin *q)
     return r->nout * (y1 - y0) * (x1 - x0);
 }
 
+/* Whether rank o comes before rank c to run an item: fewer runs in the step (sl), then fewer
+ * overall, then the lower rank. */
+static int before(const run3 *r, const int64_t *sl, int o, int c)
+{
+    if (sl[o] != sl[c]) return sl[o] < sl[c];
+    return r->load[o] != r->load[c] ? r->load[o] < r->load[c] : o < c;
+}
+
 /* Plans planes [i0, i0+ni) of the pass: who needs what, who runs it, where the parts go. */
 static int plan_step(run3 *r, int64_t i0, int64_t ni, step *s, char *err)
 {
@@ -144,9 +152,7 @@ static int plan_step(run3 *r, int64_t i0, int64_t ni, step *s, char *err)
         int c = -1;
         for (int64_t e = s->start[it]; e < s->start[it + 1]; e++) {
             int o = r->w[s->who[e]].rank;
-            if (c < 0 || sl[o] < sl[c] ||
-                (sl[o] == sl[c] && (r->load[o] < r->load[c] || (r->load[o] == r->load[c] && o < c))))
-                c = o;
+            if (c < 0 || before(r, sl, o, c)) c = o;
         }
         if (c >= 0 && sl[c] > least) {
             while (sl[idle] != least) idle = (idle + 1) % N;
@@ -305,18 +311,19 @@ static int run_items(run3 *r, const step *s, float *sbuf, char *err)
     return rc;
 }
 
-/* pwrite of n floats at float offset at, all of them. */
-static int write_floats(const run3 *r, const float *v, int64_t n, int64_t at, char *err)
+/* n floats of the scratch file at float offset at, all of them: written from v (write) or read
+ * into it. */
+static int scratch_io(const run3 *r, int write, float *v, int64_t n, int64_t at, char *err)
 {
-    const char *b = (const char *)v;
+    char *b = (char *)v;
     size_t left = sizeof(float) * (size_t)n;
     off_t off = (off_t)at * (off_t)sizeof(float);
     while (left > 0) {
-        ssize_t k = pwrite(r->fd, b, left, off);
+        ssize_t k = write ? pwrite(r->fd, b, left, off) : pread(r->fd, b, left, off);
         if (k < 0 && errno == EINTR) continue;
         if (k <= 0)
-            return cp_errf(err, CP_EIO, "%s: cannot write the network's scratch: %s", r->path,
-                           k < 0 ? strerror(errno) : "no space written");
+            return cp_errf(err, CP_EIO, "%s: cannot %s the network's scratch: %s", r->path,
+                           write ? "write" : "read", k < 0 ? strerror(errno) : "end of file");
         b += k, off += k, left -= (size_t)k;
     }
     return 0;
@@ -348,7 +355,7 @@ static int blend(const run3 *r, const step *s, const float *rbuf, int64_t q, flo
                                      w->cw[0], w->cw[1], w->cw[2], w->cw[3]);
         }
         cp_tiles_finish(c, wt, r->nout, npix);
-        rc = write_floats(r, c, 3 * npix, image_at(r, w, i), err);
+        rc = scratch_io(r, 1, c, 3 * npix, image_at(r, w, i), err);
     }
     return rc;
 }
@@ -374,7 +381,8 @@ static int do_step(run3 *r, int64_t i0, int64_t ni, int counting,
     if (!rc && !(sbuf && rbuf && c && wt))
         rc = cp_errf(err, CP_ENOMEM, "network 3-D: out of memory for a step's parts");
     if (!rc) rc = run_items(r, &s, sbuf, err);
-    if (!rc && stop && *stop) rc = cp_errf(err, CP_EINTR, "stopped by a signal in the network phase");
+    if (!rc && stop && *stop)
+        rc = cp_errf(err, CP_EINTR, "stopped by a signal in the network phase");
     rc = cp_agree(r->comm, rc, err); /* every rank past here has the same status */
     if (!rc)
         MPI_Alltoallv(sbuf, s.scount, s.sdisp, MPI_FLOAT, rbuf, s.rcount, s.rdisp, MPI_FLOAT,
@@ -464,17 +472,8 @@ static int sum_passes(run3 *r, const wwin *w, float *buf, float *acc, char *err)
     const int64_t na = cp_box3_voxels(a);
     memset(acc, 0, sizeof(float) * (size_t)(4 * na));
     for (int pass = 0; pass < 3; pass++) {
-        size_t left = sizeof(float) * (size_t)(3 * na);
-        char *b = (char *)buf;
-        off_t off = (off_t)(w->at + pass * 3 * na) * (off_t)sizeof(float);
-        while (left > 0) {
-            ssize_t k = pread(r->fd, b, left, off);
-            if (k < 0 && errno == EINTR) continue;
-            if (k <= 0)
-                return cp_errf(err, CP_EIO, "%s: cannot read the network's scratch: %s", r->path,
-                               k < 0 ? strerror(errno) : "file too short");
-            b += k, off += k, left -= (size_t)k;
-        }
+        int rc = scratch_io(r, 0, buf, 3 * na, w->at + pass * 3 * na, err);
+        if (rc) return rc;
         cp_view va = cp_view_of(pass, a.n[0], a.n[1], a.n[2]);
         int64_t p0, pn, rect[4];
         cp_view_rect(pass, a, &p0, &pn, rect);
@@ -536,7 +535,8 @@ static int gather(run3 *r, const cp_box3 *ws, int64_t n, char *err)
     r->cnt = calloc((size_t)r->nranks, sizeof *r->cnt);
     r->first = calloc((size_t)r->nranks + 1, sizeof *r->first);
     int rc = mine && r->cnt && r->first ? 0 : cp_errf(err, CP_ENOMEM, "network 3-D: out of memory");
-    for (int64_t j = 0; !rc && j < n; j++) rc = cp_net3d_window_boxes(r->L, r->p, ws[j], &mine[j], err);
+    for (int64_t j = 0; !rc && j < n; j++)
+        rc = cp_net3d_window_boxes(r->L, r->p, ws[j], &mine[j], err);
     rc = cp_agree(r->comm, rc, err);
     if (!rc) MPI_Allgather(&n, 1, MPI_INT64_T, r->cnt, 1, MPI_INT64_T, r->comm);
     int *bc = rc ? NULL : malloc(sizeof(int) * (size_t)r->nranks);
@@ -544,7 +544,8 @@ static int gather(run3 *r, const cp_box3 *ws, int64_t n, char *err)
     for (int o = 0; !rc && o < r->nranks; o++) r->first[o + 1] = r->first[o] + r->cnt[o];
     int64_t total = rc ? 0 : r->first[r->nranks], sz = (int64_t)sizeof *mine;
     r->all = rc ? NULL : malloc(sizeof *r->all * (size_t)(total > 0 ? total : 1));
-    int lrc = rc || (bc && bd && r->all) ? 0 : cp_errf(err, CP_ENOMEM, "network 3-D: out of memory");
+    int lrc = rc || (bc && bd && r->all) ? 0
+                                         : cp_errf(err, CP_ENOMEM, "network 3-D: out of memory");
     for (int o = 0; !rc && !lrc && o < r->nranks; o++) {
         if (r->cnt[o] * sz > INT_MAX || r->first[o] * sz > INT_MAX)
             lrc = cp_errf(err, CP_EPARAM, "network 3-D: too many blocks (use larger blocks)");
