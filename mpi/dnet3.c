@@ -1,4 +1,4 @@
-/* The 3-D network phase over owner blocks, each tile evaluated once (see dnet3.h). */
+/* The 3-D network phase over owner blocks, each tile evaluated once per wave (see dnet3.h). */
 #include "dnet3.h"
 
 #include <errno.h>
