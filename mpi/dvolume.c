@@ -88,8 +88,8 @@ static int64_t wave_blocks(int64_t B)
 }
 
 /* The network phase: "dp3" of every own block (its box grown by 1 voxel, 4 channels) from the
- * network (cp_dnet3_windows: each tile once), or read from the saved flows with --flows; a block
- * kept from a checkpoint when it verifies. */
+ * network (cp_dnet3_windows: each tile once per wave), or read from the saved flows with --flows;
+ * a block kept from a checkpoint when it verifies. */
 static int network(vol *k, int64_t *reused, cp_dnet3_stats *st, char *err)
 {
     const cp_dvolume *v = k->v;

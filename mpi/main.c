@@ -293,7 +293,7 @@ int main(int argc, char **argv)
      * peak memory is its own. glibc otherwise raises the threshold to the largest buffer freed
      * (the network's parts of a step), and the next phases' buffers below it go to the heap,
      * where their changing sizes fragment it: the 3-D run of bench/volume_blocks.py peaked at
-     * 1.36-1.47x the smaller volume's per rank, 1.17x with this (docs/performance.md). */
+     * 1.36-1.47x the smaller volume's per rank, 1.16x with this (docs/performance.md). */
     mallopt(M_MMAP_THRESHOLD, 4 << 20);
 #endif
     int provided, rank, nranks;
